@@ -1,0 +1,401 @@
+"""`Durably`: the one object applications hold. Registers jobs, triggers and queries runs, acts on
+them (retry, cancel, delete), streams their events, and owns the worker that executes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .clock import now_ms
+from .errors import (
+    InvalidArgumentError,
+    JobDefinitionError,
+    JobNotFoundError,
+    RunCancelledError,
+    RunFailedError,
+    RunNotFoundError,
+    WaitTimeoutError,
+)
+from .events import (
+    RUN_CANCEL,
+    RUN_DELETE,
+    RUN_RETRY,
+    RUN_TRIGGER,
+    SETTLED_TYPES,
+    ALL_EVENTS,
+    ErrorHandler,
+    Event,
+    EventBus,
+    Listener,
+    RunSubscription,
+)
+from .ids import new_id
+from .jobs import JobDefinition
+from .records import LogEntry, Run, RunResult, RunStatus, Step
+from .step import encode_json
+from .storage import Storage, open_storage
+from .storage.base import NewRun, RunQuery
+from .worker import Worker, WorkerOptions
+
+MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One run of a `batch_trigger`, when it needs keys; plain inputs are fine otherwise."""
+
+    input: Any = None
+    idempotency_key: str | None = None
+    concurrency_key: str | None = None
+
+
+class JobHandle:
+    """A registered job, bound to its engine: `durably.jobs.import_csv.trigger({...})`."""
+
+    def __init__(self, durably: Durably, definition: JobDefinition) -> None:
+        self._durably = durably
+        self.definition = definition
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    async def trigger(
+        self, input: Any = None, *, idempotency_key: str | None = None, concurrency_key: str | None = None
+    ) -> Run:
+        return await self._durably.trigger(
+            self.name, input, idempotency_key=idempotency_key, concurrency_key=concurrency_key
+        )
+
+    async def trigger_and_wait(
+        self,
+        input: Any = None,
+        *,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
+    ) -> RunResult:
+        return await self._durably.trigger_and_wait(
+            self.name, input, timeout=timeout, idempotency_key=idempotency_key, concurrency_key=concurrency_key
+        )
+
+    async def batch_trigger(self, items: Iterable[Any]) -> list[Run]:
+        return await self._durably.batch_trigger(self.name, items)
+
+    async def get_run(self, run_id: str) -> Run | None:
+        """The run, or None if it does not exist or belongs to another job."""
+        run = await self._durably.get_run(run_id)
+        return run if run is not None and run.job_name == self.name else None
+
+    async def get_runs(
+        self, *, status: str | Sequence[str] | None = None, limit: int | None = None, offset: int = 0
+    ) -> list[Run]:
+        return await self._durably.get_runs(job_name=self.name, status=status, limit=limit, offset=offset)
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.name!r}>"
+
+
+class JobHandles(dict[str, JobHandle]):
+    """Registered jobs by registration key, also as attributes: `durably.jobs.import_csv`."""
+
+    def __getattr__(self, key: str) -> JobHandle:
+        try:
+            return self[key]
+        except KeyError:
+            known = ", ".join(sorted(self)) or "none"
+            raise AttributeError(f"No job registered under {key!r} (registered: {known})") from None
+
+
+class Durably:
+    """The engine. Build it with `create_durably(url, ...)`; intervals are in seconds."""
+
+    def __init__(self, storage: Storage, options: WorkerOptions | None = None) -> None:
+        self.storage = storage
+        self.options = options or WorkerOptions()
+        self.jobs = JobHandles()
+        self._handles_by_name: dict[str, JobHandle] = {}
+        self._bus = EventBus()
+        self._worker = Worker(storage, self._bus, self._definitions, self.options)
+        self._migrated = False
+        self._migrate_lock = asyncio.Lock()
+
+    # -- jobs -------------------------------------------------------------------------------------
+    def register(self, **jobs: JobDefinition) -> Durably:
+        """Register job definitions under attribute names; returns the engine, for chaining.
+
+        Registering the same definition again is harmless; another definition under a name already
+        taken is an error (two meanings for one job name would corrupt replay).
+        """
+        for key, definition in jobs.items():
+            if not isinstance(definition, JobDefinition):
+                raise JobDefinitionError(f"register({key}=...) needs a job from define_job, got {definition!r}")
+            handle = self._handles_by_name.get(definition.name)
+            if handle is None:
+                handle = self._handles_by_name[definition.name] = JobHandle(self, definition)
+            elif handle.definition is not definition:
+                raise JobDefinitionError(f'Job "{definition.name}" is already registered with a different definition')
+            self.jobs[key] = handle
+        self._worker.wake()
+        return self
+
+    def get_job(self, name: str) -> JobHandle | None:
+        """The job registered under this job name (not the registration key), or None."""
+        return self._handles_by_name.get(name)
+
+    def _definitions(self) -> dict[str, JobDefinition]:
+        return {name: handle.definition for name, handle in self._handles_by_name.items()}
+
+    def _job(self, name: str) -> JobDefinition:
+        handle = self._handles_by_name.get(name) if isinstance(name, str) else None
+        if handle is None:
+            raise JobNotFoundError(str(name))
+        return handle.definition
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def migrate(self) -> None:
+        """Create or upgrade the tables; later calls return at once."""
+        if self._migrated:
+            return
+        async with self._migrate_lock:
+            if not self._migrated:
+                await self.storage.migrate()
+                self._migrated = True
+
+    async def start(self) -> None:
+        """Start the worker in the running event loop (a no-op if it runs already)."""
+        await self.migrate()
+        await self._worker.start()
+
+    async def init(self) -> None:
+        """`migrate()` then `start()`."""
+        await self.start()
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop the worker. Runs in progress finish; after `timeout` seconds they are interrupted and
+        handed back as pending, to resume from their last completed step."""
+        await self._worker.stop(timeout)
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop the worker and close the database."""
+        await self.stop(timeout)
+        self._worker.close()
+        await self.storage.close()
+
+    async def __aenter__(self) -> Durably:
+        await self.init()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def is_running(self) -> bool:
+        return self._worker.is_running
+
+    # -- triggering -------------------------------------------------------------------------------
+    async def trigger(
+        self,
+        job_name: str,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
+    ) -> Run:
+        """Create a pending run. The input is validated first; if invalid, no run is created.
+
+        With an idempotency key, a run of this job with the same key is returned as it is instead.
+        """
+        (run,) = await self._create_runs(job_name, [BatchItem(input, idempotency_key, concurrency_key)])
+        return run
+
+    async def batch_trigger(self, job_name: str, items: Iterable[Any]) -> list[Run]:
+        """Create many runs in one transaction: all inputs are validated first, so either every run
+        is created or none is. Items are inputs, or `BatchItem`s when they carry keys."""
+        batch = [item if isinstance(item, BatchItem) else BatchItem(item) for item in items]
+        return await self._create_runs(job_name, batch)
+
+    async def _create_runs(self, job_name: str, items: list[BatchItem]) -> list[Run]:
+        definition = self._job(job_name)
+        await self.migrate()
+        now = now_ms()
+        new_runs = []
+        for position, item in enumerate(items):
+            try:
+                input_json = encode_json(definition.validate_input(item.input), "The input")
+                _check_key("idempotency_key", item.idempotency_key)
+                _check_key("concurrency_key", item.concurrency_key)
+            except ValueError as error:
+                if len(items) > 1:
+                    error.args = (f"at index {position}: {error}", *error.args[1:])
+                raise
+            new_runs.append(NewRun(new_id(), definition.name, input_json, item.idempotency_key, item.concurrency_key, now))
+        if not new_runs:
+            return []
+        created = await self.storage.insert_runs(new_runs)
+        for run, is_new in created:
+            if is_new:
+                self._bus.emit(RUN_TRIGGER, runId=run.id, jobName=run.job_name, payload=run.input)
+        self._worker.wake()
+        return [run for run, _ in created]
+
+    async def trigger_and_wait(
+        self,
+        job_name: str,
+        input: Any = None,
+        *,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
+    ) -> RunResult:
+        """Trigger, then wait for the run to settle (see `wait_for_run`)."""
+        run = await self.trigger(job_name, input, idempotency_key=idempotency_key, concurrency_key=concurrency_key)
+        return await self.wait_for_run(run.id, timeout=timeout)
+
+    async def wait_for_run(self, run_id: str, *, timeout: float | None = None) -> RunResult:
+        """Wait until the run completes and return its output (as the job's output model).
+
+        Raises RunFailedError or RunCancelledError if it fails or is cancelled, and WaitTimeoutError
+        after `timeout` seconds (the run keeps going). Runs executed by other processes are noticed
+        by re-reading the run every `polling_interval`.
+        """
+        settled = asyncio.Event()
+
+        def notice(event: Event) -> None:
+            if event.get("runId") == run_id and event["type"] in SETTLED_TYPES:
+                settled.set()
+
+        unsubscribe = self._bus.on(ALL_EVENTS, notice)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                settled.clear()
+                run = await self.get_run(run_id)
+                if run is None:
+                    raise RunNotFoundError(run_id)
+                if run.status is RunStatus.COMPLETED:
+                    handle = self._handles_by_name.get(run.job_name)
+                    output = run.output if handle is None else handle.definition.load_output(run.output)
+                    return RunResult(id=run.id, output=output)
+                if run.status is RunStatus.FAILED:
+                    raise RunFailedError(run.id, run.error, run.error_stack)
+                if run.status is RunStatus.CANCELLED:
+                    raise RunCancelledError(run.id)
+                wait = self.options.polling_interval
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        raise WaitTimeoutError(run_id, timeout or 0)
+                try:
+                    await asyncio.wait_for(settled.wait(), wait)
+                except TimeoutError:
+                    pass
+        finally:
+            unsubscribe()
+
+    # -- queries ----------------------------------------------------------------------------------
+    async def get_run(self, run_id: str) -> Run | None:
+        return await self.storage.get_run(run_id)
+
+    async def get_runs(
+        self,
+        *,
+        job_name: str | Sequence[str] | None = None,
+        status: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Run]:
+        """Runs newest first, filtered by job name(s) and status(es)."""
+        statuses = _as_tuple("status", status)
+        for value in statuses:
+            if value not in RunStatus.__members__.values():
+                allowed = ", ".join(s.value for s in RunStatus)
+                raise InvalidArgumentError(f"Unknown status {value!r}: expected one of {allowed}")
+        for name, value in (("limit", limit), ("offset", offset)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise InvalidArgumentError(f"{name} must be a whole number of at least 0, got {value!r}")
+        query = RunQuery(job_names=_as_tuple("job_name", job_name), statuses=statuses, limit=limit, offset=offset)
+        return await self.storage.get_runs(query)
+
+    async def get_steps(self, run_id: str) -> list[Step]:
+        return await self.storage.get_steps(run_id)
+
+    async def get_logs(self, run_id: str, *, after_id: str | None = None, limit: int | None = None) -> list[LogEntry]:
+        """Stored log lines of a run, oldest first (the newest `log_retention` are kept)."""
+        return await self.storage.get_logs(run_id, after_id=after_id, limit=limit)
+
+    # -- actions ----------------------------------------------------------------------------------
+    async def retry(self, run_id: str) -> Run:
+        """Put a failed or cancelled run back to pending; it resumes at its first unfinished step."""
+        run = await self.storage.retry(run_id, now_ms())
+        self._bus.emit(RUN_RETRY, runId=run.id, jobName=run.job_name)
+        self._worker.wake()
+        return run
+
+    async def cancel(self, run_id: str) -> Run:
+        """Cancel a pending or running run. Running code sees `step.signal` set at once (in this
+        process; at its next step write or heartbeat elsewhere) and its next `step.run` stops it."""
+        run = await self.storage.cancel(run_id, now_ms())
+        self._worker.cancel_local(run_id)
+        self._bus.emit(RUN_CANCEL, runId=run.id, jobName=run.job_name)
+        return run
+
+    async def delete_run(self, run_id: str) -> None:
+        """Delete a completed, failed or cancelled run with its steps and logs."""
+        run = await self.storage.delete_run(run_id)
+        self._bus.emit(RUN_DELETE, runId=run.id, jobName=run.job_name)
+
+    # -- events -----------------------------------------------------------------------------------
+    def on(self, event_type: str, listener: Listener) -> Callable[[], None]:
+        """Call `listener(event)` for each event of that type (`"*"` for all); returns the unsubscriber."""
+        return self._bus.on(event_type, listener)
+
+    def on_error(self, handler: ErrorHandler) -> None:
+        self._bus.on_error(handler)
+
+    def subscribe(self, run_id: str) -> RunSubscription:
+        """The run's events as an async iterator, listening from this call on; ends after completion."""
+        return RunSubscription(self._bus, run_id)
+
+
+def _check_key(name: str, value: str | None) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value or len(value) > MAX_KEY_LENGTH:
+        raise InvalidArgumentError(f"{name} must be a non-empty string of at most {MAX_KEY_LENGTH} characters")
+
+
+def _as_tuple(name: str, value: str | Sequence[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    values = (value,) if isinstance(value, str) else tuple(value)
+    if not all(isinstance(item, str) and item for item in values):
+        raise InvalidArgumentError(f"{name} must be a non-empty string or a list of them")
+    return values
+
+
+def create_durably(
+    url: str = "sqlite:///durably.db",
+    *,
+    polling_interval: float = 1.0,
+    heartbeat_interval: float = 5.0,
+    stale_threshold: float = 30.0,
+    max_concurrent_runs: int = 1,
+    log_retention: int | None = 10_000,
+) -> Durably:
+    """An engine on the database at `url` (SQLite by default). Nothing is opened until first use.
+
+    Intervals are seconds. `log_retention` keeps that many newest log lines per run (None: all).
+    """
+    options = WorkerOptions(
+        polling_interval=polling_interval,
+        heartbeat_interval=heartbeat_interval,
+        stale_threshold=stale_threshold,
+        max_concurrent_runs=max_concurrent_runs,
+        log_retention=log_retention,
+    )
+    return Durably(open_storage(url), options)

@@ -1,0 +1,147 @@
+"""Lifecycle events and the in-process bus that delivers them.
+
+Events are plain dicts in their wire shape (`{"type": "run:start", "runId": ..., "timestamp": ...,
+"sequence": ...}`) so the HTTP layer can send them as they are. The bus is synchronous: `emit` calls
+every listener before it returns. A listener that raises, or an async listener whose task fails, is
+reported to the error handler and never reaches the worker that emitted the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .clock import now_ms, to_iso
+
+Event = dict[str, Any]
+Listener = Callable[[Event], Any]
+ErrorHandler = Callable[[BaseException, Event], None]
+
+RUN_TRIGGER = "run:trigger"
+RUN_START = "run:start"
+RUN_COMPLETE = "run:complete"
+RUN_FAIL = "run:fail"
+RUN_CANCEL = "run:cancel"
+RUN_RETRY = "run:retry"
+RUN_PROGRESS = "run:progress"
+RUN_DELETE = "run:delete"
+STEP_START = "step:start"
+STEP_COMPLETE = "step:complete"
+STEP_FAIL = "step:fail"
+LOG_WRITE = "log:write"
+
+EVENT_TYPES = (
+    RUN_TRIGGER, RUN_START, RUN_COMPLETE, RUN_FAIL, RUN_CANCEL, RUN_RETRY, RUN_PROGRESS, RUN_DELETE,
+    STEP_START, STEP_COMPLETE, STEP_FAIL, LOG_WRITE,
+)  # fmt: skip
+ALL_EVENTS = "*"
+# What a per-run stream carries: everything but `run:trigger`, which happens before anyone can subscribe.
+RUN_STREAM_TYPES = frozenset(EVENT_TYPES) - {RUN_TRIGGER}
+# Events after which a run stays put until someone acts on it.
+SETTLED_TYPES = frozenset({RUN_COMPLETE, RUN_FAIL, RUN_CANCEL})
+
+logger = logging.getLogger("durably_reflex")
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._listeners: dict[str, list[Listener]] = {}
+        self._sequence = 0
+        self._error_handler: ErrorHandler | None = None
+        self._listener_tasks: set[asyncio.Task[Any]] = set()
+
+    def on(self, event_type: str, listener: Listener) -> Callable[[], None]:
+        """Call `listener(event)` for each event of `event_type` (`"*"`: every event). Returns the unsubscriber."""
+        if event_type != ALL_EVENTS and event_type not in EVENT_TYPES:
+            raise ValueError(f"Unknown event type {event_type!r}; expected one of {', '.join(EVENT_TYPES)} or '*'")
+        listeners = self._listeners.setdefault(event_type, [])
+        listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in listeners:
+                listeners.remove(listener)
+
+        return unsubscribe
+
+    def on_error(self, handler: ErrorHandler) -> None:
+        """Where listener failures go (the last handler set wins); by default they are logged."""
+        self._error_handler = handler
+
+    def emit(self, event_type: str, **fields: Any) -> Event:
+        self._sequence += 1
+        event: Event = {"type": event_type, **fields, "timestamp": to_iso(now_ms()), "sequence": self._sequence}
+        for listener in (*self._listeners.get(event_type, ()), *self._listeners.get(ALL_EVENTS, ())):
+            try:
+                result = listener(event)
+            except Exception as error:
+                self._report(error, event)
+                continue
+            if inspect.isawaitable(result):
+                self._watch(result, event)
+        return event
+
+    def _watch(self, awaitable: Any, event: Event) -> None:
+        task = asyncio.ensure_future(awaitable)
+        self._listener_tasks.add(task)
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            self._listener_tasks.discard(finished)
+            if not finished.cancelled() and finished.exception() is not None:
+                self._report(finished.exception(), event)  # type: ignore[arg-type]
+
+        task.add_done_callback(done)
+
+    def _report(self, error: BaseException, event: Event) -> None:
+        if self._error_handler is None:
+            logger.error("event listener for %s failed", event["type"], exc_info=error)
+            return
+        try:
+            self._error_handler(error, event)
+        except Exception:
+            logger.exception("the event error handler itself failed")
+
+
+class RunSubscription:
+    """The events of one run as an async iterator; it ends after `run:complete`.
+
+    It listens from the moment it is created, so a caller can subscribe, then read the run's current
+    state, and lose nothing in between. A failed or cancelled run keeps the stream open, since a retry
+    may follow. Leaving the `async with` block (or `close()`) removes the listener at once.
+    """
+
+    def __init__(self, bus: EventBus, run_id: str) -> None:
+        self.run_id = run_id
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._finished = False
+        self._unsubscribe = bus.on(ALL_EVENTS, self._receive)
+
+    def _receive(self, event: Event) -> None:
+        if event.get("runId") == self.run_id and event["type"] in RUN_STREAM_TYPES:
+            self._queue.put_nowait(event)
+
+    def __aiter__(self) -> RunSubscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._finished:
+            raise StopAsyncIteration
+        event = await self._queue.get()
+        if event["type"] == RUN_COMPLETE:
+            self.close()
+        return event
+
+    def close(self) -> None:
+        self._finished = True
+        self._unsubscribe()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> RunSubscription:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,117 @@
+"""What the engine hands back: runs, steps, log entries and progress, in their wire shape.
+
+Attributes are snake_case for Python callers; `to_wire()` gives the contract's JSON object (camelCase
+keys, UTC ISO-8601 timestamps with milliseconds and `Z`), which the HTTP layer sends unchanged.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_serializer
+from pydantic.alias_generators import to_camel
+
+from .clock import to_iso
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"  # waiting for a worker (new, retried, or recovered from a dead worker)
+    RUNNING = "running"  # claimed by a worker that heartbeats it
+    COMPLETED = "completed"  # the job returned and its output was stored; final
+    FAILED = "failed"  # the job raised; `error` and `error_stack` say why; may be retried
+    CANCELLED = "cancelled"  # stopped on request; may be retried
+
+
+TERMINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+def from_ms(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+class WireModel(BaseModel):
+    """Base of the records: camelCase aliases, ISO `Z` timestamps on the wire."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    @field_serializer("*", when_used="json")
+    def _timestamps_as_iso(self, value: Any) -> Any:
+        if isinstance(value, datetime):
+            return to_iso(round(value.timestamp() * 1000))
+        return value
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class Progress(WireModel):
+    """`{current, total?, message?}`: keys not given are absent on the wire, as Durably sends them."""
+
+    current: int | float
+    total: int | float | None = None
+    message: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Run(WireModel):
+    id: str
+    job_name: str
+    input: Any
+    status: RunStatus
+    idempotency_key: str | None = None
+    concurrency_key: str | None = None
+    current_step_index: int = 0
+    step_count: int = 0
+    progress: Progress | None = None
+    output: Any = None
+    error: str | None = None
+    error_stack: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @field_serializer("progress", when_used="json")
+    def _progress_without_absent_keys(self, value: Progress | None) -> dict[str, Any] | None:
+        return None if value is None else value.to_wire()
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class Step(WireModel):
+    id: str
+    run_id: str
+    name: str
+    index: int
+    status: str  # "completed" | "failed": rows are written when a step settles
+    output: Any = None
+    error: str | None = None
+    error_stack: str | None = None
+    started_at: datetime
+    completed_at: datetime | None = None
+
+
+class LogEntry(WireModel):
+    id: str
+    run_id: str
+    step_name: str | None = None
+    level: str  # "info" | "warn" | "error"
+    message: str
+    data: Any = None
+    timestamp: datetime
+
+
+class RunResult(BaseModel):
+    """What `trigger_and_wait` returns: the run id and its output (the job's output model if it has one)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    id: str
+    output: Any = None

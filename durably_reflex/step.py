@@ -1,0 +1,224 @@
+"""The step context: what a job function gets as `step`.
+
+`await step.run(name, fn)` runs `fn` once per run, ever: its result is committed before `step.run`
+returns, and any later execution of the run (after a crash, a retry, a recovery) returns the stored
+result instead of calling `fn` again. Synchronous callables run on a thread pool, so a slow or
+CPU-bound step never stalls the event loop that the API and the UI share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import json
+import threading
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+import pydantic_core
+
+from .clock import now_ms
+from .errors import ClaimLostError, DuplicateStepError, RunCancelledError, StepOutputError
+from .events import LOG_WRITE, RUN_PROGRESS, STEP_COMPLETE, STEP_FAIL, STEP_START, EventBus
+from .ids import new_id
+from .storage.base import NewLog, StepRecord, StepWrite, Storage
+
+LOG_LEVELS = ("info", "warn", "error")
+
+_current_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("durably_current_step", default=None)
+
+
+def encode_json(value: Any, what: str) -> str:
+    """Compact JSON for storage; pydantic models, dates and the like are converted the pydantic way."""
+    try:
+        return pydantic_core.to_json(value).decode()
+    except pydantic_core.PydanticSerializationError as error:
+        raise StepOutputError(f"{what} is not JSON-serializable, so it could not be stored: {error}") from None
+
+
+class StepLogger:
+    """`step.log.info("saved", {"row": 3})`: stored with the run and streamed as `log:write`."""
+
+    def __init__(self, context: StepContext) -> None:
+        self._context = context
+
+    def info(self, message: str, data: Any = None) -> None:
+        self._context.write_log("info", message, data)
+
+    def warn(self, message: str, data: Any = None) -> None:
+        self._context.write_log("warn", message, data)
+
+    warning = warn
+
+    def error(self, message: str, data: Any = None) -> None:
+        self._context.write_log("error", message, data)
+
+
+class StepContext:
+    """One execution of one run. Created by the worker; job code only calls its public methods."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        job_name: str,
+        attempt: int,
+        completed_steps: dict[str, Any],
+        storage: Storage,
+        bus: EventBus,
+        executor: Executor,
+        keep_logs: int | None,
+    ) -> None:
+        self.run_id = run_id
+        self.job_name = job_name
+        self.log = StepLogger(self)
+        # Set when the run is cancelled or taken over: long step functions may poll or wait on it.
+        self.signal = threading.Event()
+        self.failed_step_name: str | None = None
+        self._attempt = attempt
+        self._completed = completed_steps
+        self._storage = storage
+        self._bus = bus
+        self._executor = executor
+        self._keep_logs = keep_logs
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._names_used: set[str] = set()
+        self._next_index = 0
+        self._logs_written = 0
+        self._ended: type[RunCancelledError] | type[ClaimLostError] | None = None
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.signal.is_set()
+
+    # -- steps ------------------------------------------------------------------------------------
+    async def run(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run `fn(*args, **kwargs)` as the step `name`, or return its stored result if it completed."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("A step needs a non-empty string name")
+        if name in self._names_used:
+            raise DuplicateStepError(name)
+        self._names_used.add(name)
+        self.raise_if_ended()
+        index = self._next_index
+        self._next_index += 1
+        if name in self._completed:
+            return self._completed[name]
+
+        token = _current_step.set(name)
+        started_at = now_ms()
+        self._bus.emit(STEP_START, runId=self.run_id, jobName=self.job_name, stepName=name, stepIndex=index)
+        try:
+            value = await self._call(fn, args, kwargs)
+            output_json = encode_json(value, f'The result of step "{name}"')
+        except (RunCancelledError, ClaimLostError):
+            raise
+        except Exception as error:
+            await self._record_failure(name, index, started_at, error)
+            raise
+        finally:
+            _current_step.reset(token)
+
+        completed_at = now_ms()
+        written = await self._storage.record_step(StepRecord(
+            id=new_id(), run_id=self.run_id, attempt=self._attempt, name=name, index=index,
+            status="completed", output_json=output_json, error=None, error_stack=None,
+            started_at=started_at, completed_at=completed_at,
+        ))  # fmt: skip
+        if written is StepWrite.CLAIM_LOST:
+            self.end(ClaimLostError)
+            raise ClaimLostError(self.run_id)
+        if written is StepWrite.RECORDED_RUN_CANCELLED:
+            self.end(RunCancelledError)
+        output = json.loads(output_json)  # what a replay returns, so both paths give the same value
+        self._bus.emit(
+            STEP_COMPLETE, runId=self.run_id, jobName=self.job_name, stepName=name, stepIndex=index,
+            output=output, duration=completed_at - started_at,
+        )  # fmt: skip
+        return output
+
+    async def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if inspect.iscoroutinefunction(fn):
+            return await fn(*args, **kwargs)
+        context = contextvars.copy_context()
+        result = await self._loop.run_in_executor(self._executor, functools.partial(context.run, fn, *args, **kwargs))
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def _record_failure(self, name: str, index: int, started_at: int, error: Exception) -> None:
+        self.failed_step_name = name
+        message = describe_error(error)
+        completed_at = now_ms()
+        written = await self._storage.record_step(StepRecord(
+            id=new_id(), run_id=self.run_id, attempt=self._attempt, name=name, index=index,
+            status="failed", output_json=None, error=message, error_stack=format_stack(error),
+            started_at=started_at, completed_at=completed_at,
+        ))  # fmt: skip
+        if written is StepWrite.CLAIM_LOST:
+            self.end(ClaimLostError)
+            raise ClaimLostError(self.run_id) from error
+        self._bus.emit(STEP_FAIL, runId=self.run_id, jobName=self.job_name, stepName=name, stepIndex=index, error=message)
+
+    # -- cancellation -----------------------------------------------------------------------------
+    def end(self, reason: type[RunCancelledError] | type[ClaimLostError]) -> None:
+        """Mark this execution over (cancelled, or claim lost): the next `step.run` raises `reason`."""
+        if self._ended is None:
+            self._ended = reason
+        self.signal.set()
+
+    def raise_if_ended(self) -> None:
+        if self._ended is not None:
+            raise self._ended(self.run_id)
+
+    # -- progress and logs ------------------------------------------------------------------------
+    def progress(self, current: float, total: float | None = None, message: str | None = None) -> None:
+        """Report progress (`{current, total?, message?}`); stored and streamed, never awaited."""
+        value: dict[str, Any] = {"current": current}
+        if total is not None:
+            value["total"] = total
+        if message is not None:
+            value["message"] = str(message)
+        for key in ("current", "total"):
+            if key in value and (isinstance(value[key], bool) or not isinstance(value[key], int | float)):
+                raise TypeError(f"step.progress: {key} must be a number, got {value[key]!r}")
+        self._storage.set_progress(self.run_id, self._attempt, json.dumps(value, separators=(",", ":")), now_ms())
+        self._on_loop(self._bus.emit, RUN_PROGRESS, runId=self.run_id, jobName=self.job_name, progress=value)
+
+    def write_log(self, level: str, message: str, data: Any = None) -> None:
+        if level not in LOG_LEVELS:
+            raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
+        log_id = new_id()
+        step_name = _current_step.get()
+        data_json = None if data is None else pydantic_core.to_json(data, fallback=repr).decode()
+        self._storage.append_log(NewLog(log_id, self.run_id, step_name, level, str(message), data_json, now_ms()))
+        self._on_loop(self._emit_log, log_id, step_name, level, str(message), None if data_json is None else json.loads(data_json))
+
+    def _emit_log(self, log_id: str, step_name: str | None, level: str, message: str, data: Any) -> None:
+        self._bus.emit(
+            LOG_WRITE, runId=self.run_id, jobName=self.job_name, stepName=step_name, level=level,
+            message=message, data=data, id=log_id,
+        )  # fmt: skip
+        self._logs_written += 1
+        if self._keep_logs and self._logs_written % self._keep_logs == 0:
+            self._loop.create_task(self._storage.prune_logs(self.run_id, self._keep_logs))
+
+    def _on_loop(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Events go out on the event loop; step code running on a worker thread hops there."""
+        if threading.get_ident() == self._loop_thread:
+            function(*args, **kwargs)
+        else:
+            self._loop.call_soon_threadsafe(functools.partial(function, *args, **kwargs))
+
+
+def describe_error(error: BaseException) -> str:
+    return str(error) or type(error).__name__
+
+
+def format_stack(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error)).rstrip()

@@ -1,0 +1,177 @@
+"""The storage interface: every verb the engine needs of a database, and the values they exchange.
+
+One implementation per database family stands behind it (`SqliteStorage` now, PostgreSQL later), so
+the engine never sees SQL. Writes made on behalf of a claimed run name the claim's `attempt`: a
+worker whose claim was taken over cannot overwrite the new owner's results.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from ..records import LogEntry, Run, Step
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    id: str
+    job_name: str
+    input_json: str
+    idempotency_key: str | None
+    concurrency_key: str | None
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A run this worker now owns, with what earlier executions already completed (name → output)."""
+
+    run: Run
+    attempt: int
+    completed_steps: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    id: str
+    run_id: str
+    attempt: int
+    name: str
+    index: int
+    status: str  # "completed" | "failed"
+    output_json: str | None
+    error: str | None
+    error_stack: str | None
+    started_at: int
+    completed_at: int
+
+
+class StepWrite(Enum):
+    RECORDED = "recorded"
+    RECORDED_RUN_CANCELLED = "recorded, but the run was cancelled meanwhile"
+    CLAIM_LOST = "not recorded: the run is no longer this worker's"
+
+
+@dataclass(frozen=True, slots=True)
+class NewLog:
+    id: str
+    run_id: str
+    step_name: str | None
+    level: str
+    message: str
+    data_json: str | None
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    job_names: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    limit: int | None = None
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The outcome of one heartbeat round: runs whose claim ended, by what became of them."""
+
+    cancelled: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+
+
+class Storage(ABC):
+    # -- schema -----------------------------------------------------------------------------------
+    @abstractmethod
+    async def migrate(self) -> None:
+        """Bring the schema to the current version; safe to call often and from several processes."""
+
+    # -- runs on behalf of callers ----------------------------------------------------------------
+    @abstractmethod
+    async def insert_runs(self, runs: list[NewRun]) -> list[tuple[Run, bool]]:
+        """Create runs in one transaction. A run whose (job, idempotency key) exists is not created:
+        the existing run comes back with `False`."""
+
+    @abstractmethod
+    async def get_run(self, run_id: str) -> Run | None: ...
+
+    @abstractmethod
+    async def get_runs(self, query: RunQuery) -> list[Run]:
+        """Newest first (creation time, then id)."""
+
+    @abstractmethod
+    async def get_steps(self, run_id: str) -> list[Step]:
+        """In step order; failed rows of earlier attempts stay beside the completed ones."""
+
+    @abstractmethod
+    async def get_logs(self, run_id: str, *, after_id: str | None = None, limit: int | None = None) -> list[LogEntry]:
+        """Oldest first."""
+
+    @abstractmethod
+    async def retry(self, run_id: str, now: int) -> Run:
+        """failed | cancelled → pending, keeping completed steps. Raises RunNotFoundError, RunStateError."""
+
+    @abstractmethod
+    async def cancel(self, run_id: str, now: int) -> Run:
+        """pending | running → cancelled. Raises RunNotFoundError, RunStateError."""
+
+    @abstractmethod
+    async def delete_run(self, run_id: str) -> Run:
+        """Delete a terminal run with its steps and logs. Raises RunNotFoundError, RunStateError."""
+
+    # -- runs on behalf of a worker ---------------------------------------------------------------
+    @abstractmethod
+    async def claim(self, owner: str, job_names: tuple[str, ...], limit: int, now: int) -> list[Claim]:
+        """Atomically take up to `limit` pending runs of these jobs, oldest first, skipping runs whose
+        concurrency key is held by a running run."""
+
+    @abstractmethod
+    async def record_step(self, step: StepRecord) -> StepWrite: ...
+
+    @abstractmethod
+    def set_progress(self, run_id: str, attempt: int, progress_json: str, now: int) -> None:
+        """Store progress without waiting; successive values for one run coalesce into the last."""
+
+    @abstractmethod
+    def append_log(self, log: NewLog) -> None:
+        """Store a log line without waiting; lines are written in order."""
+
+    @abstractmethod
+    async def finish_run(
+        self,
+        run_id: str,
+        attempt: int,
+        status: str,
+        now: int,
+        *,
+        output_json: str | None = None,
+        error: str | None = None,
+        error_stack: str | None = None,
+        keep_logs: int | None = None,
+    ) -> str | None:
+        """Move a claimed running run to completed or failed. Returns None when done, else the run's
+        status as it stands (e.g. "cancelled"; "missing" when deleted) and nothing is written."""
+
+    @abstractmethod
+    async def release(self, run_id: str, attempt: int, now: int) -> bool:
+        """Give a claimed run back (running → pending) so another worker resumes it at once."""
+
+    @abstractmethod
+    def heartbeat_blocking(self, claims: list[tuple[str, int]], now: int) -> Heartbeat:
+        """Refresh the heartbeat of claimed runs; from a plain thread, so a busy event loop cannot
+        starve it. Reports the claims that ended (cancelled elsewhere, or taken over)."""
+
+    @abstractmethod
+    async def recover(self, stale_before: int, owner_is_dead: Callable[[str], bool], now: int) -> list[str]:
+        """Running runs whose heartbeat is older than `stale_before`, or whose owner is known dead,
+        go back to pending. Returns their ids."""
+
+    @abstractmethod
+    async def prune_logs(self, run_id: str, keep: int) -> None:
+        """Keep only the newest `keep` log lines of a run."""
+
+    @abstractmethod
+    async def close(self) -> None: ...

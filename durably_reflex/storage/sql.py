@@ -1,0 +1,475 @@
+"""Storage on SQLAlchemy, shared by every SQL database.
+
+Cold paths (listing, retry, cancel, delete, migration) are SQLModel/SQLAlchemy Core statements. Hot
+paths (claim, step writes, progress, logs, heartbeats) are written once as SQL text with named
+parameters, compiled once per dialect into the driver's own SQL and run on the driver connection:
+statement building would otherwise cost more than the commit. A dialect subclass supplies the
+connection (`SqlSession`) and whatever SQL its database spells differently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Dialect, delete, func, insert, select, text, update
+
+from ..clock import now_ms
+from ..errors import RunNotFoundError, RunStateError
+from ..records import LogEntry, Progress, Run, RunStatus, Step, from_ms
+from .base import Claim, Heartbeat, NewLog, NewRun, RunQuery, StepRecord, StepWrite, Storage
+from .tables import SCHEMA_VERSION, DurablyTable, LogRow, RunRow, SchemaVersionRow, StepRow
+from .thread import DatabaseThread
+
+RUN_COLUMNS = (
+    "id", "job_name", "input", "status", "idempotency_key", "concurrency_key", "current_step_index",
+    "step_count", "progress", "output", "error", "error_stack", "started_at", "completed_at",
+    "heartbeat_at", "created_at", "updated_at",
+)  # fmt: skip
+RUN_COLUMN_SQL = ", ".join(RUN_COLUMNS)
+STEP_COLUMNS = ("id", "run_id", "name", "step_index", "status", "output", "error", "error_stack", "started_at", "completed_at")
+LOG_COLUMNS = ("id", "run_id", "step_name", "level", "message", "data", "created_at")
+
+
+class Prepared:
+    """SQL text compiled once for a dialect; binds named parameters in the driver's style."""
+
+    def __init__(self, sql: str, dialect: Dialect) -> None:
+        compiled = text(sql).compile(dialect=dialect)
+        self.sql = str(compiled)
+        self._order: Sequence[str] | None = compiled.positiontup
+
+    def bind(self, params: dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
+        return params if self._order is None else tuple(params[name] for name in self._order)
+
+
+class SqlSession:
+    """One connection as a `Transactional`: SQLAlchemy for cold paths, the driver for hot ones."""
+
+    def __init__(self, sa: Connection) -> None:
+        self.sa = sa
+        self.raw: Any = sa.connection.driver_connection
+
+    def execute(self, statement: Prepared, **params: Any) -> Any:
+        return self.raw.execute(statement.sql, statement.bind(params))
+
+    def execute_many(self, statement: Prepared, rows: list[dict[str, Any]]) -> None:
+        self.raw.executemany(statement.sql, [statement.bind(row) for row in rows])
+
+    @abstractmethod
+    def begin(self, write: bool) -> None: ...
+
+    def commit(self) -> None:
+        self.raw.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self.raw.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.sa.close()
+
+    def is_transient(self, error: BaseException) -> bool:
+        return False
+
+
+def _json(text_value: str | None) -> Any:
+    return None if text_value is None else json.loads(text_value)
+
+
+def run_from_row(row: Sequence[Any]) -> Run:
+    """A run from a row whose columns are RUN_COLUMNS, in that order."""
+    (id_, job_name, input_, status, idem, conc, index, count, progress, output, error, stack,
+     started, completed, heartbeat, created, updated) = row  # fmt: skip
+    return Run(
+        id=id_, job_name=job_name, input=_json(input_), status=status, idempotency_key=idem,
+        concurrency_key=conc, current_step_index=index, step_count=count,
+        progress=None if progress is None else Progress.model_validate_json(progress),
+        output=_json(output), error=error, error_stack=stack, started_at=from_ms(started),
+        completed_at=from_ms(completed), heartbeat_at=from_ms(heartbeat), created_at=from_ms(created),
+        updated_at=from_ms(updated),
+    )  # fmt: skip
+
+
+def step_from_row(row: Sequence[Any]) -> Step:
+    id_, run_id, name, index, status, output, error, stack, started, completed = row
+    return Step(
+        id=id_, run_id=run_id, name=name, index=index, status=status, output=_json(output), error=error,
+        error_stack=stack, started_at=from_ms(started), completed_at=from_ms(completed),
+    )  # fmt: skip
+
+
+def log_from_row(row: Sequence[Any]) -> LogEntry:
+    id_, run_id, step_name, level, message, data, created = row
+    return LogEntry(
+        id=id_, run_id=run_id, step_name=step_name, level=level, message=message, data=_json(data),
+        timestamp=from_ms(created),
+    )  # fmt: skip
+
+
+_runs = RunRow.__table__  # type: ignore[attr-defined]
+_steps = StepRow.__table__  # type: ignore[attr-defined]
+_logs = LogRow.__table__  # type: ignore[attr-defined]
+_versions = SchemaVersionRow.__table__  # type: ignore[attr-defined]
+_run_columns = [_runs.c[name] for name in RUN_COLUMNS]
+
+_BUSY = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
+
+
+class SqlStorage(Storage):
+    """Everything but connecting; a dialect subclass creates the two threads and may adjust SQL."""
+
+    claim_sql = f"""
+        UPDATE durably_runs
+        SET status = 'running', attempt = attempt + 1, owner = :owner, started_at = :now,
+            heartbeat_at = :now, updated_at = :now, completed_at = NULL
+        WHERE status = 'pending' AND id = (
+            SELECT r.id FROM durably_runs r
+            WHERE r.status = 'pending' AND r.job_name IN ({{job_names}})
+              AND (r.concurrency_key IS NULL OR NOT EXISTS (
+                  SELECT 1 FROM durably_runs b
+                  WHERE b.status = 'running' AND b.concurrency_key = r.concurrency_key))
+            ORDER BY r.created_at, r.id
+            LIMIT 1)
+        RETURNING {RUN_COLUMN_SQL}, attempt
+    """
+
+    def __init__(self, dialect: Dialect, writer: DatabaseThread[Any], reader: DatabaseThread[Any]) -> None:
+        self._dialect = dialect
+        self._writer = writer
+        self._reader = reader
+        self._claim_by_arity: dict[int, Prepared] = {}
+        self._buffer_lock = threading.Lock()
+        self._progress: dict[str, tuple[int, str, int]] = {}
+        self._logs: list[NewLog] = []
+        self._flush_queued = False
+        prepare = self._prepare
+        self._insert_run = prepare(f"""
+            INSERT INTO durably_runs (id, job_name, input, status, idempotency_key, concurrency_key,
+                current_step_index, step_count, attempt, heartbeat_at, created_at, updated_at)
+            VALUES (:id, :job_name, :input, 'pending', :idem, :conc, 0, 0, 0, :now, :now, :now)
+            ON CONFLICT DO NOTHING
+            RETURNING {RUN_COLUMN_SQL}""")
+        self._select_by_idempotency = prepare(
+            f"SELECT {RUN_COLUMN_SQL} FROM durably_runs WHERE job_name = :job_name AND idempotency_key = :idem")
+        self._completed_steps = prepare(
+            "SELECT name, output FROM durably_steps WHERE run_id = :run_id AND status = 'completed'")
+        self._insert_step = prepare("""
+            INSERT INTO durably_steps (id, run_id, name, step_index, status, output, error, error_stack,
+                started_at, completed_at)
+            SELECT :id, :run_id, :name, :step_index, :status, :output, :error, :error_stack, :started_at,
+                :completed_at
+            WHERE EXISTS (SELECT 1 FROM durably_runs WHERE id = :run_id AND attempt = :attempt
+                          AND status IN ('running', 'cancelled'))""")
+        self._advance_run = prepare("""
+            UPDATE durably_runs
+            SET current_step_index = CASE WHEN current_step_index < :next THEN :next ELSE current_step_index END,
+                step_count = step_count + 1, updated_at = :now
+            WHERE id = :run_id AND attempt = :attempt
+            RETURNING status""")
+        self._write_progress = prepare("""
+            UPDATE durably_runs SET progress = :progress, updated_at = :now
+            WHERE id = :run_id AND attempt = :attempt AND status = 'running'""")
+        self._insert_log = prepare("""
+            INSERT INTO durably_logs (id, run_id, step_name, level, message, data, created_at)
+            VALUES (:id, :run_id, :step_name, :level, :message, :data, :created_at)""")
+        self._finish = prepare("""
+            UPDATE durably_runs
+            SET status = :status, output = :output, error = :error, error_stack = :error_stack,
+                completed_at = :now, updated_at = :now, owner = NULL
+            WHERE id = :run_id AND attempt = :attempt AND status = 'running'""")
+        self._release = prepare("""
+            UPDATE durably_runs SET status = 'pending', owner = NULL, updated_at = :now
+            WHERE id = :run_id AND attempt = :attempt AND status = 'running'""")
+        self._beat = prepare("""
+            UPDATE durably_runs SET heartbeat_at = :now
+            WHERE id = :run_id AND attempt = :attempt AND status = 'running'""")
+        self._status_of = prepare("SELECT status, attempt FROM durably_runs WHERE id = :run_id")
+        self._prune_logs = prepare("""
+            DELETE FROM durably_logs WHERE run_id = :run_id AND id NOT IN (
+                SELECT id FROM durably_logs WHERE run_id = :run_id ORDER BY id DESC LIMIT :keep)""")
+
+    def _prepare(self, sql: str) -> Prepared:
+        return Prepared(sql, self._dialect)
+
+    # -- schema -----------------------------------------------------------------------------------
+    async def migrate(self) -> None:
+        await self._writer.run(self._migrate)
+
+    def _migrate(self, session: SqlSession) -> None:
+        """Version 1 is the whole schema. Later versions append steps here, each applied once."""
+        DurablyTable.metadata.create_all(session.sa, checkfirst=True)
+        current = session.sa.execute(select(func.max(_versions.c.version))).scalar()
+        if current is None or current < SCHEMA_VERSION:
+            session.sa.execute(insert(_versions).values(version=SCHEMA_VERSION, applied_at=now_ms()))
+
+    # -- runs on behalf of callers ----------------------------------------------------------------
+    async def insert_runs(self, runs: list[NewRun]) -> list[tuple[Run, bool]]:
+        def insert_all(session: SqlSession) -> list[tuple[Run, bool]]:
+            created: list[tuple[Run, bool]] = []
+            for run in runs:
+                row = session.execute(
+                    self._insert_run, id=run.id, job_name=run.job_name, input=run.input_json,
+                    idem=run.idempotency_key, conc=run.concurrency_key, now=run.created_at,
+                ).fetchone()  # fmt: skip
+                if row is not None:
+                    created.append((run_from_row(row), True))
+                    continue
+                existing = session.execute(
+                    self._select_by_idempotency, job_name=run.job_name, idem=run.idempotency_key
+                ).fetchone()
+                created.append((run_from_row(existing), False))
+            return created
+
+        return await self._writer.run(insert_all)
+
+    async def get_run(self, run_id: str) -> Run | None:
+        def read(session: SqlSession) -> Run | None:
+            row = session.sa.execute(select(*_run_columns).where(_runs.c.id == run_id)).fetchone()
+            return None if row is None else run_from_row(row)
+
+        return await self._reader.run(read, write=False)
+
+    async def get_runs(self, query: RunQuery) -> list[Run]:
+        statement = select(*_run_columns).order_by(_runs.c.created_at.desc(), _runs.c.id.desc())
+        if query.job_names:
+            statement = statement.where(_runs.c.job_name.in_(query.job_names))
+        if query.statuses:
+            statement = statement.where(_runs.c.status.in_(query.statuses))
+        if query.limit is not None:
+            statement = statement.limit(query.limit)
+        if query.offset:
+            statement = statement.offset(query.offset)
+
+        def read(session: SqlSession) -> list[Run]:
+            return [run_from_row(row) for row in session.sa.execute(statement)]
+
+        return await self._reader.run(read, write=False)
+
+    async def get_steps(self, run_id: str) -> list[Step]:
+        statement = (
+            select(*[_steps.c[name] for name in STEP_COLUMNS])
+            .where(_steps.c.run_id == run_id)
+            .order_by(_steps.c.step_index, _steps.c.started_at, _steps.c.id)
+        )
+
+        def read(session: SqlSession) -> list[Step]:
+            return [step_from_row(row) for row in session.sa.execute(statement)]
+
+        return await self._reader.run(read, write=False)
+
+    async def get_logs(self, run_id: str, *, after_id: str | None = None, limit: int | None = None) -> list[LogEntry]:
+        statement = select(*[_logs.c[name] for name in LOG_COLUMNS]).where(_logs.c.run_id == run_id)
+        if after_id is not None:
+            statement = statement.where(_logs.c.id > after_id)
+        statement = statement.order_by(_logs.c.id).limit(limit)
+
+        def read(session: SqlSession) -> list[LogEntry]:
+            return [log_from_row(row) for row in session.sa.execute(statement)]
+
+        return await self._reader.run(read, write=False)
+
+    async def retry(self, run_id: str, now: int) -> Run:
+        def change(session: SqlSession) -> Run:
+            self._require_status(session, run_id, "retry", {RunStatus.FAILED, RunStatus.CANCELLED})
+            return self._update_run(session, run_id, status=RunStatus.PENDING.value, error=None,
+                                    error_stack=None, completed_at=None, owner=None, updated_at=now)  # fmt: skip
+
+        return await self._writer.run(change)
+
+    async def cancel(self, run_id: str, now: int) -> Run:
+        def change(session: SqlSession) -> Run:
+            self._require_status(session, run_id, "cancel", _BUSY)
+            return self._update_run(session, run_id, status=RunStatus.CANCELLED.value, completed_at=now, updated_at=now)
+
+        return await self._writer.run(change)
+
+    async def delete_run(self, run_id: str) -> Run:
+        def remove(session: SqlSession) -> Run:
+            run = self._require_status(
+                session, run_id, "delete", {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}
+            )
+            session.sa.execute(delete(_logs).where(_logs.c.run_id == run_id))
+            session.sa.execute(delete(_steps).where(_steps.c.run_id == run_id))
+            session.sa.execute(delete(_runs).where(_runs.c.id == run_id))
+            return run
+
+        return await self._writer.run(remove)
+
+    def _require_status(self, session: SqlSession, run_id: str, action: str, allowed: set[RunStatus] | frozenset[RunStatus]) -> Run:
+        row = session.sa.execute(select(*_run_columns).where(_runs.c.id == run_id)).fetchone()
+        if row is None:
+            raise RunNotFoundError(run_id)
+        run = run_from_row(row)
+        if run.status not in allowed:
+            raise RunStateError(action, run.status.value, run_id)
+        return run
+
+    def _update_run(self, session: SqlSession, run_id: str, **values: Any) -> Run:
+        statement = update(_runs).where(_runs.c.id == run_id).values(**values).returning(*_run_columns)
+        return run_from_row(session.sa.execute(statement).one())
+
+    # -- runs on behalf of a worker ---------------------------------------------------------------
+    async def claim(self, owner: str, job_names: tuple[str, ...], limit: int, now: int) -> list[Claim]:
+        if not job_names or limit <= 0:
+            return []
+        statement = self._claim_statement(len(job_names))
+        params: dict[str, Any] = {f"job_{i}": name for i, name in enumerate(job_names)}
+        params.update(owner=owner, now=now)
+
+        def take(session: SqlSession) -> list[Claim]:
+            claims = []
+            for _ in range(limit):
+                row = session.execute(statement, **params).fetchone()
+                if row is None:
+                    break
+                run, attempt = run_from_row(row[:-1]), row[-1]
+                completed = {
+                    name: _json(output) for name, output in session.execute(self._completed_steps, run_id=run.id)
+                }
+                claims.append(Claim(run=run, attempt=attempt, completed_steps=completed))
+            return claims
+
+        return await self._writer.run(take)
+
+    def _claim_statement(self, arity: int) -> Prepared:
+        statement = self._claim_by_arity.get(arity)
+        if statement is None:
+            names = ", ".join(f":job_{i}" for i in range(arity))
+            statement = self._claim_by_arity[arity] = self._prepare(self.claim_sql.replace("{job_names}", names))
+        return statement
+
+    async def record_step(self, step: StepRecord) -> StepWrite:
+        def write(session: SqlSession) -> StepWrite:
+            inserted = session.execute(
+                self._insert_step, id=step.id, run_id=step.run_id, attempt=step.attempt, name=step.name,
+                step_index=step.index, status=step.status, output=step.output_json, error=step.error,
+                error_stack=step.error_stack, started_at=step.started_at, completed_at=step.completed_at,
+            )  # fmt: skip
+            if inserted.rowcount == 0:
+                return StepWrite.CLAIM_LOST
+            if step.status != "completed":
+                return StepWrite.RECORDED
+            (status,) = session.execute(
+                self._advance_run, next=step.index + 1, now=step.completed_at, run_id=step.run_id,
+                attempt=step.attempt,
+            ).fetchone()  # fmt: skip
+            return StepWrite.RECORDED if status == RunStatus.RUNNING else StepWrite.RECORDED_RUN_CANCELLED
+
+        return await self._writer.run(write)
+
+    def set_progress(self, run_id: str, attempt: int, progress_json: str, now: int) -> None:
+        with self._buffer_lock:
+            self._progress[run_id] = (attempt, progress_json, now)
+            self._queue_flush()
+
+    def append_log(self, log: NewLog) -> None:
+        with self._buffer_lock:
+            self._logs.append(log)
+            self._queue_flush()
+
+    def _queue_flush(self) -> None:
+        if not self._flush_queued:
+            self._flush_queued = True
+            self._writer.run_later(self._flush_buffers)
+
+    def _flush_buffers(self, session: SqlSession) -> None:
+        """Write buffered progress and logs: one statement batch however many calls made them."""
+        with self._buffer_lock:
+            progress, self._progress = self._progress, {}
+            logs, self._logs = self._logs, []
+            self._flush_queued = False
+        if progress:
+            session.execute_many(self._write_progress, [
+                {"progress": value, "now": now, "run_id": run_id, "attempt": attempt}
+                for run_id, (attempt, value, now) in progress.items()
+            ])  # fmt: skip
+        if logs:
+            session.execute_many(self._insert_log, [
+                {"id": log.id, "run_id": log.run_id, "step_name": log.step_name, "level": log.level,
+                 "message": log.message, "data": log.data_json, "created_at": log.created_at}
+                for log in logs
+            ])  # fmt: skip
+
+    async def finish_run(
+        self,
+        run_id: str,
+        attempt: int,
+        status: str,
+        now: int,
+        *,
+        output_json: str | None = None,
+        error: str | None = None,
+        error_stack: str | None = None,
+        keep_logs: int | None = None,
+    ) -> str | None:
+        def finish(session: SqlSession) -> str | None:
+            self._flush_buffers(session)  # the last progress and logs land before the run settles
+            changed = session.execute(
+                self._finish, status=status, output=output_json, error=error, error_stack=error_stack,
+                now=now, run_id=run_id, attempt=attempt,
+            ).rowcount  # fmt: skip
+            if changed == 0:
+                row = session.execute(self._status_of, run_id=run_id).fetchone()
+                return "missing" if row is None else row[0]
+            if keep_logs is not None:
+                session.execute(self._prune_logs, run_id=run_id, keep=keep_logs)
+            return None
+
+        return await self._writer.run(finish)
+
+    async def release(self, run_id: str, attempt: int, now: int) -> bool:
+        def give_back(session: SqlSession) -> bool:
+            self._flush_buffers(session)
+            return session.execute(self._release, run_id=run_id, attempt=attempt, now=now).rowcount == 1
+
+        return await self._writer.run(give_back)
+
+    def heartbeat_blocking(self, claims: list[tuple[str, int]], now: int) -> Heartbeat:
+        def beat(session: SqlSession) -> Heartbeat:
+            outcome = Heartbeat()
+            for run_id, attempt in claims:
+                if session.execute(self._beat, now=now, run_id=run_id, attempt=attempt).rowcount == 1:
+                    continue
+                row = session.execute(self._status_of, run_id=run_id).fetchone()
+                if row is not None and row[1] == attempt and row[0] == RunStatus.CANCELLED:
+                    outcome.cancelled.append(run_id)
+                else:
+                    outcome.lost.append(run_id)
+            return outcome
+
+        return self._writer.run_blocking(beat)
+
+    async def recover(self, stale_before: int, owner_is_dead: Callable[[str], bool], now: int) -> list[str]:
+        def reset(session: SqlSession) -> list[str]:
+            running = session.sa.execute(
+                select(_runs.c.id, _runs.c.owner, _runs.c.heartbeat_at).where(_runs.c.status == RunStatus.RUNNING)
+            ).fetchall()
+            recovered = []
+            for run_id, owner, heartbeat_at in running:
+                if heartbeat_at < stale_before or (owner is not None and owner_is_dead(owner)):
+                    session.sa.execute(
+                        update(_runs)
+                        .where(_runs.c.id == run_id, _runs.c.status == RunStatus.RUNNING)
+                        .values(status=RunStatus.PENDING.value, owner=None, updated_at=now)
+                    )
+                    recovered.append(run_id)
+            return recovered
+
+        return await self._writer.run(reset)
+
+    async def prune_logs(self, run_id: str, keep: int) -> None:
+        def prune(session: SqlSession) -> None:
+            self._flush_buffers(session)
+            session.execute(self._prune_logs, run_id=run_id, keep=keep)
+
+        await self._writer.run(prune)
+
+    async def close(self) -> None:
+        """Finish queued writes and close the connections (joining threads, so off the event loop)."""
+        await asyncio.to_thread(self._writer.close)
+        if self._reader is not self._writer:
+            await asyncio.to_thread(self._reader.close)

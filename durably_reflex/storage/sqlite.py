@@ -1,0 +1,68 @@
+"""SQLite: the connection settings and the few things SQLite spells its own way. The only module
+that knows it is talking to SQLite.
+
+Two threads, two connections: a writer that group-commits (SQLite takes one writer at a time, so
+more writer connections would only queue on its lock) and a reader, which WAL lets run beside it.
+An in-memory database lives in one connection, so there one thread serves both.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from sqlalchemy import URL, create_engine, make_url
+from sqlalchemy.pool import NullPool
+
+from .sql import SqlSession, SqlStorage
+from .thread import DatabaseThread
+
+SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+class SqliteSession(SqlSession):
+    def begin(self, write: bool) -> None:
+        # IMMEDIATE takes the write lock up front, so a batch never fails half-way on a lock upgrade.
+        self.raw.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def is_transient(self, error: BaseException) -> bool:
+        message = str(error).lower()
+        return isinstance(error, sqlite3.OperationalError) and ("locked" in message or "busy" in message)
+
+
+class SqliteStorage(SqlStorage):
+    """Options come from the URL query: `sqlite:///jobs.db?synchronous=FULL&busy_timeout=30`.
+
+    `synchronous=NORMAL` (the default, with WAL) loses nothing when a process is killed; a power cut
+    or OS crash may lose the last commits (never corrupts). `synchronous=FULL` makes every commit
+    survive power loss, at the cost of an fsync per commit.
+    """
+
+    def __init__(self, url: str | URL) -> None:
+        parsed = make_url(url)
+        options = dict(parsed.query)
+        synchronous = str(options.pop("synchronous", "NORMAL")).upper()
+        if synchronous not in SYNCHRONOUS_LEVELS:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}, got {synchronous!r}")
+        busy_timeout = float(options.pop("busy_timeout", 30))
+        in_memory = parsed.database in (None, "", ":memory:")
+        engine = create_engine(
+            parsed.set(query=options),
+            poolclass=NullPool,
+            connect_args={"check_same_thread": False, "timeout": busy_timeout},
+        )
+
+        def connect() -> SqliteSession:
+            session = SqliteSession(engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
+            raw: Any = session.raw
+            if not in_memory:
+                raw.execute("PRAGMA journal_mode=WAL")
+            raw.execute(f"PRAGMA synchronous={synchronous}")
+            raw.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            raw.execute("PRAGMA temp_store=MEMORY")
+            return session
+
+        writer: DatabaseThread[SqliteSession] = DatabaseThread("durably-sqlite-writer", connect)
+        reader = writer if in_memory else DatabaseThread("durably-sqlite-reader", connect)
+        super().__init__(engine.dialect, writer, reader)
+        self.url = parsed

@@ -1,0 +1,90 @@
+"""The schema, as SQLModel tables on a metadata of our own (so `SQLModel.metadata.create_all()` in a
+user's app neither creates nor drops them).
+
+Timestamps are epoch milliseconds (BIGINT) so they compare and index alike on SQLite and PostgreSQL.
+JSON columns are TEXT holding compact JSON: the engine encodes once and the wire decodes once.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, Text
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 1
+
+
+class DurablyTable(SQLModel):
+    metadata = MetaData()
+
+
+def _millis(nullable: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(BigInteger, nullable=nullable)
+
+
+class RunRow(DurablyTable, table=True):
+    __tablename__ = "durably_runs"
+    __table_args__ = (
+        Index("ix_durably_runs_job_idempotency", "job_name", "idempotency_key", unique=True),
+        Index("ix_durably_runs_status_created", "status", "created_at", "id"),
+        Index("ix_durably_runs_status_concurrency", "status", "concurrency_key"),
+        Index("ix_durably_runs_job_created", "job_name", "created_at"),
+        Index("ix_durably_runs_created", "created_at", "id"),
+    )
+
+    id: str = Field(primary_key=True)
+    job_name: str
+    input: str = Field(sa_column=Column(Text, nullable=False))
+    status: str
+    idempotency_key: str | None = None
+    concurrency_key: str | None = None
+    current_step_index: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
+    step_count: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
+    progress: str | None = Field(default=None, sa_column=Column(Text))
+    output: str | None = Field(default=None, sa_column=Column(Text))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    error_stack: str | None = Field(default=None, sa_column=Column(Text))
+    # Claim generation: bumped by every claim; a worker's writes must name the generation it claimed.
+    attempt: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
+    # Who holds the claim ("host:pid:start"), so a dead owner on this host can be recognised at once.
+    owner: str | None = None
+    started_at: int | None = Field(default=None, sa_column=_millis(nullable=True))
+    completed_at: int | None = Field(default=None, sa_column=_millis(nullable=True))
+    heartbeat_at: int = Field(sa_column=_millis())
+    created_at: int = Field(sa_column=_millis())
+    updated_at: int = Field(sa_column=_millis())
+
+
+class StepRow(DurablyTable, table=True):
+    __tablename__ = "durably_steps"
+    __table_args__ = (Index("ix_durably_steps_run_index", "run_id", "step_index"),)
+
+    id: str = Field(primary_key=True)
+    run_id: str
+    name: str
+    step_index: int
+    status: str
+    output: str | None = Field(default=None, sa_column=Column(Text))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    error_stack: str | None = Field(default=None, sa_column=Column(Text))
+    started_at: int = Field(sa_column=_millis())
+    completed_at: int | None = Field(default=None, sa_column=_millis(nullable=True))
+
+
+class LogRow(DurablyTable, table=True):
+    __tablename__ = "durably_logs"
+    __table_args__ = (Index("ix_durably_logs_run_id", "run_id", "id"),)
+
+    id: str = Field(primary_key=True)
+    run_id: str
+    step_name: str | None = None
+    level: str
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    data: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: int = Field(sa_column=_millis())
+
+
+class SchemaVersionRow(DurablyTable, table=True):
+    __tablename__ = "durably_schema_versions"
+
+    version: int = Field(primary_key=True)
+    applied_at: int = Field(sa_column=_millis())
