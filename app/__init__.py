@@ -1,0 +1,1 @@
+"""The durably-reflex dashboard (a Reflex app; ``app_name="app"`` in rxconfig.py)."""
