@@ -7,7 +7,6 @@ the wire format (`2026-01-03T10:15:30.123Z`, the shape Durably's clients parse) 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 
 
 def now_ms() -> int:
@@ -15,9 +14,18 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def to_iso(ms: int | None) -> str | None:
-    """Epoch milliseconds as UTC ISO-8601 with exactly three fractional digits and a `Z`."""
-    if ms is None:
-        return None
-    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+_cached: tuple[int, str] = (-1, "")  # (second, its formatted prefix): one tuple, so threads never mix halves
+
+
+def to_iso(ms: int) -> str:
+    """Epoch milliseconds as UTC ISO-8601 with exactly three fractional digits and a `Z`.
+
+    Every event carries one, so the date part is formatted once per second, not once per call.
+    """
+    global _cached
+    second, millis = divmod(ms, 1000)
+    cached_second, prefix = _cached
+    if second != cached_second:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        _cached = (second, prefix)
+    return f"{prefix}{millis:03d}Z"

@@ -90,6 +90,7 @@ class StepContext:
         self._names_used: set[str] = set()
         self._next_index = 0
         self._logs_written = 0
+        self._background: set[asyncio.Task[None]] = set()
         self._ended: type[RunCancelledError] | type[ClaimLostError] | None = None
 
     @property
@@ -114,8 +115,7 @@ class StepContext:
         started_at = now_ms()
         self._bus.emit(STEP_START, runId=self.run_id, jobName=self.job_name, stepName=name, stepIndex=index)
         try:
-            value = await self._call(fn, args, kwargs)
-            output_json = encode_json(value, f'The result of step "{name}"')
+            written, output_json, completed_at = await self._execute(name, index, started_at, fn, args, kwargs)
         except (RunCancelledError, ClaimLostError):
             raise
         except Exception as error:
@@ -124,12 +124,6 @@ class StepContext:
         finally:
             _current_step.reset(token)
 
-        completed_at = now_ms()
-        written = await self._storage.record_step(StepRecord(
-            id=new_id(), run_id=self.run_id, attempt=self._attempt, name=name, index=index,
-            status="completed", output_json=output_json, error=None, error_stack=None,
-            started_at=started_at, completed_at=completed_at,
-        ))  # fmt: skip
         if written is StepWrite.CLAIM_LOST:
             self.end(ClaimLostError)
             raise ClaimLostError(self.run_id)
@@ -142,24 +136,43 @@ class StepContext:
         )  # fmt: skip
         return output
 
-    async def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _execute(
+        self, name: str, index: int, started_at: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[StepWrite, str, int]:
+        """Call the step function and checkpoint its result. A synchronous function and its
+        checkpoint run together on one worker thread: one hand-off from the event loop, not two."""
+        checkpoint = functools.partial(self._checkpoint, name, index, started_at)
         if inspect.iscoroutinefunction(fn):
-            return await fn(*args, **kwargs)
+            value = await fn(*args, **kwargs)
+            return await self._loop.run_in_executor(self._executor, checkpoint, value)
         context = contextvars.copy_context()
-        result = await self._loop.run_in_executor(self._executor, functools.partial(context.run, fn, *args, **kwargs))
-        if inspect.isawaitable(result):
-            result = await result
-        return result
+        outcome = await self._loop.run_in_executor(
+            self._executor, context.run, _call_then_checkpoint, checkpoint, fn, args, kwargs
+        )
+        if isinstance(outcome, _Awaiting):  # a plain function that returned a coroutine
+            value = await outcome.awaitable
+            return await self._loop.run_in_executor(self._executor, checkpoint, value)
+        return outcome
+
+    def _checkpoint(self, name: str, index: int, started_at: int, value: Any) -> tuple[StepWrite, str, int]:
+        output_json = encode_json(value, f'The result of step "{name}"')
+        completed_at = now_ms()
+        written = self._storage.record_step(StepRecord(
+            id=new_id(), run_id=self.run_id, attempt=self._attempt, name=name, index=index,
+            status="completed", output_json=output_json, error=None, error_stack=None,
+            started_at=started_at, completed_at=completed_at,
+        ))  # fmt: skip
+        return written, output_json, completed_at
 
     async def _record_failure(self, name: str, index: int, started_at: int, error: Exception) -> None:
         self.failed_step_name = name
         message = describe_error(error)
-        completed_at = now_ms()
-        written = await self._storage.record_step(StepRecord(
+        record = StepRecord(
             id=new_id(), run_id=self.run_id, attempt=self._attempt, name=name, index=index,
             status="failed", output_json=None, error=message, error_stack=format_stack(error),
-            started_at=started_at, completed_at=completed_at,
-        ))  # fmt: skip
+            started_at=started_at, completed_at=now_ms(),
+        )  # fmt: skip
+        written = await self._loop.run_in_executor(self._executor, self._storage.record_step, record)
         if written is StepWrite.CLAIM_LOST:
             self.end(ClaimLostError)
             raise ClaimLostError(self.run_id) from error
@@ -206,7 +219,9 @@ class StepContext:
         )  # fmt: skip
         self._logs_written += 1
         if self._keep_logs and self._logs_written % self._keep_logs == 0:
-            self._loop.create_task(self._storage.prune_logs(self.run_id, self._keep_logs))
+            task = self._loop.create_task(self._storage.prune_logs(self.run_id, self._keep_logs))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def _on_loop(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Events go out on the event loop; step code running on a worker thread hops there."""
@@ -214,6 +229,18 @@ class StepContext:
             function(*args, **kwargs)
         else:
             self._loop.call_soon_threadsafe(functools.partial(function, *args, **kwargs))
+
+
+class _Awaiting:
+    def __init__(self, awaitable: Any) -> None:
+        self.awaitable = awaitable
+
+
+def _call_then_checkpoint(
+    checkpoint: Callable[[Any], tuple[StepWrite, str, int]], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[StepWrite, str, int] | _Awaiting:
+    value = fn(*args, **kwargs)
+    return _Awaiting(value) if inspect.isawaitable(value) else checkpoint(value)
 
 
 def describe_error(error: BaseException) -> str:

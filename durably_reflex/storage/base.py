@@ -129,7 +129,9 @@ class Storage(ABC):
         concurrency key is held by a running run."""
 
     @abstractmethod
-    async def record_step(self, step: StepRecord) -> StepWrite: ...
+    def record_step(self, step: StepRecord) -> StepWrite:
+        """Checkpoint a settled step. Blocking, for the worker thread that ran the step: the step and
+        its checkpoint then cost one hand-off from the event loop, not two."""
 
     @abstractmethod
     def set_progress(self, run_id: str, attempt: int, progress_json: str, now: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import operator
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ from ..errors import RunNotFoundError, RunStateError
 from ..records import LogEntry, Progress, Run, RunStatus, Step, from_ms
 from .base import Claim, Heartbeat, NewLog, NewRun, RunQuery, StepRecord, StepWrite, Storage
 from .tables import SCHEMA_VERSION, DurablyTable, LogRow, RunRow, SchemaVersionRow, StepRow
-from .thread import DatabaseThread
+from .group_commit import GroupCommit
 
 RUN_COLUMNS = (
     "id", "job_name", "input", "status", "idempotency_key", "concurrency_key", "current_step_index",
@@ -41,10 +42,15 @@ class Prepared:
     def __init__(self, sql: str, dialect: Dialect) -> None:
         compiled = text(sql).compile(dialect=dialect)
         self.sql = str(compiled)
-        self._order: Sequence[str] | None = compiled.positiontup
+        order = compiled.positiontup
+        # Positional drivers (SQLite's qmark) get a tuple in placeholder order; named ones the dict.
+        self._pick: Callable[[dict[str, Any]], Any] | None = None
+        if order:
+            pick = operator.itemgetter(*order)
+            self._pick = pick if len(order) > 1 else lambda params: (pick(params),)
 
     def bind(self, params: dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
-        return params if self._order is None else tuple(params[name] for name in self._order)
+        return params if self._pick is None else self._pick(params)
 
 
 class SqlSession:
@@ -120,7 +126,7 @@ _BUSY = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
 
 
 class SqlStorage(Storage):
-    """Everything but connecting; a dialect subclass creates the two threads and may adjust SQL."""
+    """Everything but connecting; a dialect subclass opens the writer and reader and may adjust SQL."""
 
     claim_sql = f"""
         UPDATE durably_runs
@@ -137,7 +143,7 @@ class SqlStorage(Storage):
         RETURNING {RUN_COLUMN_SQL}, attempt
     """
 
-    def __init__(self, dialect: Dialect, writer: DatabaseThread[Any], reader: DatabaseThread[Any]) -> None:
+    def __init__(self, dialect: Dialect, writer: GroupCommit[Any], reader: GroupCommit[Any]) -> None:
         self._dialect = dialect
         self._writer = writer
         self._reader = reader
@@ -342,7 +348,7 @@ class SqlStorage(Storage):
             statement = self._claim_by_arity[arity] = self._prepare(self.claim_sql.replace("{job_names}", names))
         return statement
 
-    async def record_step(self, step: StepRecord) -> StepWrite:
+    def record_step(self, step: StepRecord) -> StepWrite:
         def write(session: SqlSession) -> StepWrite:
             inserted = session.execute(
                 self._insert_step, id=step.id, run_id=step.run_id, attempt=step.attempt, name=step.name,
@@ -359,7 +365,7 @@ class SqlStorage(Storage):
             ).fetchone()  # fmt: skip
             return StepWrite.RECORDED if status == RunStatus.RUNNING else StepWrite.RECORDED_RUN_CANCELLED
 
-        return await self._writer.run(write)
+        return self._writer.run_blocking(write)
 
     def set_progress(self, run_id: str, attempt: int, progress_json: str, now: int) -> None:
         with self._buffer_lock:

@@ -1,9 +1,9 @@
 """SQLite: the connection settings and the few things SQLite spells its own way. The only module
 that knows it is talking to SQLite.
 
-Two threads, two connections: a writer that group-commits (SQLite takes one writer at a time, so
-more writer connections would only queue on its lock) and a reader, which WAL lets run beside it.
-An in-memory database lives in one connection, so there one thread serves both.
+Two connections: a writer that group-commits (SQLite takes one writer at a time, so more writer
+connections would only queue on its lock) and a reader, which WAL lets run beside it. An in-memory
+database lives in one connection, so there it serves both.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sqlalchemy import URL, create_engine, make_url
 from sqlalchemy.pool import NullPool
 
 from .sql import SqlSession, SqlStorage
-from .thread import DatabaseThread
+from .group_commit import GroupCommit
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -62,7 +62,7 @@ class SqliteStorage(SqlStorage):
             raw.execute("PRAGMA temp_store=MEMORY")
             return session
 
-        writer: DatabaseThread[SqliteSession] = DatabaseThread("durably-sqlite-writer", connect)
-        reader = writer if in_memory else DatabaseThread("durably-sqlite-reader", connect)
+        writer: GroupCommit[SqliteSession] = GroupCommit("durably-sqlite-writer", connect)
+        reader = writer if in_memory else GroupCommit("durably-sqlite-reader", connect)
         super().__init__(engine.dialect, writer, reader)
         self.url = parsed

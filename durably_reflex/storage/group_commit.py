@@ -1,0 +1,180 @@
+"""One database connection shared by threads, committing their writes in groups.
+
+A thread that needs the database queues its operation (a function of the connection). If no thread
+is leading, it leads: it takes everything queued, runs it in one transaction, commits once, and hands
+each waiting thread its result; then it leads the next group if more queued meanwhile. Under load,
+several runs' step writes share a commit, and nobody hears "done" before the commit that makes it
+durable. The caller's own thread does the work when it leads, so an uncontended write costs no thread
+hand-off at all: a step function and its checkpoint run on the same worker thread.
+
+If one operation raises, the group is rolled back and its operations are run again one transaction
+each, so every operation stays atomic and only the faulty one fails. Event-loop code awaits `run()`,
+which does the same on a small thread pool: the event loop never waits on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+T = TypeVar("T")
+C = TypeVar("C", bound="Transactional")
+
+logger = logging.getLogger("durably_reflex")
+
+_TRANSIENT_RETRIES = 8
+_GROUPS_PER_LEADER = 8  # then leadership passes on, so a leader's own caller is not kept waiting
+
+
+class Transactional(Protocol):
+    """What group commit needs of a connection; operations receive the same object."""
+
+    def begin(self, write: bool) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def close(self) -> None: ...
+    def is_transient(self, error: BaseException) -> bool: ...
+
+
+Operation = Callable[[C], T]
+
+
+@dataclass(slots=True, eq=False)
+class _Queued:
+    operation: Callable[[Any], Any]
+    write: bool
+    done: threading.Event = field(default_factory=threading.Event)
+    promoted: bool = False  # woken to lead, not because its operation ran
+    result: Any = None
+    error: BaseException | None = None
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class GroupCommit(Generic[C]):
+    def __init__(self, name: str, connect: Callable[[], C], *, threads: int = 8) -> None:
+        self._connect = connect
+        self._connection: C | None = None
+        self._lock = threading.Lock()
+        self._queue: list[_Queued] = []
+        self._leading = False
+        self._closed = False
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+
+    def run_blocking(self, operation: Operation[C, T], *, write: bool = True) -> T:
+        """Run `operation(connection)` in a committed transaction, from any thread but the event loop's."""
+        item = _Queued(operation, write)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the database connection is closed")
+            self._queue.append(item)
+            leads = not self._leading
+            self._leading = True
+        if not leads:
+            item.done.wait()
+            if not item.promoted:
+                return item.outcome()  # type: ignore[no-any-return]
+        self._lead()
+        return item.outcome()  # type: ignore[no-any-return]
+
+    async def run(self, operation: Operation[C, T], *, write: bool = True) -> T:
+        """`run_blocking` for event-loop code, on this connection's own small thread pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: self.run_blocking(operation, write=write))
+
+    def run_later(self, operation: Operation[C, Any]) -> None:
+        """Queue a write nobody waits for (buffered progress and logs); a failure is logged."""
+        self._pool.submit(self._run_logged, operation)
+
+    def _run_logged(self, operation: Operation[C, Any]) -> None:
+        try:
+            self.run_blocking(operation)
+        except Exception:
+            logger.exception("background database write failed")
+
+    def close(self) -> None:
+        """Finish queued work, then close the connection. Blocks: call it off the event loop."""
+        with self._lock:
+            self._closed = True
+        self._pool.shutdown(wait=True)
+        while True:
+            with self._lock:
+                if not self._leading:
+                    break
+            time.sleep(0.001)
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    # -- leading ----------------------------------------------------------------------------------
+    def _lead(self) -> None:
+        for _ in range(_GROUPS_PER_LEADER):
+            with self._lock:
+                group, self._queue = self._queue, []
+                if not group:
+                    self._leading = False
+                    return
+            self._run_group(group)
+            for item in group:
+                item.done.set()
+        with self._lock:
+            if not self._queue:
+                self._leading = False
+                return
+            successor = self._queue[0]
+        successor.promoted = True
+        successor.done.set()
+
+    def _run_group(self, group: list[_Queued]) -> None:
+        if self._connection is None:
+            try:
+                self._connection = self._connect()
+            except Exception as error:
+                for item in group:
+                    item.error = error
+                return
+        connection = self._connection
+        if len(group) > 1:
+            try:
+                connection.begin(write=any(item.write for item in group))
+                results = [item.operation(connection) for item in group]
+                connection.commit()
+            except BaseException:
+                _rollback_quietly(connection)
+            else:
+                for item, result in zip(group, results):
+                    item.result = result
+                return
+        for item in group:
+            self._run_alone(connection, item)
+
+    def _run_alone(self, connection: C, item: _Queued) -> None:
+        for attempt in range(_TRANSIENT_RETRIES + 1):
+            try:
+                connection.begin(write=item.write)
+                item.result = item.operation(connection)
+                connection.commit()
+                item.error = None
+                return
+            except Exception as error:
+                _rollback_quietly(connection)
+                item.error = error
+                if not connection.is_transient(error) or attempt == _TRANSIENT_RETRIES:
+                    return
+                time.sleep(min(0.01 * 2**attempt, 1.0))
+
+
+def _rollback_quietly(connection: Transactional) -> None:
+    try:
+        connection.rollback()
+    except Exception:
+        logger.debug("rollback failed", exc_info=True)
