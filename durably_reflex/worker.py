@@ -50,7 +50,6 @@ class WorkerOptions:
 
 @dataclass(slots=True)
 class _Execution:
-    attempt: int
     context: StepContext
     task: asyncio.Task[None]
 
@@ -64,7 +63,9 @@ class Worker:
         self._jobs = jobs
         self._options = options
         self._owner = current_owner()
-        self._executions: dict[str, _Execution] = {}
+        # Keyed by (run id, attempt): a run recovered from this very worker (say after a long freeze)
+        # may be claimed again while its old execution winds down, and both must be tracked.
+        self._executions: dict[tuple[str, int], _Execution] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -84,9 +85,9 @@ class Worker:
 
     def cancel_local(self, run_id: str) -> None:
         """Tell an execution in this process that its run was cancelled (its signal fires at once)."""
-        execution = self._executions.get(run_id)
-        if execution is not None:
-            execution.context.end(RunCancelledError)
+        for (running_id, _), execution in list(self._executions.items()):
+            if running_id == run_id:
+                execution.context.end(RunCancelledError)
 
     async def start(self) -> None:
         if self.is_running:
@@ -157,12 +158,15 @@ class Worker:
             self._wake.set()  # there may be more; look again once a slot frees (or at once, if one has)
 
     def _begin(self, claim: Claim, job: JobDefinition) -> None:
+        for (run_id, attempt), older in list(self._executions.items()):
+            if run_id == claim.run.id and attempt != claim.attempt:
+                older.context.end(ClaimLostError)  # that claim is gone: stop it at its next step
         context = StepContext(
             run_id=claim.run.id, job_name=job.name, attempt=claim.attempt, completed_steps=claim.completed_steps,
             storage=self._storage, bus=self._bus, executor=self._executor, keep_logs=self._options.log_retention,
         )  # fmt: skip
         task = asyncio.get_running_loop().create_task(self._execute(claim, job, context), name=f"durably-run-{claim.run.id}")
-        self._executions[claim.run.id] = _Execution(claim.attempt, context, task)
+        self._executions[(claim.run.id, claim.attempt)] = _Execution(context, task)
 
     # -- executing --------------------------------------------------------------------------------
     async def _execute(self, claim: Claim, job: JobDefinition, context: StepContext) -> None:
@@ -193,7 +197,7 @@ class Worker:
             logger.exception("durably worker: run %s could not be settled; it will be resumed", run.id)
             await self._release(run.id, attempt)
         finally:
-            self._executions.pop(run.id, None)
+            self._executions.pop((run.id, attempt), None)
             self._wake.set()
 
     async def _fail(self, claim: Claim, context: StepContext, error: Exception) -> None:
@@ -217,7 +221,7 @@ class Worker:
     # -- heartbeats -------------------------------------------------------------------------------
     def _heartbeat(self) -> None:
         while not self._heartbeat_stop.wait(self._options.heartbeat_interval):
-            claims = [(run_id, execution.attempt) for run_id, execution in list(self._executions.items())]
+            claims = list(self._executions)
             if not claims:
                 continue
             try:
@@ -225,7 +229,8 @@ class Worker:
             except Exception:
                 logger.exception("durably worker: heartbeat failed")
                 continue
-            for run_id, reason in [*((r, RunCancelledError) for r in outcome.cancelled), *((r, ClaimLostError) for r in outcome.lost)]:
-                execution = self._executions.get(run_id)
+            ended = {**{key: ClaimLostError for key in outcome.lost}, **{key: RunCancelledError for key in outcome.cancelled}}
+            for key, reason in ended.items():
+                execution = self._executions.get(key)
                 if execution is not None:
-                    execution.context.end(reason)  # type: ignore[arg-type]
+                    execution.context.end(reason)

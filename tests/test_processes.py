@@ -477,16 +477,6 @@ def test_frozen_owner_is_superseded_after_stale_threshold_and_cannot_write_when_
     assert read_side(side, "claim-lost") == lost
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine bug: worker.py Worker._execute's `finally: self._executions.pop(run.id)` removes whatever "
-        "execution is registered under the run id. When a worker re-claims a run that was recovered from it "
-        "while its old (lost) execution is still in a step, the old execution's end unregisters the NEW one: "
-        "the new claim gets no heartbeats, is recovered as stale while it runs, and is claimed again, so the "
-        "run executes twice at once and a step that was not in flight at the freeze runs twice"
-    ),
-)
 def test_frozen_owner_that_reclaims_its_own_recovered_run_executes_it_once(tmp_path: Path, children: Children) -> None:
     """As above, but the worker that recovers the run does not run its job (it registers another), so
     the run waits as pending until the frozen owner wakes, still inside its held step, and claims the

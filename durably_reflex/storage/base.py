@@ -79,8 +79,8 @@ class RunQuery:
 class Heartbeat:
     """The outcome of one heartbeat round: runs whose claim ended, by what became of them."""
 
-    cancelled: list[str] = field(default_factory=list)
-    lost: list[str] = field(default_factory=list)
+    cancelled: list[tuple[str, int]] = field(default_factory=list)  # (run id, attempt)
+    lost: list[tuple[str, int]] = field(default_factory=list)
 
 
 class Storage(ABC):

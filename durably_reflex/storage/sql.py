@@ -442,9 +442,9 @@ class SqlStorage(Storage):
                     continue
                 row = session.execute(self._status_of, run_id=run_id).fetchone()
                 if row is not None and row[1] == attempt and row[0] == RunStatus.CANCELLED:
-                    outcome.cancelled.append(run_id)
+                    outcome.cancelled.append((run_id, attempt))
                 else:
-                    outcome.lost.append(run_id)
+                    outcome.lost.append((run_id, attempt))
             return outcome
 
         return self._writer.run_blocking(beat)
