@@ -183,7 +183,6 @@ class Durably:
     async def close(self, timeout: float | None = None) -> None:
         """Stop the worker and close the database."""
         await self.stop(timeout)
-        self._worker.close()
         await self.storage.close()
 
     async def __aenter__(self) -> Durably:

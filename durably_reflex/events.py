@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -71,8 +72,12 @@ class EventBus:
         self._error_handler = handler
 
     def emit(self, event_type: str, **fields: Any) -> Event:
+        return self.dispatch(event_type, fields, now_ms())
+
+    def dispatch(self, event_type: str, fields: dict[str, Any], at_ms: int) -> Event:
+        """Number the event, stamp it with the time it happened and call the listeners (on the loop)."""
         self._sequence += 1
-        event: Event = {"type": event_type, **fields, "timestamp": to_iso(now_ms()), "sequence": self._sequence}
+        event: Event = {"type": event_type, **fields, "timestamp": to_iso(at_ms), "sequence": self._sequence}
         for listener in (*self._listeners.get(event_type, ()), *self._listeners.get(ALL_EVENTS, ())):
             try:
                 result = listener(event)
@@ -102,6 +107,54 @@ class EventBus:
             self._error_handler(error, event)
         except Exception:
             logger.exception("the event error handler itself failed")
+
+
+class EventPoster:
+    """Carries events from job threads to the bus on the server's event loop, in order.
+
+    Posting never waits. Waking the loop costs the job thread a system call and a fight for the
+    interpreter lock, so ordinary events are delivered in bursts at most `BURST_DELAY` apart, while
+    a run's settling events (complete, fail) are delivered at once.
+    """
+
+    BURST_DELAY = 0.005
+
+    def __init__(self, bus: EventBus, loop: asyncio.AbstractEventLoop) -> None:
+        self._bus = bus
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[str, dict[str, Any], int]] = []
+        self._wake_sent = False  # a wake-up is on its way (or a burst timer is set)
+        self._urgent_sent = False
+
+    def post(self, event_type: str, **fields: Any) -> None:
+        urgent = event_type in SETTLED_TYPES
+        with self._lock:
+            self._pending.append((event_type, fields, now_ms()))
+            if urgent:
+                if self._urgent_sent:
+                    return
+                self._urgent_sent = True
+                callback = self._drain
+            else:
+                if self._wake_sent:
+                    return
+                callback = self._drain_soon
+            self._wake_sent = True
+        try:
+            self._loop.call_soon_threadsafe(callback)
+        except RuntimeError:  # the server's loop has closed: nobody is listening any more
+            pass
+
+    def _drain_soon(self) -> None:
+        self._loop.call_later(self.BURST_DELAY, self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            burst, self._pending = self._pending, []
+            self._wake_sent = self._urgent_sent = False
+        for event_type, fields, at_ms in burst:
+            self._bus.dispatch(event_type, fields, at_ms)
 
 
 class RunSubscription:

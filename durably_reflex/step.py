@@ -2,28 +2,29 @@
 
 `await step.run(name, fn)` runs `fn` once per run, ever: its result is committed before `step.run`
 returns, and any later execution of the run (after a crash, a retry, a recovery) returns the stored
-result instead of calling `fn` again. Synchronous callables run on a thread pool, so a slow or
-CPU-bound step never stalls the event loop that the API and the UI share.
+result instead of calling `fn` again.
+
+A run executes on a thread of its own with its own event loop (see `worker.py`), never on the loop
+the API and the UI share. So a synchronous step function is simply called, and its checkpoint is
+written on the same thread: no hand-off between threads per step, and however slow or CPU-bound a
+step is, the server's loop stays free.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
-import functools
 import inspect
 import json
 import threading
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Executor
 from typing import Any
 
 import pydantic_core
 
 from .clock import now_ms
 from .errors import ClaimLostError, DuplicateStepError, RunCancelledError, StepOutputError
-from .events import LOG_WRITE, RUN_PROGRESS, STEP_COMPLETE, STEP_FAIL, STEP_START, EventBus
+from .events import LOG_WRITE, RUN_PROGRESS, STEP_COMPLETE, STEP_FAIL, STEP_START, EventPoster
 from .ids import new_id
 from .storage.base import NewLog, StepRecord, StepWrite, Storage
 
@@ -69,8 +70,7 @@ class StepContext:
         attempt: int,
         completed_steps: dict[str, Any],
         storage: Storage,
-        bus: EventBus,
-        executor: Executor,
+        events: EventPoster,
         keep_logs: int | None,
     ) -> None:
         self.run_id = run_id
@@ -82,15 +82,11 @@ class StepContext:
         self._attempt = attempt
         self._completed = completed_steps
         self._storage = storage
-        self._bus = bus
-        self._executor = executor
+        self._events = events
         self._keep_logs = keep_logs
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
         self._names_used: set[str] = set()
         self._next_index = 0
         self._logs_written = 0
-        self._background: set[asyncio.Task[None]] = set()
         self._ended: type[RunCancelledError] | type[ClaimLostError] | None = None
 
     @property
@@ -99,7 +95,11 @@ class StepContext:
 
     # -- steps ------------------------------------------------------------------------------------
     async def run(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run `fn(*args, **kwargs)` as the step `name`, or return its stored result if it completed."""
+        """Run `fn(*args, **kwargs)` as the step `name`, or return its stored result if it completed.
+
+        Synchronous functions are called on the run's own thread, one at a time; for parallel work
+        inside one run, use async step functions.
+        """
         if not isinstance(name, str) or not name:
             raise ValueError("A step needs a non-empty string name")
         if name in self._names_used:
@@ -113,70 +113,47 @@ class StepContext:
 
         token = _current_step.set(name)
         started_at = now_ms()
-        self._bus.emit(STEP_START, runId=self.run_id, jobName=self.job_name, stepName=name, stepIndex=index)
+        self._post(STEP_START, stepName=name, stepIndex=index)
         try:
-            written, output_json, completed_at = await self._execute(name, index, started_at, fn, args, kwargs)
+            value = fn(*args, **kwargs)
+            if inspect.isawaitable(value):
+                value = await value
+            output_json = encode_json(value, f'The result of step "{name}"')
         except (RunCancelledError, ClaimLostError):
             raise
         except Exception as error:
-            await self._record_failure(name, index, started_at, error)
+            self._record_failure(name, index, started_at, error)
             raise
         finally:
             _current_step.reset(token)
 
-        if written is StepWrite.CLAIM_LOST:
-            self.end(ClaimLostError)
-            raise ClaimLostError(self.run_id)
-        if written is StepWrite.RECORDED_RUN_CANCELLED:
-            self.end(RunCancelledError)
-        output = json.loads(output_json)  # what a replay returns, so both paths give the same value
-        self._bus.emit(
-            STEP_COMPLETE, runId=self.run_id, jobName=self.job_name, stepName=name, stepIndex=index,
-            output=output, duration=completed_at - started_at,
-        )  # fmt: skip
-        return output
-
-    async def _execute(
-        self, name: str, index: int, started_at: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[StepWrite, str, int]:
-        """Call the step function and checkpoint its result. A synchronous function and its
-        checkpoint run together on one worker thread: one hand-off from the event loop, not two."""
-        checkpoint = functools.partial(self._checkpoint, name, index, started_at)
-        if inspect.iscoroutinefunction(fn):
-            value = await fn(*args, **kwargs)
-            return await self._loop.run_in_executor(self._executor, checkpoint, value)
-        context = contextvars.copy_context()
-        outcome = await self._loop.run_in_executor(
-            self._executor, context.run, _call_then_checkpoint, checkpoint, fn, args, kwargs
-        )
-        if isinstance(outcome, _Awaiting):  # a plain function that returned a coroutine
-            value = await outcome.awaitable
-            return await self._loop.run_in_executor(self._executor, checkpoint, value)
-        return outcome
-
-    def _checkpoint(self, name: str, index: int, started_at: int, value: Any) -> tuple[StepWrite, str, int]:
-        output_json = encode_json(value, f'The result of step "{name}"')
         completed_at = now_ms()
         written = self._storage.record_step(StepRecord(
             id=new_id(), run_id=self.run_id, attempt=self._attempt, name=name, index=index,
             status="completed", output_json=output_json, error=None, error_stack=None,
             started_at=started_at, completed_at=completed_at,
         ))  # fmt: skip
-        return written, output_json, completed_at
+        if written is StepWrite.CLAIM_LOST:
+            self.end(ClaimLostError)
+            raise ClaimLostError(self.run_id)
+        if written is StepWrite.RECORDED_RUN_CANCELLED:
+            self.end(RunCancelledError)
+        output = json.loads(output_json)  # what a replay returns, so both paths give the same value
+        self._post(STEP_COMPLETE, stepName=name, stepIndex=index, output=output, duration=completed_at - started_at)
+        return output
 
-    async def _record_failure(self, name: str, index: int, started_at: int, error: Exception) -> None:
+    def _record_failure(self, name: str, index: int, started_at: int, error: Exception) -> None:
         self.failed_step_name = name
         message = describe_error(error)
-        record = StepRecord(
+        written = self._storage.record_step(StepRecord(
             id=new_id(), run_id=self.run_id, attempt=self._attempt, name=name, index=index,
             status="failed", output_json=None, error=message, error_stack=format_stack(error),
             started_at=started_at, completed_at=now_ms(),
-        )  # fmt: skip
-        written = await self._loop.run_in_executor(self._executor, self._storage.record_step, record)
+        ))  # fmt: skip
         if written is StepWrite.CLAIM_LOST:
             self.end(ClaimLostError)
             raise ClaimLostError(self.run_id) from error
-        self._bus.emit(STEP_FAIL, runId=self.run_id, jobName=self.job_name, stepName=name, stepIndex=index, error=message)
+        self._post(STEP_FAIL, stepName=name, stepIndex=index, error=message)
 
     # -- cancellation -----------------------------------------------------------------------------
     def end(self, reason: type[RunCancelledError] | type[ClaimLostError]) -> None:
@@ -201,7 +178,7 @@ class StepContext:
             if key in value and (isinstance(value[key], bool) or not isinstance(value[key], int | float)):
                 raise TypeError(f"step.progress: {key} must be a number, got {value[key]!r}")
         self._storage.set_progress(self.run_id, self._attempt, json.dumps(value, separators=(",", ":")), now_ms())
-        self._on_loop(self._bus.emit, RUN_PROGRESS, runId=self.run_id, jobName=self.job_name, progress=value)
+        self._post(RUN_PROGRESS, progress=value)
 
     def write_log(self, level: str, message: str, data: Any = None) -> None:
         if level not in LOG_LEVELS:
@@ -210,37 +187,16 @@ class StepContext:
         step_name = _current_step.get()
         data_json = None if data is None else pydantic_core.to_json(data, fallback=repr).decode()
         self._storage.append_log(NewLog(log_id, self.run_id, step_name, level, str(message), data_json, now_ms()))
-        self._on_loop(self._emit_log, log_id, step_name, level, str(message), None if data_json is None else json.loads(data_json))
-
-    def _emit_log(self, log_id: str, step_name: str | None, level: str, message: str, data: Any) -> None:
-        self._bus.emit(
-            LOG_WRITE, runId=self.run_id, jobName=self.job_name, stepName=step_name, level=level,
-            message=message, data=data, id=log_id,
+        self._post(
+            LOG_WRITE, stepName=step_name, level=level, message=str(message),
+            data=None if data_json is None else json.loads(data_json), id=log_id,
         )  # fmt: skip
         self._logs_written += 1
         if self._keep_logs and self._logs_written % self._keep_logs == 0:
-            task = self._loop.create_task(self._storage.prune_logs(self.run_id, self._keep_logs))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._storage.prune_logs(self.run_id, self._keep_logs)
 
-    def _on_loop(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        """Events go out on the event loop; step code running on a worker thread hops there."""
-        if threading.get_ident() == self._loop_thread:
-            function(*args, **kwargs)
-        else:
-            self._loop.call_soon_threadsafe(functools.partial(function, *args, **kwargs))
-
-
-class _Awaiting:
-    def __init__(self, awaitable: Any) -> None:
-        self.awaitable = awaitable
-
-
-def _call_then_checkpoint(
-    checkpoint: Callable[[Any], tuple[StepWrite, str, int]], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[StepWrite, str, int] | _Awaiting:
-    value = fn(*args, **kwargs)
-    return _Awaiting(value) if inspect.isawaitable(value) else checkpoint(value)
+    def _post(self, event_type: str, **fields: Any) -> None:
+        self._events.post(event_type, runId=self.run_id, jobName=self.job_name, **fields)
 
 
 def describe_error(error: BaseException) -> str:

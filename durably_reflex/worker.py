@@ -1,9 +1,14 @@
 """The worker: claims pending runs, executes them, heartbeats them, recovers the abandoned.
 
-One asyncio task claims runs while there are free slots (`max_concurrent_runs`) and sleeps until a
-trigger, a retry or a finished run wakes it, or `polling_interval` passes (runs triggered by other
-processes). Each claimed run executes in its own task. Heartbeats come from a plain thread, so a job
-that hogs the event loop cannot make its own run look dead.
+Each of `max_concurrent_runs` slots is a thread with an event loop of its own: it claims a run,
+executes the job function on its loop, settles the run, and claims the next, all without leaving
+its thread. Job code therefore never runs on the server's event loop (a step that computes for
+seconds without yielding delays neither the API nor the UI), and a run costs no thread hand-offs:
+only its events travel to the server's loop, without waiting.
+
+Idle slots sleep until a trigger or retry in this process wakes them, or `polling_interval` passes
+(for runs triggered by other processes). One more thread heartbeats the runs in progress and, every
+`polling_interval`, hands back runs abandoned by dead or silent workers.
 """
 
 from __future__ import annotations
@@ -14,18 +19,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .clock import now_ms
 from .errors import ClaimLostError, RunCancelledError
-from .events import RUN_COMPLETE, RUN_FAIL, RUN_START, EventBus
+from .events import RUN_COMPLETE, RUN_FAIL, RUN_START, EventBus, EventPoster
 from .jobs import JobDefinition
 from .owners import current_owner, owner_is_dead
 from .step import StepContext, describe_error, encode_json, format_stack
 from .storage.base import Claim, Storage
 
 logger = logging.getLogger("durably_reflex")
+
+# After stop()'s timeout, how long an interrupted run may take to notice before it is handed back
+# regardless (a synchronous step cannot be interrupted; its late write will be refused).
+_INTERRUPT_GRACE = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +59,7 @@ class WorkerOptions:
 @dataclass(slots=True)
 class _Execution:
     context: StepContext
+    loop: asyncio.AbstractEventLoop
     task: asyncio.Task[None]
 
 
@@ -63,174 +72,220 @@ class Worker:
         self._jobs = jobs
         self._options = options
         self._owner = current_owner()
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._wakes = 0  # bumped by wake(): a slot that saw it change looks for work again at once
         # Keyed by (run id, attempt): a run recovered from this very worker (say after a long freeze)
         # may be claimed again while its old execution winds down, and both must be tracked.
         self._executions: dict[tuple[str, int], _Execution] = {}
-        self._wake = asyncio.Event()
-        self._loop_task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._heartbeat_stop = threading.Event()
-        self._heartbeat_thread: threading.Thread | None = None
-        self._executor = ThreadPoolExecutor(
-            max_workers=max(4, 2 * options.max_concurrent_runs), thread_name_prefix="durably-step"
-        )
+        self._slots: list[threading.Thread] = []
+        self._maintenance: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._runs_done = threading.Event()
+        self._events: EventPoster | None = None
 
     @property
     def is_running(self) -> bool:
-        return self._loop_task is not None and not self._loop_task.done()
+        return bool(self._slots) and not self._stopping.is_set()
 
     def wake(self) -> None:
-        """Look for work now (a run was triggered or retried in this process, or a slot freed)."""
-        self._wake.set()
+        """Look for work now (a run was triggered or retried in this process)."""
+        with self._work:
+            self._wakes += 1
+            self._work.notify_all()
 
     def cancel_local(self, run_id: str) -> None:
         """Tell an execution in this process that its run was cancelled (its signal fires at once)."""
-        for (running_id, _), execution in list(self._executions.items()):
-            if running_id == run_id:
-                execution.context.end(RunCancelledError)
+        with self._lock:
+            executions = [e for (running_id, _), e in self._executions.items() if running_id == run_id]
+        for execution in executions:
+            execution.context.end(RunCancelledError)
 
     async def start(self) -> None:
-        if self.is_running:
+        if self._slots:
             return
-        self._stopping = False
-        self._wake = asyncio.Event()
-        self._heartbeat_stop.clear()
-        self._heartbeat_thread = threading.Thread(target=self._heartbeat, name="durably-heartbeat", daemon=True)
-        self._heartbeat_thread.start()
-        self._loop_task = asyncio.get_running_loop().create_task(self._claim_loop(), name="durably-worker")
+        self._events = EventPoster(self._bus, asyncio.get_running_loop())
+        self._stopping.clear()
+        self._runs_done.clear()
+        await asyncio.to_thread(self._recover)  # runs of dead workers first, so they resume at once
+        self._maintenance = _thread(self._maintain, "durably-maintenance")
+        self._slots = [_thread(self._serve, f"durably-slot-{i}") for i in range(self._options.max_concurrent_runs)]
 
     async def stop(self, timeout: float | None = None) -> None:
-        """Stop claiming, let running runs finish; after `timeout` seconds, interrupt them and hand
-        them back as pending so that any worker resumes them from their last completed step."""
-        if self._loop_task is None:
+        """Stop claiming and let running runs finish. After `timeout` seconds, interrupt them and
+        hand them back as pending, so that any worker resumes them from their last completed step."""
+        if not self._slots:
             return
-        self._stopping = True
-        self._wake.set()
-        await self._loop_task
-        self._loop_task = None
-        tasks = [execution.task for execution in self._executions.values()]
-        if tasks:
-            _, late = await asyncio.wait(tasks, timeout=timeout)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late)
-        self._heartbeat_stop.set()
-        if self._heartbeat_thread is not None:
-            await asyncio.to_thread(self._heartbeat_thread.join)
-            self._heartbeat_thread = None
+        self._stopping.set()
+        self.wake()
+        if not await asyncio.to_thread(_join, self._slots, timeout):
+            await asyncio.to_thread(self._interrupt)
+        self._slots = []
+        self._runs_done.set()
+        if self._maintenance is not None:
+            await asyncio.to_thread(self._maintenance.join)
+            self._maintenance = None
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-    # -- claiming ---------------------------------------------------------------------------------
-    async def _claim_loop(self) -> None:
-        last_recovery = float("-inf")
-        while not self._stopping:
-            self._wake.clear()
+    def _interrupt(self) -> None:
+        with self._lock:
+            executions = list(self._executions.values())
+        for execution in executions:
+            execution.context.signal.set()  # a long step watching the signal may stop early
             try:
-                if time.monotonic() - last_recovery >= self._options.polling_interval:
-                    last_recovery = time.monotonic()
-                    await self._recover()
-                await self._claim()
-            except Exception:
-                logger.exception("durably worker: claiming failed; trying again in %ss", self._options.polling_interval)
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._options.polling_interval)
-            except TimeoutError:
-                pass
+                execution.loop.call_soon_threadsafe(execution.task.cancel)
+            except RuntimeError:
+                pass  # that run finished meanwhile
+        if _join(self._slots, _INTERRUPT_GRACE):
+            return
+        with self._lock:
+            stuck, self._executions = dict(self._executions), {}
+        for run_id, attempt in stuck:  # stuck in a synchronous step: its later writes will be refused
+            self._release(run_id, attempt)
 
-    async def _recover(self) -> None:
-        stale_before = now_ms() - int(self._options.stale_threshold * 1000)
-        recovered = await self._storage.recover(stale_before, owner_is_dead, now_ms())
-        if recovered:
-            logger.warning("durably worker: resuming %d abandoned run(s): %s", len(recovered), ", ".join(recovered))
+    # -- slots ------------------------------------------------------------------------------------
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            while not self._stopping.is_set():
+                with self._work:
+                    wakes = self._wakes
+                claim = self._claim()
+                if claim is not None:
+                    loop.run_until_complete(self._execute(claim, self._jobs()[claim.run.job_name]))
+                    continue
+                with self._work:
+                    if self._wakes == wakes and not self._stopping.is_set():
+                        self._work.wait(self._options.polling_interval)
+        finally:
+            loop.close()
 
-    async def _claim(self) -> None:
-        free = self._options.max_concurrent_runs - len(self._executions)
+    def _claim(self) -> Claim | None:
         jobs = self._jobs()
-        if free <= 0 or not jobs:
-            return
-        claims = await self._storage.claim(self._owner, tuple(jobs), free, now_ms())
-        for claim in claims:
-            self._begin(claim, jobs[claim.run.job_name])
-        if len(claims) == free:
-            self._wake.set()  # there may be more; look again once a slot frees (or at once, if one has)
+        if not jobs:
+            return None
+        try:
+            claims = self._storage.claim(self._owner, tuple(jobs), 1, now_ms())
+        except Exception:
+            logger.exception("durably worker: claiming failed; trying again in %ss", self._options.polling_interval)
+            self._stopping.wait(self._options.polling_interval)
+            return None
+        return claims[0] if claims else None
 
-    def _begin(self, claim: Claim, job: JobDefinition) -> None:
-        for (run_id, attempt), older in list(self._executions.items()):
-            if run_id == claim.run.id and attempt != claim.attempt:
-                older.context.end(ClaimLostError)  # that claim is gone: stop it at its next step
+    # -- executing (on a slot's own loop) ---------------------------------------------------------
+    async def _execute(self, claim: Claim, job: JobDefinition) -> None:
+        run, attempt, events = claim.run, claim.attempt, self._events
+        assert events is not None
         context = StepContext(
-            run_id=claim.run.id, job_name=job.name, attempt=claim.attempt, completed_steps=claim.completed_steps,
-            storage=self._storage, bus=self._bus, executor=self._executor, keep_logs=self._options.log_retention,
+            run_id=run.id, job_name=job.name, attempt=attempt, completed_steps=claim.completed_steps,
+            storage=self._storage, events=events, keep_logs=self._options.log_retention,
         )  # fmt: skip
-        task = asyncio.get_running_loop().create_task(self._execute(claim, job, context), name=f"durably-run-{claim.run.id}")
-        self._executions[(claim.run.id, claim.attempt)] = _Execution(context, task)
-
-    # -- executing --------------------------------------------------------------------------------
-    async def _execute(self, claim: Claim, job: JobDefinition, context: StepContext) -> None:
-        run, attempt = claim.run, claim.attempt
+        task = asyncio.current_task()
+        assert task is not None
+        with self._lock:
+            for (other_id, other_attempt), older in self._executions.items():
+                if other_id == run.id and other_attempt != attempt:
+                    older.context.end(ClaimLostError)  # that claim is gone: stop it at its next step
+            self._executions[(run.id, attempt)] = _Execution(context, asyncio.get_running_loop(), task)
+        events.post(RUN_START, runId=run.id, jobName=job.name, payload=run.input)
         started_at = now_ms()
         try:
-            self._bus.emit(RUN_START, runId=run.id, jobName=job.name, payload=run.input)
             try:
                 result = await job.run(context, job.parse_stored_input(run.input))
                 output_json = encode_json(job.dump_output(result), "The job's output")
             except (RunCancelledError, ClaimLostError):
                 return  # the run's state was settled by whoever cancelled or took it
             except asyncio.CancelledError:
-                await asyncio.shield(self._release(run.id, attempt))
-                raise
+                self._release(run.id, attempt)  # stop() ran out of patience: resume it elsewhere
+                return
             except Exception as error:
-                await self._fail(claim, context, error)
+                self._fail(claim, context, error)
                 return
             finished = now_ms()
-            outcome = await self._storage.finish_run(
+            outcome = self._storage.finish_run(
                 run.id, attempt, "completed", finished, output_json=output_json, keep_logs=self._options.log_retention
             )
             if outcome is None:
-                self._bus.emit(RUN_COMPLETE, runId=run.id, jobName=job.name, output=json.loads(output_json), duration=finished - started_at)
-        except asyncio.CancelledError:
-            raise
+                events.post(
+                    RUN_COMPLETE, runId=run.id, jobName=job.name, output=json.loads(output_json), duration=finished - started_at
+                )
         except Exception:
             logger.exception("durably worker: run %s could not be settled; it will be resumed", run.id)
-            await self._release(run.id, attempt)
+            self._release(run.id, attempt)
         finally:
-            self._executions.pop((run.id, attempt), None)
-            self._wake.set()
+            with self._lock:
+                self._executions.pop((run.id, attempt), None)
 
-    async def _fail(self, claim: Claim, context: StepContext, error: Exception) -> None:
+    def _fail(self, claim: Claim, context: StepContext, error: Exception) -> None:
         message, stack = describe_error(error), format_stack(error)
-        outcome = await self._storage.finish_run(
+        outcome = self._storage.finish_run(
             claim.run.id, claim.attempt, "failed", now_ms(), error=message, error_stack=stack,
             keep_logs=self._options.log_retention,
         )  # fmt: skip
-        if outcome is None:
-            self._bus.emit(
+        if outcome is None and self._events is not None:
+            self._events.post(
                 RUN_FAIL, runId=claim.run.id, jobName=claim.run.job_name, error=message,
                 failedStepName=context.failed_step_name, errorStack=stack,
             )  # fmt: skip
 
-    async def _release(self, run_id: str, attempt: int) -> None:
+    def _release(self, run_id: str, attempt: int) -> None:
         try:
-            await self._storage.release(run_id, attempt, now_ms())
+            self._storage.release(run_id, attempt, now_ms())
         except Exception:
             logger.exception("durably worker: could not hand back run %s; it will be recovered when stale", run_id)
 
-    # -- heartbeats -------------------------------------------------------------------------------
+    # -- heartbeats and recovery ------------------------------------------------------------------
+    def _maintain(self) -> None:
+        """Heartbeat until every run has finished; recover abandoned runs until stop() begins."""
+        next_beat = time.monotonic() + self._options.heartbeat_interval
+        next_recovery = time.monotonic() + self._options.polling_interval
+        while not self._runs_done.wait(max(0.0, min(next_beat, next_recovery) - time.monotonic())):
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + self._options.heartbeat_interval
+                self._heartbeat()
+            if time.monotonic() >= next_recovery and not self._stopping.is_set():
+                next_recovery = time.monotonic() + self._options.polling_interval
+                if self._recover():
+                    self.wake()
+
     def _heartbeat(self) -> None:
-        while not self._heartbeat_stop.wait(self._options.heartbeat_interval):
+        with self._lock:
             claims = list(self._executions)
-            if not claims:
-                continue
-            try:
-                outcome = self._storage.heartbeat_blocking(claims, now_ms())
-            except Exception:
-                logger.exception("durably worker: heartbeat failed")
-                continue
-            ended = {**{key: ClaimLostError for key in outcome.lost}, **{key: RunCancelledError for key in outcome.cancelled}}
+        if not claims:
+            return
+        try:
+            outcome = self._storage.heartbeat_blocking(claims, now_ms())
+        except Exception:
+            logger.exception("durably worker: heartbeat failed")
+            return
+        ended = {**{key: ClaimLostError for key in outcome.lost}, **{key: RunCancelledError for key in outcome.cancelled}}
+        with self._lock:
             for key, reason in ended.items():
                 execution = self._executions.get(key)
                 if execution is not None:
                     execution.context.end(reason)
+
+    def _recover(self) -> list[str]:
+        stale_before = now_ms() - int(self._options.stale_threshold * 1000)
+        try:
+            recovered = self._storage.recover(stale_before, owner_is_dead, now_ms())
+        except Exception:
+            logger.exception("durably worker: recovering abandoned runs failed")
+            return []
+        if recovered:
+            logger.warning("durably worker: resuming %d abandoned run(s): %s", len(recovered), ", ".join(recovered))
+        return recovered
+
+
+def _thread(target: Callable[[], None], name: str) -> threading.Thread:
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def _join(threads: list[threading.Thread], timeout: float | None) -> bool:
+    """Join all threads within `timeout` seconds in total; True if they all ended."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for thread in threads:
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    return not any(thread.is_alive() for thread in threads)

@@ -122,11 +122,12 @@ class Storage(ABC):
     async def delete_run(self, run_id: str) -> Run:
         """Delete a terminal run with its steps and logs. Raises RunNotFoundError, RunStateError."""
 
-    # -- runs on behalf of a worker ---------------------------------------------------------------
+    # -- runs on behalf of a worker (blocking: called from the worker's threads) -------------------
     @abstractmethod
-    async def claim(self, owner: str, job_names: tuple[str, ...], limit: int, now: int) -> list[Claim]:
+    def claim(self, owner: str, job_names: tuple[str, ...], limit: int, now: int) -> list[Claim]:
         """Atomically take up to `limit` pending runs of these jobs, oldest first, skipping runs whose
-        concurrency key is held by a running run."""
+        concurrency key is held by a running run. Blocking, like every verb a worker calls from its
+        own threads."""
 
     @abstractmethod
     def record_step(self, step: StepRecord) -> StepWrite:
@@ -142,7 +143,7 @@ class Storage(ABC):
         """Store a log line without waiting; lines are written in order."""
 
     @abstractmethod
-    async def finish_run(
+    def finish_run(
         self,
         run_id: str,
         attempt: int,
@@ -154,12 +155,13 @@ class Storage(ABC):
         error_stack: str | None = None,
         keep_logs: int | None = None,
     ) -> str | None:
-        """Move a claimed running run to completed or failed. Returns None when done, else the run's
-        status as it stands (e.g. "cancelled"; "missing" when deleted) and nothing is written."""
+        """Move a claimed running run to completed or failed (blocking, from the run's thread).
+        Returns None when done, else the run's status as it stands (e.g. "cancelled"; "missing"
+        when deleted) and nothing is written."""
 
     @abstractmethod
-    async def release(self, run_id: str, attempt: int, now: int) -> bool:
-        """Give a claimed run back (running → pending) so another worker resumes it at once."""
+    def release(self, run_id: str, attempt: int, now: int) -> bool:
+        """Give a claimed run back (running → pending) so another worker resumes it at once (blocking)."""
 
     @abstractmethod
     def heartbeat_blocking(self, claims: list[tuple[str, int]], now: int) -> Heartbeat:
@@ -167,13 +169,13 @@ class Storage(ABC):
         starve it. Reports the claims that ended (cancelled elsewhere, or taken over)."""
 
     @abstractmethod
-    async def recover(self, stale_before: int, owner_is_dead: Callable[[str], bool], now: int) -> list[str]:
+    def recover(self, stale_before: int, owner_is_dead: Callable[[str], bool], now: int) -> list[str]:
         """Running runs whose heartbeat is older than `stale_before`, or whose owner is known dead,
         go back to pending. Returns their ids."""
 
     @abstractmethod
-    async def prune_logs(self, run_id: str, keep: int) -> None:
-        """Keep only the newest `keep` log lines of a run."""
+    def prune_logs(self, run_id: str, keep: int) -> None:
+        """Keep only the newest `keep` log lines of a run; queued, not waited for."""
 
     @abstractmethod
     async def close(self) -> None: ...

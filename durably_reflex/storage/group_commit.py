@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -49,7 +49,9 @@ Operation = Callable[[C], T]
 class _Queued:
     operation: Callable[[Any], Any]
     write: bool
-    done: threading.Event = field(default_factory=threading.Event)
+    # Held while a follower waits for its leader; a leader's own operation needs none. (A plain lock
+    # costs far less to make than an Event, and this is made once per operation.)
+    waiter: Any = None
     promoted: bool = False  # woken to lead, not because its operation ran
     result: Any = None
     error: BaseException | None = None
@@ -79,8 +81,11 @@ class GroupCommit(Generic[C]):
             self._queue.append(item)
             leads = not self._leading
             self._leading = True
+            if not leads:
+                item.waiter = threading.Lock()
+                item.waiter.acquire()
         if not leads:
-            item.done.wait()
+            item.waiter.acquire()  # released by the leader that ran it, or that hands over the lead
             if not item.promoted:
                 return item.outcome()  # type: ignore[no-any-return]
         self._lead()
@@ -125,14 +130,15 @@ class GroupCommit(Generic[C]):
                     return
             self._run_group(group)
             for item in group:
-                item.done.set()
+                if item.waiter is not None:
+                    item.waiter.release()
         with self._lock:
             if not self._queue:
                 self._leading = False
                 return
             successor = self._queue[0]
         successor.promoted = True
-        successor.done.set()
+        successor.waiter.release()
 
     def _run_group(self, group: list[_Queued]) -> None:
         if self._connection is None:

@@ -26,12 +26,11 @@ from .base import Claim, Heartbeat, NewLog, NewRun, RunQuery, StepRecord, StepWr
 from .tables import SCHEMA_VERSION, DurablyTable, LogRow, RunRow, SchemaVersionRow, StepRow
 from .group_commit import GroupCommit
 
-RUN_COLUMNS = (
-    "id", "job_name", "input", "status", "idempotency_key", "concurrency_key", "current_step_index",
-    "step_count", "progress", "output", "error", "error_stack", "started_at", "completed_at",
-    "heartbeat_at", "created_at", "updated_at",
+STORED_RUN_COLUMNS = (
+    "id", "job_name", "input", "status", "idempotency_key", "concurrency_key", "progress", "output",
+    "error", "error_stack", "started_at", "completed_at", "heartbeat_at", "created_at", "updated_at",
 )  # fmt: skip
-RUN_COLUMN_SQL = ", ".join(RUN_COLUMNS)
+STORED_RUN_SQL = ", ".join(STORED_RUN_COLUMNS)
 STEP_COLUMNS = ("id", "run_id", "name", "step_index", "status", "output", "error", "error_stack", "started_at", "completed_at")
 LOG_COLUMNS = ("id", "run_id", "step_name", "level", "message", "data", "created_at")
 
@@ -87,9 +86,9 @@ def _json(text_value: str | None) -> Any:
 
 
 def run_from_row(row: Sequence[Any]) -> Run:
-    """A run from a row whose columns are RUN_COLUMNS, in that order."""
-    (id_, job_name, input_, status, idem, conc, index, count, progress, output, error, stack,
-     started, completed, heartbeat, created, updated) = row  # fmt: skip
+    """A run from a row of STORED_RUN_COLUMNS followed by the completed step count and the next step index."""
+    (id_, job_name, input_, status, idem, conc, progress, output, error, stack, started, completed,
+     heartbeat, created, updated, count, index) = row  # fmt: skip
     return Run(
         id=id_, job_name=job_name, input=_json(input_), status=status, idempotency_key=idem,
         concurrency_key=conc, current_step_index=index, step_count=count,
@@ -120,7 +119,13 @@ _runs = RunRow.__table__  # type: ignore[attr-defined]
 _steps = StepRow.__table__  # type: ignore[attr-defined]
 _logs = LogRow.__table__  # type: ignore[attr-defined]
 _versions = SchemaVersionRow.__table__  # type: ignore[attr-defined]
-_run_columns = [_runs.c[name] for name in RUN_COLUMNS]
+_completed_steps_of_run = (_steps.c.run_id == _runs.c.id) & (_steps.c.status == "completed")
+_run_columns = [
+    *(_runs.c[name] for name in STORED_RUN_COLUMNS),
+    select(func.count()).where(_completed_steps_of_run).scalar_subquery().label("step_count"),
+    select(func.coalesce(func.max(_steps.c.step_index) + 1, 0)).where(_completed_steps_of_run)
+    .scalar_subquery().label("current_step_index"),
+]
 
 _BUSY = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
 
@@ -140,7 +145,7 @@ class SqlStorage(Storage):
                   WHERE b.status = 'running' AND b.concurrency_key = r.concurrency_key))
             ORDER BY r.created_at, r.id
             LIMIT 1)
-        RETURNING {RUN_COLUMN_SQL}, attempt
+        RETURNING {STORED_RUN_SQL}, attempt
     """
 
     def __init__(self, dialect: Dialect, writer: GroupCommit[Any], reader: GroupCommit[Any]) -> None:
@@ -155,27 +160,21 @@ class SqlStorage(Storage):
         prepare = self._prepare
         self._insert_run = prepare(f"""
             INSERT INTO durably_runs (id, job_name, input, status, idempotency_key, concurrency_key,
-                current_step_index, step_count, attempt, heartbeat_at, created_at, updated_at)
-            VALUES (:id, :job_name, :input, 'pending', :idem, :conc, 0, 0, 0, :now, :now, :now)
+                attempt, heartbeat_at, created_at, updated_at)
+            VALUES (:id, :job_name, :input, 'pending', :idem, :conc, 0, :now, :now, :now)
             ON CONFLICT DO NOTHING
-            RETURNING {RUN_COLUMN_SQL}""")
-        self._select_by_idempotency = prepare(
-            f"SELECT {RUN_COLUMN_SQL} FROM durably_runs WHERE job_name = :job_name AND idempotency_key = :idem")
+            RETURNING {STORED_RUN_SQL}, 0, 0""")
         self._completed_steps = prepare(
-            "SELECT name, output FROM durably_steps WHERE run_id = :run_id AND status = 'completed'")
+            "SELECT name, output, step_index FROM durably_steps WHERE run_id = :run_id AND status = 'completed'")
         self._insert_step = prepare("""
             INSERT INTO durably_steps (id, run_id, name, step_index, status, output, error, error_stack,
                 started_at, completed_at)
             SELECT :id, :run_id, :name, :step_index, :status, :output, :error, :error_stack, :started_at,
                 :completed_at
             WHERE EXISTS (SELECT 1 FROM durably_runs WHERE id = :run_id AND attempt = :attempt
-                          AND status IN ('running', 'cancelled'))""")
-        self._advance_run = prepare("""
-            UPDATE durably_runs
-            SET current_step_index = CASE WHEN current_step_index < :next THEN :next ELSE current_step_index END,
-                step_count = step_count + 1, updated_at = :now
-            WHERE id = :run_id AND attempt = :attempt
-            RETURNING status""")
+                          AND status IN ('running', 'cancelled'))
+            RETURNING (SELECT status FROM durably_runs WHERE id = :run_id)""")
+
         self._write_progress = prepare("""
             UPDATE durably_runs SET progress = :progress, updated_at = :now
             WHERE id = :run_id AND attempt = :attempt AND status = 'running'""")
@@ -224,9 +223,11 @@ class SqlStorage(Storage):
                 if row is not None:
                     created.append((run_from_row(row), True))
                     continue
-                existing = session.execute(
-                    self._select_by_idempotency, job_name=run.job_name, idem=run.idempotency_key
-                ).fetchone()
+                existing = session.sa.execute(
+                    select(*_run_columns).where(
+                        _runs.c.job_name == run.job_name, _runs.c.idempotency_key == run.idempotency_key
+                    )
+                ).one()
                 created.append((run_from_row(existing), False))
             return created
 
@@ -315,11 +316,11 @@ class SqlStorage(Storage):
         return run
 
     def _update_run(self, session: SqlSession, run_id: str, **values: Any) -> Run:
-        statement = update(_runs).where(_runs.c.id == run_id).values(**values).returning(*_run_columns)
-        return run_from_row(session.sa.execute(statement).one())
+        session.sa.execute(update(_runs).where(_runs.c.id == run_id).values(**values))
+        return run_from_row(session.sa.execute(select(*_run_columns).where(_runs.c.id == run_id)).one())
 
-    # -- runs on behalf of a worker ---------------------------------------------------------------
-    async def claim(self, owner: str, job_names: tuple[str, ...], limit: int, now: int) -> list[Claim]:
+    # -- runs on behalf of a worker (blocking) -----------------------------------------------------
+    def claim(self, owner: str, job_names: tuple[str, ...], limit: int, now: int) -> list[Claim]:
         if not job_names or limit <= 0:
             return []
         statement = self._claim_statement(len(job_names))
@@ -332,14 +333,14 @@ class SqlStorage(Storage):
                 row = session.execute(statement, **params).fetchone()
                 if row is None:
                     break
-                run, attempt = run_from_row(row[:-1]), row[-1]
-                completed = {
-                    name: _json(output) for name, output in session.execute(self._completed_steps, run_id=run.id)
-                }
-                claims.append(Claim(run=run, attempt=attempt, completed_steps=completed))
+                steps = session.execute(self._completed_steps, run_id=row[0]).fetchall()
+                next_index = max((index for _, _, index in steps), default=-1) + 1
+                run = run_from_row((*row[:-1], len(steps), next_index))
+                completed = {name: _json(output) for name, output, _ in steps}
+                claims.append(Claim(run=run, attempt=row[-1], completed_steps=completed))
             return claims
 
-        return await self._writer.run(take)
+        return self._writer.run_blocking(take)
 
     def _claim_statement(self, arity: int) -> Prepared:
         statement = self._claim_by_arity.get(arity)
@@ -355,15 +356,10 @@ class SqlStorage(Storage):
                 step_index=step.index, status=step.status, output=step.output_json, error=step.error,
                 error_stack=step.error_stack, started_at=step.started_at, completed_at=step.completed_at,
             )  # fmt: skip
-            if inserted.rowcount == 0:
+            row = inserted.fetchone()
+            if row is None:
                 return StepWrite.CLAIM_LOST
-            if step.status != "completed":
-                return StepWrite.RECORDED
-            (status,) = session.execute(
-                self._advance_run, next=step.index + 1, now=step.completed_at, run_id=step.run_id,
-                attempt=step.attempt,
-            ).fetchone()  # fmt: skip
-            return StepWrite.RECORDED if status == RunStatus.RUNNING else StepWrite.RECORDED_RUN_CANCELLED
+            return StepWrite.RECORDED_RUN_CANCELLED if row[0] == RunStatus.CANCELLED else StepWrite.RECORDED
 
         return self._writer.run_blocking(write)
 
@@ -400,7 +396,7 @@ class SqlStorage(Storage):
                 for log in logs
             ])  # fmt: skip
 
-    async def finish_run(
+    def finish_run(
         self,
         run_id: str,
         attempt: int,
@@ -425,14 +421,14 @@ class SqlStorage(Storage):
                 session.execute(self._prune_logs, run_id=run_id, keep=keep_logs)
             return None
 
-        return await self._writer.run(finish)
+        return self._writer.run_blocking(finish)
 
-    async def release(self, run_id: str, attempt: int, now: int) -> bool:
+    def release(self, run_id: str, attempt: int, now: int) -> bool:
         def give_back(session: SqlSession) -> bool:
             self._flush_buffers(session)
             return session.execute(self._release, run_id=run_id, attempt=attempt, now=now).rowcount == 1
 
-        return await self._writer.run(give_back)
+        return self._writer.run_blocking(give_back)
 
     def heartbeat_blocking(self, claims: list[tuple[str, int]], now: int) -> Heartbeat:
         def beat(session: SqlSession) -> Heartbeat:
@@ -449,7 +445,7 @@ class SqlStorage(Storage):
 
         return self._writer.run_blocking(beat)
 
-    async def recover(self, stale_before: int, owner_is_dead: Callable[[str], bool], now: int) -> list[str]:
+    def recover(self, stale_before: int, owner_is_dead: Callable[[str], bool], now: int) -> list[str]:
         def reset(session: SqlSession) -> list[str]:
             running = session.sa.execute(
                 select(_runs.c.id, _runs.c.owner, _runs.c.heartbeat_at).where(_runs.c.status == RunStatus.RUNNING)
@@ -465,14 +461,14 @@ class SqlStorage(Storage):
                     recovered.append(run_id)
             return recovered
 
-        return await self._writer.run(reset)
+        return self._writer.run_blocking(reset)
 
-    async def prune_logs(self, run_id: str, keep: int) -> None:
+    def prune_logs(self, run_id: str, keep: int) -> None:
         def prune(session: SqlSession) -> None:
             self._flush_buffers(session)
             session.execute(self._prune_logs, run_id=run_id, keep=keep)
 
-        await self._writer.run(prune)
+        self._writer.run_later(prune)
 
     async def close(self) -> None:
         """Finish queued writes and close the connections (joining threads, so off the event loop)."""

@@ -37,8 +37,6 @@ class RunRow(DurablyTable, table=True):
     status: str
     idempotency_key: str | None = None
     concurrency_key: str | None = None
-    current_step_index: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
-    step_count: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
     progress: str | None = Field(default=None, sa_column=Column(Text))
     output: str | None = Field(default=None, sa_column=Column(Text))
     error: str | None = Field(default=None, sa_column=Column(Text))
@@ -55,10 +53,14 @@ class RunRow(DurablyTable, table=True):
 
 
 class StepRow(DurablyTable, table=True):
+    """A settled step. The hot path's only write: one row in one table and one index. A run's step
+    count and current step are derived from these rows, never kept twice."""
+
     __tablename__ = "durably_steps"
     __table_args__ = (Index("ix_durably_steps_run_index", "run_id", "step_index"),)
 
-    id: str = Field(primary_key=True)
+    seq: int | None = Field(default=None, primary_key=True)  # the row id: no second b-tree for `id`
+    id: str
     run_id: str
     name: str
     step_index: int
