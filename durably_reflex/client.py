@@ -1,0 +1,648 @@
+"""The async Python client of the durably HTTP/SSE API (`create_durably_handler`), on httpx and httpx-sse.
+
+    async with DurablyClient("http://127.0.0.1:8000/api/durably") as client:
+        run_id = await client.trigger("import-csv", {"rows": [...]})
+        async for event in client.subscribe(run_id):
+            ...
+
+Errors come back as the engine's own exception classes (`RunNotFoundError`, `RunStateError`,
+`InvalidInputError`, ...) carrying the server's message, so code written against the in-process
+engine handles them unchanged. Event streams reconnect by themselves with `Last-Event-ID`, so a
+dropped connection or a restarted server costs the consumer nothing but a fresh snapshot.
+
+`create_durably_client(durably)` adds per-job typed access from the server's job definitions: inputs
+are validated locally and outputs parsed into the job's output model. It reads only the definitions,
+never the engine's storage, so it also works in a process that merely imports the jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import re
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from typing import Any, Literal, Self
+
+import httpx
+import pydantic_core
+from httpx_sse import EventSource
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic.alias_generators import to_camel
+
+from .errors import (
+    ConflictError,
+    DurablyError,
+    InvalidArgumentError,
+    InvalidInputError,
+    JobNotFoundError,
+    NotFoundError,
+    RunCancelledError,
+    RunFailedError,
+    RunNotFoundError,
+    RunStateError,
+    WaitTimeoutError,
+)
+from .jobs import JobDefinition
+from .records import LogEntry, Run, RunResult, RunStatus, Step
+from .wire_events import RunCancel, RunComplete, RunDelete, RunFail, RunSnapshot, WireEvent, parse_event
+
+DEFAULT_API = "http://127.0.0.1:8000/api/durably"
+# The server sends a keep-alive comment about every 15 s: three missed ones mean the connection is dead.
+STREAM_READ_TIMEOUT = 45.0
+RECONNECT_INITIAL_DELAY = 0.1
+RECONNECT_MAX_DELAY = 5.0
+
+ConnectionState = Literal["connecting", "open", "reconnecting", "closed"]
+StateListener = Callable[[ConnectionState], None]
+
+logger = logging.getLogger("durably_reflex.client")
+
+
+# -- errors only the client can meet ------------------------------------------------------------------
+class ClientConnectionError(DurablyError, ConnectionError):
+    """The server could not be reached or the connection broke; the httpx error is the `__cause__`."""
+
+
+class AuthError(DurablyError, PermissionError):
+    """401 or 403: the server's auth hook refused the request."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class PayloadTooLargeError(DurablyError, ValueError):
+    """413: the request body is over the server's limit."""
+
+
+class ServerError(DurablyError):
+    """A 5xx answer: the server (or a proxy in front of it) failed; the request may be retried."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class UnexpectedResponseError(DurablyError):
+    """An answer this client cannot interpret (an unlisted status, an event stream that is not SSE)."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+_RUN_NOT_FOUND = re.compile(r"^Run not found: (?P<id>.+)$")
+_JOB_NOT_FOUND = re.compile(r"^Job not found: (?P<name>.+)$")
+_RUN_STATE = re.compile(r"^Cannot (?P<action>\w+) (?P<status>already cancelled|\w+) run: (?P<id>.+)$")
+
+
+def error_from_response(response: httpx.Response, route: str) -> DurablyError:
+    """The typed exception for an error answer of `route` (e.g. "trigger"), with the server's message.
+
+    The class follows the status code and, where one code covers several cases, the message the
+    server's engine wrote (`Run not found: <id>`, `Cannot retry completed run: <id>`).
+    """
+    message, details = _error_body(response)
+    status = response.status_code
+    error: DurablyError
+    if status == 400:
+        error = InvalidInputError(message, details) if route == "trigger" else InvalidArgumentError(message)
+    elif status in (401, 403):
+        error = AuthError(message, status)
+    elif status == 404:
+        error = _not_found(message)
+    elif status == 409:
+        error = _conflict(message)
+    elif status == 413:
+        error = PayloadTooLargeError(message)
+    elif status >= 500:
+        error = ServerError(message, status)
+    else:
+        error = UnexpectedResponseError(message, status)
+    error.args = (message,)  # the server's words exactly, whatever the class would have phrased
+    return error
+
+
+def _error_body(response: httpx.Response) -> tuple[str, list[dict[str, Any]]]:
+    """`(message, details)` from `{"error": ..., "details": [...]}`, or the bare text of the answer."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        details = body.get("details")
+        return body["error"], details if isinstance(details, list) else []
+    text = response.text.strip()
+    return text or f"HTTP {response.status_code} {response.reason_phrase}".strip(), []
+
+
+def _not_found(message: str) -> NotFoundError:
+    if match := _RUN_NOT_FOUND.match(message):
+        return RunNotFoundError(match["id"])
+    if match := _JOB_NOT_FOUND.match(message):
+        return JobNotFoundError(match["name"])
+    return NotFoundError(message)
+
+
+def _conflict(message: str) -> ConflictError:
+    if match := _RUN_STATE.match(message):
+        status = "cancelled" if match["status"] == "already cancelled" else match["status"]
+        return RunStateError(match["action"], status, match["id"])
+    return ConflictError(message)
+
+
+# -- wire records -------------------------------------------------------------------------------------
+class JobInfo(BaseModel):
+    """One entry of `GET /jobs`: a registered job and the JSON Schemas of its input and output."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore")
+
+    name: str
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
+
+
+_RUNS = TypeAdapter(list[Run])
+_STEPS = TypeAdapter(list[Step])
+_LOGS = TypeAdapter(list[LogEntry])
+_JOBS = TypeAdapter(list[JobInfo])
+
+
+# -- event streams ------------------------------------------------------------------------------------
+def reconnect_delay(failures: int) -> float:
+    """Backoff before reconnect number `failures`: 0.1 s doubling up to 5 s, jittered down by up to
+    half so that many clients cut off together by a server restart do not come back in lockstep."""
+    ceiling = min(RECONNECT_MAX_DELAY, RECONNECT_INITIAL_DELAY * 2 ** (failures - 1))
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+class EventStream:
+    """Typed events of one SSE route, as an async iterator that survives dropped connections.
+
+    When the connection breaks (network error, server restart, a stream of a run that ends before
+    `run:complete`), it reconnects with backoff and sends `Last-Event-ID`, so the server resumes
+    after the last event seen. A run stream (`/subscribe`) starts every connection with a
+    `RunSnapshot`, which is yielded too: consumers reset their state from it. A run stream ends after
+    `run:complete` (or a snapshot of a completed run) and after `run:delete`; `/runs/subscribe`
+    never ends by itself. Errors the server states (404 for an unknown run, 401/403) are raised, not
+    retried.
+
+    `state` (and the optional `on_state` callback) follow the connection for UIs: "connecting",
+    "open", "reconnecting", "closed". Close it with `aclose()` or `async with`, from the task that
+    iterates it (or cancel that task).
+    """
+
+    def __init__(
+        self,
+        client: DurablyClient,
+        route: str,
+        params: dict[str, str],
+        *,
+        follows_run: bool,
+        on_state: StateListener | None = None,
+    ) -> None:
+        self._client = client
+        self._route = route
+        self._params = params
+        self._follows_run = follows_run
+        self._on_state = on_state
+        self._state: ConnectionState | None = None
+        self._events = self._run()
+        self.last_event_id: str | None = None
+        self.reconnects = 0
+
+    @property
+    def state(self) -> ConnectionState:
+        """The connection's state; before the first `anext` the stream is about to connect."""
+        return self._state or "connecting"
+
+    def _set_state(self, state: ConnectionState) -> None:
+        if state != self._state:
+            self._state = state
+            if self._on_state is not None:
+                self._on_state(state)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> WireEvent:
+        return await self._events.__anext__()
+
+    async def aclose(self) -> None:
+        await self._events.aclose()
+        self._set_state("closed")
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _run(self) -> AsyncGenerator[WireEvent, None]:
+        failures = 0
+        self._set_state("connecting")
+        try:
+            while True:
+                try:
+                    async with contextlib.aclosing(self._connection()) as events:
+                        async for event in events:
+                            failures = 0
+                            yield event
+                            if self._is_last(event):
+                                return
+                except (httpx.TransportError, ServerError) as error:
+                    logger.info("event stream %s dropped (%r); reconnecting", self._route, error)
+                failures += 1
+                self._set_state("reconnecting")
+                await asyncio.sleep(reconnect_delay(failures))
+                self.reconnects += 1
+        finally:
+            self._set_state("closed")
+
+    async def _connection(self) -> AsyncGenerator[WireEvent, None]:
+        """One connection's events; returns when the server ends the stream."""
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+        if self.last_event_id is not None:
+            headers["Last-Event-ID"] = self.last_event_id
+        timeout = httpx.Timeout(self._client.timeout, read=STREAM_READ_TIMEOUT)
+        async with self._client._open_stream(self._route, self._params, headers, timeout) as response:
+            self._set_state("open")
+            async with contextlib.aclosing(EventSource(response).aiter_sse()) as frames:
+                async for frame in frames:
+                    if frame.id:  # the first frame of a connection may have none: keep the last one
+                        self.last_event_id = frame.id
+                    event = _decode(frame.data)
+                    if event is not None:
+                        yield event
+
+    def _is_last(self, event: WireEvent) -> bool:
+        """Whether a run stream is over: the run completed (nothing follows) or was deleted."""
+        if not self._follows_run:
+            return False
+        if isinstance(event, RunSnapshot):
+            return event.run.status is RunStatus.COMPLETED
+        return isinstance(event, (RunComplete, RunDelete))
+
+
+def _decode(data: str) -> WireEvent | None:
+    """The typed event in an SSE data field; unknown types and malformed frames are skipped (and
+    logged) so one odd frame from a newer or buggy server does not tear down a UI's stream."""
+    try:
+        return parse_event(json.loads(data))
+    except (ValueError, ValidationError) as error:
+        logger.warning("skipping an event frame that does not parse (%s): %.200s", error, data)
+        return None
+
+
+# -- the client ---------------------------------------------------------------------------------------
+class DurablyClient:
+    """The HTTP API of one durably server, base URL `api` (the handler's base path included).
+
+    It owns its `httpx.AsyncClient` unless one is passed as `http` (then closing it is the caller's
+    job). `timeout` (seconds) applies to every request; event streams keep it for connecting but wait
+    up to `STREAM_READ_TIMEOUT` between frames. `headers` are sent with every request (auth tokens).
+    """
+
+    def __init__(
+        self,
+        api: str = DEFAULT_API,
+        *,
+        http: httpx.AsyncClient | None = None,
+        timeout: float | None = 10.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.api = api.rstrip("/")
+        self.timeout = timeout
+        self.headers = dict(headers or {})
+        self._owns_http = http is None
+        self.http = http if http is not None else httpx.AsyncClient()
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self.http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- transport ------------------------------------------------------------------------------------
+    def _url(self, route: str) -> str:
+        return f"{self.api}/{route}"
+
+    async def _request(
+        self, method: str, route: str, *, params: Any = None, body: Any = None
+    ) -> httpx.Response:
+        """Send one request; errors come back as typed exceptions, network failures as
+        `ClientConnectionError`."""
+        headers = dict(self.headers)
+        content = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            content = pydantic_core.to_json(body)  # models, dates, UUIDs serialize as the engine stores them
+        url = self._url(route)
+        try:
+            response = await self.http.request(
+                method, url, params=params, content=content, headers=headers, timeout=self.timeout
+            )
+        except httpx.TransportError as error:
+            raise ClientConnectionError(f"{method} {url} failed: {error!r}") from error
+        if response.is_error:
+            raise error_from_response(response, route)
+        return response
+
+    @contextlib.asynccontextmanager
+    async def _open_stream(
+        self, route: str, params: dict[str, str], headers: dict[str, str], timeout: httpx.Timeout
+    ) -> AsyncGenerator[httpx.Response, None]:
+        """An open event-stream response, or the typed error the server answered with instead."""
+        async with self.http.stream(
+            "GET", self._url(route), params=params, headers={**self.headers, **headers}, timeout=timeout
+        ) as response:
+            if response.is_error:
+                await response.aread()
+                raise error_from_response(response, route)
+            content_type = response.headers.get("content-type", "")
+            if not content_type.startswith("text/event-stream"):
+                raise UnexpectedResponseError(
+                    f"{route} answered {content_type or 'no content type'}, not an event stream", response.status_code
+                )
+            yield response
+
+    # -- triggering -----------------------------------------------------------------------------------
+    async def trigger(
+        self,
+        job_name: str,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
+    ) -> str:
+        """Create a run of the job with this name; returns its id. With an idempotency key already
+        used for this job, the existing run's id comes back instead."""
+        body: dict[str, Any] = {"jobName": job_name}
+        if input is not None:
+            body["input"] = input
+        if idempotency_key is not None:
+            body["idempotencyKey"] = idempotency_key
+        if concurrency_key is not None:
+            body["concurrencyKey"] = concurrency_key
+        response = await self._request("POST", "trigger", body=body)
+        return str(response.json()["runId"])
+
+    async def trigger_and_wait(
+        self,
+        job_name: str,
+        input: Any = None,
+        *,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
+    ) -> RunResult:
+        """Trigger, then wait for the run to settle (see `wait_for_run`); `timeout` bounds the wait."""
+        run_id = await self.trigger(
+            job_name, input, idempotency_key=idempotency_key, concurrency_key=concurrency_key
+        )
+        return await self.wait_for_run(run_id, timeout=timeout)
+
+    async def wait_for_run(self, run_id: str, *, timeout: float | None = None) -> RunResult:
+        """The run's result once it completes (its output as JSON).
+
+        Raises RunFailedError or RunCancelledError when it fails or is cancelled (at once if it
+        already has), WaitTimeoutError after `timeout` seconds (the run keeps going). Follows the
+        run's event stream, so dropped connections are reconnected transparently.
+        """
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                return await self._settle(run_id)
+        except TimeoutError:
+            if deadline.expired():
+                raise WaitTimeoutError(run_id, timeout or 0) from None
+            raise
+
+    async def _settle(self, run_id: str) -> RunResult:
+        async with self.subscribe(run_id) as events:
+            async for event in events:
+                if isinstance(event, RunSnapshot):
+                    _raise_if_settled_badly(event.run)
+                    if event.run.status is RunStatus.COMPLETED:
+                        return RunResult(id=run_id, output=event.run.output)
+                elif isinstance(event, RunComplete):
+                    return RunResult(id=run_id, output=event.output)
+                elif isinstance(event, RunFail):
+                    raise RunFailedError(run_id, event.error, event.error_stack)
+                elif isinstance(event, RunCancel):
+                    raise RunCancelledError(run_id)
+        raise RunNotFoundError(run_id)  # the stream ends unsettled only when the run was deleted
+
+    # -- queries --------------------------------------------------------------------------------------
+    async def get_run(self, run_id: str) -> Run | None:
+        """The run, or None if the server does not know it."""
+        try:
+            response = await self._request("GET", "run", params={"runId": run_id})
+        except RunNotFoundError:
+            return None
+        return Run.model_validate(response.json())
+
+    async def get_runs(
+        self,
+        *,
+        job_name: str | Sequence[str] | None = None,
+        status: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Run]:
+        """Runs newest first, filtered by job name(s) and status(es)."""
+        params = [("jobName", name) for name in _as_list(job_name)]
+        params += [("status", value) for value in _as_list(status)]
+        if limit is not None:
+            params.append(("limit", str(limit)))
+        if offset:
+            params.append(("offset", str(offset)))
+        response = await self._request("GET", "runs", params=params)
+        return _RUNS.validate_python(response.json())
+
+    async def get_steps(self, run_id: str) -> list[Step]:
+        """The run's settled steps in step order."""
+        response = await self._request("GET", "steps", params={"runId": run_id})
+        return _STEPS.validate_python(response.json())
+
+    async def get_logs(self, run_id: str, *, after: str | None = None, limit: int | None = None) -> list[LogEntry]:
+        """The run's stored log entries oldest first; `after` (a log id) pages forward."""
+        params = {"runId": run_id}
+        if after is not None:
+            params["after"] = after
+        if limit is not None:
+            params["limit"] = str(limit)
+        response = await self._request("GET", "logs", params=params)
+        return _LOGS.validate_python(response.json())
+
+    async def list_jobs(self) -> list[JobInfo]:
+        """The server's registered jobs with their input and output JSON Schemas."""
+        response = await self._request("GET", "jobs")
+        return _JOBS.validate_python(response.json())
+
+    # -- actions --------------------------------------------------------------------------------------
+    async def retry(self, run_id: str) -> None:
+        """Put a failed or cancelled run back to pending (RunStateError otherwise)."""
+        await self._request("POST", "retry", params={"runId": run_id})
+
+    async def cancel(self, run_id: str) -> None:
+        """Cancel a pending or running run (RunStateError if it has already settled)."""
+        await self._request("POST", "cancel", params={"runId": run_id})
+
+    async def delete_run(self, run_id: str) -> None:
+        """Delete a completed, failed or cancelled run with its steps and logs."""
+        await self._request("DELETE", "run", params={"runId": run_id})
+
+    # -- events ---------------------------------------------------------------------------------------
+    def subscribe(self, run_id: str, *, on_state: StateListener | None = None) -> EventStream:
+        """The run's events, each connection starting with a `RunSnapshot`; ends after completion.
+        An unknown run raises RunNotFoundError on the first `anext`."""
+        return EventStream(self, "subscribe", {"runId": run_id}, follows_run=True, on_state=on_state)
+
+    def subscribe_runs(
+        self, job_name: str | None = None, *, on_state: StateListener | None = None
+    ) -> EventStream:
+        """Reduced notifications of every run (or one job's runs); never ends by itself."""
+        params = {} if job_name is None else {"jobName": job_name}
+        return EventStream(self, "runs/subscribe", params, follows_run=False, on_state=on_state)
+
+
+def _raise_if_settled_badly(run: Run) -> None:
+    if run.status is RunStatus.FAILED:
+        raise RunFailedError(run.id, run.error, run.error_stack)
+    if run.status is RunStatus.CANCELLED:
+        raise RunCancelledError(run.id)
+
+
+def _as_list(value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+# -- typed access per job -----------------------------------------------------------------------------
+class JobClient:
+    """One registered job through the HTTP client: `client.import_csv.trigger({...})`.
+
+    Input is validated against the job's input model before anything is sent (a bad field raises
+    InvalidInputError with no request made), the job's real name goes on the wire whatever the
+    registration key, and outputs come back as the job's output model.
+    """
+
+    def __init__(self, client: DurablyClient, key: str, definition: JobDefinition) -> None:
+        self._client = client
+        self.key = key
+        self.definition = definition
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    async def trigger(
+        self, input: Any = None, *, idempotency_key: str | None = None, concurrency_key: str | None = None
+    ) -> str:
+        return await self._client.trigger(
+            self.name,
+            self.definition.validate_input(input),
+            idempotency_key=idempotency_key,
+            concurrency_key=concurrency_key,
+        )
+
+    async def trigger_and_wait(
+        self,
+        input: Any = None,
+        *,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
+    ) -> RunResult:
+        run_id = await self.trigger(input, idempotency_key=idempotency_key, concurrency_key=concurrency_key)
+        return await self.wait_for_run(run_id, timeout=timeout)
+
+    async def wait_for_run(self, run_id: str, *, timeout: float | None = None) -> RunResult:
+        result = await self._client.wait_for_run(run_id, timeout=timeout)
+        return RunResult(id=result.id, output=self.definition.load_output(result.output))
+
+    async def get_run(self, run_id: str) -> Run | None:
+        """The run, or None if it does not exist or belongs to another job."""
+        run = await self._client.get_run(run_id)
+        return run if run is not None and run.job_name == self.name else None
+
+    async def get_runs(
+        self, *, status: str | Sequence[str] | None = None, limit: int | None = None, offset: int = 0
+    ) -> list[Run]:
+        return await self._client.get_runs(job_name=self.name, status=status, limit=limit, offset=offset)
+
+    def subscribe_runs(self, *, on_state: StateListener | None = None) -> EventStream:
+        return self._client.subscribe_runs(self.name, on_state=on_state)
+
+    def __repr__(self) -> str:
+        return f"<JobClient {self.key}={self.name!r}>"
+
+
+class JobClients(dict[str, JobClient]):
+    """Job clients by registration key, also as attributes; an unknown key names the known ones."""
+
+    def __getattr__(self, key: str) -> JobClient:
+        try:
+            return self[key]
+        except KeyError:
+            known = ", ".join(sorted(self)) or "none"
+            raise AttributeError(f"No job registered under {key!r} (registered: {known})") from None
+
+
+class TypedDurablyClient(DurablyClient):
+    """A `DurablyClient` that also knows the server's jobs: `client.import_csv` (or
+    `client.jobs["import_csv"]`) is that job's `JobClient`. Every untyped `DurablyClient` method is
+    available on it as well; `client.http` is the underlying httpx client. A registration key equal
+    to a method name (say `trigger`) is reachable through `client.jobs` only.
+    """
+
+    def __init__(
+        self,
+        jobs: Mapping[str, JobDefinition],
+        api: str = DEFAULT_API,
+        *,
+        http: httpx.AsyncClient | None = None,
+        timeout: float | None = 10.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(api, http=http, timeout=timeout, headers=headers)
+        self.jobs = JobClients({key: JobClient(self, key, definition) for key, definition in jobs.items()})
+
+    def __getattr__(self, key: str) -> JobClient:
+        jobs = self.__dict__.get("jobs")
+        if jobs is None or key.startswith("_"):
+            raise AttributeError(key)
+        return getattr(jobs, key)
+
+    def __dir__(self) -> list[str]:
+        return [*super().__dir__(), *self.__dict__.get("jobs", {})]
+
+
+def create_durably_client(
+    durably_or_jobs: Any,
+    api: str = DEFAULT_API,
+    *,
+    http: httpx.AsyncClient | None = None,
+    timeout: float | None = 10.0,
+    headers: Mapping[str, str] | None = None,
+) -> TypedDurablyClient:
+    """A typed client for the jobs of a `Durably` engine, or of a mapping of registration key to
+    `JobHandle` or `JobDefinition`. Only the job definitions are read: the client talks HTTP only."""
+    jobs = durably_or_jobs if isinstance(durably_or_jobs, Mapping) else durably_or_jobs.jobs
+    definitions = {key: _definition_of(key, job) for key, job in jobs.items()}
+    return TypedDurablyClient(definitions, api, http=http, timeout=timeout, headers=headers)
+
+
+def _definition_of(key: str, job: Any) -> JobDefinition:
+    definition = job if isinstance(job, JobDefinition) else getattr(job, "definition", None)
+    if not isinstance(definition, JobDefinition):
+        raise TypeError(f"{key}: expected a job handle or a job definition, got {job!r}")
+    return definition

@@ -1,0 +1,208 @@
+"""The client's pieces that need no server: typed event parsing, the mapping of error answers to
+exceptions (answers faked with httpx.MockTransport), reconnect backoff and the typed client's shape.
+Everything the client does with a server is tested against the real one in test_client.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from durably_reflex import (
+    ConflictError,
+    InvalidArgumentError,
+    InvalidInputError,
+    JobNotFoundError,
+    NotFoundError,
+    RunNotFoundError,
+    RunStateError,
+    define_job,
+)
+from durably_reflex.client import (
+    AuthError,
+    DurablyClient,
+    PayloadTooLargeError,
+    ServerError,
+    UnexpectedResponseError,
+    create_durably_client,
+    reconnect_delay,
+)
+from durably_reflex.records import Progress, RunStatus
+from durably_reflex.wire_events import (
+    EVENT_CLASSES,
+    LogWrite,
+    RunComplete,
+    RunFail,
+    RunProgress,
+    RunSnapshot,
+    RunStart,
+    StepComplete,
+    StepFail,
+    StepStart,
+    parse_event,
+)
+
+BASE = {"runId": "r1", "jobName": "import-csv"}
+FULL = {**BASE, "timestamp": "2026-01-03T10:15:30.123Z", "sequence": 7}
+RUN = {
+    "id": "r1", "jobName": "import-csv", "input": {"rows": []}, "status": "running", "idempotencyKey": None,
+    "concurrencyKey": None, "currentStepIndex": 1, "stepCount": 1, "progress": {"current": 1, "total": 3},
+    "output": None, "error": None, "errorStack": None, "startedAt": "2026-01-03T10:15:30.000Z",
+    "completedAt": None, "heartbeatAt": "2026-01-03T10:15:30.100Z", "createdAt": "2026-01-03T10:15:29.900Z",
+    "updatedAt": "2026-01-03T10:15:30.100Z",
+}  # fmt: skip
+
+
+# -- events -------------------------------------------------------------------------------------------
+def test_full_events_parse_into_their_classes() -> None:
+    snapshot = parse_event({"type": "run:snapshot", **BASE, "run": RUN})
+    assert isinstance(snapshot, RunSnapshot)
+    assert snapshot.run.status is RunStatus.RUNNING and snapshot.run.progress == Progress(current=1, total=3)
+    assert snapshot.timestamp is None and snapshot.sequence is None
+
+    complete = parse_event({"type": "run:complete", **FULL, "output": {"imported": 2}, "duration": 12})
+    assert isinstance(complete, RunComplete)
+    assert (complete.run_id, complete.job_name, complete.output, complete.sequence) == ("r1", "import-csv", {"imported": 2}, 7)
+    assert complete.timestamp is not None and complete.timestamp.microsecond == 123_000
+
+    fail = parse_event({"type": "run:fail", **FULL, "error": "boom", "failedStepName": "s", "errorStack": "Traceback"})
+    assert isinstance(fail, RunFail) and (fail.error, fail.failed_step_name, fail.error_stack) == ("boom", "s", "Traceback")
+
+    step = parse_event({"type": "step:complete", **FULL, "stepName": "s", "stepIndex": 2, "output": [1], "duration": 3})
+    assert isinstance(step, StepComplete) and (step.step_name, step.step_index, step.output) == ("s", 2, [1])
+
+    log = parse_event({"type": "log:write", **FULL, "stepName": None, "level": "warn", "message": "m", "data": {"a": 1}, "id": "L1"})
+    assert isinstance(log, LogWrite) and (log.level, log.message, log.data, log.id) == ("warn", "m", {"a": 1}, "L1")
+
+
+def test_reduced_notifications_parse_without_timestamps_or_outputs() -> None:
+    assert isinstance(parse_event({"type": "run:start", **BASE}), RunStart)
+    assert parse_event({"type": "run:complete", **BASE}) == RunComplete(run_id="r1", job_name="import-csv")
+    progress = parse_event({"type": "run:progress", **BASE, "progress": {"current": 2}})
+    assert isinstance(progress, RunProgress) and progress.progress == Progress(current=2)
+    assert isinstance(parse_event({"type": "step:start", **BASE, "stepName": "s", "stepIndex": 0}), StepStart)
+    failed = parse_event({"type": "step:fail", **BASE, "stepName": "s", "stepIndex": 0, "error": "x"})
+    assert isinstance(failed, StepFail) and failed.error == "x"
+    log = parse_event({"type": "log:write", **BASE, "stepName": "s", "level": "info", "message": "m", "data": None})
+    assert isinstance(log, LogWrite) and log.id is None
+
+
+def test_unknown_types_are_none_and_unknown_fields_are_ignored() -> None:
+    assert parse_event({"type": "run:teleport", **BASE}) is None
+    assert parse_event({"runId": "r1"}) is None
+    event = parse_event({"type": "run:cancel", **FULL, "addedInVersion2": True})
+    assert event is not None and not hasattr(event, "addedInVersion2")
+    with pytest.raises(ValidationError):
+        parse_event({"type": "step:start", **BASE})  # a known type missing its fields is an error
+
+
+def test_every_event_class_round_trips_by_alias() -> None:
+    assert len(EVENT_CLASSES) == 13
+    for type_name, cls in EVENT_CLASSES.items():
+        assert cls.model_fields["type"].default == type_name
+        assert cls.model_config["extra"] == "ignore"
+
+
+# -- error answers ------------------------------------------------------------------------------------
+async def answer(status: int, body: Any, call: str = "get_steps") -> Exception:
+    """The exception `call` raises when the server answers `status` with `body` (JSON, or text)."""
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        if isinstance(body, str):
+            return httpx.Response(status, text=body)
+        return httpx.Response(status, json=body)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(reply)) as http:
+        client = DurablyClient("http://test/api/durably", http=http)
+        calls = {
+            "get_steps": lambda: client.get_steps("r1"),
+            "get_runs": lambda: client.get_runs(status="bogus"),
+            "trigger": lambda: client.trigger("import-csv", {"rows": 1}),
+            "retry": lambda: client.retry("r1"),
+            "cancel": lambda: client.cancel("r1"),
+        }
+        with pytest.raises(Exception) as caught:
+            await calls[call]()
+        return caught.value
+
+
+async def test_400_is_invalid_input_on_trigger_with_details_and_invalid_argument_elsewhere() -> None:
+    details = [{"loc": ["rows"], "msg": "Input should be a valid list", "type": "list_type"}]
+    error = await answer(400, {"error": "Invalid input: rows: Input should be a valid list", "details": details}, "trigger")
+    assert type(error) is InvalidInputError
+    assert str(error) == "Invalid input: rows: Input should be a valid list" and error.errors == details
+
+    error = await answer(400, {"error": "Unknown status 'bogus'"}, "get_runs")
+    assert type(error) is InvalidArgumentError and str(error) == "Unknown status 'bogus'"
+
+
+async def test_404_is_typed_by_the_servers_message() -> None:
+    error = await answer(404, {"error": "Run not found: r1"})
+    assert type(error) is RunNotFoundError and error.run_id == "r1" and str(error) == "Run not found: r1"
+    error = await answer(404, {"error": "Job not found: nope"}, "trigger")
+    assert type(error) is JobNotFoundError and error.job_name == "nope"
+    error = await answer(404, "Not Found", "retry")  # an unknown route, e.g. a wrong base path
+    assert type(error) is NotFoundError and str(error) == "Not Found"
+
+
+async def test_get_run_is_none_only_for_an_unknown_run() -> None:
+    async def get_run(status: int, body: Any) -> Any:
+        transport = httpx.MockTransport(lambda request: httpx.Response(status, json=body))
+        async with httpx.AsyncClient(transport=transport) as http:
+            return await DurablyClient("http://test/api/durably", http=http).get_run("r1")
+
+    assert await get_run(404, {"error": "Run not found: r1"}) is None
+    with pytest.raises(NotFoundError):  # a wrong base path must not read as "no such run"
+        await get_run(404, {"error": "Not found: /wrong/run"})
+
+
+async def test_409_is_a_run_state_error_when_the_message_says_which() -> None:
+    error = await answer(409, {"error": "Cannot retry completed run: r1"}, "retry")
+    assert isinstance(error, RunStateError)
+    assert (error.action, error.status, error.run_id, str(error)) == ("retry", "completed", "r1", "Cannot retry completed run: r1")
+    error = await answer(409, {"error": "Cannot cancel already cancelled run: r1"}, "cancel")
+    assert isinstance(error, RunStateError) and error.status == "cancelled"
+    assert str(error) == "Cannot cancel already cancelled run: r1"
+    error = await answer(409, {"error": "Somebody else holds it"}, "cancel")
+    assert type(error) is ConflictError and str(error) == "Somebody else holds it"
+
+
+async def test_other_statuses() -> None:
+    error = await answer(413, {"error": "Request body over 1048576 bytes"}, "trigger")
+    assert type(error) is PayloadTooLargeError and str(error) == "Request body over 1048576 bytes"
+    for status in (401, 403):
+        error = await answer(status, {"error": "Not allowed"})
+        assert type(error) is AuthError and error.status_code == status and str(error) == "Not allowed"
+    error = await answer(503, "")
+    assert type(error) is ServerError and error.status_code == 503 and str(error) == "HTTP 503 Service Unavailable"
+    error = await answer(418, {"error": "teapot"})
+    assert type(error) is UnexpectedResponseError and error.status_code == 418
+
+
+# -- backoff and the typed client's shape ---------------------------------------------------------------
+def test_reconnect_delay_doubles_from_a_tenth_of_a_second_to_five_with_jitter() -> None:
+    for failures, ceiling in ((1, 0.1), (2, 0.2), (3, 0.4), (7, 5.0), (50, 5.0)):
+        delays = [reconnect_delay(failures) for _ in range(50)]
+        assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
+        assert len(set(delays)) > 1
+
+
+class Hello(BaseModel):
+    name: str
+
+
+@define_job(name="say-hello", input=Hello)
+async def say_hello(step: Any, input: Hello) -> str:
+    return f"hello {input.name}"
+
+
+async def test_typed_client_from_definitions_names_its_keys() -> None:
+    async with create_durably_client({"greet": say_hello}, "http://test/api/durably") as client:
+        assert client.greet.name == "say-hello" and client.jobs["greet"] is client.greet
+        assert "greet" in dir(client)
+        with pytest.raises(AttributeError, match=r"No job registered under 'gret' \(registered: greet\)"):
+            client.gret
+    with pytest.raises(TypeError, match="bad: expected a job handle or a job definition"):
+        create_durably_client({"bad": object()})
