@@ -38,7 +38,8 @@ from .jobs import JobDefinition
 from .records import LogEntry, Run, RunResult, RunStatus, Step
 from .step import encode_json
 from .storage import Storage, open_storage
-from .storage.base import NewRun, RunQuery
+from .feed import EventFeed
+from .storage.base import NewEvent, NewRun, RunQuery
 from .worker import Worker, WorkerOptions
 
 MAX_KEY_LENGTH = 255
@@ -119,8 +120,9 @@ class Durably:
         self.options = options or WorkerOptions()
         self.jobs = JobHandles()
         self._handles_by_name: dict[str, JobHandle] = {}
-        self._bus = EventBus()
+        self._bus = EventBus(record=self._log_event)
         self._worker = Worker(storage, self._bus, self._definitions, self.options)
+        self.feed = EventFeed(storage)
         self._migrated = False
         self._migrate_lock = asyncio.Lock()
 
@@ -360,6 +362,14 @@ class Durably:
         """The run's events as an async iterator, listening from this call on; ends after completion."""
         return RunSubscription(self._bus, run_id)
 
+    def _log_event(self, event: Event) -> None:
+        """Every event made here goes to the event log too (written with the next commit), where other
+        processes, and streams that resume after a disconnect, read it back through `feed`."""
+        self.storage.append_event(NewEvent(
+            run_id=event["runId"], job_name=event.get("jobName"), type=event["type"],
+            body_json=encode_json(event, "The event"), created_at=now_ms(),
+        ))  # fmt: skip
+
 
 def _check_key(name: str, value: str | None) -> None:
     if value is None:
@@ -385,10 +395,12 @@ def create_durably(
     stale_threshold: float = 30.0,
     max_concurrent_runs: int = 1,
     log_retention: int | None = 10_000,
+    event_retention: float = 600.0,
 ) -> Durably:
     """An engine on the database at `url` (SQLite by default). Nothing is opened until first use.
 
-    Intervals are seconds. `log_retention` keeps that many newest log lines per run (None: all).
+    Intervals are seconds. `log_retention` keeps that many newest log lines per run (None: all);
+    `event_retention` is how long the event log keeps events for other processes and resuming streams.
     """
     options = WorkerOptions(
         polling_interval=polling_interval,
@@ -396,5 +408,6 @@ def create_durably(
         stale_threshold=stale_threshold,
         max_concurrent_runs=max_concurrent_runs,
         log_retention=log_retention,
+        event_retention=event_retention,
     )
     return Durably(open_storage(url), options)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
 import threading
 from collections.abc import Callable
@@ -48,9 +49,12 @@ logger = logging.getLogger("durably_reflex")
 
 
 class EventBus:
-    def __init__(self) -> None:
+    """`record` sees every event as it is made, on whatever thread made it (the engine logs them)."""
+
+    def __init__(self, record: Callable[[Event], None] | None = None) -> None:
         self._listeners: dict[str, list[Listener]] = {}
-        self._sequence = 0
+        self._sequence = itertools.count(1)  # thread-safe: events are made on job threads too
+        self._record = record
         self._error_handler: ErrorHandler | None = None
         self._listener_tasks: set[asyncio.Task[Any]] = set()
 
@@ -72,12 +76,21 @@ class EventBus:
         self._error_handler = handler
 
     def emit(self, event_type: str, **fields: Any) -> Event:
-        return self.dispatch(event_type, fields, now_ms())
+        """Make an event and deliver it now (on the event loop)."""
+        event = self.make(event_type, fields)
+        self.deliver(event)
+        return event
 
-    def dispatch(self, event_type: str, fields: dict[str, Any], at_ms: int) -> Event:
-        """Number the event, stamp it with the time it happened and call the listeners (on the loop)."""
-        self._sequence += 1
-        event: Event = {"type": event_type, **fields, "timestamp": to_iso(at_ms), "sequence": self._sequence}
+    def make(self, event_type: str, fields: dict[str, Any]) -> Event:
+        """Number the event and stamp it with the time it happened; from any thread."""
+        event: Event = {"type": event_type, **fields, "timestamp": to_iso(now_ms()), "sequence": next(self._sequence)}
+        if self._record is not None:
+            self._record(event)
+        return event
+
+    def deliver(self, event: Event) -> Event:
+        """Call the listeners of a made event (on the event loop)."""
+        event_type = event["type"]
         for listener in (*self._listeners.get(event_type, ()), *self._listeners.get(ALL_EVENTS, ())):
             try:
                 result = listener(event)
@@ -117,20 +130,21 @@ class EventPoster:
     a run's settling events (complete, fail) are delivered at once.
     """
 
-    BURST_DELAY = 0.005
+    BURST_DELAY = 0.02
 
     def __init__(self, bus: EventBus, loop: asyncio.AbstractEventLoop) -> None:
         self._bus = bus
         self._loop = loop
         self._lock = threading.Lock()
-        self._pending: list[tuple[str, dict[str, Any], int]] = []
+        self._pending: list[Event] = []
         self._wake_sent = False  # a wake-up is on its way (or a burst timer is set)
         self._urgent_sent = False
 
     def post(self, event_type: str, **fields: Any) -> None:
         urgent = event_type in SETTLED_TYPES
+        event = self._bus.make(event_type, fields)
         with self._lock:
-            self._pending.append((event_type, fields, now_ms()))
+            self._pending.append(event)
             if urgent:
                 if self._urgent_sent:
                     return
@@ -153,8 +167,8 @@ class EventPoster:
         with self._lock:
             burst, self._pending = self._pending, []
             self._wake_sent = self._urgent_sent = False
-        for event_type, fields, at_ms in burst:
-            self._bus.dispatch(event_type, fields, at_ms)
+        for event in burst:
+            self._bus.deliver(event)
 
 
 class RunSubscription:

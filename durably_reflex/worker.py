@@ -43,9 +43,10 @@ class WorkerOptions:
     stale_threshold: float = 30.0
     max_concurrent_runs: int = 1
     log_retention: int | None = 10_000
+    event_retention: float = 600.0
 
     def __post_init__(self) -> None:
-        for name in ("polling_interval", "heartbeat_interval", "stale_threshold"):
+        for name in ("polling_interval", "heartbeat_interval", "stale_threshold", "event_retention"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds")
         if self.stale_threshold <= self.heartbeat_interval:
@@ -236,9 +237,11 @@ class Worker:
 
     # -- heartbeats and recovery ------------------------------------------------------------------
     def _maintain(self) -> None:
-        """Heartbeat until every run has finished; recover abandoned runs until stop() begins."""
+        """Heartbeat until every run has finished; recover abandoned runs (and forget old events)
+        until stop() begins."""
         next_beat = time.monotonic() + self._options.heartbeat_interval
         next_recovery = time.monotonic() + self._options.polling_interval
+        next_pruning = time.monotonic()
         while not self._runs_done.wait(max(0.0, min(next_beat, next_recovery) - time.monotonic())):
             if time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + self._options.heartbeat_interval
@@ -247,6 +250,9 @@ class Worker:
                 next_recovery = time.monotonic() + self._options.polling_interval
                 if self._recover():
                     self.wake()
+            if time.monotonic() >= next_pruning and not self._stopping.is_set():
+                next_pruning = time.monotonic() + min(60.0, self._options.event_retention / 2)
+                self._prune_events()
 
     def _heartbeat(self) -> None:
         with self._lock:
@@ -264,6 +270,12 @@ class Worker:
                 execution = self._executions.get(key)
                 if execution is not None:
                     execution.context.end(reason)
+
+    def _prune_events(self) -> None:
+        try:
+            self._storage.prune_events(now_ms() - int(self._options.event_retention * 1000))
+        except Exception:
+            logger.exception("durably worker: pruning the event log failed")
 
     def _recover(self) -> list[str]:
         stale_before = now_ms() - int(self._options.stale_threshold * 1000)

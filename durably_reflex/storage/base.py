@@ -68,6 +68,21 @@ class NewLog:
 
 
 @dataclass(frozen=True, slots=True)
+class NewEvent:
+    run_id: str
+    job_name: str | None
+    type: str
+    body_json: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: int
+    body_json: str
+
+
+@dataclass(frozen=True, slots=True)
 class RunQuery:
     job_names: tuple[str, ...] = ()
     statuses: tuple[str, ...] = ()
@@ -176,6 +191,23 @@ class Storage(ABC):
     @abstractmethod
     def prune_logs(self, run_id: str, keep: int) -> None:
         """Keep only the newest `keep` log lines of a run; queued, not waited for."""
+
+    # -- the event log ----------------------------------------------------------------------------
+    @abstractmethod
+    def append_event(self, event: NewEvent) -> None:
+        """Log an event without waiting; events are written in order, with the writes they follow."""
+
+    @abstractmethod
+    async def read_events(self, after_id: int, *, run_id: str | None = None, limit: int = 1000) -> list[StoredEvent]:
+        """Logged events with ids above `after_id`, oldest first."""
+
+    @abstractmethod
+    async def last_event_id(self) -> int:
+        """The id of the newest logged event (0 if none)."""
+
+    @abstractmethod
+    def prune_events(self, before: int) -> None:
+        """Forget events logged before `before` (epoch ms). Blocking."""
 
     @abstractmethod
     async def close(self) -> None: ...

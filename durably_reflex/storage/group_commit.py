@@ -63,8 +63,12 @@ class _Queued:
 
 
 class GroupCommit(Generic[C]):
-    def __init__(self, name: str, connect: Callable[[], C], *, threads: int = 8) -> None:
+    def __init__(
+        self, name: str, connect: Callable[[], C], *, threads: int = 8, before_group: Callable[[C], None] | None = None
+    ) -> None:
+        """`before_group(connection)` runs first in every write group: buffered writes ride along."""
         self._connect = connect
+        self._before_group = before_group
         self._connection: C | None = None
         self._lock = threading.Lock()
         self._queue: list[_Queued] = []
@@ -149,9 +153,12 @@ class GroupCommit(Generic[C]):
                     item.error = error
                 return
         connection = self._connection
+        write = any(item.write for item in group)
         if len(group) > 1:
             try:
-                connection.begin(write=any(item.write for item in group))
+                connection.begin(write=write)
+                if write and self._before_group is not None:
+                    self._before_group(connection)
                 results = [item.operation(connection) for item in group]
                 connection.commit()
             except BaseException:
@@ -167,6 +174,8 @@ class GroupCommit(Generic[C]):
         for attempt in range(_TRANSIENT_RETRIES + 1):
             try:
                 connection.begin(write=item.write)
+                if item.write and self._before_group is not None:
+                    self._before_group(connection)
                 item.result = item.operation(connection)
                 connection.commit()
                 item.error = None

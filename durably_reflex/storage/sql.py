@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import operator
 import threading
+import time
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,8 +24,19 @@ from sqlalchemy import Connection, Dialect, delete, func, insert, select, text, 
 from ..clock import now_ms
 from ..errors import RunNotFoundError, RunStateError
 from ..records import LogEntry, Progress, Run, RunStatus, Step, from_ms
-from .base import Claim, Heartbeat, NewLog, NewRun, RunQuery, StepRecord, StepWrite, Storage
-from .tables import SCHEMA_VERSION, DurablyTable, LogRow, RunRow, SchemaVersionRow, StepRow
+from .base import (
+    Claim,
+    Heartbeat,
+    NewEvent,
+    NewLog,
+    NewRun,
+    RunQuery,
+    StepRecord,
+    StepWrite,
+    StoredEvent,
+    Storage,
+)
+from .tables import SCHEMA_VERSION, DurablyTable, EventRow, LogRow, RunRow, SchemaVersionRow, StepRow
 from .group_commit import GroupCommit
 
 STORED_RUN_COLUMNS = (
@@ -58,6 +71,11 @@ class SqlSession:
     def __init__(self, sa: Connection) -> None:
         self.sa = sa
         self.raw: Any = sa.connection.driver_connection
+        self._on_rollback: list[Callable[[], None]] = []
+
+    def on_rollback(self, undo: Callable[[], None]) -> None:
+        """Run `undo` if the current transaction rolls back (to put taken buffers back)."""
+        self._on_rollback.append(undo)
 
     def execute(self, statement: Prepared, **params: Any) -> Any:
         return self.raw.execute(statement.sql, statement.bind(params))
@@ -70,9 +88,15 @@ class SqlSession:
 
     def commit(self) -> None:
         self.raw.execute("COMMIT")
+        self._on_rollback.clear()
 
     def rollback(self) -> None:
-        self.raw.execute("ROLLBACK")
+        undo, self._on_rollback = self._on_rollback, []
+        try:
+            self.raw.execute("ROLLBACK")
+        finally:
+            for action in reversed(undo):
+                action()
 
     def close(self) -> None:
         self.sa.close()
@@ -119,6 +143,7 @@ _runs = RunRow.__table__  # type: ignore[attr-defined]
 _steps = StepRow.__table__  # type: ignore[attr-defined]
 _logs = LogRow.__table__  # type: ignore[attr-defined]
 _versions = SchemaVersionRow.__table__  # type: ignore[attr-defined]
+_events = EventRow.__table__  # type: ignore[attr-defined]
 _completed_steps_of_run = (_steps.c.run_id == _runs.c.id) & (_steps.c.status == "completed")
 _run_columns = [
     *(_runs.c[name] for name in STORED_RUN_COLUMNS),
@@ -127,11 +152,22 @@ _run_columns = [
     .scalar_subquery().label("current_step_index"),
 ]
 
+logger = logging.getLogger("durably_reflex")
+
 _BUSY = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
 
 
+def _nothing(session: SqlSession) -> None:
+    """An empty write transaction; buffered writes flush at the start of every write transaction."""
+
+
 class SqlStorage(Storage):
-    """Everything but connecting; a dialect subclass opens the writer and reader and may adjust SQL."""
+    """Everything but connecting; a dialect subclass opens the writer and reader and may adjust SQL.
+
+    The writer must run `_flush_buffers` first in every write group (GroupCommit's `before_group`).
+    """
+
+    FLUSH_DELAY = 0.01
 
     claim_sql = f"""
         UPDATE durably_runs
@@ -156,7 +192,11 @@ class SqlStorage(Storage):
         self._buffer_lock = threading.Lock()
         self._progress: dict[str, tuple[int, str, int]] = {}
         self._logs: list[NewLog] = []
-        self._flush_queued = False
+        self._events: list[NewEvent] = []
+        self._buffered = threading.Condition(self._buffer_lock)
+        self._closing = False
+        self._flusher = threading.Thread(target=self._flush_when_idle, name="durably-flusher", daemon=True)
+        self._flusher.start()
         prepare = self._prepare
         self._insert_run = prepare(f"""
             INSERT INTO durably_runs (id, job_name, input, status, idempotency_key, concurrency_key,
@@ -193,6 +233,9 @@ class SqlStorage(Storage):
             UPDATE durably_runs SET heartbeat_at = :now
             WHERE id = :run_id AND attempt = :attempt AND status = 'running'""")
         self._status_of = prepare("SELECT status, attempt FROM durably_runs WHERE id = :run_id")
+        self._insert_event = prepare("""
+            INSERT INTO durably_events (run_id, job_name, type, body, created_at)
+            VALUES (:run_id, :job_name, :type, :body, :created_at)""")
         self._prune_logs = prepare("""
             DELETE FROM durably_logs WHERE run_id = :run_id AND id NOT IN (
                 SELECT id FROM durably_logs WHERE run_id = :run_id ORDER BY id DESC LIMIT :keep)""")
@@ -366,24 +409,59 @@ class SqlStorage(Storage):
     def set_progress(self, run_id: str, attempt: int, progress_json: str, now: int) -> None:
         with self._buffer_lock:
             self._progress[run_id] = (attempt, progress_json, now)
-            self._queue_flush()
+            self._buffered.notify()
 
     def append_log(self, log: NewLog) -> None:
         with self._buffer_lock:
             self._logs.append(log)
-            self._queue_flush()
+            self._buffered.notify()
 
-    def _queue_flush(self) -> None:
-        if not self._flush_queued:
-            self._flush_queued = True
-            self._writer.run_later(self._flush_buffers)
+    def append_event(self, event: NewEvent) -> None:
+        with self._buffer_lock:
+            self._events.append(event)
+            self._buffered.notify()
+
+    def _flush_when_idle(self) -> None:
+        """Commit buffered writes that no other write carried within `FLUSH_DELAY` (say, a job that
+        reported progress and then computes for a while)."""
+        while True:
+            with self._buffer_lock:
+                while not (self._progress or self._logs or self._events or self._closing):
+                    self._buffered.wait()
+                if self._closing:
+                    return
+            time.sleep(self.FLUSH_DELAY)
+            with self._buffer_lock:
+                pending = bool(self._progress or self._logs or self._events)
+            if pending:
+                try:
+                    self._writer.run_blocking(_nothing)  # an empty write: the buffers ride on it
+                except Exception:
+                    logger.exception("durably storage: writing buffered progress, logs and events failed")
+                    time.sleep(1.0)
+
+    def _restore_buffers(
+        self, progress: dict[str, tuple[int, str, int]], logs: list[NewLog], events: list[NewEvent]
+    ) -> None:
+        with self._buffer_lock:
+            self._progress = {**progress, **self._progress}  # newer values win
+            self._logs[:0] = logs
+            self._events[:0] = events
+            self._buffered.notify()
 
     def _flush_buffers(self, session: SqlSession) -> None:
-        """Write buffered progress and logs: one statement batch however many calls made them."""
+        """Write buffered progress, logs and events: one statement batch however many calls made them.
+
+        Runs first in every write transaction, so they are committed with the writes they came
+        before; if that transaction rolls back, they go back to the buffers to be written later.
+        """
         with self._buffer_lock:
             progress, self._progress = self._progress, {}
             logs, self._logs = self._logs, []
-            self._flush_queued = False
+            events, self._events = self._events, []
+        if not (progress or logs or events):
+            return
+        session.on_rollback(lambda: self._restore_buffers(progress, logs, events))
         if progress:
             session.execute_many(self._write_progress, [
                 {"progress": value, "now": now, "run_id": run_id, "attempt": attempt}
@@ -394,6 +472,12 @@ class SqlStorage(Storage):
                 {"id": log.id, "run_id": log.run_id, "step_name": log.step_name, "level": log.level,
                  "message": log.message, "data": log.data_json, "created_at": log.created_at}
                 for log in logs
+            ])  # fmt: skip
+        if events:
+            session.execute_many(self._insert_event, [
+                {"run_id": event.run_id, "job_name": event.job_name, "type": event.type, "body": event.body_json,
+                 "created_at": event.created_at}
+                for event in events
             ])  # fmt: skip
 
     def finish_run(
@@ -409,7 +493,6 @@ class SqlStorage(Storage):
         keep_logs: int | None = None,
     ) -> str | None:
         def finish(session: SqlSession) -> str | None:
-            self._flush_buffers(session)  # the last progress and logs land before the run settles
             changed = session.execute(
                 self._finish, status=status, output=output_json, error=error, error_stack=error_stack,
                 now=now, run_id=run_id, attempt=attempt,
@@ -425,7 +508,6 @@ class SqlStorage(Storage):
 
     def release(self, run_id: str, attempt: int, now: int) -> bool:
         def give_back(session: SqlSession) -> bool:
-            self._flush_buffers(session)
             return session.execute(self._release, run_id=run_id, attempt=attempt, now=now).rowcount == 1
 
         return self._writer.run_blocking(give_back)
@@ -465,13 +547,47 @@ class SqlStorage(Storage):
 
     def prune_logs(self, run_id: str, keep: int) -> None:
         def prune(session: SqlSession) -> None:
-            self._flush_buffers(session)
             session.execute(self._prune_logs, run_id=run_id, keep=keep)
 
         self._writer.run_later(prune)
 
+    # -- the event log ----------------------------------------------------------------------------
+    async def read_events(self, after_id: int, *, run_id: str | None = None, limit: int = 1000) -> list[StoredEvent]:
+        statement = select(_events.c.id, _events.c.body).where(_events.c.id > after_id)
+        if run_id is not None:
+            statement = statement.where(_events.c.run_id == run_id)
+        statement = statement.order_by(_events.c.id).limit(limit)
+
+        def read(session: SqlSession) -> list[StoredEvent]:
+            return [StoredEvent(id_, body) for id_, body in session.sa.execute(statement)]
+
+        return await self._reader.run(read, write=False)
+
+    async def last_event_id(self) -> int:
+        def read(session: SqlSession) -> int:
+            return session.sa.execute(select(func.coalesce(func.max(_events.c.id), 0))).scalar_one()
+
+        return await self._reader.run(read, write=False)
+
+    def prune_events(self, before: int) -> None:
+        # Ids grow with time: find the first event to keep walking from the oldest (no index on time).
+        first_kept = select(_events.c.id).where(_events.c.created_at >= before).order_by(_events.c.id).limit(1)
+
+        def prune(session: SqlSession) -> None:
+            keep_from = session.sa.execute(first_kept).scalar()
+            if keep_from is None:
+                keep_from = session.sa.execute(select(func.coalesce(func.max(_events.c.id), 0) + 1)).scalar_one()
+            session.sa.execute(delete(_events).where(_events.c.id < keep_from))
+
+        self._writer.run_blocking(prune)
+
     async def close(self) -> None:
         """Finish queued writes and close the connections (joining threads, so off the event loop)."""
+        with self._buffer_lock:
+            self._closing = True
+            self._buffered.notify()
+        await asyncio.to_thread(self._flusher.join)
+        await asyncio.to_thread(self._writer.run_blocking, _nothing)  # the last buffered writes
         await asyncio.to_thread(self._writer.close)
         if self._reader is not self._writer:
             await asyncio.to_thread(self._reader.close)

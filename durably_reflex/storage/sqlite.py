@@ -62,7 +62,9 @@ class SqliteStorage(SqlStorage):
             raw.execute("PRAGMA temp_store=MEMORY")
             return session
 
-        writer: GroupCommit[SqliteSession] = GroupCommit("durably-sqlite-writer", connect)
+        writer: GroupCommit[SqliteSession] = GroupCommit(
+            "durably-sqlite-writer", connect, before_group=lambda session: self._flush_buffers(session)
+        )
         reader = writer if in_memory else GroupCommit("durably-sqlite-reader", connect)
         super().__init__(engine.dialect, writer, reader)
         self.url = parsed

@@ -85,6 +85,24 @@ class LogRow(DurablyTable, table=True):
     created_at: int = Field(sa_column=_millis())
 
 
+class EventRow(DurablyTable, table=True):
+    """Every event, in the order written: how processes see each other's runs, and how a stream that
+    reconnects resumes where it left off (`Last-Event-ID`). Kept for a retention window only."""
+
+    __tablename__ = "durably_events"
+    # No secondary index: every event is written on the hot path, and readers go by id (tailing,
+    # resuming after an id); pruning walks from the oldest id. Ids are never reused, even after
+    # pruning, because clients resume by id.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str
+    job_name: str | None = None
+    type: str
+    body: str = Field(sa_column=Column(Text, nullable=False))  # the event as JSON, as streamed
+    created_at: int = Field(sa_column=_millis())
+
+
 class SchemaVersionRow(DurablyTable, table=True):
     __tablename__ = "durably_schema_versions"
 
