@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import threading
 import time
 import uuid
 
@@ -13,6 +14,27 @@ from pydantic import BaseModel
 from durably_reflex import Durably, Progress, RunStatus, create_durably, define_job
 
 from conftest import FAST
+
+
+class Gate:
+    """A one-shot signal that job code (on a worker thread's own event loop) and the test (on the
+    server's loop) can both set and await: thread-safe, polled, and bounded by a timeout."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._event.is_set():
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"gate not opened within {timeout} s")
+            await asyncio.sleep(0.005)
 
 
 async def wait_for_status(durably: Durably, run_id: str, *statuses: str, timeout: float = 5.0):
@@ -259,13 +281,13 @@ async def test_step_rows_record_order_outputs_and_timing(durably):
 
 async def test_current_step_index_and_step_count_follow_completed_steps(durably):
     seen = []
-    gate = asyncio.Event()
+    gate = Gate()
 
     async def job(step, input):
         await step.run("one", lambda: 1)
         await step.run("two", lambda: 2)
         seen.append("two done")
-        await asyncio.wait_for(gate.wait(), 5)
+        await gate.wait(5)
         await step.run("three", lambda: 3)
 
     durably.register(job=define_job(name="job", run=job))
@@ -319,11 +341,11 @@ async def test_a_step_failure_caught_by_the_job_does_not_fail_the_run(durably):
 
 # -- progress -------------------------------------------------------------------------------------
 async def test_progress_is_persisted_while_running(durably):
-    gate = asyncio.Event()
+    gate = Gate()
 
     async def job(step, input):
         step.progress(50)
-        await asyncio.wait_for(gate.wait(), 5)
+        await gate.wait(5)
 
     durably.register(job=define_job(name="job", run=job))
     await durably.start()
@@ -583,7 +605,7 @@ async def test_a_job_returning_nothing_completes_with_no_output(durably):
 
 
 async def test_steps_run_in_parallel_get_their_own_index_and_log_attribution(durably):
-    both_inside = asyncio.Event()
+    both_inside = Gate()
     inside = []
 
     async def job(step, input):
@@ -591,7 +613,7 @@ async def test_steps_run_in_parallel_get_their_own_index_and_log_attribution(dur
             inside.append(name)
             if len(inside) == 2:
                 both_inside.set()
-            await asyncio.wait_for(both_inside.wait(), 3)
+            await both_inside.wait(3)
             step.log.info(f"from {name}")
             return name.upper()
 

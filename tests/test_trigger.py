@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -27,6 +28,27 @@ from durably_reflex import (
 )
 
 from conftest import FAST
+
+
+class Gate:
+    """A one-shot signal that job code (on a worker thread's own event loop) and the test (on the
+    server's loop) can both set and await: thread-safe, polled, and bounded by a timeout."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._event.is_set():
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"gate not opened within {timeout} s")
+            await asyncio.sleep(0.005)
 
 
 class Row(BaseModel):
@@ -70,22 +92,33 @@ async def wait_all_done(durably: Durably, run_ids, timeout: float = 5.0):
 
 
 class Overlap:
-    """Counts how many job executions are inside `hold()` at once (per key, and overall)."""
+    """Counts how many job executions are inside a section at once (per key). Jobs may run on
+    several worker threads, so the counters are guarded by a lock."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self.active: dict[str, int] = {}
         self.peak: dict[str, int] = {}
         self.order: list[str] = []
 
+    def enter(self, key: str, tag: str = "") -> int:
+        with self._lock:
+            self.active[key] = self.active.get(key, 0) + 1
+            self.peak[key] = max(self.peak.get(key, 0), self.active[key])
+            self.order.append(f"start-{tag}")
+            return self.active[key]
+
+    def leave(self, key: str, tag: str = "") -> None:
+        with self._lock:
+            self.order.append(f"end-{tag}")
+            self.active[key] -= 1
+
     async def hold(self, key: str, seconds: float, tag: str = "") -> None:
-        self.active[key] = self.active.get(key, 0) + 1
-        self.peak[key] = max(self.peak.get(key, 0), self.active[key])
-        self.order.append(f"start-{tag}")
+        self.enter(key, tag)
         try:
             await asyncio.sleep(seconds)
         finally:
-            self.order.append(f"end-{tag}")
-            self.active[key] -= 1
+            self.leave(key, tag)
 
 
 # -- validation -----------------------------------------------------------------------------------
@@ -307,14 +340,14 @@ async def test_the_concurrency_key_is_shared_across_jobs(db_url):
 
 
 async def test_runs_with_different_concurrency_keys_run_concurrently(db_url):
-    both_started = asyncio.Event()
+    both_started = Gate()
     started = []
 
     async def meet(step, input):
         started.append(input["key"])
         if len(started) == 2:
             both_started.set()
-        await asyncio.wait_for(both_started.wait(), 3)  # fails the run if the other never starts
+        await both_started.wait(3)  # fails the run if the other never starts
 
     durably = create_durably(db_url, **{**FAST, "max_concurrent_runs": 4})
     try:
@@ -329,12 +362,12 @@ async def test_runs_with_different_concurrency_keys_run_concurrently(db_url):
 
 
 async def test_a_keyed_run_waiting_for_its_key_does_not_block_other_runs(db_url):
-    release = asyncio.Event()
+    release = Gate()
     finished = []
 
     async def work(step, input):
         if input["blocker"]:
-            await asyncio.wait_for(release.wait(), 5)
+            await release.wait(5)
         finished.append(input["name"])
 
     durably = create_durably(db_url, **{**FAST, "max_concurrent_runs": 2})
@@ -501,7 +534,7 @@ async def test_trigger_and_wait_raises_run_failed_with_the_message(durably):
 
 
 async def test_trigger_and_wait_raises_run_cancelled_when_the_run_is_cancelled(durably):
-    started = asyncio.Event()
+    started = Gate()
 
     async def slow(step, input):
         started.set()
@@ -511,7 +544,7 @@ async def test_trigger_and_wait_raises_run_cancelled_when_the_run_is_cancelled(d
     durably.register(job=define_job(name="slow", run=slow))
     await durably.start()
     waiter = asyncio.create_task(durably.trigger_and_wait("slow", {}, timeout=5))
-    await asyncio.wait_for(started.wait(), 5)
+    await started.wait(5)
 
     runs = await durably.get_runs()
     await durably.cancel(runs[0].id)
@@ -630,18 +663,16 @@ async def test_runs_triggered_in_one_batch_execute_in_item_order(durably):
 
 async def test_max_concurrent_runs_three_really_runs_three_at_once(db_url):
     overlap = Overlap()
-    three_running = asyncio.Event()
+    three_running = Gate()
 
     async def hold(step, input):
-        overlap.active["all"] = overlap.active.get("all", 0) + 1
-        overlap.peak["all"] = max(overlap.peak.get("all", 0), overlap.active["all"])
-        if overlap.active["all"] == 3:
+        if overlap.enter("all") == 3:
             three_running.set()
         try:
-            await asyncio.wait_for(three_running.wait(), 3)
+            await three_running.wait(3)  # the run fails if three never run together
             await asyncio.sleep(0.05)
         finally:
-            overlap.active["all"] -= 1
+            overlap.leave("all")
 
     durably = create_durably(db_url, **{**FAST, "max_concurrent_runs": 3})
     try:
@@ -721,12 +752,12 @@ async def test_wait_for_run_of_an_already_completed_run_returns_at_once(durably)
 
 
 async def test_a_freed_slot_is_refilled_at_once_despite_a_long_polling_interval(db_url):
-    release = asyncio.Event()
+    release = Gate()
     finished_at = {}
 
     async def work(step, input):
         if input["first"]:
-            await asyncio.wait_for(release.wait(), 5)
+            await release.wait(5)
         finished_at[input["first"]] = time.monotonic()
 
     durably = create_durably(db_url, polling_interval=30.0)
@@ -781,12 +812,9 @@ async def test_a_stored_input_the_worker_cannot_parse_fails_that_run_and_the_wor
 )
 async def test_a_corrupt_pending_row_does_not_block_the_other_runs(durably, db_url):
     durably.register(job=import_job)
-    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as db:
-        db.execute(
-            "INSERT INTO durably_runs (id, job_name, input, status, current_step_index, step_count, attempt,"
-            " heartbeat_at, created_at, updated_at) VALUES ('00CORRUPT', 'import', '{not json', 'pending',"
-            " 0, 0, 0, 0, 0, 0)"
-        )
+    corrupt = await durably.trigger("import", {"count": 1})
+    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as db:  # damaged by hand, or by another program
+        db.execute("UPDATE durably_runs SET input = '{not json' WHERE id = ?", (corrupt.id,))
     good = await durably.trigger("import", {"count": 1})
     await durably.start()
 
