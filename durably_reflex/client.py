@@ -47,7 +47,15 @@ from .errors import (
 )
 from .jobs import JobDefinition
 from .records import LogEntry, Run, RunResult, RunStatus, Step
-from .wire_events import RunCancel, RunComplete, RunDelete, RunFail, RunSnapshot, WireEvent, parse_event
+from .wire_events import (
+    RunCancel,
+    RunComplete,
+    RunDelete,
+    RunFail,
+    RunSnapshot,
+    WireEvent,
+    parse_event,
+)
 
 DEFAULT_API = "http://127.0.0.1:8000/api/durably"
 # The server sends a keep-alive comment about every 15 s: three missed ones mean the connection is dead.

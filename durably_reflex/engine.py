@@ -21,24 +21,24 @@ from .errors import (
     WaitTimeoutError,
 )
 from .events import (
+    ALL_EVENTS,
     RUN_CANCEL,
     RUN_DELETE,
     RUN_RETRY,
     RUN_TRIGGER,
     SETTLED_TYPES,
-    ALL_EVENTS,
     ErrorHandler,
     Event,
     EventBus,
     Listener,
     RunSubscription,
 )
+from .feed import EventFeed
 from .ids import new_id
 from .jobs import JobDefinition
 from .records import LogEntry, Run, RunResult, RunStatus, Step
 from .step import encode_json
 from .storage import Storage, open_storage
-from .feed import EventFeed
 from .storage.base import NewEvent, NewRun, RunQuery
 from .worker import Worker, WorkerOptions
 

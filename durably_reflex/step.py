@@ -23,8 +23,20 @@ from typing import Any
 import pydantic_core
 
 from .clock import now_ms
-from .errors import ClaimLostError, DuplicateStepError, RunCancelledError, StepOutputError
-from .events import LOG_WRITE, RUN_PROGRESS, STEP_COMPLETE, STEP_FAIL, STEP_START, EventPoster
+from .errors import (
+    ClaimLostError,
+    DuplicateStepError,
+    RunCancelledError,
+    StepOutputError,
+)
+from .events import (
+    LOG_WRITE,
+    RUN_PROGRESS,
+    STEP_COMPLETE,
+    STEP_FAIL,
+    STEP_START,
+    EventPoster,
+)
 from .ids import new_id
 from .storage.base import NewLog, StepRecord, StepWrite, Storage
 

@@ -33,11 +33,19 @@ from .base import (
     RunQuery,
     StepRecord,
     StepWrite,
-    StoredEvent,
     Storage,
+    StoredEvent,
 )
-from .tables import SCHEMA_VERSION, DurablyTable, EventRow, LogRow, RunRow, SchemaVersionRow, StepRow
 from .group_commit import GroupCommit
+from .tables import (
+    SCHEMA_VERSION,
+    DurablyTable,
+    EventRow,
+    LogRow,
+    RunRow,
+    SchemaVersionRow,
+    StepRow,
+)
 
 STORED_RUN_COLUMNS = (
     "id", "job_name", "input", "status", "idempotency_key", "concurrency_key", "progress", "output",

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import URL, create_engine, make_url
 from sqlalchemy.pool import NullPool
 
-from .sql import SqlSession, SqlStorage
 from .group_commit import GroupCommit
+from .sql import SqlSession, SqlStorage
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 

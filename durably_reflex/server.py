@@ -1,0 +1,458 @@
+"""The HTTP/SSE API: `create_durably_handler(durably)` is an ASGI app (Starlette) that mounts on
+Reflex's backend (`rx.App(api_transformer=handler)`), on FastAPI or Starlette, or runs alone.
+
+Routes, bodies and SSE framing follow Durably 0.7's handler, so its React client can drive it; the
+errors are honest (`{"error": ...}` with 400, 401, 403, 404, 409 or 413, never a 500 for bad input),
+and streams start with the run as it stands, resume by `Last-Event-ID`, and see runs executed by
+workers in other processes (through the event log).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .engine import Durably
+from .errors import (
+    ConflictError,
+    DurablyError,
+    InvalidArgumentError,
+    InvalidInputError,
+    NotFoundError,
+    RunNotFoundError,
+)
+from .events import RUN_COMPLETE, RUN_PROGRESS, Event
+from .feed import FeedSubscription
+from .openapi import openapi_document
+from .records import Run, RunStatus
+from .sse import KEEP_ALIVE, EventStreamResponse, frame
+
+logger = logging.getLogger("durably_reflex")
+
+MAX_ID_LENGTH = 255
+MAX_PAGE = 1000
+RUN_SNAPSHOT = "run:snapshot"
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class DurablyAuth:
+    """Optional access control; each hook may be a plain function or a coroutine function.
+
+    - `authenticate(request)` returns the caller (any object); raising or returning None answers 401.
+    - `can_trigger(caller, job_name, input)`: False answers 403.
+    - `can_access_run(caller, run)`: False answers 404, as if the run did not exist (no probing).
+    - `visible_jobs(caller)`: the job names the caller may list and stream (None: all).
+    """
+
+    authenticate: Callable[[Request], Any]
+    can_trigger: Callable[[Any, str, Any], Any] | None = None
+    can_access_run: Callable[[Any, Run], Any] | None = None
+    visible_jobs: Callable[[Any], Any] | None = None
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.details = details
+
+
+def create_durably_handler(
+    durably: Durably,
+    base_path: str = "/api/durably",
+    *,
+    max_body_bytes: int = 1024 * 1024,
+    progress_interval: float = 0.1,
+    keepalive_interval: float = 15.0,
+    auth: DurablyAuth | None = None,
+) -> Starlette:
+    """The API for `durably` under `base_path`. `progress_interval` throttles `run:progress` per run
+    on each stream (the latest value is always delivered); `keepalive_interval` spaces the comment
+    lines that keep idle streams (and dead-connection detection) alive."""
+    api = _Api(durably, max_body_bytes, progress_interval, keepalive_interval, auth)
+    base = "/" + base_path.strip("/") if base_path.strip("/") else ""
+    routes = [
+        Route(f"{base}/trigger", api.trigger, methods=["POST"]),
+        Route(f"{base}/runs", api.runs, methods=["GET"]),
+        Route(f"{base}/run", api.run, methods=["GET"]),
+        Route(f"{base}/run", api.delete_run, methods=["DELETE"]),
+        Route(f"{base}/steps", api.steps, methods=["GET"]),
+        Route(f"{base}/logs", api.logs, methods=["GET"]),
+        Route(f"{base}/jobs", api.jobs, methods=["GET"]),
+        Route(f"{base}/retry", api.retry, methods=["POST"]),
+        Route(f"{base}/cancel", api.cancel, methods=["POST"]),
+        Route(f"{base}/subscribe", api.subscribe, methods=["GET"]),
+        Route(f"{base}/runs/subscribe", api.subscribe_runs, methods=["GET"]),
+        Route(f"{base}/openapi.json", api.openapi(base), methods=["GET"]),
+        Route(f"{base}/{{rest:path}}", api.not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    return JSONResponse({"error": error.detail}, status_code=error.status_code, headers=error.headers)
+
+
+def _endpoint(handler: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+    """Errors to JSON: ours by kind, anything unexpected as a logged 500 without its trace."""
+
+    @functools.wraps(handler)
+    async def wrapped(self: _Api, request: Request) -> Response:
+        try:
+            await self.durably.migrate()
+            return await handler(self, request)
+        except ApiError as error:
+            return _error(error.status, str(error), error.details)
+        except InvalidInputError as error:
+            return _error(400, str(error), _jsonable(error.errors))
+        except InvalidArgumentError as error:
+            return _error(400, str(error))
+        except NotFoundError as error:
+            return _error(404, str(error))
+        except ConflictError as error:
+            return _error(409, str(error))
+        except DurablyError as error:
+            return _error(400, str(error))
+        except Exception:
+            logger.exception("durably API: %s %s failed", request.method, request.url.path)
+            return _error(500, "Internal server error")
+
+    return wrapped
+
+
+def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if details:
+        body["details"] = details
+    return JSONResponse(body, status_code=status)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+SUCCESS = {"success": True}
+
+
+class _Api:
+    def __init__(
+        self,
+        durably: Durably,
+        max_body_bytes: int,
+        progress_interval: float,
+        keepalive_interval: float,
+        auth: DurablyAuth | None,
+    ) -> None:
+        self.durably = durably
+        self._max_body = max_body_bytes
+        self._progress_interval = progress_interval
+        self._keepalive = keepalive_interval
+        self._auth = auth
+
+    # -- commands ---------------------------------------------------------------------------------
+    @_endpoint
+    async def trigger(self, request: Request) -> Response:
+        caller = await self._caller(request)
+        body = await self._json_body(request)
+        job_name = body.get("jobName")
+        if not isinstance(job_name, str) or not job_name:
+            raise ApiError(400, "jobName is required")
+        if self.durably.get_job(job_name) is None:
+            raise ApiError(404, f"Job not found: {job_name}")
+        keys = {}
+        for field, argument in (("idempotencyKey", "idempotency_key"), ("concurrencyKey", "concurrency_key")):
+            value = body.get(field)
+            if value is not None and not isinstance(value, str):
+                raise ApiError(400, f"{field} must be a string")
+            keys[argument] = value
+        run_input = body.get("input")
+        if self._auth is not None and self._auth.can_trigger is not None:
+            if not await _call(self._auth.can_trigger, caller, job_name, run_input):
+                raise ApiError(403, f"Not allowed to trigger {job_name}")
+        run = await self.durably.trigger(job_name, {} if run_input is None else run_input, **keys)
+        return JSONResponse({"runId": run.id})
+
+    @_endpoint
+    async def retry(self, request: Request) -> Response:
+        run = await self._visible_run(request)
+        await self.durably.retry(run.id)
+        return JSONResponse(SUCCESS)
+
+    @_endpoint
+    async def cancel(self, request: Request) -> Response:
+        run = await self._visible_run(request)
+        await self.durably.cancel(run.id)
+        return JSONResponse(SUCCESS)
+
+    @_endpoint
+    async def delete_run(self, request: Request) -> Response:
+        run = await self._visible_run(request)
+        await self.durably.delete_run(run.id)
+        return JSONResponse(SUCCESS)
+
+    # -- queries ----------------------------------------------------------------------------------
+    @_endpoint
+    async def runs(self, request: Request) -> Response:
+        caller = await self._caller(request)
+        params = request.query_params
+        job_names = [name for name in params.getlist("jobName") if name]
+        statuses = [status for status in params.getlist("status") if status]
+        for status in statuses:
+            if status not in RunStatus.__members__.values():
+                raise ApiError(400, f"Unknown status {status!r}: expected one of {', '.join(RunStatus)}")
+        visible = await self._visible_jobs(caller)
+        if visible is not None:
+            job_names = [name for name in job_names if name in visible] if job_names else sorted(visible)
+            if not job_names:
+                return JSONResponse([])
+        limit = _integer(params, "limit", default=100, maximum=MAX_PAGE)
+        offset = _integer(params, "offset", default=0)
+        runs = await self.durably.get_runs(job_name=job_names or None, status=statuses or None, limit=limit, offset=offset)
+        return JSONResponse([run.to_wire() for run in runs])
+
+    @_endpoint
+    async def run(self, request: Request) -> Response:
+        return JSONResponse((await self._visible_run(request)).to_wire())
+
+    @_endpoint
+    async def steps(self, request: Request) -> Response:
+        run = await self._visible_run(request)
+        return JSONResponse([step.to_wire() for step in await self.durably.get_steps(run.id)])
+
+    @_endpoint
+    async def logs(self, request: Request) -> Response:
+        run = await self._visible_run(request)
+        after = request.query_params.get("after") or None
+        if after is not None and len(after) > MAX_ID_LENGTH:
+            raise ApiError(400, "after is too long")
+        limit = _integer(request.query_params, "limit", default=MAX_PAGE, maximum=10 * MAX_PAGE)
+        logs = await self.durably.get_logs(run.id, after_id=after, limit=limit)
+        return JSONResponse([entry.to_wire() for entry in logs])
+
+    @_endpoint
+    async def jobs(self, request: Request) -> Response:
+        visible = await self._visible_jobs(await self._caller(request))
+        return JSONResponse([
+            {"name": handle.name, "inputSchema": handle.definition.input_schema(),
+             "outputSchema": handle.definition.output_schema()}
+            for handle in {id(h): h for h in self.durably.jobs.values()}.values()
+            if visible is None or handle.name in visible
+        ])  # fmt: skip
+
+    def openapi(self, base: str) -> Handler:
+        document = openapi_document(base)
+
+        async def serve(request: Request) -> Response:
+            return JSONResponse(document)
+
+        return serve
+
+    async def not_found(self, request: Request) -> Response:
+        return _error(404, f"Not found: {request.method} {request.url.path}")
+
+    # -- streams ----------------------------------------------------------------------------------
+    @_endpoint
+    async def subscribe(self, request: Request) -> Response:
+        """One run's events: the run as it stands first, then everything after, until it completes."""
+        run_id = _run_id(request)
+        caller = await self._caller(request)
+        # Listen first, read second: whatever happens in between arrives on the feed (perhaps twice).
+        subscription = await self.durably.feed.subscribe(run_id=run_id, after=_last_event_id(request))
+        try:
+            run = await self._readable_run(caller, run_id)
+        except BaseException:
+            subscription.close()
+            raise
+        return EventStreamResponse(self._run_frames(run, subscription))
+
+    async def _run_frames(self, run: Run, subscription: FeedSubscription) -> AsyncIterator[bytes]:
+        try:
+            yield frame({"type": RUN_SNAPSHOT, "runId": run.id, "jobName": run.job_name, "run": run.to_wire()})
+            if run.status is RunStatus.COMPLETED:
+                return
+            async for event_id, event in self._paced(subscription):
+                if event_id is None:
+                    yield KEEP_ALIVE
+                    continue
+                yield frame(event, event_id)
+                if event["type"] == RUN_COMPLETE:
+                    return
+        finally:
+            subscription.close()
+
+    @_endpoint
+    async def subscribe_runs(self, request: Request) -> Response:
+        """Reduced notifications of every run (or one job's): a signal to refresh lists."""
+        caller = await self._caller(request)
+        job_name = request.query_params.get("jobName") or None
+        visible = await self._visible_jobs(caller)
+        subscription = await self.durably.feed.subscribe(after=_last_event_id(request))
+        return EventStreamResponse(self._runs_frames(subscription, job_name, visible))
+
+    async def _runs_frames(
+        self, subscription: FeedSubscription, job_name: str | None, visible: set[str] | None
+    ) -> AsyncIterator[bytes]:
+        try:
+            async for event_id, event in self._paced(subscription):
+                if event_id is None:
+                    yield KEEP_ALIVE
+                    continue
+                name = event.get("jobName")
+                if (job_name is not None and name != job_name) or (visible is not None and name not in visible):
+                    continue
+                yield frame(reduce_event(event), event_id)
+        finally:
+            subscription.close()
+
+    async def _paced(self, subscription: FeedSubscription) -> AsyncIterator[tuple[int | None, Event]]:
+        """Events with progress throttled per run (the latest held back, then sent), and `(None, {})`
+        whenever a keep-alive is due."""
+        held: dict[str, tuple[float, int, Event]] = {}  # run id → (due, event id, latest progress)
+        last_progress: dict[str, float] = {}
+        next_keepalive = time.monotonic() + self._keepalive
+        while True:
+            now = time.monotonic()
+            for run_id, (due, held_id, held_event) in list(held.items()):
+                if due <= now:
+                    del held[run_id]
+                    last_progress[run_id] = now
+                    yield held_id, held_event
+            if now >= next_keepalive:
+                next_keepalive = now + self._keepalive
+                yield None, {}
+            wake_at = min([next_keepalive, *(due for due, _, _ in held.values())])
+            item = await subscription.next(timeout=max(0.0, wake_at - time.monotonic()))
+            if item is None:
+                continue
+            event_id, event = item
+            run_id = event.get("runId", "")
+            if event["type"] == RUN_PROGRESS:
+                due = last_progress.get(run_id, float("-inf")) + self._progress_interval
+                if due > time.monotonic():
+                    held[run_id] = (due, event_id, event)
+                    continue
+                last_progress[run_id] = time.monotonic()
+            elif run_id in held:  # keep order: the held progress goes before what follows it
+                _, held_id, held_event = held.pop(run_id)
+                yield held_id, held_event
+            yield event_id, event
+
+    # -- access -----------------------------------------------------------------------------------
+    async def _caller(self, request: Request) -> Any:
+        if self._auth is None:
+            return None
+        try:
+            caller = await _call(self._auth.authenticate, request)
+        except ApiError:
+            raise
+        except Exception as error:
+            raise ApiError(401, str(error) or "Unauthorized") from None
+        if caller is None:
+            raise ApiError(401, "Unauthorized")
+        return caller
+
+    async def _visible_jobs(self, caller: Any) -> set[str] | None:
+        if self._auth is None or self._auth.visible_jobs is None:
+            return None
+        names = await _call(self._auth.visible_jobs, caller)
+        return None if names is None else set(names)
+
+    async def _visible_run(self, request: Request) -> Run:
+        run_id = _run_id(request)
+        return await self._readable_run(await self._caller(request), run_id)
+
+    async def _readable_run(self, caller: Any, run_id: str) -> Run:
+        run = await self.durably.get_run(run_id)
+        if run is None:
+            raise RunNotFoundError(run_id)
+        if self._auth is not None:
+            visible = await self._visible_jobs(caller)
+            allowed = visible is None or run.job_name in visible
+            if allowed and self._auth.can_access_run is not None:
+                allowed = bool(await _call(self._auth.can_access_run, caller, run))
+            if not allowed:
+                raise RunNotFoundError(run_id)
+        return run
+
+    async def _json_body(self, request: Request) -> dict[str, Any]:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+            raise ApiError(413, f"Request body is larger than {self._max_body} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self._max_body:
+                raise ApiError(413, f"Request body is larger than {self._max_body} bytes")
+            chunks.append(chunk)
+        try:
+            body = json.loads(b"".join(chunks) or b"null")
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ApiError(400, f"Malformed JSON body: {error}") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "The body must be a JSON object")
+        return body
+
+
+def reduce_event(event: Event) -> dict[str, Any]:
+    """The light form `/runs/subscribe` sends: enough to refresh a list or update a row in place."""
+    event_type = event["type"]
+    reduced = {"type": event_type, "runId": event.get("runId"), "jobName": event.get("jobName")}
+    if event_type == RUN_PROGRESS:
+        reduced["progress"] = event.get("progress")
+    elif event_type.startswith("step:"):
+        reduced.update(stepName=event.get("stepName"), stepIndex=event.get("stepIndex"))
+        if event_type == "step:fail":
+            reduced["error"] = event.get("error")
+    elif event_type == "log:write":
+        reduced.update(
+            stepName=event.get("stepName"), level=event.get("level"), message=event.get("message"), data=event.get("data")
+        )
+    return reduced
+
+
+def _run_id(request: Request) -> str:
+    run_id = request.query_params.get("runId")
+    if not run_id:
+        raise ApiError(400, "runId query parameter is required")
+    if len(run_id) > MAX_ID_LENGTH:
+        raise ApiError(400, f"runId is too long (at most {MAX_ID_LENGTH} characters)")
+    return run_id
+
+
+def _integer(params: Any, name: str, *, default: int, maximum: int | None = None) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a whole number, got {raw!r}") from None
+    if value < 0 or (maximum is not None and value > maximum):
+        bound = f" and at most {maximum}" if maximum is not None else ""
+        raise ApiError(400, f"{name} must be at least 0{bound}, got {value}")
+    return value
+
+
+def _last_event_id(request: Request) -> int | None:
+    raw = request.headers.get("last-event-id", "")
+    return int(raw) if raw.isdigit() else None
+
+
+async def _call(function: Callable[..., Any], *args: Any) -> Any:
+    result = function(*args)
+    return await result if inspect.isawaitable(result) else result
