@@ -364,7 +364,10 @@ class Durably:
 
     def _log_event(self, event: Event) -> None:
         """Every event made here goes to the event log too (written with the next commit), where other
-        processes, and streams that resume after a disconnect, read it back through `feed`."""
+        processes, and streams that resume after a disconnect, read it back through `feed`. Only
+        while some process streams events (see `EventFeed`): otherwise nobody would read them."""
+        if not (self.feed.subscriber_count or self.storage.events_watched()):
+            return
         self.storage.append_event(NewEvent(
             run_id=event["runId"], job_name=event.get("jobName"), type=event["type"],
             body_json=encode_json(event, "The event"), created_at=now_ms(),

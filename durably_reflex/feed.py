@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import deque
 from typing import Any
 
+from .clock import now_ms
 from .events import Event
 from .storage.base import Storage
 
@@ -73,6 +75,12 @@ class FeedSubscription:
 
 
 class EventFeed:
+    """While anyone is subscribed, it also tells every process sharing the database to keep logging
+    events (they skip the log when nobody watches): for `WATCH_GRACE` seconds, renewed as it tails,
+    so a stream that reconnects within that time finds no gap."""
+
+    WATCH_GRACE = 60.0
+
     def __init__(self, storage: Storage, interval: float = 0.025) -> None:
         self.interval = interval
         self._storage = storage
@@ -112,7 +120,14 @@ class EventFeed:
         return events
 
     async def _tail(self) -> None:
+        next_watch = 0.0
         while self._subscribers:
+            if time.monotonic() >= next_watch:
+                next_watch = time.monotonic() + self.WATCH_GRACE / 6
+                try:
+                    await self._storage.watch_events(now_ms() + int(self.WATCH_GRACE * 1000))
+                except Exception:
+                    logger.exception("durably event feed: could not ask for events to be logged")
             try:
                 page = await self._storage.read_events(self._position, limit=_PAGE)
             except Exception:

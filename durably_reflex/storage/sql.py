@@ -45,6 +45,7 @@ from .tables import (
     RunRow,
     SchemaVersionRow,
     StepRow,
+    WatchRow,
 )
 
 STORED_RUN_COLUMNS = (
@@ -152,6 +153,7 @@ _steps = StepRow.__table__  # type: ignore[attr-defined]
 _logs = LogRow.__table__  # type: ignore[attr-defined]
 _versions = SchemaVersionRow.__table__  # type: ignore[attr-defined]
 _events = EventRow.__table__  # type: ignore[attr-defined]
+_watch = WatchRow.__table__  # type: ignore[attr-defined]
 _completed_steps_of_run = (_steps.c.run_id == _runs.c.id) & (_steps.c.status == "completed")
 _run_columns = [
     *(_runs.c[name] for name in STORED_RUN_COLUMNS),
@@ -176,6 +178,7 @@ class SqlStorage(Storage):
     """
 
     FLUSH_DELAY = 0.01
+    WATCH_REFRESH = 1.0
 
     claim_sql = f"""
         UPDATE durably_runs
@@ -203,6 +206,7 @@ class SqlStorage(Storage):
         self._events: list[NewEvent] = []
         self._buffered = threading.Condition(self._buffer_lock)
         self._closing = False
+        self._watched_until = 0
         self._flusher = threading.Thread(target=self._flush_when_idle, name="durably-flusher", daemon=True)
         self._flusher.start()
         prepare = self._prepare
@@ -416,28 +420,40 @@ class SqlStorage(Storage):
 
     def set_progress(self, run_id: str, attempt: int, progress_json: str, now: int) -> None:
         with self._buffer_lock:
+            self._wake_flusher()
             self._progress[run_id] = (attempt, progress_json, now)
-            self._buffered.notify()
 
     def append_log(self, log: NewLog) -> None:
         with self._buffer_lock:
+            self._wake_flusher()
             self._logs.append(log)
-            self._buffered.notify()
 
     def append_event(self, event: NewEvent) -> None:
         with self._buffer_lock:
+            self._wake_flusher()
             self._events.append(event)
+
+    def _wake_flusher(self) -> None:
+        """Called with the buffer lock held, before adding: the flusher sleeps only while all are empty."""
+        if not (self._progress or self._logs or self._events):
             self._buffered.notify()
 
     def _flush_when_idle(self) -> None:
         """Commit buffered writes that no other write carried within `FLUSH_DELAY` (say, a job that
-        reported progress and then computes for a while)."""
+        reported progress and then computes for a while); and, about once a second, learn whether
+        any process is watching events."""
+        next_look = 0.0
         while True:
+            if time.monotonic() >= next_look:
+                next_look = time.monotonic() + self.WATCH_REFRESH
+                self._refresh_watched()
             with self._buffer_lock:
-                while not (self._progress or self._logs or self._events or self._closing):
-                    self._buffered.wait()
+                if not (self._progress or self._logs or self._events or self._closing):
+                    self._buffered.wait(self.WATCH_REFRESH)
                 if self._closing:
                     return
+                if not (self._progress or self._logs or self._events):
+                    continue
             time.sleep(self.FLUSH_DELAY)
             with self._buffer_lock:
                 pending = bool(self._progress or self._logs or self._events)
@@ -576,6 +592,29 @@ class SqlStorage(Storage):
             return session.sa.execute(select(func.coalesce(func.max(_events.c.id), 0))).scalar_one()
 
         return await self._reader.run(read, write=False)
+
+    async def watch_events(self, until: int) -> None:
+        def write(session: SqlSession) -> None:
+            updated = session.sa.execute(
+                update(_watch).where(_watch.c.id == 1, _watch.c.until < until).values(until=until)
+            ).rowcount
+            if not updated and session.sa.execute(select(_watch.c.id)).first() is None:
+                session.sa.execute(insert(_watch).values(id=1, until=until))
+
+        self._watched_until = max(self._watched_until, until)
+        await self._writer.run(write)
+
+    def events_watched(self) -> bool:
+        return self._watched_until > now_ms()
+
+    def _refresh_watched(self) -> None:
+        try:
+            until = self._reader.run_blocking(
+                lambda session: session.sa.execute(select(_watch.c.until)).scalar(), write=False
+            )
+        except Exception:
+            return  # not migrated yet, or a hiccup: keep what we knew
+        self._watched_until = until or 0
 
     def prune_events(self, before: int) -> None:
         # Ids grow with time: find the first event to keep walking from the oldest (no index on time).

@@ -103,6 +103,16 @@ class EventRow(DurablyTable, table=True):
     created_at: int = Field(sa_column=_millis())
 
 
+class WatchRow(DurablyTable, table=True):
+    """Until when some process streams events (one row). Writers skip the event log when nobody
+    has watched for a while, so an engine without a live UI pays nothing for it."""
+
+    __tablename__ = "durably_watch"
+
+    id: int = Field(default=1, primary_key=True)
+    until: int = Field(sa_column=_millis())
+
+
 class SchemaVersionRow(DurablyTable, table=True):
     __tablename__ = "durably_schema_versions"
 
