@@ -383,6 +383,8 @@ class SqlStorage(Storage):
         params.update(owner=owner, now=now)
 
         def take(session: SqlSession) -> list[Claim]:
+            # A run about to start learns at once whether anyone watches events (else within a second).
+            self._watched_until = session.sa.execute(select(_watch.c.until)).scalar() or 0
             claims = []
             for _ in range(limit):
                 row = session.execute(statement, **params).fetchone()
