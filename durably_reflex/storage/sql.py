@@ -245,6 +245,7 @@ class SqlStorage(Storage):
             UPDATE durably_runs SET heartbeat_at = :now
             WHERE id = :run_id AND attempt = :attempt AND status = 'running'""")
         self._status_of = prepare("SELECT status, attempt FROM durably_runs WHERE id = :run_id")
+        self._watched = prepare("SELECT until FROM durably_watch WHERE id = 1")
         self._insert_event = prepare("""
             INSERT INTO durably_events (run_id, job_name, type, body, created_at)
             VALUES (:run_id, :job_name, :type, :body, :created_at)""")
@@ -384,7 +385,8 @@ class SqlStorage(Storage):
 
         def take(session: SqlSession) -> list[Claim]:
             # A run about to start learns at once whether anyone watches events (else within a second).
-            self._watched_until = session.sa.execute(select(_watch.c.until)).scalar() or 0
+            row = session.execute(self._watched).fetchone()
+            self._watched_until = row[0] if row else 0
             claims = []
             for _ in range(limit):
                 row = session.execute(statement, **params).fetchone()
