@@ -240,6 +240,8 @@ class EventStream:
         return await self._events.__anext__()
 
     async def aclose(self) -> None:
+        if self._events.ag_running:
+            raise RuntimeError("EventStream.aclose() while another task iterates it: cancel and await that task instead")
         await self._events.aclose()
         self._set_state("closed")
 
