@@ -1,0 +1,467 @@
+"""The command line (`python -m durably_reflex serve|worker MODULE:ATTR`) in REAL subprocesses.
+
+Each test writes a small job module into its tmp dir and runs the CLI there (the module is found
+through the current directory, as with uvicorn; PYTHONPATH holds the repository). The test process
+triggers runs through that module's own engine on the same SQLite file, and never starts its worker.
+Job steps append `pid step` lines to a side file, which tells what ran where.
+
+Every wait is bounded; the fixture kills whatever subprocess is still alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+
+JOB_MODULE = '''
+import asyncio, os, time
+from pydantic import BaseModel
+from durably_reflex import create_durably, define_job
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SIDE = os.path.join(HERE, "side.txt")
+
+
+def mark(step_name):
+    with open(SIDE, "a") as side:  # one short append per line
+        side.write(f"{os.getpid()} {step_name}\\n")
+
+
+class LongInput(BaseModel):
+    steps: int = 4
+    sleep: float = 1.0
+
+
+def slow_step(name, sleep):
+    mark(name)
+    time.sleep(sleep)
+    return int(name[1:])
+
+
+async def long_run(step, input: LongInput):
+    total = 0
+    for i in range(input.steps):
+        total += await step.run(f"s{i}", slow_step, f"s{i}", input.sleep)
+    return {"total": total, "pid": os.getpid()}
+
+
+class QuickInput(BaseModel):
+    n: int
+
+
+async def quick_run(step, input: QuickInput):
+    doubled = await step.run("double", lambda: input.n * 2)
+    return {"doubled": doubled, "pid": os.getpid()}
+
+
+long_job = define_job(name="long", input=LongInput, run=long_run)
+quick_job = define_job(name="quick", input=QuickInput, run=quick_run)
+
+durably = create_durably(
+    f"sqlite:///{os.path.join(HERE, 'jobs.db')}", polling_interval=0.05, heartbeat_interval=0.05, stale_threshold=0.5
+).register(long=long_job, quick=quick_job)
+
+
+def make_durably():
+    return durably
+
+
+def needs_args(url):
+    return durably
+
+
+not_durably = 42
+'''
+
+READY_SERVE = "durably-reflex API on "
+READY_WORKER = "durably-reflex worker running"
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+class Cli:
+    """`python -m durably_reflex ...` in a directory; output goes to files (never a full pipe)."""
+
+    def __init__(self, cwd: Path, name: str, args: tuple[str, ...]) -> None:
+        self.name = name
+        self.out, self.err = cwd / f"{name}.out", cwd / f"{name}.err"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        with self.out.open("wb") as stdout, self.err.open("wb") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "durably_reflex", *args],
+                cwd=cwd, env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+
+    def stdout(self) -> str:
+        return self.out.read_text()
+
+    def stderr(self) -> str:
+        return self.err.read_text()
+
+    def ready(self, marker: str, timeout: float = 20) -> str:
+        """The first line of stdout, once it contains `marker`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            first = self.stdout().partition("\n")
+            if first[1] and marker in first[0]:
+                return first[0]
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.proc.returncode}\n{self.stderr()}")
+            time.sleep(0.02)
+        raise AssertionError(f"{self.name} printed no {marker!r} within {timeout}s\n{self.stderr()}")
+
+    def stop(self, signum: int, timeout: float = 15) -> int:
+        self.proc.send_signal(signum)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.name} did not exit within {timeout}s\n{self.stderr()}") from None
+
+
+class Workspace:
+    """A tmp dir with the job module, the CLI processes started in it, and the module's own engine."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        (path / "cli_jobs.py").write_text(JOB_MODULE)
+        self.side = path / "side.txt"
+        self.processes: list[Cli] = []
+        self._module: ModuleType | None = None
+
+    def cli(self, name: str, *args: str) -> Cli:
+        process = Cli(self.path, name, args)
+        self.processes.append(process)
+        return process
+
+    @property
+    def jobs(self) -> ModuleType:
+        """The job module as loaded in this process: its `durably` triggers and reads, never started."""
+        if self._module is None:
+            spec = importlib.util.spec_from_file_location(f"cli_jobs_{id(self)}", self.path / "cli_jobs.py")
+            assert spec is not None and spec.loader is not None
+            self._module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(self._module)
+        return self._module
+
+    def side_lines(self) -> list[tuple[int, str]]:
+        if not self.side.exists():
+            return []
+        return [(int(pid), step) for pid, step in (line.split() for line in self.side.read_text().splitlines() if line)]
+
+    def kill_all(self) -> None:
+        for process in self.processes:
+            if process.proc.poll() is None:
+                process.proc.kill()
+        for process in self.processes:
+            try:
+                process.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+@pytest.fixture
+async def workspace(tmp_path: Path) -> AsyncIterator[Workspace]:
+    space = Workspace(tmp_path)
+    try:
+        yield space
+    finally:
+        space.kill_all()
+        if space._module is not None:
+            await space._module.durably.close(timeout=1)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def assert_clean_exit(process: Cli, code: int) -> None:
+    err = process.stderr()
+    assert code == 0, f"{process.name} exited with {code}\n{err}"
+    assert "Traceback" not in err and "ERROR" not in err, err
+    assert "stopped" in err, err
+
+
+# -- serve -----------------------------------------------------------------------------------------
+async def test_serve_answers_the_api_and_runs_jobs_then_stops_on_sigint(workspace: Workspace) -> None:
+    port = free_port()
+    server = workspace.cli("serve", "serve", "cli_jobs:durably", "--port", str(port))
+    line = server.ready(READY_SERVE)
+    base = f"http://127.0.0.1:{port}/api/durably"
+    assert line == f"durably-reflex API on {base} (worker: 1 slot)"
+
+    async with httpx.AsyncClient(base_url=base, timeout=10, trust_env=False) as http:
+        jobs = await http.get("/jobs")
+        assert jobs.status_code == 200
+        assert sorted(job["name"] for job in jobs.json()) == ["long", "quick"]
+        runs = await http.get("/runs")
+        assert runs.status_code == 200 and runs.json() == []
+
+        triggered = await http.post("/trigger", json={"jobName": "quick", "input": {"n": 21}})
+        assert triggered.status_code == 200, triggered.text
+        run_id = triggered.json()["runId"]
+
+        async def completed() -> Any:
+            run = (await http.get("/run", params={"runId": run_id})).json()
+            return run if run["status"] == "completed" else None
+
+        run = await until(completed, 15, "the run to complete")
+        assert run["output"] == {"doubled": 42, "pid": server.proc.pid}
+        assert [r["id"] for r in (await http.get("/runs")).json()] == [run_id]
+
+    assert_clean_exit(server, server.stop(signal.SIGINT))
+
+
+async def test_base_path_no_worker_factory_and_sigterm_ends_event_streams(workspace: Workspace) -> None:
+    port = free_port()
+    server = workspace.cli(
+        "serve", "serve", "cli_jobs:make_durably", "--port", str(port), "--base-path", "/x", "--no-worker"
+    )
+    assert server.ready(READY_SERVE).endswith(f"http://127.0.0.1:{port}/x (worker: off)")
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10, trust_env=False) as http:
+        assert (await http.get("/x/jobs")).status_code == 200
+        assert (await http.get("/x/runs")).json() == []
+        assert (await http.get("/api/durably/jobs")).status_code == 404
+        run_id = (await http.post("/x/trigger", json={"jobName": "quick", "input": {"n": 1}})).json()["runId"]
+
+        # An open event stream must neither hold the shutdown up nor end in an error.
+        async with http.stream("GET", "/x/subscribe", params={"runId": run_id}) as stream:
+            assert stream.status_code == 200
+            lines = stream.aiter_lines()
+            first = await asyncio.wait_for(anext(lines), 5)
+            assert first.startswith("data: ") and '"run:snapshot"' in first
+            stopped_at = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+
+            async def drain() -> None:
+                async for _ in lines:
+                    pass
+
+            await asyncio.wait_for(drain(), 5)  # the server ends the stream properly
+
+        code = server.wait(15)
+    assert time.monotonic() - stopped_at < 5
+    assert_clean_exit(server, code)
+    run = await workspace.jobs.durably.get_run(run_id)
+    assert run is not None and run.status == "pending"  # --no-worker: nothing executed it
+
+
+# -- worker ----------------------------------------------------------------------------------------
+async def test_worker_executes_runs_triggered_elsewhere(workspace: Workspace) -> None:
+    durably = workspace.jobs.durably
+    await durably.migrate()
+    worker = workspace.cli("worker", "worker", "cli_jobs:durably")
+    assert worker.ready(READY_WORKER) == "durably-reflex worker running (1 slot); press Ctrl-C to stop"
+
+    runs = await durably.batch_trigger("quick", [{"n": n} for n in range(3)])
+    for n, run in enumerate(runs):
+        result = await durably.wait_for_run(run.id, timeout=15)
+        assert result.output == {"doubled": 2 * n, "pid": worker.proc.pid}
+    assert not durably.is_running  # this process never executed anything
+
+    assert_clean_exit(worker, worker.stop(signal.SIGTERM))
+
+
+async def test_sigterm_mid_run_leaves_it_resumable_and_a_new_worker_finishes_it(workspace: Workspace) -> None:
+    durably = workspace.jobs.durably
+    await durably.migrate()
+    first = workspace.cli("first", "worker", "cli_jobs:durably", "--stop-timeout", "0.2")
+    first.ready(READY_WORKER)
+    run = await durably.trigger("long", {"steps": 3, "sleep": 1.0})
+
+    async def second_step_started() -> bool:
+        return (first.proc.pid, "s1") in workspace.side_lines()
+
+    await until(second_step_started, 15, "step s1 to start")
+    # Early in s1's one-second sleep. s1 is synchronous: it cannot be interrupted, and finishes (and is
+    # recorded) within the engine's grace period; the run is handed back while s2 runs, and s2, never
+    # recorded, dies with the process.
+    assert_clean_exit(first, first.stop(signal.SIGTERM))
+
+    stopped = await durably.get_run(run.id)
+    assert stopped is not None and stopped.status in ("pending", "completed"), stopped.status
+    done_before = {step.name for step in await durably.get_steps(run.id)}
+    assert "s0" in done_before
+
+    second = workspace.cli("second", "worker", "cli_jobs:durably")
+    second.ready(READY_WORKER)
+    result = await durably.wait_for_run(run.id, timeout=20)
+    assert result.output["total"] == 0 + 1 + 2
+    assert_clean_exit(second, second.stop(signal.SIGINT))
+
+    steps = await durably.get_steps(run.id)
+    assert [(step.name, step.status) for step in steps] == [(f"s{i}", "completed") for i in range(3)]
+    lines = workspace.side_lines()
+    by_second = {step for pid, step in lines if pid == second.proc.pid}
+    assert by_second, "the second worker ran nothing"
+    assert not by_second & done_before, f"completed steps ran again: {sorted(by_second & done_before)}"
+    executions = Counter(step for _, step in lines)
+    assert all(executions[name] == 1 for name in done_before), executions
+    assert {pid for pid, _ in lines} <= {first.proc.pid, second.proc.pid}
+
+
+async def test_a_second_sigint_stops_at_once_and_hands_the_run_back(workspace: Workspace) -> None:
+    durably = workspace.jobs.durably
+    await durably.migrate()
+    worker = workspace.cli("worker", "worker", "cli_jobs:durably")  # --stop-timeout 30 by default
+    worker.ready(READY_WORKER)
+    run = await durably.trigger("long", {"steps": 2, "sleep": 5.0})
+
+    async def started() -> bool:
+        return bool(workspace.side_lines())
+
+    await until(started, 15, "the first step to start")
+    worker.proc.send_signal(signal.SIGINT)
+    await asyncio.sleep(0.3)
+    stopped_at = time.monotonic()
+    code = worker.stop(signal.SIGINT)
+    assert time.monotonic() - stopped_at < 4  # not the step's 5 s, nor the 30 s stop timeout
+    assert code == 0, worker.stderr()
+    assert "received again" in worker.stderr()
+    stopped = await durably.get_run(run.id)
+    assert stopped is not None and stopped.status == "pending"
+
+
+# -- bad input -------------------------------------------------------------------------------------
+async def test_bad_input_is_one_line_and_exit_code_2(workspace: Workspace) -> None:
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    busy_port = busy.getsockname()[1]
+    cases = {
+        "no-module": (("worker", "no_such_module:durably"), 'cannot import module "no_such_module"'),
+        "no-attr": (("worker", "cli_jobs:missing"), 'has no attribute "missing"'),
+        "not-durably": (("serve", "cli_jobs:not_durably", "--port", "0"), "not a Durably"),
+        "malformed": (("worker", "cli_jobs"), "expected MODULE:ATTR"),
+        "port-busy": (("serve", "cli_jobs:durably", "--port", str(busy_port)), "already in use"),
+    }
+    try:
+        started = {name: workspace.cli(name, *args) for name, (args, _) in cases.items()}  # all at once
+        codes = {name: process.wait(60) for name, process in started.items()}
+    finally:
+        busy.close()
+    for name, (_, expected) in cases.items():
+        err = started[name].stderr()
+        assert codes[name] == 2, f"{name}: exit code {codes[name]}\n{err}"
+        assert "Traceback" not in err, f"{name}:\n{err}"
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], f"{name}:\n{err}"
+        assert not started[name].stdout(), f"{name} claims to be running"
+
+
+@pytest.fixture
+async def importable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Path]:
+    """The current directory is a tmp dir holding the job module (imported here, in this process)."""
+    from durably_reflex import Durably
+
+    (tmp_path / "cli_jobs.py").write_text(JOB_MODULE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield tmp_path
+    for name in ("cli_jobs", "broken_dep", "factories"):
+        module = sys.modules.pop(name, None)
+        engine = getattr(module, "durably", None)
+        if isinstance(engine, Durably) and name == "cli_jobs":  # creating it started a thread on the file
+            await engine.close()
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("cli_jobs:", "expected MODULE:ATTR"),
+        (":durably", "expected MODULE:ATTR"),
+        ("cli_jobs:durably:x", "expected MODULE:ATTR"),
+        ("cli-jobs:durably", "expected MODULE:ATTR"),
+        ("broken_dep:durably", """importing module "broken_dep" failed: No module named 'surely_not_installed'"""),
+        ("cli_jobs:durably.nope", '"cli_jobs:durably" has no attribute "nope"'),
+    ],
+)
+async def test_import_errors_in_process(importable: Path, spec: str, expected: str) -> None:
+    from durably_reflex.cli import UsageError, import_target
+
+    (importable / "broken_dep.py").write_text("import surely_not_installed\n")
+    with pytest.raises(UsageError) as caught:
+        import_target(spec)
+    assert expected in str(caught.value)
+
+
+async def test_factories_in_process(importable: Path) -> None:
+    from durably_reflex import Durably
+    from durably_reflex.cli import UsageError, import_target, resolve_durably
+
+    (importable / "factories.py").write_text(
+        "from cli_jobs import durably\n"
+        "async def make_async():\n    return durably\n"
+        "def make_none():\n    return None\n"
+    )
+    engine = import_target("cli_jobs:durably")
+    assert isinstance(engine, Durably)
+    assert await resolve_durably(import_target("cli_jobs:make_durably"), "f") is engine
+    assert await resolve_durably(import_target("factories:make_async"), "f") is engine
+    for spec, expected in [
+        ("cli_jobs:needs_args", "needs arguments"),
+        ("factories:make_none", "returned a NoneType, not a Durably"),
+        ("cli_jobs:not_durably", "is an int, not a Durably"),
+    ]:
+        with pytest.raises(UsageError, match=expected):
+            await resolve_durably(import_target(spec), spec)
+
+
+def test_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """The parser `python -m durably_reflex` uses (every other test runs it as a subprocess)."""
+    from durably_reflex.cli import build_parser
+
+    serve_options = ["--host", "--port", "--base-path", "--no-worker", "--stop-timeout", "--log-level"]
+    for args, options in (
+        ((), ["serve", "worker", "MODULE:ATTR"]),
+        (("serve",), serve_options),
+        (("worker",), ["--stop-timeout", "--log-level"]),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            build_parser().parse_args([*args, "--help"])
+        assert exited.value.code == 0
+        text = capsys.readouterr().out
+        assert text.startswith(" ".join(["usage: python -m durably_reflex", *args])), text
+        assert all(option in text for option in options), text
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["serve", "app:durably", "--port", "70000"])
+    assert exited.value.code == 2
+    assert "a port is between 0 and 65535" in capsys.readouterr().err
+
+    from durably_reflex.cli import main
+
+    assert main([]) == 2  # no command: the help, on stderr
+    assert "usage: python -m durably_reflex" in capsys.readouterr().err
