@@ -43,6 +43,7 @@ class Gate:
                 raise TimeoutError(f"gate not opened within {timeout} s")
             await asyncio.sleep(0.005)
 
+
 TERMINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
@@ -93,9 +94,13 @@ class Gated:
 
 
 async def make_run(durably: Durably, outcome: str) -> str:
-    """A run of job "outcome" in a terminal state; the worker must be started."""
+    """A run of job "outcome" in a terminal state, with one completed step and a log line; the
+    worker must be started. A run to cancel waits after its first step until it is cancelled."""
     run = await durably.trigger("outcome", {"outcome": outcome})
     if outcome == "cancelled":
+        async with asyncio.timeout(5):
+            while not await durably.get_steps(run.id):
+                await asyncio.sleep(0.01)
         await durably.cancel(run.id)
     await wait_for_status(durably, run.id, *TERMINAL)
     return run.id
@@ -105,6 +110,11 @@ async def outcome_job(step, input):
     await step.run("log", lambda: step.log.info("a line"))
     if input["outcome"] == "failed":
         raise RuntimeError("failed on purpose")
+    if input["outcome"] == "cancelled":
+        deadline = time.monotonic() + 5
+        while not step.is_cancelled and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await step.run("after-cancel", lambda: None)  # raises: the run was cancelled
 
 
 # -- retry ----------------------------------------------------------------------------------------
@@ -385,8 +395,7 @@ async def test_delete_removes_a_terminal_run_with_its_steps_and_logs(durably, db
     await durably.start()
     run_id = await make_run(durably, outcome)
     keep_id = await make_run(durably, "completed")
-    if outcome != "cancelled":
-        assert await durably.get_steps(run_id) and await durably.get_logs(run_id)
+    assert await durably.get_steps(run_id) and await durably.get_logs(run_id)
 
     assert await durably.delete_run(run_id) is None
 

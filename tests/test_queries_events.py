@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -21,6 +23,24 @@ WIRE_KEYS = {
     "updatedAt",
 }  # fmt: skip
 TERMINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class Gate:
+    """A one-shot signal that job code (on a worker thread's own event loop) and the test (on the
+    server's loop) can both set and await: thread-safe, polled, and bounded by a timeout."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._event.is_set():
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"gate not opened within {timeout} s")
+            await asyncio.sleep(0.001)
 
 
 async def wait_for_status(durably: Durably, run_id: str, *statuses: str, timeout: float = 5.0):
@@ -250,11 +270,11 @@ async def test_a_failed_runs_wire_form_carries_error_and_error_stack(durably):
 async def test_events_of_a_simple_job_come_in_order(durably):
     durably.register(job=define_job(name="simple", run=simple))
     events = collect(durably)
+    run = await durably.trigger("simple", {"n": 2})
     await durably.start()
 
-    run = await durably.trigger("simple", {"n": 2})
     await wait_for_status(durably, run.id, RunStatus.COMPLETED)
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.1)
 
     assert [e["type"] for e in events] == ["run:trigger", "run:start", "step:start", "step:complete", "run:complete"]
     assert all((e["runId"], e["jobName"]) == (run.id, "simple") for e in events)
@@ -319,19 +339,76 @@ async def test_each_event_type_carries_its_fields(durably):
     assert by_type["run:retry"]["runId"] == bad.id
 
 
-async def test_event_sequence_numbers_strictly_increase(durably):
+async def test_event_sequence_numbers_are_unique_and_follow_each_runs_life(durably):
+    durably.register(job=define_job(name="simple", run=simple))
+    events = collect(durably)
+    runs = [await durably.trigger("simple", {"n": n}) for n in range(3)]
+    await durably.start()
+
+    for run in runs:
+        await wait_for_status(durably, run.id, RunStatus.COMPLETED)
+    await asyncio.sleep(0.1)
+
+    sequences = [event["sequence"] for event in events]
+    assert len(sequences) == 15 and len(set(sequences)) == 15
+    for run in runs:
+        in_sequence_order = sorted((e for e in events if e["runId"] == run.id), key=lambda e: e["sequence"])
+        assert [e["type"] for e in in_sequence_order] == [
+            "run:trigger", "run:start", "step:start", "step:complete", "run:complete",
+        ]  # fmt: skip
+
+
+@pytest.mark.xfail(
+    reason="engine bug: events.py numbers events when they are made, but EventPoster delivers events made on job "
+    "threads up to BURST_DELAY (20 ms) later while events emitted on the loop (run:trigger, run:cancel, ...) are "
+    "delivered at once, so listeners see sequence numbers go backwards",
+    strict=True,
+)
+async def test_listeners_receive_events_in_sequence_order(durably):
+    made = [Gate() for _ in range(5)]
+    resume = [Gate() for _ in range(5)]
+
+    async def chatty(step, input):
+        for i in range(5):
+            step.log.info(f"line {i}")
+            made[i].set()
+            await resume[i].wait()
+
+    durably.register(job=define_job(name="chatty", run=chatty), other=define_job(name="other", run=simple))
+    events = collect(durably)
+    await durably.start()
+    run = await durably.trigger("chatty", {})
+    for i in range(5):  # another run is triggered while each log line is on its way to the listeners
+        await made[i].wait()
+        await durably.trigger("other", {"n": i})
+        resume[i].set()
+    await wait_for_status(durably, run.id, RunStatus.COMPLETED)
+    await asyncio.sleep(0.1)
+
+    sequences = [event["sequence"] for event in events]
+    assert sequences == sorted(sequences)
+
+
+@pytest.mark.xfail(
+    reason="engine bug: engine.py _create_runs makes run:trigger on the server loop only after the insert has "
+    "committed, while a worker slot thread may already have claimed the run and made run:start; with the loop "
+    "busy, run:start gets the lower sequence number (and the earlier place in the event log)",
+    strict=True,
+)
+async def test_a_runs_trigger_event_is_numbered_before_its_start_even_when_the_loop_is_busy(durably):
     durably.register(job=define_job(name="simple", run=simple))
     events = collect(durably)
     await durably.start()
 
-    runs = [await durably.trigger("simple", {"n": n}) for n in range(3)]
-    for run in runs:
-        await wait_for_status(durably, run.id, RunStatus.COMPLETED)
-    await asyncio.sleep(0.05)
+    triggering = asyncio.create_task(durably.trigger("simple", {"n": 1}))
+    await asyncio.sleep(0)  # the insert is now in flight
+    time.sleep(0.5)  # the server's loop is busy elsewhere; worker threads are not
+    run = await triggering
+    await wait_for_status(durably, run.id, RunStatus.COMPLETED)
+    await asyncio.sleep(0.1)
 
-    sequences = [event["sequence"] for event in events]
-    assert len(sequences) == 15
-    assert all(a < b for a, b in zip(sequences, sequences[1:]))
+    by_type = {e["type"]: e["sequence"] for e in events if e["runId"] == run.id}
+    assert by_type["run:trigger"] < by_type["run:start"] < by_type["run:complete"]
 
 
 async def test_a_throwing_listener_stops_neither_other_listeners_nor_the_run(durably):
@@ -344,11 +421,11 @@ async def test_a_throwing_listener_stops_neither_other_listeners_nor_the_run(dur
     events = collect(durably)
     durably.on_error(lambda error, event: errors.append((str(error), event["type"])))
     durably.register(job=define_job(name="simple", run=simple))
+    run = await durably.trigger("simple", {"n": 1})
     await durably.start()
 
-    run = await durably.trigger("simple", {"n": 1})
     done = await wait_for_status(durably, run.id, *TERMINAL)
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.1)
 
     assert (done.status, done.output) == (RunStatus.COMPLETED, {"doubled": 2})
     assert [e["type"] for e in events] == ["run:trigger", "run:start", "step:start", "step:complete", "run:complete"]
@@ -450,13 +527,48 @@ async def test_a_run_subscription_stays_open_after_run_fail_and_follows_a_retry(
         done, _ = await asyncio.wait({waiting}, timeout=0.3)
         assert not done  # still open: nothing more until someone retries
 
+        await durably.stop()  # (so that the retried run cannot start before run:retry is out; see below)
         await durably.retry(run.id)
+        await durably.start()
         rest = [await asyncio.wait_for(waiting, 5)] + [event async for event in _bounded(subscription)]
     finally:
         subscription.close()
 
     assert [e["type"] for e in rest] == ["run:retry", "run:start", "run:complete"]
     assert rest[-1]["output"] == "second attempt"
+
+
+@pytest.mark.xfail(
+    reason="engine bug: engine.py retry() makes run:retry on the server loop only after the retry has committed, "
+    "while a worker slot thread may already have claimed and finished the run; with the loop busy, run:retry "
+    "comes after run:complete (a subscription has closed by then and never sees it; a client reducing the "
+    "events ends on 'pending' for a completed run)",
+    strict=True,
+)
+async def test_run_retry_comes_before_the_retried_runs_events_even_when_the_loop_is_busy(durably):
+    attempts = []
+
+    async def fails_once(step, input):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("first attempt fails")
+        return "second attempt"
+
+    durably.register(job=define_job(name="fails-once", run=fails_once))
+    events = collect(durably)
+    await durably.start()
+    run = await durably.trigger("fails-once", {})
+    await wait_for_status(durably, run.id, RunStatus.FAILED)
+
+    retrying = asyncio.create_task(durably.retry(run.id))
+    await asyncio.sleep(0)  # the retry is now in flight
+    time.sleep(0.5)  # the server's loop is busy elsewhere; worker threads are not
+    await retrying
+    await wait_for_status(durably, run.id, RunStatus.COMPLETED)
+    await asyncio.sleep(0.1)
+
+    after_retry = [e["type"] for e in events if e["runId"] == run.id][3:]  # after trigger, start, fail
+    assert after_retry == ["run:retry", "run:start", "run:complete"]
 
 
 async def test_a_run_subscription_stays_open_after_run_cancel(durably):
@@ -602,10 +714,10 @@ async def test_logs_and_progress_inside_a_sync_step_are_emitted_between_its_star
 
     durably.register(job=define_job(name="job", run=job))
     events = collect(durably)
-    await durably.start()
     run = await durably.trigger("job", {})
+    await durably.start()
     await wait_for_status(durably, run.id, RunStatus.COMPLETED)
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.1)
 
     assert [e["type"] for e in events] == [
         "run:trigger", "run:start", "step:start", "log:write", "run:progress", "step:complete", "run:complete",

@@ -211,8 +211,8 @@ async def test_a_sync_step_runs_off_the_event_loop(durably):
 
     assert run.status is RunStatus.COMPLETED
     during = [t for t in ticks if t - ticks[0] < 0.5]
-    assert len(during) >= 15  # ~50 expected; a blocked loop would give 1
-    assert max(b - a for a, b in zip(during, during[1:])) < 0.25
+    assert len(during) >= 10  # ~50 expected; a blocked loop would give 1
+    assert max(b - a for a, b in zip(during, during[1:])) < 0.45  # never blocked for the step's 0.5 s
 
 
 async def test_a_duplicate_step_name_fails_the_run_with_a_clear_message(durably):
