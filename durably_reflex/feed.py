@@ -2,7 +2,9 @@
 
 This is how a server sees runs executed by workers in other processes, and how a stream that drops
 resumes with no gap: each event has a log id, and a subscriber may start after any id still kept.
-One task per process tails the log every `interval` seconds while anyone is subscribed.
+One task per process tails the log every `interval` seconds while anyone is subscribed, and hands
+each event to the subscribers of its run and to those of all runs, as the stored JSON (streams send
+it as it is) with the event decoded only when someone needs its fields.
 """
 
 from __future__ import annotations
@@ -12,66 +14,83 @@ import json
 import logging
 import time
 from collections import deque
-from typing import Any
 
 from .clock import now_ms
 from .events import Event
-from .storage.base import Storage
+from .storage.base import Storage, StoredEvent
 
 logger = logging.getLogger("durably_reflex")
 
 _PAGE = 1000
 
 
+class FeedItem:
+    """One logged event. The JSON is parsed at most once, however many streams need its fields."""
+
+    __slots__ = ("id", "run_id", "job_name", "type", "body", "_event")
+
+    def __init__(self, stored: StoredEvent) -> None:
+        self.id = stored.id
+        self.run_id = stored.run_id
+        self.job_name = stored.job_name
+        self.type = stored.type
+        self.body = stored.body_json.encode()
+        self._event: Event | None = None
+
+    @property
+    def event(self) -> Event:
+        if self._event is None:
+            self._event = json.loads(self.body)
+        return self._event
+
+
 class FeedSubscription:
-    """Events `(log id, event)` in log order, optionally of one run; an async iterator."""
+    """Feed items in log order, optionally of one run. `next_batch()` returns all that are waiting."""
 
     def __init__(self, feed: EventFeed, run_id: str | None) -> None:
         self.run_id = run_id
         self._feed = feed
-        self._replay: deque[tuple[int, Event]] = deque()
-        self._queue: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
+        self._items: deque[FeedItem] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         self._last_id = 0
 
-    def offer(self, event_id: int, event: Event) -> None:
-        if self.run_id is None or event.get("runId") == self.run_id:
-            self._queue.put_nowait((event_id, event))
+    def offer(self, item: FeedItem) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
-    def replay(self, events: list[tuple[int, Event]]) -> None:
-        self._replay.extend(events)
+    def replay(self, items: list[FeedItem]) -> None:
+        """Items logged before this subscription began; they go first."""
+        self._items.extendleft(reversed(items))
 
-    async def next(self, timeout: float | None = None) -> tuple[int, Event] | None:
-        """The next event, or None if none came within `timeout` seconds."""
-        while self._replay:
-            event_id, event = self._replay.popleft()
-            if event_id > self._last_id:
-                self._last_id = event_id
-                return event_id, event
-        while True:
+    async def next_batch(self, timeout: float | None = None) -> list[FeedItem]:
+        """Every item waiting (in log order, none twice), or [] if none came within `timeout` seconds."""
+        if not self._items:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = None if timeout is None else loop.call_later(timeout, _settle, waiter)
             try:
-                event_id, event = await asyncio.wait_for(self._queue.get(), timeout)
-            except TimeoutError:
-                return None
-            if event_id > self._last_id:  # replayed already
-                self._last_id = event_id
-                return event_id, event
-
-    def __aiter__(self) -> FeedSubscription:
-        return self
-
-    async def __anext__(self) -> tuple[int, Event]:
-        item = await self.next()
-        assert item is not None
-        return item
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+        batch = []
+        while self._items:
+            item = self._items.popleft()
+            if item.id > self._last_id:  # replayed items may also arrive live
+                self._last_id = item.id
+                batch.append(item)
+        return batch
 
     def close(self) -> None:
         self._feed.unsubscribe(self)
 
-    async def __aenter__(self) -> FeedSubscription:
-        return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class EventFeed:
@@ -84,7 +103,9 @@ class EventFeed:
     def __init__(self, storage: Storage, interval: float = 0.025) -> None:
         self.interval = interval
         self._storage = storage
-        self._subscribers: set[FeedSubscription] = set()
+        self._all_runs: set[FeedSubscription] = set()
+        self._by_run: dict[str, set[FeedSubscription]] = {}
+        self._count = 0
         self._position = 0
         self._task: asyncio.Task[None] | None = None
         self._starting = asyncio.Lock()
@@ -96,32 +117,46 @@ class EventFeed:
             if self._task is None or self._task.done():
                 self._position = await self._storage.last_event_id()
                 self._task = asyncio.get_running_loop().create_task(self._tail(), name="durably-event-feed")
-            self._subscribers.add(subscription)
+            if run_id is None:
+                self._all_runs.add(subscription)
+            else:
+                self._by_run.setdefault(run_id, set()).add(subscription)
+            self._count += 1
             position = self._position
         if after is not None and after < position:
             subscription.replay(await self._read(after, run_id, until=position))
         return subscription
 
     def unsubscribe(self, subscription: FeedSubscription) -> None:
-        self._subscribers.discard(subscription)
+        if subscription.run_id is None:
+            if subscription in self._all_runs:
+                self._all_runs.discard(subscription)
+                self._count -= 1
+            return
+        of_run = self._by_run.get(subscription.run_id)
+        if of_run is not None and subscription in of_run:
+            of_run.discard(subscription)
+            self._count -= 1
+            if not of_run:
+                del self._by_run[subscription.run_id]
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._subscribers)
+        return self._count
 
-    async def _read(self, after: int, run_id: str | None, until: int) -> list[tuple[int, Event]]:
-        events: list[tuple[int, Event]] = []
+    async def _read(self, after: int, run_id: str | None, until: int) -> list[FeedItem]:
+        items: list[FeedItem] = []
         while after < until:
             page = await self._storage.read_events(after, run_id=run_id, limit=_PAGE)
-            events.extend((stored.id, json.loads(stored.body_json)) for stored in page if stored.id <= until)
+            items.extend(FeedItem(stored) for stored in page if stored.id <= until)
             if len(page) < _PAGE:
                 break
             after = page[-1].id
-        return events
+        return items
 
     async def _tail(self) -> None:
         next_watch = 0.0
-        while self._subscribers:
+        while self._count:
             if time.monotonic() >= next_watch:
                 next_watch = time.monotonic() + self.WATCH_GRACE / 6
                 try:
@@ -135,10 +170,16 @@ class EventFeed:
                 await asyncio.sleep(max(self.interval, 1.0))
                 continue
             for stored in page:
-                event: dict[str, Any] = json.loads(stored.body_json)
-                for subscription in list(self._subscribers):
-                    subscription.offer(stored.id, event)
+                self._dispatch(FeedItem(stored))
             if page:
                 self._position = page[-1].id
             if len(page) < _PAGE:
                 await asyncio.sleep(self.interval)
+
+    def _dispatch(self, item: FeedItem) -> None:
+        for subscription in self._all_runs:
+            subscription.offer(item)
+        for subscription in self._by_run.get(item.run_id, ()):
+            subscription.offer(item)
+
+

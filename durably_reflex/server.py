@@ -33,8 +33,8 @@ from .errors import (
     NotFoundError,
     RunNotFoundError,
 )
-from .events import RUN_COMPLETE, RUN_PROGRESS, Event
-from .feed import FeedSubscription
+from .events import RUN_COMPLETE, RUN_PROGRESS, SETTLED_TYPES, Event
+from .feed import FeedItem, FeedSubscription
 from .openapi import openapi_document
 from .records import Run, RunStatus
 from .sse import KEEP_ALIVE, EventStreamResponse, frame
@@ -283,15 +283,9 @@ class _Api:
     async def _run_frames(self, run: Run, subscription: FeedSubscription) -> AsyncIterator[bytes]:
         try:
             yield frame({"type": RUN_SNAPSHOT, "runId": run.id, "jobName": run.job_name, "run": run.to_wire()})
-            if run.status is RunStatus.COMPLETED:
-                return
-            async for event_id, event in self._paced(subscription):
-                if event_id is None:
-                    yield KEEP_ALIVE
-                    continue
-                yield frame(event, event_id)
-                if event["type"] == RUN_COMPLETE:
-                    return
+            if run.status is not RunStatus.COMPLETED:
+                async for chunk in self._stream(subscription, _full_frame, end_on_complete=True):
+                    yield chunk
         finally:
             subscription.close()
 
@@ -302,55 +296,63 @@ class _Api:
         job_name = request.query_params.get("jobName") or None
         visible = await self._visible_jobs(caller)
         subscription = await self.durably.feed.subscribe(after=_last_event_id(request))
-        return EventStreamResponse(self._runs_frames(subscription, job_name, visible))
 
-    async def _runs_frames(
-        self, subscription: FeedSubscription, job_name: str | None, visible: set[str] | None
+        def render(item: FeedItem) -> bytes | None:
+            if (job_name is not None and item.job_name != job_name) or (visible is not None and item.job_name not in visible):
+                return None
+            return _reduced_frame(item)
+
+        async def frames() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in self._stream(subscription, render, end_on_complete=False):
+                    yield chunk
+            finally:
+                subscription.close()
+
+        return EventStreamResponse(frames())
+
+    async def _stream(
+        self, subscription: FeedSubscription, render: Callable[[FeedItem], bytes | None], *, end_on_complete: bool
     ) -> AsyncIterator[bytes]:
-        try:
-            async for event_id, event in self._paced(subscription):
-                if event_id is None:
-                    yield KEEP_ALIVE
-                    continue
-                name = event.get("jobName")
-                if (job_name is not None and name != job_name) or (visible is not None and name not in visible):
-                    continue
-                yield frame(reduce_event(event), event_id)
-        finally:
-            subscription.close()
-
-    async def _paced(self, subscription: FeedSubscription) -> AsyncIterator[tuple[int | None, Event]]:
-        """Events with progress throttled per run (the latest held back, then sent), and `(None, {})`
-        whenever a keep-alive is due."""
-        held: dict[str, tuple[float, int, Event]] = {}  # run id → (due, event id, latest progress)
+        """Frames of feed items, all that are ready sent in one write; `run:progress` throttled to
+        one per run per `progress_interval` (the latest held back and sent when due, or before the
+        run settles); a keep-alive comment whenever the stream has been quiet for `keepalive`."""
+        held: dict[str, tuple[float, FeedItem]] = {}  # run id → (when due, latest progress)
         last_progress: dict[str, float] = {}
-        next_keepalive = time.monotonic() + self._keepalive
+        last_write = time.monotonic()
         while True:
+            wake_at = min([last_write + self._keepalive, *(due for due, _ in held.values())])
+            batch = await subscription.next_batch(timeout=max(0.0, wake_at - time.monotonic()))
             now = time.monotonic()
-            for run_id, (due, held_id, held_event) in list(held.items()):
+            chunks: list[bytes] = []
+            complete = False
+            for item in batch:
+                if item.type == RUN_PROGRESS and self._progress_interval > 0:
+                    due = last_progress.get(item.run_id, float("-inf")) + self._progress_interval
+                    if due > now:
+                        held[item.run_id] = (due, item)
+                        continue
+                    last_progress[item.run_id] = now
+                    held.pop(item.run_id, None)
+                elif item.type in SETTLED_TYPES and item.run_id in held:  # the last value goes first
+                    _add(chunks, render(held.pop(item.run_id)[1]))
+                _add(chunks, render(item))
+                if end_on_complete and item.type == RUN_COMPLETE:
+                    complete = True
+                    break
+            for run_id, (due, item) in list(held.items()):
                 if due <= now:
                     del held[run_id]
                     last_progress[run_id] = now
-                    yield held_id, held_event
-            if now >= next_keepalive:
-                next_keepalive = now + self._keepalive
-                yield None, {}
-            wake_at = min([next_keepalive, *(due for due, _, _ in held.values())])
-            item = await subscription.next(timeout=max(0.0, wake_at - time.monotonic()))
-            if item is None:
-                continue
-            event_id, event = item
-            run_id = event.get("runId", "")
-            if event["type"] == RUN_PROGRESS:
-                due = last_progress.get(run_id, float("-inf")) + self._progress_interval
-                if due > time.monotonic():
-                    held[run_id] = (due, event_id, event)
-                    continue
-                last_progress[run_id] = time.monotonic()
-            elif run_id in held:  # keep order: the held progress goes before what follows it
-                _, held_id, held_event = held.pop(run_id)
-                yield held_id, held_event
-            yield event_id, event
+                    _add(chunks, render(item))
+            if chunks:
+                last_write = now
+                yield b"".join(chunks)
+            elif now >= last_write + self._keepalive:
+                last_write = now
+                yield KEEP_ALIVE
+            if complete:
+                return
 
     # -- access -----------------------------------------------------------------------------------
     async def _caller(self, request: Request) -> Any:
@@ -423,6 +425,22 @@ def reduce_event(event: Event) -> dict[str, Any]:
             stepName=event.get("stepName"), level=event.get("level"), message=event.get("message"), data=event.get("data")
         )
     return reduced
+
+
+def _full_frame(item: FeedItem) -> bytes:
+    """The event exactly as logged: no decoding, no encoding."""
+    return b"id: %d\ndata: %s\n\n" % (item.id, item.body)
+
+
+@functools.lru_cache(maxsize=4096)
+def _reduced_frame(item: FeedItem) -> bytes:
+    """Made once per event, however many streams send it."""
+    return frame(reduce_event(item.event), item.id)
+
+
+def _add(chunks: list[bytes], chunk: bytes | None) -> None:
+    if chunk is not None:
+        chunks.append(chunk)
 
 
 def _run_id(request: Request) -> str:

@@ -78,6 +78,9 @@ class NewEvent(NamedTuple):
 
 class StoredEvent(NamedTuple):
     id: int
+    run_id: str
+    job_name: str | None
+    type: str
     body_json: str
 
 

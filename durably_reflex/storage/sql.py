@@ -207,8 +207,7 @@ class SqlStorage(Storage):
         self._buffered = threading.Condition(self._buffer_lock)
         self._closing = False
         self._watched_until = 0
-        self._flusher = threading.Thread(target=self._flush_when_idle, name="durably-flusher", daemon=True)
-        self._flusher.start()
+        self._flusher: threading.Thread | None = None  # started with the schema: nothing opens before use
         prepare = self._prepare
         self._insert_run = prepare(f"""
             INSERT INTO durably_runs (id, job_name, input, status, idempotency_key, concurrency_key,
@@ -259,6 +258,10 @@ class SqlStorage(Storage):
     # -- schema -----------------------------------------------------------------------------------
     async def migrate(self) -> None:
         await self._writer.run(self._migrate)
+        with self._buffer_lock:
+            if self._flusher is None and not self._closing:
+                self._flusher = threading.Thread(target=self._flush_when_idle, name="durably-flusher", daemon=True)
+                self._flusher.start()
 
     def _migrate(self, session: SqlSession) -> None:
         """Version 1 is the whole schema. Later versions append steps here, each applied once."""
@@ -581,13 +584,15 @@ class SqlStorage(Storage):
 
     # -- the event log ----------------------------------------------------------------------------
     async def read_events(self, after_id: int, *, run_id: str | None = None, limit: int = 1000) -> list[StoredEvent]:
-        statement = select(_events.c.id, _events.c.body).where(_events.c.id > after_id)
+        statement = select(
+            _events.c.id, _events.c.run_id, _events.c.job_name, _events.c.type, _events.c.body
+        ).where(_events.c.id > after_id)
         if run_id is not None:
             statement = statement.where(_events.c.run_id == run_id)
         statement = statement.order_by(_events.c.id).limit(limit)
 
         def read(session: SqlSession) -> list[StoredEvent]:
-            return [StoredEvent(id_, body) for id_, body in session.sa.execute(statement)]
+            return [StoredEvent(*row) for row in session.sa.execute(statement)]
 
         return await self._reader.run(read, write=False)
 
@@ -633,11 +638,15 @@ class SqlStorage(Storage):
         self._writer.run_blocking(prune)
 
     async def close(self) -> None:
-        """Finish queued writes and close the connections (joining threads, so off the event loop)."""
+        """Finish queued writes and close the connections (joining threads, so off the event loop).
+        Closing twice is harmless."""
         with self._buffer_lock:
+            if self._closing:
+                return
             self._closing = True
             self._buffered.notify()
-        await asyncio.to_thread(self._flusher.join)
+        if self._flusher is not None:
+            await asyncio.to_thread(self._flusher.join)
         await asyncio.to_thread(self._writer.run_blocking, _nothing)  # the last buffered writes
         await asyncio.to_thread(self._writer.close)
         if self._reader is not self._writer:
