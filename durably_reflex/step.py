@@ -88,7 +88,8 @@ class StepContext:
         self.run_id = run_id
         self.job_name = job_name
         self.log = StepLogger(self)
-        # Set when the run is cancelled or taken over: long step functions may poll or wait on it.
+        # Set when this execution should stop (the run was cancelled, taken over, or the worker is
+        # shutting down): long step functions may poll or wait on it.
         self.signal = threading.Event()
         self.failed_step_name: str | None = None
         self._attempt = attempt
@@ -103,7 +104,8 @@ class StepContext:
 
     @property
     def is_cancelled(self) -> bool:
-        return self.signal.is_set()
+        """Whether the run was cancelled (not merely interrupted by a worker shutting down)."""
+        return self._ended is RunCancelledError
 
     # -- steps ------------------------------------------------------------------------------------
     async def run(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

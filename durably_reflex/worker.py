@@ -62,6 +62,7 @@ class _Execution:
     context: StepContext
     loop: asyncio.AbstractEventLoop
     task: asyncio.Task[None]
+    finished: threading.Event
 
 
 class Worker:
@@ -129,9 +130,14 @@ class Worker:
 
     def _interrupt(self) -> None:
         with self._lock:
-            executions = list(self._executions.values())
-        for execution in executions:
-            execution.context.signal.set()  # a long step watching the signal may stop early
+            executions = dict(self._executions)
+        # Hand the runs back first: whatever their code still writes (a step that stops early on the
+        # signal, say) is then refused, and the step runs again, whole, wherever the run resumes.
+        for run_id, attempt in executions:
+            self._release(run_id, attempt)
+        for execution in executions.values():
+            execution.context.end(ClaimLostError)
+            execution.context.signal.set()
             try:
                 execution.loop.call_soon_threadsafe(execution.task.cancel)
             except RuntimeError:
@@ -139,9 +145,7 @@ class Worker:
         if _join(self._slots, _INTERRUPT_GRACE):
             return
         with self._lock:
-            stuck, self._executions = dict(self._executions), {}
-        for run_id, attempt in stuck:  # stuck in a synchronous step: its later writes will be refused
-            self._release(run_id, attempt)
+            self._executions.clear()  # stuck in a synchronous step; its later writes will be refused
 
     # -- slots ------------------------------------------------------------------------------------
     def _serve(self) -> None:
@@ -183,11 +187,13 @@ class Worker:
         )  # fmt: skip
         task = asyncio.current_task()
         assert task is not None
+        execution = _Execution(context, asyncio.get_running_loop(), task, threading.Event())
         with self._lock:
-            for (other_id, other_attempt), older in self._executions.items():
-                if other_id == run.id and other_attempt != attempt:
-                    older.context.end(ClaimLostError)  # that claim is gone: stop it at its next step
-            self._executions[(run.id, attempt)] = _Execution(context, asyncio.get_running_loop(), task)
+            older = [e for (other_id, _), e in self._executions.items() if other_id == run.id]
+            self._executions[(run.id, attempt)] = execution
+        for previous in older:  # an older claim of this run still winds down here (cancelled, retried)
+            previous.context.end(ClaimLostError)
+            await asyncio.to_thread(previous.finished.wait)  # one execution of a run at a time
         events.post(RUN_START, runId=run.id, jobName=job.name, payload=run.input)
         started_at = now_ms()
         try:
@@ -216,6 +222,7 @@ class Worker:
         finally:
             with self._lock:
                 self._executions.pop((run.id, attempt), None)
+            execution.finished.set()
 
     def _fail(self, claim: Claim, context: StepContext, error: Exception) -> None:
         message, stack = describe_error(error), format_stack(error)

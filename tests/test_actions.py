@@ -554,6 +554,50 @@ async def test_stop_with_a_timeout_interrupts_a_long_run_and_a_new_engine_resume
     assert calls == {"first": 1, "long": 2}
 
 
+async def test_stop_with_a_timeout_hands_back_a_run_whose_sync_step_stopped_early_on_the_signal(db_url):
+    calls = collections.Counter()
+    seen = {}
+
+    def long_step(step):
+        calls["long"] += 1
+        if calls["long"] == 1:
+            seen["stopped early"] = step.signal.wait(10)
+            return "partial"
+        return "whole"
+
+    async def job(step, input):
+        return await step.run("long", long_step, step)
+
+    definition = define_job(name="job", run=job)
+    durably = create_durably(db_url, **FAST)
+    try:
+        durably.register(job=definition)
+        await durably.start()
+        run = await durably.trigger("job", {})
+        async with asyncio.timeout(5):
+            while not calls["long"]:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(durably.stop(timeout=0.2), 5)
+        interrupted = await durably.get_run(run.id)
+        steps = await durably.get_steps(run.id)
+    finally:
+        await durably.close(timeout=5)
+
+    successor = create_durably(db_url, **FAST)
+    try:
+        successor.register(job=definition)
+        await successor.start()
+        done = await wait_for_status(successor, run.id, *TERMINAL)
+    finally:
+        await successor.close(timeout=5)
+
+    assert seen["stopped early"] is True
+    assert interrupted.status is RunStatus.PENDING
+    assert "completed" not in [s.status for s in steps if s.name == "long"]
+    assert (done.status, done.output, calls["long"]) == (RunStatus.COMPLETED, "whole", 2)
+
+
 async def test_an_engine_restarted_after_stop_picks_up_work_again(durably):
     durably.register(job=define_job(name="outcome", run=outcome_job))
     await durably.start()
@@ -609,12 +653,6 @@ async def cancel_and_retry_while_winding_down(durably: Durably, winding: Winding
     return run.id
 
 
-@pytest.mark.xfail(
-    reason="engine bug: worker.py lets a free slot claim a retried run while its cancelled execution is still "
-    "running in another slot of this process (_execute only tells the old one to stop at its next step), so the "
-    "same run's code runs twice at once",
-    strict=True,
-)
 async def test_a_retried_run_whose_cancelled_execution_is_still_winding_down_is_not_executed_twice_at_once(db_url):
     winding = WindingDown()
     durably = create_durably(db_url, **{**FAST, "max_concurrent_runs": 2})
@@ -651,11 +689,6 @@ async def test_a_retried_run_whose_cancelled_execution_was_still_winding_down_co
         await durably.close(timeout=2)
 
 
-@pytest.mark.xfail(
-    reason="engine bug: storage/sql.py inserts log lines without checking that the run still exists, so a "
-    "cancelled run deleted while its code winds down gets orphan log rows back",
-    strict=True,
-)
 async def test_a_deleted_run_gets_no_log_lines_from_its_winding_down_execution(durably):
     entered = Gate()
     release = Gate()

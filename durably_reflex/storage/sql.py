@@ -231,7 +231,8 @@ class SqlStorage(Storage):
             WHERE id = :run_id AND attempt = :attempt AND status = 'running'""")
         self._insert_log = prepare("""
             INSERT INTO durably_logs (id, run_id, step_name, level, message, data, created_at)
-            VALUES (:id, :run_id, :step_name, :level, :message, :data, :created_at)""")
+            SELECT :id, :run_id, :step_name, :level, :message, :data, :created_at
+            WHERE EXISTS (SELECT 1 FROM durably_runs WHERE id = :run_id)""")
         self._finish = prepare("""
             UPDATE durably_runs
             SET status = :status, output = :output, error = :error, error_stack = :error_stack,
