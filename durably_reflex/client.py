@@ -557,11 +557,10 @@ class JobClient:
     async def trigger(
         self, input: Any = None, *, idempotency_key: str | None = None, concurrency_key: str | None = None
     ) -> str:
+        # Only a check: the input goes out as given (a model by its aliases) for the server to parse.
+        self.definition.validate_input(input)
         return await self._client.trigger(
-            self.name,
-            self.definition.validate_input(input),
-            idempotency_key=idempotency_key,
-            concurrency_key=concurrency_key,
+            self.name, input, idempotency_key=idempotency_key, concurrency_key=concurrency_key
         )
 
     async def trigger_and_wait(

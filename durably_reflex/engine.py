@@ -161,6 +161,7 @@ class Durably:
     # -- lifecycle --------------------------------------------------------------------------------
     async def migrate(self) -> None:
         """Create or upgrade the tables; later calls return at once."""
+        self._bus.bind_if_unbound(asyncio.get_running_loop())
         if self._migrated:
             return
         async with self._migrate_lock:
@@ -211,16 +212,16 @@ class Durably:
 
         With an idempotency key, a run of this job with the same key is returned as it is instead.
         """
-        (run,) = await self._create_runs(job_name, [BatchItem(input, idempotency_key, concurrency_key)])
+        (run,) = await self._create_runs(job_name, [BatchItem(input, idempotency_key, concurrency_key)], batch=False)
         return run
 
     async def batch_trigger(self, job_name: str, items: Iterable[Any]) -> list[Run]:
         """Create many runs in one transaction: all inputs are validated first, so either every run
         is created or none is. Items are inputs, or `BatchItem`s when they carry keys."""
         batch = [item if isinstance(item, BatchItem) else BatchItem(item) for item in items]
-        return await self._create_runs(job_name, batch)
+        return await self._create_runs(job_name, batch, batch=True)
 
-    async def _create_runs(self, job_name: str, items: list[BatchItem]) -> list[Run]:
+    async def _create_runs(self, job_name: str, items: list[BatchItem], *, batch: bool) -> list[Run]:
         definition = self._job(job_name)
         await self.migrate()
         now = now_ms()
@@ -231,16 +232,16 @@ class Durably:
                 _check_key("idempotency_key", item.idempotency_key)
                 _check_key("concurrency_key", item.concurrency_key)
             except ValueError as error:
-                if len(items) > 1:
+                if batch:
                     error.args = (f"at index {position}: {error}", *error.args[1:])
                 raise
             new_runs.append(NewRun(new_id(), definition.name, input_json, item.idempotency_key, item.concurrency_key, now))
         if not new_runs:
             return []
-        created = await self.storage.insert_runs(new_runs)
-        for run, is_new in created:
-            if is_new:
-                self._bus.emit(RUN_TRIGGER, runId=run.id, jobName=run.job_name, payload=run.input)
+        created = await self.storage.insert_runs(
+            new_runs, self._announce(lambda run: self._bus.post(RUN_TRIGGER, runId=run.id, jobName=run.job_name, payload=run.input))
+        )
+        self._bus.flush()
         self._worker.wake()
         return [run for run, _ in created]
 
@@ -332,8 +333,10 @@ class Durably:
     # -- actions ----------------------------------------------------------------------------------
     async def retry(self, run_id: str) -> Run:
         """Put a failed or cancelled run back to pending; it resumes at its first unfinished step."""
-        run = await self.storage.retry(run_id, now_ms())
-        self._bus.emit(RUN_RETRY, runId=run.id, jobName=run.job_name)
+        run = await self.storage.retry(
+            run_id, now_ms(), self._announce(lambda run: self._bus.post(RUN_RETRY, runId=run.id, jobName=run.job_name))
+        )
+        self._bus.flush()
         self._worker.wake()
         return run
 
@@ -361,6 +364,19 @@ class Durably:
     def subscribe(self, run_id: str) -> RunSubscription:
         """The run's events as an async iterator, listening from this call on; ends after completion."""
         return RunSubscription(self._bus, run_id)
+
+    @staticmethod
+    def _announce(post: Callable[[Run], object]) -> Callable[[Run], None]:
+        """Events for storage to make inside its transaction, once per run even if the transaction
+        is run again: they then come before anything a worker does with the run."""
+        announced: set[str] = set()
+
+        def announce(run: Run) -> None:
+            if run.id not in announced:
+                announced.add(run.id)
+                post(run)
+
+        return announce
 
     def _log_event(self, event: Event) -> None:
         """Every event made here goes to the event log too (written with the next commit), where other

@@ -49,14 +49,29 @@ logger = logging.getLogger("durably_reflex")
 
 
 class EventBus:
-    """`record` sees every event as it is made, on whatever thread made it (the engine logs them)."""
+    """Makes events and delivers them to listeners, in the order they were made.
+
+    Listeners run on one event loop (the one that started the worker). Events made there are
+    delivered at once; events made on job threads (`post`) queue and reach the loop in bursts at
+    most `BURST_DELAY` apart (waking a loop costs the job thread a system call and a fight for the
+    interpreter lock), except a run's settling events, which go at once. Whatever is queued is
+    delivered before anything made later, so listeners never see `sequence` go backwards.
+    `record` sees every event as it is made (the engine logs them).
+    """
+
+    BURST_DELAY = 0.02
 
     def __init__(self, record: Callable[[Event], None] | None = None) -> None:
         self._listeners: dict[str, list[Listener]] = {}
-        self._sequence = itertools.count(1)  # thread-safe: events are made on job threads too
+        self._sequence = itertools.count(1)
         self._record = record
         self._error_handler: ErrorHandler | None = None
         self._listener_tasks: set[asyncio.Task[Any]] = set()
+        self._lock = threading.Lock()  # making an event and queueing it happen together, in order
+        self._queued: list[Event] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake_sent = False
+        self._urgent_sent = False
 
     def on(self, event_type: str, listener: Listener) -> Callable[[], None]:
         """Call `listener(event)` for each event of `event_type` (`"*"`: every event). Returns the unsubscriber."""
@@ -75,21 +90,64 @@ class EventBus:
         """Where listener failures go (the last handler set wins); by default they are logged."""
         self._error_handler = handler
 
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop whose listeners receive events posted from other threads."""
+        self._loop = loop
+
+    def bind_if_unbound(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is None or self._loop.is_closed():
+            self._loop = loop
+
     def emit(self, event_type: str, **fields: Any) -> Event:
-        """Make an event and deliver it now (on the event loop)."""
-        event = self.make(event_type, fields)
-        self.deliver(event)
+        """Make an event and deliver it now, after any queued earlier (on the event loop)."""
+        with self._lock:
+            event = self._make(event_type, fields)
+            burst, self._queued = self._queued, []
+        for earlier in burst:
+            self._deliver(earlier)
+        self._deliver(event)
         return event
 
-    def make(self, event_type: str, fields: dict[str, Any]) -> Event:
-        """Number the event and stamp it with the time it happened; from any thread."""
+    def post(self, event_type: str, **fields: Any) -> Event:
+        """Make an event on any thread; it reaches the listeners on the bound loop soon, in order."""
+        urgent = event_type in SETTLED_TYPES
+        with self._lock:
+            event = self._make(event_type, fields)
+            self._queued.append(event)
+            if self._loop is None or (self._urgent_sent if urgent else self._wake_sent):
+                return event  # a wake-up is on its way (or nobody listens on a loop yet)
+            self._wake_sent = True
+            self._urgent_sent = self._urgent_sent or urgent
+            loop = self._loop
+        try:
+            loop.call_soon_threadsafe(self._drain if urgent else self._drain_soon)
+        except RuntimeError:  # that loop has closed: nobody is listening any more
+            pass
+        return event
+
+    def _make(self, event_type: str, fields: dict[str, Any]) -> Event:
         event: Event = {"type": event_type, **fields, "timestamp": to_iso(now_ms()), "sequence": next(self._sequence)}
         if self._record is not None:
             self._record(event)
         return event
 
-    def deliver(self, event: Event) -> Event:
-        """Call the listeners of a made event (on the event loop)."""
+    def flush(self) -> None:
+        """Deliver whatever is queued now (on the event loop): after an action that posted events,
+        its caller's listeners have them by the time the action returns."""
+        self._drain()
+
+    def _drain_soon(self) -> None:
+        assert self._loop is not None
+        self._loop.call_later(self.BURST_DELAY, self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            burst, self._queued = self._queued, []
+            self._wake_sent = self._urgent_sent = False
+        for event in burst:
+            self._deliver(event)
+
+    def _deliver(self, event: Event) -> None:
         event_type = event["type"]
         for listener in (*self._listeners.get(event_type, ()), *self._listeners.get(ALL_EVENTS, ())):
             try:
@@ -99,7 +157,6 @@ class EventBus:
                 continue
             if inspect.isawaitable(result):
                 self._watch(result, event)
-        return event
 
     def _watch(self, awaitable: Any, event: Event) -> None:
         task = asyncio.ensure_future(awaitable)
@@ -120,55 +177,6 @@ class EventBus:
             self._error_handler(error, event)
         except Exception:
             logger.exception("the event error handler itself failed")
-
-
-class EventPoster:
-    """Carries events from job threads to the bus on the server's event loop, in order.
-
-    Posting never waits. Waking the loop costs the job thread a system call and a fight for the
-    interpreter lock, so ordinary events are delivered in bursts at most `BURST_DELAY` apart, while
-    a run's settling events (complete, fail) are delivered at once.
-    """
-
-    BURST_DELAY = 0.02
-
-    def __init__(self, bus: EventBus, loop: asyncio.AbstractEventLoop) -> None:
-        self._bus = bus
-        self._loop = loop
-        self._lock = threading.Lock()
-        self._pending: list[Event] = []
-        self._wake_sent = False  # a wake-up is on its way (or a burst timer is set)
-        self._urgent_sent = False
-
-    def post(self, event_type: str, **fields: Any) -> None:
-        urgent = event_type in SETTLED_TYPES
-        event = self._bus.make(event_type, fields)
-        with self._lock:
-            self._pending.append(event)
-            if urgent:
-                if self._urgent_sent:
-                    return
-                self._urgent_sent = True
-                callback = self._drain
-            else:
-                if self._wake_sent:
-                    return
-                callback = self._drain_soon
-            self._wake_sent = True
-        try:
-            self._loop.call_soon_threadsafe(callback)
-        except RuntimeError:  # the server's loop has closed: nobody is listening any more
-            pass
-
-    def _drain_soon(self) -> None:
-        self._loop.call_later(self.BURST_DELAY, self._drain)
-
-    def _drain(self) -> None:
-        with self._lock:
-            burst, self._pending = self._pending, []
-            self._wake_sent = self._urgent_sent = False
-        for event in burst:
-            self._bus.deliver(event)
 
 
 class RunSubscription:

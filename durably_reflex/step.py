@@ -35,7 +35,7 @@ from .events import (
     STEP_COMPLETE,
     STEP_FAIL,
     STEP_START,
-    EventPoster,
+    EventBus,
 )
 from .ids import new_id
 from .storage.base import NewLog, StepRecord, StepWrite, Storage
@@ -82,7 +82,7 @@ class StepContext:
         attempt: int,
         completed_steps: dict[str, Any],
         storage: Storage,
-        events: EventPoster,
+        events: EventBus,
         keep_logs: int | None,
     ) -> None:
         self.run_id = run_id

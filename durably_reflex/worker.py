@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from .clock import now_ms
 from .errors import ClaimLostError, RunCancelledError
-from .events import RUN_COMPLETE, RUN_FAIL, RUN_START, EventBus, EventPoster
+from .events import RUN_COMPLETE, RUN_FAIL, RUN_START, EventBus
 from .jobs import JobDefinition
 from .owners import current_owner, owner_is_dead
 from .step import StepContext, describe_error, encode_json, format_stack
@@ -84,7 +84,6 @@ class Worker:
         self._maintenance: threading.Thread | None = None
         self._stopping = threading.Event()
         self._runs_done = threading.Event()
-        self._events: EventPoster | None = None
 
     @property
     def is_running(self) -> bool:
@@ -106,7 +105,7 @@ class Worker:
     async def start(self) -> None:
         if self._slots:
             return
-        self._events = EventPoster(self._bus, asyncio.get_running_loop())
+        self._bus.bind(asyncio.get_running_loop())
         self._stopping.clear()
         self._runs_done.clear()
         await asyncio.to_thread(self._recover)  # runs of dead workers first, so they resume at once
@@ -179,8 +178,7 @@ class Worker:
 
     # -- executing (on a slot's own loop) ---------------------------------------------------------
     async def _execute(self, claim: Claim, job: JobDefinition) -> None:
-        run, attempt, events = claim.run, claim.attempt, self._events
-        assert events is not None
+        run, attempt, events = claim.run, claim.attempt, self._bus
         context = StepContext(
             run_id=run.id, job_name=job.name, attempt=attempt, completed_steps=claim.completed_steps,
             storage=self._storage, events=events, keep_logs=self._options.log_retention,
@@ -230,8 +228,8 @@ class Worker:
             claim.run.id, claim.attempt, "failed", now_ms(), error=message, error_stack=stack,
             keep_logs=self._options.log_retention,
         )  # fmt: skip
-        if outcome is None and self._events is not None:
-            self._events.post(
+        if outcome is None:
+            self._bus.post(
                 RUN_FAIL, runId=claim.run.id, jobName=claim.run.job_name, error=message,
                 failedStepName=context.failed_step_name, errorStack=stack,
             )  # fmt: skip

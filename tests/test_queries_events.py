@@ -358,12 +358,6 @@ async def test_event_sequence_numbers_are_unique_and_follow_each_runs_life(durab
         ]  # fmt: skip
 
 
-@pytest.mark.xfail(
-    reason="engine bug: events.py numbers events when they are made, but EventPoster delivers events made on job "
-    "threads up to BURST_DELAY (20 ms) later while events emitted on the loop (run:trigger, run:cancel, ...) are "
-    "delivered at once, so listeners see sequence numbers go backwards",
-    strict=True,
-)
 async def test_listeners_receive_events_in_sequence_order(durably):
     made = [Gate() for _ in range(5)]
     resume = [Gate() for _ in range(5)]
@@ -389,12 +383,6 @@ async def test_listeners_receive_events_in_sequence_order(durably):
     assert sequences == sorted(sequences)
 
 
-@pytest.mark.xfail(
-    reason="engine bug: engine.py _create_runs makes run:trigger on the server loop only after the insert has "
-    "committed, while a worker slot thread may already have claimed the run and made run:start; with the loop "
-    "busy, run:start gets the lower sequence number (and the earlier place in the event log)",
-    strict=True,
-)
 async def test_a_runs_trigger_event_is_numbered_before_its_start_even_when_the_loop_is_busy(durably):
     durably.register(job=define_job(name="simple", run=simple))
     events = collect(durably)
@@ -538,13 +526,6 @@ async def test_a_run_subscription_stays_open_after_run_fail_and_follows_a_retry(
     assert rest[-1]["output"] == "second attempt"
 
 
-@pytest.mark.xfail(
-    reason="engine bug: engine.py retry() makes run:retry on the server loop only after the retry has committed, "
-    "while a worker slot thread may already have claimed and finished the run; with the loop busy, run:retry "
-    "comes after run:complete (a subscription has closed by then and never sees it; a client reducing the "
-    "events ends on 'pending' for a completed run)",
-    strict=True,
-)
 async def test_run_retry_comes_before_the_retried_runs_events_even_when_the_loop_is_busy(durably):
     attempts = []
 
@@ -644,12 +625,6 @@ async def test_concurrent_migrate_calls_on_one_engine_all_succeed(db_url):
         assert db.execute("SELECT count(*) FROM durably_schema_versions").fetchone() == (1,)
 
 
-@pytest.mark.xfail(
-    reason="engine bug: storage/sqlite.py connect() runs PRAGMA journal_mode=WAL without surviving SQLITE_BUSY "
-    "(the connect is outside the transient-error retry), so an engine opening a fresh file while another "
-    "connection writes fails with 'database is locked' (engines started together on a new file hit it at random)",
-    strict=True,
-)
 async def test_migrate_waits_for_another_connections_write_on_a_fresh_file(db_url):
     holder = sqlite3.connect(db_path(db_url), isolation_level=None, check_same_thread=False)
     holder.execute("CREATE TABLE other_app (x)")

@@ -412,11 +412,6 @@ async def test_batch_trigger_is_all_or_nothing_and_names_the_bad_index(durably):
     assert await durably.get_runs() == []
 
 
-@pytest.mark.xfail(
-    reason="engine bug: engine.py _create_runs adds the 'at index <i>: ' prefix only when len(items) > 1, "
-    "so a one-item batch reports its bad item without the index",
-    strict=True,
-)
 async def test_batch_trigger_names_the_index_even_for_a_single_item(durably):
     durably.register(job=import_job)
 
@@ -805,11 +800,6 @@ async def test_a_stored_input_the_worker_cannot_parse_fails_that_run_and_the_wor
         await producer.close(timeout=5)
 
 
-@pytest.mark.xfail(
-    reason="engine bug: storage/sql.py claim() decodes the oldest pending row inside the claim transaction; a "
-    "row whose input is not JSON raises every time, the claim rolls back and no other run is ever claimed",
-    strict=True,
-)
 async def test_a_corrupt_pending_row_does_not_block_the_other_runs(durably, db_url):
     durably.register(job=import_job)
     corrupt = await durably.trigger("import", {"count": 1})

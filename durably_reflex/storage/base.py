@@ -100,6 +100,9 @@ class Heartbeat:
     lost: list[tuple[str, int]] = field(default_factory=list)
 
 
+Announce = Callable[[Run], None]
+
+
 class Storage(ABC):
     # -- schema -----------------------------------------------------------------------------------
     @abstractmethod
@@ -108,9 +111,10 @@ class Storage(ABC):
 
     # -- runs on behalf of callers ----------------------------------------------------------------
     @abstractmethod
-    async def insert_runs(self, runs: list[NewRun]) -> list[tuple[Run, bool]]:
+    async def insert_runs(self, runs: list[NewRun], announce: Announce | None = None) -> list[tuple[Run, bool]]:
         """Create runs in one transaction. A run whose (job, idempotency key) exists is not created:
-        the existing run comes back with `False`."""
+        the existing run comes back with `False`. `announce(run)` is called for each created run
+        before the commit, so its event comes before anything a worker does with it."""
 
     @abstractmethod
     async def get_run(self, run_id: str) -> Run | None: ...
@@ -128,8 +132,9 @@ class Storage(ABC):
         """Oldest first."""
 
     @abstractmethod
-    async def retry(self, run_id: str, now: int) -> Run:
-        """failed | cancelled → pending, keeping completed steps. Raises RunNotFoundError, RunStateError."""
+    async def retry(self, run_id: str, now: int, announce: Announce | None = None) -> Run:
+        """failed | cancelled → pending, keeping completed steps; `announce(run)` before the commit.
+        Raises RunNotFoundError, RunStateError."""
 
     @abstractmethod
     async def cancel(self, run_id: str, now: int) -> Run:

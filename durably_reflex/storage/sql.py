@@ -25,6 +25,7 @@ from ..clock import now_ms
 from ..errors import RunNotFoundError, RunStateError
 from ..records import LogEntry, Progress, Run, RunStatus, Step, from_ms
 from .base import (
+    Announce,
     Claim,
     Heartbeat,
     NewEvent,
@@ -115,7 +116,14 @@ class SqlSession:
 
 
 def _json(text_value: str | None) -> Any:
-    return None if text_value is None else json.loads(text_value)
+    """Stored JSON, decoded. A column that is not valid JSON (edited by hand, say) comes back as
+    its text rather than breaking every query that meets it."""
+    if text_value is None:
+        return None
+    try:
+        return json.loads(text_value)
+    except ValueError:
+        return text_value
 
 
 def run_from_row(row: Sequence[Any]) -> Run:
@@ -272,7 +280,7 @@ class SqlStorage(Storage):
             session.sa.execute(insert(_versions).values(version=SCHEMA_VERSION, applied_at=now_ms()))
 
     # -- runs on behalf of callers ----------------------------------------------------------------
-    async def insert_runs(self, runs: list[NewRun]) -> list[tuple[Run, bool]]:
+    async def insert_runs(self, runs: list[NewRun], announce: Announce | None = None) -> list[tuple[Run, bool]]:
         def insert_all(session: SqlSession) -> list[tuple[Run, bool]]:
             created: list[tuple[Run, bool]] = []
             for run in runs:
@@ -282,6 +290,8 @@ class SqlStorage(Storage):
                 ).fetchone()  # fmt: skip
                 if row is not None:
                     created.append((run_from_row(row), True))
+                    if announce is not None:
+                        announce(created[-1][0])
                     continue
                 existing = session.sa.execute(
                     select(*_run_columns).where(
@@ -339,11 +349,14 @@ class SqlStorage(Storage):
 
         return await self._reader.run(read, write=False)
 
-    async def retry(self, run_id: str, now: int) -> Run:
+    async def retry(self, run_id: str, now: int, announce: Announce | None = None) -> Run:
         def change(session: SqlSession) -> Run:
             self._require_status(session, run_id, "retry", {RunStatus.FAILED, RunStatus.CANCELLED})
-            return self._update_run(session, run_id, status=RunStatus.PENDING.value, error=None,
-                                    error_stack=None, completed_at=None, owner=None, updated_at=now)  # fmt: skip
+            run = self._update_run(session, run_id, status=RunStatus.PENDING.value, error=None,
+                                   error_stack=None, completed_at=None, owner=None, updated_at=now)  # fmt: skip
+            if announce is not None:
+                announce(run)
+            return run
 
         return await self._writer.run(change)
 

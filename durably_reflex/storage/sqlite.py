@@ -9,6 +9,7 @@ database lives in one connection, so there it serves both.
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import URL, create_engine, make_url
@@ -55,10 +56,10 @@ class SqliteStorage(SqlStorage):
         def connect() -> SqliteSession:
             session = SqliteSession(engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
             raw: Any = session.raw
-            if not in_memory:
-                raw.execute("PRAGMA journal_mode=WAL")
-            raw.execute(f"PRAGMA synchronous={synchronous}")
             raw.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            if not in_memory:
+                _enable_wal(raw, busy_timeout)
+            raw.execute(f"PRAGMA synchronous={synchronous}")
             raw.execute("PRAGMA temp_store=MEMORY")
             return session
 
@@ -68,3 +69,18 @@ class SqliteStorage(SqlStorage):
         reader = writer if in_memory else GroupCommit("durably-sqlite-reader", connect)
         super().__init__(engine.dialect, writer, reader)
         self.url = parsed
+
+
+def _enable_wal(raw: Any, busy_timeout: float) -> None:
+    """Switch to WAL. Changing the journal mode needs the database to itself and SQLite does not
+    wait for that, so a new file that another process is writing is retried for `busy_timeout`."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            raw.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            message = str(error).lower()
+            if ("locked" not in message and "busy" not in message) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
