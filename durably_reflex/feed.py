@@ -100,7 +100,7 @@ class EventFeed:
 
     WATCH_GRACE = 60.0
 
-    def __init__(self, storage: Storage, interval: float = 0.025) -> None:
+    def __init__(self, storage: Storage, interval: float = 0.01) -> None:
         self.interval = interval
         self._storage = storage
         self._all_runs: set[FeedSubscription] = set()
