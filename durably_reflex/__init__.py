@@ -5,20 +5,9 @@
 The names below are the public API; modules not listed here are implementation details.
 """
 
-from .client import (
-    AuthError,
-    ClientConnectionError,
-    ConnectionState,
-    DurablyClient,
-    EventStream,
-    JobClient,
-    JobInfo,
-    PayloadTooLargeError,
-    ServerError,
-    TypedDurablyClient,
-    UnexpectedResponseError,
-    create_durably_client,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .engine import BatchItem, Durably, JobHandle, create_durably
 from .errors import (
     ClaimLostError,
@@ -41,26 +30,90 @@ from .events import Event, RunSubscription
 from .jobs import JobDefinition, define_job
 from .records import LogEntry, Progress, Run, RunResult, RunStatus, Step
 from .step import StepContext
-from .wire_events import (
-    BaseWireEvent,
-    LogWrite,
-    RunCancel,
-    RunComplete,
-    RunDelete,
-    RunFail,
-    RunProgress,
-    RunRetry,
-    RunSnapshot,
-    RunStart,
-    RunTrigger,
-    StepComplete,
-    StepFail,
-    StepStart,
-    WireEvent,
-    parse_event,
-)
+
+# The HTTP side (client, server, wire events) loads on first use: a worker process that only runs
+# jobs does not pay for importing httpx and Starlette.
+_LAZY_MODULES = {
+    "AuthError": ".client",
+    "ClientConnectionError": ".client",
+    "ConnectionState": ".client",
+    "DurablyClient": ".client",
+    "EventStream": ".client",
+    "JobClient": ".client",
+    "JobInfo": ".client",
+    "PayloadTooLargeError": ".client",
+    "ServerError": ".client",
+    "TypedDurablyClient": ".client",
+    "UnexpectedResponseError": ".client",
+    "create_durably_client": ".client",
+    "BaseWireEvent": ".wire_events",
+    "LogWrite": ".wire_events",
+    "RunCancel": ".wire_events",
+    "RunComplete": ".wire_events",
+    "RunDelete": ".wire_events",
+    "RunFail": ".wire_events",
+    "RunProgress": ".wire_events",
+    "RunRetry": ".wire_events",
+    "RunSnapshot": ".wire_events",
+    "RunStart": ".wire_events",
+    "RunTrigger": ".wire_events",
+    "StepComplete": ".wire_events",
+    "StepFail": ".wire_events",
+    "StepStart": ".wire_events",
+    "WireEvent": ".wire_events",
+    "parse_event": ".wire_events",
+    "DurablyAuth": ".server",
+    "create_durably_handler": ".server",
+}
+
+if TYPE_CHECKING:
+    from .client import (
+        AuthError,
+        ClientConnectionError,
+        ConnectionState,
+        DurablyClient,
+        EventStream,
+        JobClient,
+        JobInfo,
+        PayloadTooLargeError,
+        ServerError,
+        TypedDurablyClient,
+        UnexpectedResponseError,
+        create_durably_client,
+    )
+    from .server import DurablyAuth, create_durably_handler
+    from .wire_events import (
+        BaseWireEvent,
+        LogWrite,
+        RunCancel,
+        RunComplete,
+        RunDelete,
+        RunFail,
+        RunProgress,
+        RunRetry,
+        RunSnapshot,
+        RunStart,
+        RunTrigger,
+        StepComplete,
+        StepFail,
+        StepStart,
+        WireEvent,
+        parse_event,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY_MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'durably_reflex' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
+    "DurablyAuth",
+    "create_durably_handler",
     "AuthError",
     "BaseWireEvent",
     "BatchItem",
