@@ -114,6 +114,12 @@ class EventFeed:
         """Events from now on; with `after`, first those logged after that id (if still kept)."""
         subscription = FeedSubscription(self, run_id)
         async with self._starting:
+            if not self._storage.events_watched():
+                # Nobody watched: other processes are not logging events. Ask them to, and give them
+                # time to notice before the caller reads the state it will follow, so nothing falls
+                # between that state and the first logged event.
+                await self._storage.watch_events(now_ms() + int(self.WATCH_GRACE * 1000))
+                await asyncio.sleep(2 * self._storage.watch_refresh)
             if self._task is None or self._task.done():
                 self._position = await self._storage.last_event_id()
                 self._task = asyncio.get_running_loop().create_task(self._tail(), name="durably-event-feed")

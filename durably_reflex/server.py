@@ -403,7 +403,7 @@ class _Api:
             chunks.append(chunk)
         try:
             body = json.loads(b"".join(chunks) or b"null")
-        except (ValueError, UnicodeDecodeError) as error:
+        except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
             raise ApiError(400, f"Malformed JSON body: {error}") from None
         if not isinstance(body, dict):
             raise ApiError(400, "The body must be a JSON object")
@@ -468,7 +468,7 @@ def _integer(params: Any, name: str, *, default: int, maximum: int | None = None
 
 def _last_event_id(request: Request) -> int | None:
     raw = request.headers.get("last-event-id", "")
-    return int(raw) if raw.isdigit() else None
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 19 else None  # else: start afresh
 
 
 async def _call(function: Callable[..., Any], *args: Any) -> Any:

@@ -104,6 +104,9 @@ Announce = Callable[[Run], None]
 
 
 class Storage(ABC):
+    # How often a process re-reads whether anyone watches events (see `events_watched`).
+    watch_refresh: float = 0.1
+
     # -- schema -----------------------------------------------------------------------------------
     @abstractmethod
     async def migrate(self) -> None:
@@ -218,7 +221,7 @@ class Storage(ABC):
 
     @abstractmethod
     def events_watched(self) -> bool:
-        """Whether some process asked for events lately (refreshed about once a second)."""
+        """Whether some process asked for events lately (re-read every `watch_refresh` seconds)."""
 
     @abstractmethod
     def prune_events(self, before: int) -> None:

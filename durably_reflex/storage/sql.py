@@ -186,7 +186,6 @@ class SqlStorage(Storage):
     """
 
     FLUSH_DELAY = 0.01
-    WATCH_REFRESH = 1.0
 
     claim_sql = f"""
         UPDATE durably_runs
@@ -466,11 +465,11 @@ class SqlStorage(Storage):
         next_look = 0.0
         while True:
             if time.monotonic() >= next_look:
-                next_look = time.monotonic() + self.WATCH_REFRESH
+                next_look = time.monotonic() + self.watch_refresh
                 self._refresh_watched()
             with self._buffer_lock:
                 if not (self._progress or self._logs or self._events or self._closing):
-                    self._buffered.wait(self.WATCH_REFRESH)
+                    self._buffered.wait(self.watch_refresh)
                 if self._closing:
                     return
                 if not (self._progress or self._logs or self._events):
