@@ -114,7 +114,8 @@ class EventFeed:
         """Events from now on; with `after`, first those logged after that id (if still kept)."""
         subscription = FeedSubscription(self, run_id)
         async with self._starting:
-            if not self._storage.events_watched():
+            # A mark about to lapse counts as lapsed: other processes may see it lapse before our renewal.
+            if not self._storage.events_watched(margin=3 * self._storage.watch_refresh):
                 # Nobody watched: other processes are not logging events. Ask them to, and give them
                 # time to notice before the caller reads the state it will follow, so nothing falls
                 # between that state and the first logged event.

@@ -33,7 +33,7 @@ from .errors import (
     NotFoundError,
     RunNotFoundError,
 )
-from .events import RUN_COMPLETE, RUN_PROGRESS, SETTLED_TYPES, Event
+from .events import RUN_COMPLETE, RUN_DELETE, RUN_PROGRESS, SETTLED_TYPES, Event
 from .feed import FeedItem, FeedSubscription
 from .openapi import openapi_document
 from .records import Run, RunStatus
@@ -44,6 +44,7 @@ logger = logging.getLogger("durably_reflex")
 MAX_ID_LENGTH = 255
 MAX_PAGE = 1000
 RUN_SNAPSHOT = "run:snapshot"
+_RUN_ENDED = frozenset({RUN_COMPLETE, RUN_DELETE})  # a run's stream closes after these
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -223,6 +224,10 @@ class _Api:
         limit = _integer(params, "limit", default=100, maximum=MAX_PAGE)
         offset = _integer(params, "offset", default=0)
         runs = await self.durably.get_runs(job_name=job_names or None, status=statuses or None, limit=limit, offset=offset)
+        if self._auth is not None and self._auth.can_access_run is not None:
+            # Filtered after the page is read: a page may come back short (use visible_jobs to scope
+            # whole jobs in the query itself).
+            runs = [run for run in runs if await _call(self._auth.can_access_run, caller, run)]
         return JSONResponse([run.to_wire() for run in runs])
 
     @_endpoint
@@ -284,7 +289,7 @@ class _Api:
         try:
             yield frame({"type": RUN_SNAPSHOT, "runId": run.id, "jobName": run.job_name, "run": run.to_wire()})
             if run.status is not RunStatus.COMPLETED:
-                async for chunk in self._stream(subscription, _full_frame, end_on_complete=True):
+                async for chunk in self._stream(subscription, _full_frame, end_on=_RUN_ENDED):
                     yield chunk
         finally:
             subscription.close()
@@ -302,9 +307,21 @@ class _Api:
                 return None
             return _reduced_frame(item)
 
+        admit = None
+        if self._auth is not None and self._auth.can_access_run is not None:
+            can_access_run, decided = self._auth.can_access_run, dict[str, bool]()
+
+            async def admit(item: FeedItem) -> bool:
+                if item.run_id not in decided:
+                    if len(decided) > 10_000:
+                        decided.clear()
+                    run = await self.durably.get_run(item.run_id)
+                    decided[item.run_id] = run is not None and bool(await _call(can_access_run, caller, run))
+                return decided[item.run_id]
+
         async def frames() -> AsyncIterator[bytes]:
             try:
-                async for chunk in self._stream(subscription, render, end_on_complete=False):
+                async for chunk in self._stream(subscription, render, end_on=frozenset(), admit=admit):
                     yield chunk
             finally:
                 subscription.close()
@@ -312,7 +329,12 @@ class _Api:
         return EventStreamResponse(frames())
 
     async def _stream(
-        self, subscription: FeedSubscription, render: Callable[[FeedItem], bytes | None], *, end_on_complete: bool
+        self,
+        subscription: FeedSubscription,
+        render: Callable[[FeedItem], bytes | None],
+        *,
+        end_on: frozenset[str],
+        admit: Callable[[FeedItem], Awaitable[bool]] | None = None,
     ) -> AsyncIterator[bytes]:
         """Frames of feed items, all that are ready sent in one write; `run:progress` throttled to
         one per run per `progress_interval` (the latest held back and sent when due, or before the
@@ -327,6 +349,8 @@ class _Api:
             chunks: list[bytes] = []
             complete = False
             for item in batch:
+                if admit is not None and not await admit(item):
+                    continue
                 if item.type == RUN_PROGRESS and self._progress_interval > 0:
                     due = last_progress.get(item.run_id, float("-inf")) + self._progress_interval
                     if due > now:
@@ -337,7 +361,7 @@ class _Api:
                 elif item.type in SETTLED_TYPES and item.run_id in held:  # the last value goes first
                     _add(chunks, render(held.pop(item.run_id)[1]))
                 _add(chunks, render(item))
-                if end_on_complete and item.type == RUN_COMPLETE:
+                if item.type in end_on:
                     complete = True
                     break
             for run_id, (due, item) in list(held.items()):

@@ -612,11 +612,6 @@ async def test_can_access_run_false_answers_404_on_run_and_subscribe(serve: Serv
     assert assert_json(own, 200)["id"] == run_id
 
 
-@pytest.mark.xfail(
-    reason="server bug: GET /runs filters by visible_jobs only, never by can_access_run: a run that GET /run"
-    " hides (404, 'as if the run did not exist') is listed with its input, output and error",
-    strict=True,
-)
 async def test_runs_does_not_list_runs_that_can_access_run_hides(serve: Serve) -> None:
     def can_access_run(caller: str, run: Run) -> bool:
         return run.input.get("rows", [{}])[0].get("name") == caller

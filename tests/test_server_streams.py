@@ -527,11 +527,6 @@ async def test_visible_jobs_limits_runs_subscribe(serve: Serve) -> None:
     assert await asked.quiet_for(0.3) == []
 
 
-@pytest.mark.xfail(
-    reason="server bug: /runs/subscribe filters by job name and visible_jobs only, never by can_access_run:"
-    " a caller is streamed the steps, progress, errors and log lines (message and data) of runs it may not access",
-    strict=True,
-)
 async def test_runs_subscribe_does_not_stream_runs_that_can_access_run_hides(serve: Serve) -> None:
     auth = DurablyAuth(
         authenticate=lambda request: request.headers.get("x-user"),

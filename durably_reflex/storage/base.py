@@ -220,8 +220,9 @@ class Storage(ABC):
         """Ask every process sharing the database to log events until `until` (epoch ms)."""
 
     @abstractmethod
-    def events_watched(self) -> bool:
-        """Whether some process asked for events lately (re-read every `watch_refresh` seconds)."""
+    def events_watched(self, margin: float = 0.0) -> bool:
+        """Whether some process asked for events until at least `margin` seconds from now (the mark
+        is re-read every `watch_refresh` seconds)."""
 
     @abstractmethod
     def prune_events(self, before: int) -> None:

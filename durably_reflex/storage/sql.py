@@ -626,8 +626,8 @@ class SqlStorage(Storage):
         self._watched_until = max(self._watched_until, until)
         await self._writer.run(write)
 
-    def events_watched(self) -> bool:
-        return self._watched_until > now_ms()
+    def events_watched(self, margin: float = 0.0) -> bool:
+        return self._watched_until > now_ms() + int(margin * 1000)
 
     def _refresh_watched(self) -> None:
         try:
