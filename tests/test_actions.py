@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import sqlite3
-import threading
 import time
 
 import pytest
+from conftest import FAST
+from engine_helpers import TERMINAL, Gate, collect, db_path, wait_for_status
 
 from durably_reflex import (
     ConflictError,
@@ -19,51 +20,6 @@ from durably_reflex import (
     create_durably,
     define_job,
 )
-
-from conftest import FAST
-
-
-class Gate:
-    """A one-shot signal that job code (on a worker thread's own event loop) and the test (on the
-    server's loop) can both set and await: thread-safe, polled, and bounded by a timeout."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    async def wait(self, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not self._event.is_set():
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"gate not opened within {timeout} s")
-            await asyncio.sleep(0.005)
-
-
-TERMINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
-
-
-async def wait_for_status(durably: Durably, run_id: str, *statuses: str, timeout: float = 5.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            run = await durably.get_run(run_id)
-            if run is not None and run.status in statuses:
-                return run
-            await asyncio.sleep(0.01)
-
-
-def collect(durably: Durably, event_type: str = "*") -> list[dict]:
-    events: list[dict] = []
-    durably.on(event_type, events.append)
-    return events
-
-
-def db_path(db_url: str) -> str:
-    return db_url.removeprefix("sqlite:///")
 
 
 class Gated:

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from conftest import FAST
 from pydantic import BaseModel
 
 from durably_reflex import (
@@ -61,8 +62,6 @@ from durably_reflex.wire_events import (
     StepStart,
     WireEvent,
 )
-
-from conftest import FAST
 
 WAIT = 10.0  # upper bound of any single wait in these tests
 

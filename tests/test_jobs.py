@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from conftest import FAST
+from engine_helpers import wait_for_status
 from pydantic import BaseModel
 
 from durably_reflex import (
-    Durably,
     JobDefinition,
     JobDefinitionError,
     JobHandle,
@@ -18,8 +19,6 @@ from durably_reflex import (
     create_durably,
     define_job,
 )
-
-from conftest import FAST
 
 
 class Numbers(BaseModel):
@@ -33,15 +32,6 @@ class Total(BaseModel):
 async def add_up(step, input: Numbers) -> Total:
     value = await step.run("add", lambda: input.count + 1)
     return Total(total=value)
-
-
-async def wait_for_status(durably: Durably, run_id: str, *statuses: str, timeout: float = 5.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            run = await durably.get_run(run_id)
-            if run is not None and run.status in statuses:
-                return run
-            await asyncio.sleep(0.01)
 
 
 # -- define_job -----------------------------------------------------------------------------------

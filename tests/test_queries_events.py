@@ -6,15 +6,20 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
-from durably_reflex import Durably, InvalidArgumentError, RunStatus, create_durably, define_job
-
 from conftest import FAST
+from engine_helpers import TERMINAL, Gate, collect, db_path, wait_for_status
+
+from durably_reflex import (
+    Durably,
+    InvalidArgumentError,
+    RunStatus,
+    create_durably,
+    define_job,
+)
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 WIRE_KEYS = {
@@ -22,44 +27,6 @@ WIRE_KEYS = {
     "progress", "output", "error", "errorStack", "startedAt", "completedAt", "heartbeatAt", "createdAt",
     "updatedAt",
 }  # fmt: skip
-TERMINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
-
-
-class Gate:
-    """A one-shot signal that job code (on a worker thread's own event loop) and the test (on the
-    server's loop) can both set and await: thread-safe, polled, and bounded by a timeout."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    async def wait(self, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not self._event.is_set():
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"gate not opened within {timeout} s")
-            await asyncio.sleep(0.001)
-
-
-async def wait_for_status(durably: Durably, run_id: str, *statuses: str, timeout: float = 5.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            run = await durably.get_run(run_id)
-            if run is not None and run.status in statuses:
-                return run
-            await asyncio.sleep(0.01)
-
-
-def collect(durably: Durably, event_type: str = "*") -> list[dict]:
-    events: list[dict] = []
-    durably.on(event_type, events.append)
-    return events
-
-
-def db_path(db_url: str) -> str:
-    return db_url.removeprefix("sqlite:///")
 
 
 async def next_event(subscription, timeout: float = 5.0) -> dict:

@@ -5,57 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import threading
 import time
 import uuid
 
+from conftest import FAST
+from engine_helpers import Gate, collect, wait_for_status
 from pydantic import BaseModel
 
 from durably_reflex import Durably, Progress, RunStatus, create_durably, define_job
-
-from conftest import FAST
-
-
-class Gate:
-    """A one-shot signal that job code (on a worker thread's own event loop) and the test (on the
-    server's loop) can both set and await: thread-safe, polled, and bounded by a timeout."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    async def wait(self, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not self._event.is_set():
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"gate not opened within {timeout} s")
-            await asyncio.sleep(0.005)
-
-
-async def wait_for_status(durably: Durably, run_id: str, *statuses: str, timeout: float = 5.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            run = await durably.get_run(run_id)
-            if run is not None and run.status in statuses:
-                return run
-            await asyncio.sleep(0.01)
 
 
 async def run_to_end(durably: Durably, job_name: str, input=None, timeout: float = 5.0):
     """Trigger a run and wait until it completes or fails; returns the stored run."""
     run = await durably.trigger(job_name, {} if input is None else input)
     return await wait_for_status(durably, run.id, RunStatus.COMPLETED, RunStatus.FAILED, timeout=timeout)
-
-
-def collect(durably: Durably, event_type: str = "*") -> list[dict]:
-    events: list[dict] = []
-    durably.on(event_type, events.append)
-    return events
 
 
 # -- checkpointing and replay ---------------------------------------------------------------------

@@ -9,6 +9,8 @@ import threading
 import time
 
 import pytest
+from conftest import FAST
+from engine_helpers import Gate, wait_for_status
 from pydantic import BaseModel, Field
 
 from durably_reflex import (
@@ -26,29 +28,6 @@ from durably_reflex import (
     create_durably,
     define_job,
 )
-
-from conftest import FAST
-
-
-class Gate:
-    """A one-shot signal that job code (on a worker thread's own event loop) and the test (on the
-    server's loop) can both set and await: thread-safe, polled, and bounded by a timeout."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    async def wait(self, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not self._event.is_set():
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"gate not opened within {timeout} s")
-            await asyncio.sleep(0.005)
 
 
 class Row(BaseModel):
@@ -73,15 +52,6 @@ async def import_rows(step, input: ImportInput) -> ImportOutput:
 
 
 import_job = define_job(name="import", input=ImportInput, output=ImportOutput, run=import_rows)
-
-
-async def wait_for_status(durably: Durably, run_id: str, *statuses: str, timeout: float = 5.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            run = await durably.get_run(run_id)
-            if run is not None and run.status in statuses:
-                return run
-            await asyncio.sleep(0.01)
 
 
 async def wait_all_done(durably: Durably, run_ids, timeout: float = 5.0):
