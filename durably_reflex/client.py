@@ -47,6 +47,7 @@ from .errors import (
 )
 from .jobs import JobDefinition
 from .records import LogEntry, Run, RunResult, RunStatus, Step
+from .registry import ByKey
 from .wire_events import (
     RunCancel,
     RunComplete,
@@ -595,17 +596,6 @@ class JobClient:
         return f"<JobClient {self.key}={self.name!r}>"
 
 
-class JobClients(dict[str, JobClient]):
-    """Job clients by registration key, also as attributes; an unknown key names the known ones."""
-
-    def __getattr__(self, key: str) -> JobClient:
-        try:
-            return self[key]
-        except KeyError:
-            known = ", ".join(sorted(self)) or "none"
-            raise AttributeError(f"No job registered under {key!r} (registered: {known})") from None
-
-
 class TypedDurablyClient(DurablyClient):
     """A `DurablyClient` that also knows the server's jobs: `client.import_csv` (or
     `client.jobs["import_csv"]`) is that job's `JobClient`. Every untyped `DurablyClient` method is
@@ -623,7 +613,7 @@ class TypedDurablyClient(DurablyClient):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(api, http=http, timeout=timeout, headers=headers)
-        self.jobs = JobClients({key: JobClient(self, key, definition) for key, definition in jobs.items()})
+        self.jobs: ByKey[JobClient] = ByKey({key: JobClient(self, key, definition) for key, definition in jobs.items()})
 
     def __getattr__(self, key: str) -> JobClient:
         jobs = self.__dict__.get("jobs")

@@ -37,6 +37,7 @@ from .feed import EventFeed
 from .ids import new_id
 from .jobs import JobDefinition
 from .records import LogEntry, Run, RunResult, RunStatus, Step
+from .registry import ByKey
 from .step import encode_json
 from .storage import Storage, open_storage
 from .storage.base import NewEvent, NewRun, RunQuery
@@ -101,24 +102,13 @@ class JobHandle:
         return f"<JobHandle {self.name!r}>"
 
 
-class JobHandles(dict[str, JobHandle]):
-    """Registered jobs by registration key, also as attributes: `durably.jobs.import_csv`."""
-
-    def __getattr__(self, key: str) -> JobHandle:
-        try:
-            return self[key]
-        except KeyError:
-            known = ", ".join(sorted(self)) or "none"
-            raise AttributeError(f"No job registered under {key!r} (registered: {known})") from None
-
-
 class Durably:
     """The engine. Build it with `create_durably(url, ...)`; intervals are in seconds."""
 
     def __init__(self, storage: Storage, options: WorkerOptions | None = None) -> None:
         self.storage = storage
         self.options = options or WorkerOptions()
-        self.jobs = JobHandles()
+        self.jobs: ByKey[JobHandle] = ByKey()
         self._handles_by_name: dict[str, JobHandle] = {}
         self._bus = EventBus(record=self._log_event)
         self._worker = Worker(storage, self._bus, self._definitions, self.options)
