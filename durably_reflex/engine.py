@@ -293,6 +293,11 @@ class Durably:
     async def get_run(self, run_id: str) -> Run | None:
         return await self.storage.get_run(run_id)
 
+    async def get_run_snapshot(self, run_id: str) -> tuple[Run | None, int]:
+        """The run and the id of the newest logged event, read together: a stream that shows this
+        run and then follows `feed` skips the events up to that id (the run already reflects them)."""
+        return await self.storage.get_run_and_last_event_id(run_id)
+
     async def get_runs(
         self,
         *,

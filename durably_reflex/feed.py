@@ -53,12 +53,23 @@ class FeedSubscription:
         self._items: deque[FeedItem] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._last_id = 0
+        self.ended = False
 
     def offer(self, item: FeedItem) -> None:
         self._items.append(item)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def skip_through(self, event_id: int) -> None:
+        """Ignore items up to this id (a snapshot already reflects them)."""
+        self._last_id = max(self._last_id, event_id)
+
+    def end(self) -> None:
+        """Stop the stream reading this subscription: `ended` turns true and a waiting read returns."""
+        self.ended = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def replay(self, items: list[FeedItem]) -> None:
         """Items logged before this subscription began; they go first."""
@@ -146,6 +157,11 @@ class EventFeed:
             self._count -= 1
             if not of_run:
                 del self._by_run[subscription.run_id]
+
+    def end_all(self) -> None:
+        """End every open stream (the server is shutting down: open streams would hold it up)."""
+        for subscription in [*self._all_runs, *(s for of_run in self._by_run.values() for s in of_run)]:
+            subscription.end()
 
     @property
     def subscriber_count(self) -> int:

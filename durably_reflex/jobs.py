@@ -41,7 +41,7 @@ class JobDefinition:
             model = raw if isinstance(raw, self.input) else self.input.model_validate({} if raw is None else raw)
         except ValidationError as error:
             raise invalid("Invalid input", error) from None
-        return model.model_dump(mode="json")
+        return model.model_dump(mode="json", by_alias=True)
 
     def parse_stored_input(self, stored: Any) -> Any:
         """What the job function receives: the stored input as an instance of the input model."""
@@ -55,12 +55,12 @@ class JobDefinition:
     def dump_output(self, value: Any) -> Any:
         """The job's return value checked against the output model, as JSON to store."""
         if self.output is None:
-            return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+            return value.model_dump(mode="json", by_alias=True) if isinstance(value, BaseModel) else value
         try:
             model = value if isinstance(value, self.output) else self.output.model_validate(value)
         except ValidationError as error:
             raise invalid("Invalid output", error) from None
-        return model.model_dump(mode="json")
+        return model.model_dump(mode="json", by_alias=True)
 
     def load_output(self, stored: Any) -> Any:
         """A stored output as the job's output model (or as stored JSON when the job has none)."""

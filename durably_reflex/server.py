@@ -9,6 +9,7 @@ workers in other processes (through the event log).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -99,9 +100,16 @@ def create_durably_handler(
         Route(f"{base}/subscribe", api.subscribe, methods=["GET"]),
         Route(f"{base}/runs/subscribe", api.subscribe_runs, methods=["GET"]),
         Route(f"{base}/openapi.json", api.openapi(base), methods=["GET"]),
-        Route(f"{base}/{{rest:path}}", api.not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    allowed = {route.path: sorted(m for r in routes if r.path == route.path for m in r.methods or ()) for route in routes}
+    routes.append(Route(f"{base}/{{rest:path}}", api.unrouted(allowed), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        durably.feed.end_all()  # open streams would hold the server's shutdown up indefinitely
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error}, lifespan=lifespan)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -267,8 +275,18 @@ class _Api:
 
         return serve
 
-    async def not_found(self, request: Request) -> Response:
-        return _error(404, f"Not found: {request.method} {request.url.path}")
+    def unrouted(self, allowed: dict[str, list[str]]) -> Handler:
+        """404 for a path we do not serve; 405 (with `Allow`) for a method a path does not take."""
+
+        async def answer(request: Request) -> Response:
+            methods = allowed.get(request.url.path)
+            if methods:
+                response = _error(405, f"{request.method} is not allowed on {request.url.path}: use {', '.join(methods)}")
+                response.headers["Allow"] = ", ".join(methods)
+                return response
+            return _error(404, f"Not found: {request.method} {request.url.path}")
+
+        return answer
 
     # -- streams ----------------------------------------------------------------------------------
     @_endpoint
@@ -277,12 +295,16 @@ class _Api:
         run_id = _run_id(request)
         caller = await self._caller(request)
         # Listen first, read second: whatever happens in between arrives on the feed (perhaps twice).
-        subscription = await self.durably.feed.subscribe(run_id=run_id, after=_last_event_id(request))
+        resume_after = _last_event_id(request)
+        subscription = await self.durably.feed.subscribe(run_id=run_id, after=resume_after)
         try:
-            run = await self._readable_run(caller, run_id)
+            run, shown_through = await self.durably.get_run_snapshot(run_id)
+            await self._check_readable(caller, run_id, run)
         except BaseException:
             subscription.close()
             raise
+        if resume_after is None:  # a fresh viewer: events the snapshot already shows would go back in time
+            subscription.skip_through(shown_through)
         return EventStreamResponse(self._run_frames(run, subscription))
 
     async def _run_frames(self, run: Run, subscription: FeedSubscription) -> AsyncIterator[bytes]:
@@ -345,6 +367,8 @@ class _Api:
         while True:
             wake_at = min([last_write + self._keepalive, *(due for due, _ in held.values())])
             batch = await subscription.next_batch(timeout=max(0.0, wake_at - time.monotonic()))
+            if subscription.ended:
+                return
             now = time.monotonic()
             chunks: list[bytes] = []
             complete = False
@@ -404,6 +428,11 @@ class _Api:
 
     async def _readable_run(self, caller: Any, run_id: str) -> Run:
         run = await self.durably.get_run(run_id)
+        await self._check_readable(caller, run_id, run)
+        assert run is not None
+        return run
+
+    async def _check_readable(self, caller: Any, run_id: str, run: Run | None) -> None:
         if run is None:
             raise RunNotFoundError(run_id)
         if self._auth is not None:
@@ -413,7 +442,6 @@ class _Api:
                 allowed = bool(await _call(self._auth.can_access_run, caller, run))
             if not allowed:
                 raise RunNotFoundError(run_id)
-        return run
 
     async def _json_body(self, request: Request) -> dict[str, Any]:
         declared = request.headers.get("content-length")

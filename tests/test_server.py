@@ -467,9 +467,17 @@ async def test_logs_with_a_bad_limit_answers_400(server: LiveServer) -> None:
 
 # -- routing ---------------------------------------------------------------------------------------
 async def test_an_unknown_route_under_the_base_path_answers_404_json(server: LiveServer) -> None:
-    for method, path in (("GET", "/nope"), ("POST", "/runs"), ("GET", "/runs/"), ("GET", "/run/extra"), ("PUT", "/run"), ("GET", "/trigger"), ("PATCH", "/a/b/c")):
+    for method, path in (("GET", "/nope"), ("GET", "/runs/"), ("GET", "/run/extra"), ("PATCH", "/a/b/c")):
         with case(method, path):
             assert_error(await request(server, method, path), 404, "Not found")
+
+
+async def test_a_wrong_method_on_a_route_answers_405_json_naming_the_allowed_ones(server: LiveServer) -> None:
+    for method, path, allowed in (("POST", "/runs", "GET, HEAD"), ("PUT", "/run", "DELETE, GET, HEAD"), ("GET", "/trigger", "POST")):
+        with case(method, path):
+            response = await request(server, method, path)
+            assert_error(response, 405, f"{method} is not allowed")
+            assert response.headers["allow"] == allowed
 
 
 async def test_routes_outside_the_base_path_are_not_ours(server: LiveServer) -> None:

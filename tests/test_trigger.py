@@ -786,3 +786,18 @@ async def test_a_corrupt_pending_row_does_not_block_the_other_runs(durably, db_u
         await durably.stop()  # quiet the worker before reporting (its error logs race pytest's reporting)
 
     assert done.status is RunStatus.COMPLETED
+
+
+class AliasedInput(BaseModel):
+    row_count: int = Field(alias="rowCount")
+
+
+async def test_an_input_model_with_aliases_round_trips_through_storage(durably):
+    async def count(step, input: AliasedInput):
+        return {"rows": input.row_count}
+
+    durably.register(job=define_job(name="aliased", input=AliasedInput, run=count))
+    await durably.start()
+    result = await durably.trigger_and_wait("aliased", {"rowCount": 3}, timeout=5)
+    assert result.output == {"rows": 3}
+    assert (await durably.get_run(result.id)).input == {"rowCount": 3}

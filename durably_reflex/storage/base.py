@@ -123,6 +123,11 @@ class Storage(ABC):
     async def get_run(self, run_id: str) -> Run | None: ...
 
     @abstractmethod
+    async def get_run_and_last_event_id(self, run_id: str) -> tuple[Run | None, int]:
+        """The run and the newest logged event id, read together: every event up to that id is
+        already reflected in the run, so a stream that starts from this run skips them."""
+
+    @abstractmethod
     async def get_runs(self, query: RunQuery) -> list[Run]:
         """Newest first (creation time, then id)."""
 

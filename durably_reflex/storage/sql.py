@@ -309,6 +309,14 @@ class SqlStorage(Storage):
 
         return await self._reader.run(read, write=False)
 
+    async def get_run_and_last_event_id(self, run_id: str) -> tuple[Run | None, int]:
+        def read(session: SqlSession) -> tuple[Run | None, int]:
+            row = session.sa.execute(select(*_run_columns).where(_runs.c.id == run_id)).fetchone()
+            last = session.sa.execute(select(func.coalesce(func.max(_events.c.id), 0))).scalar_one()
+            return (None if row is None else run_from_row(row)), last
+
+        return await self._reader.run(read, write=False)
+
     async def get_runs(self, query: RunQuery) -> list[Run]:
         statement = select(*_run_columns).order_by(_runs.c.created_at.desc(), _runs.c.id.desc())
         if query.job_names:
