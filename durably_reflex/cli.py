@@ -49,7 +49,6 @@ USAGE_ERROR = 2
 HTTP_DRAIN_SECONDS = 5.0
 HTTP_DRAIN_MIN = 1.0
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
-SWITCH_INTERVAL = 0.0005  # seconds; see serve()
 
 logger = logging.getLogger("durably_reflex.cli")
 
@@ -444,9 +443,6 @@ async def serve(args: argparse.Namespace, durably: Durably, sock: socket.socket,
             if args.no_worker:
                 await durably.migrate()
             else:
-                # Job threads share the interpreter lock with the API's event loop: switching more
-                # often than Python's 5 ms keeps the API answering while steps compute.
-                sys.setswitchinterval(SWITCH_INTERVAL)
                 await durably.init()
         host, port = sock.getsockname()[:2]
         shown_host = args.host if args.port == port else host

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,11 @@ from .step import StepContext, describe_error, encode_json, format_stack
 from .storage.base import Claim, Storage
 
 logger = logging.getLogger("durably_reflex")
+
+# Job threads share the interpreter lock with the event loop of the server that runs the worker; a
+# thread waiting for the lock waits up to the switch interval (Python's default: 5 ms) every time it
+# comes back from a system call, and a server writing to many sockets does that constantly.
+SWITCH_INTERVAL = 0.0005
 
 # After stop()'s timeout, how long an interrupted run may take to notice before it is handed back
 # regardless (a synchronous step cannot be interrupted; its late write will be refused).
@@ -108,6 +114,8 @@ class Worker:
         self._bus.bind(asyncio.get_running_loop())
         self._stopping.clear()
         self._runs_done.clear()
+        if sys.getswitchinterval() > SWITCH_INTERVAL:
+            sys.setswitchinterval(SWITCH_INTERVAL)  # process-wide: keeps the server's loop responsive
         await asyncio.to_thread(self._recover)  # runs of dead workers first, so they resume at once
         self._maintenance = _thread(self._maintain, "durably-maintenance")
         self._slots = [_thread(self._serve, f"durably-slot-{i}") for i in range(self._options.max_concurrent_runs)]
