@@ -24,8 +24,6 @@ def frame(data: Any, event_id: int | None = None) -> bytes:
 
 
 class EventStreamResponse:
-    media_type = "text/event-stream"
-
     def __init__(self, frames: AsyncIterator[bytes]) -> None:
         self._frames = frames
 
