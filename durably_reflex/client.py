@@ -21,8 +21,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import re
+import sys
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any, Literal, Self
 
@@ -59,6 +61,7 @@ from .wire_events import (
 )
 
 DEFAULT_API = "http://127.0.0.1:8000/api/durably"
+DEFAULT_BASE_PATH = "/api/durably"
 # The server sends a keep-alive comment about every 15 s: three missed ones mean the connection is dead.
 STREAM_READ_TIMEOUT = 45.0
 RECONNECT_INITIAL_DELAY = 0.1
@@ -68,6 +71,22 @@ ConnectionState = Literal["connecting", "open", "reconnecting", "closed"]
 StateListener = Callable[[ConnectionState], None]
 
 logger = logging.getLogger("durably_reflex.client")
+
+
+def default_api() -> str:
+    """Where the API is when no `api` is given: `$DURABLY_API`; else, inside a Reflex app, the
+    backend of its config (`api_url`, which `reflex run` keeps in step with the port it picked)
+    with the API mounted at `/api/durably` by `mount_durably`; else `DEFAULT_API`."""
+    if configured := os.environ.get("DURABLY_API"):
+        return configured
+    if "reflex" in sys.modules:  # only ask Reflex when the app already uses it
+        try:
+            from reflex_base.config import get_config
+
+            return get_config().api_url.rstrip("/") + DEFAULT_BASE_PATH
+        except Exception as error:  # no rxconfig here: not a Reflex app after all
+            logger.debug("no Reflex config for the default API (%r)", error)
+    return DEFAULT_API
 
 
 # -- errors only the client can meet ------------------------------------------------------------------
@@ -310,7 +329,8 @@ def _decode(data: str) -> WireEvent | None:
 
 # -- the client ---------------------------------------------------------------------------------------
 class DurablyClient:
-    """The HTTP API of one durably server, base URL `api` (the handler's base path included).
+    """The HTTP API of one durably server, base URL `api` (the handler's base path included;
+    default: `default_api()`).
 
     It owns its `httpx.AsyncClient` unless one is passed as `http` (then closing it is the caller's
     job). `timeout` (seconds) applies to every request; event streams keep it for connecting but wait
@@ -319,17 +339,19 @@ class DurablyClient:
 
     def __init__(
         self,
-        api: str = DEFAULT_API,
+        api: str | None = None,
         *,
         http: httpx.AsyncClient | None = None,
         timeout: float | None = 10.0,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        self.api = api.rstrip("/")
+        self.api = (api or default_api()).rstrip("/")
         self.timeout = timeout
         self.headers = dict(headers or {})
         self._owns_http = http is None
-        self.http = http if http is not None else httpx.AsyncClient()
+        # No cap on connections: every open event stream holds one (a UI server follows many).
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
+        self.http = http if http is not None else httpx.AsyncClient(limits=limits)
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -524,6 +546,39 @@ class DurablyClient:
         return EventStream(self, "runs/subscribe", params, follows_run=False, on_state=on_state)
 
 
+    # -- Reflex hook states (see durably_reflex.states; these need Reflex installed) --------------------
+    def use_job(self, job_name: str, **options: Any) -> Any:
+        """A new `use_job` state class for the job `job_name`."""
+        return _hooks().use_job(self, job_name, **options)
+
+    def use_job_run(self, run_id: str | None = None, **options: Any) -> Any:
+        """A new `use_job_run` state class (the run may also come at `attach(run_id)`)."""
+        return _hooks().use_job_run(self, run_id, **options)
+
+    def use_job_logs(self, run_id: str | None = None, **options: Any) -> Any:
+        """A new `use_job_logs` state class."""
+        return _hooks().use_job_logs(self, run_id, **options)
+
+    def use_runs(self, job_name: str | None = None, **options: Any) -> Any:
+        """A new `use_runs` state class (every job's runs unless `job_name`)."""
+        return _hooks().use_runs(self, job_name, **options)
+
+    def use_runs_state(self, job_name: str | None = None, **options: Any) -> Any:
+        """A `use_runs` mixin to subclass: `class MyRuns(client.use_runs_state(page_size=20))`."""
+        return _hooks().use_runs_state(self, job_name, **options)
+
+    def use_run_actions(self) -> Any:
+        """A new `use_run_actions` state class."""
+        return _hooks().use_run_actions(self)
+
+
+def _hooks() -> Any:
+    """The Reflex layer, imported on first use: the client itself needs no Reflex."""
+    from .states import hooks
+
+    return hooks
+
+
 def _raise_if_settled_badly(run: Run) -> None:
     if run.status is RunStatus.FAILED:
         raise RunFailedError(run.id, run.error, run.error_stack)
@@ -592,6 +647,31 @@ class JobClient:
     def subscribe_runs(self, *, on_state: StateListener | None = None) -> EventStream:
         return self._client.subscribe_runs(self.name, on_state=on_state)
 
+    # -- Reflex hook states, bound to this job ------------------------------------------------------
+    def use_job(self, **options: Any) -> Any:
+        """A new `use_job` state class for this job (input validated against its model)."""
+        return _hooks().use_job(self._client, self, **options)
+
+    def use_job_state(self, **options: Any) -> Any:
+        """A `use_job` mixin to subclass."""
+        return _hooks().use_job_state(self._client, self, **options)
+
+    def use_run(self, run_id: str | None = None, **options: Any) -> Any:
+        """A new `use_job_run` state class (the seed's `client.<job>.useRun`)."""
+        return _hooks().use_job_run(self._client, run_id, **options)
+
+    def use_logs(self, run_id: str | None = None, **options: Any) -> Any:
+        """A new `use_job_logs` state class (the seed's `client.<job>.useLogs`)."""
+        return _hooks().use_job_logs(self._client, run_id, **options)
+
+    def use_runs(self, **options: Any) -> Any:
+        """A new `use_runs` state class of this job's runs (typed rows)."""
+        return _hooks().use_runs(self._client, self, **options)
+
+    def use_runs_state(self, **options: Any) -> Any:
+        """A `use_runs` mixin of this job's runs, to subclass."""
+        return _hooks().use_runs_state(self._client, self, **options)
+
     def __repr__(self) -> str:
         return f"<JobClient {self.key}={self.name!r}>"
 
@@ -606,7 +686,7 @@ class TypedDurablyClient(DurablyClient):
     def __init__(
         self,
         jobs: Mapping[str, JobDefinition],
-        api: str = DEFAULT_API,
+        api: str | None = None,
         *,
         http: httpx.AsyncClient | None = None,
         timeout: float | None = 10.0,
@@ -627,7 +707,7 @@ class TypedDurablyClient(DurablyClient):
 
 def create_durably_client(
     durably_or_jobs: Any,
-    api: str = DEFAULT_API,
+    api: str | None = None,
     *,
     http: httpx.AsyncClient | None = None,
     timeout: float | None = 10.0,

@@ -1,0 +1,76 @@
+"""`use_run_actions`: retry, cancel and delete runs, and read one run with its steps.
+
+Reflex event handlers return nothing to the page, so `get_run` and `get_steps` put what they read in
+`run` and `steps`. Every action sets `is_loading` while it runs and leaves a refused action's reason
+in `error` (a 409 "cannot retry a completed run" says so, it does not raise); `message` says what
+the last successful action did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, ClassVar
+
+import reflex as rx
+
+from ..client import DurablyClient
+from ..errors import DurablyError
+
+
+class UseRunActionsState(rx.State, mixin=True):
+    """`use_run_actions`: `retry`, `cancel`, `delete_run`, `get_run`, `get_steps`."""
+
+    client: ClassVar[DurablyClient]
+
+    is_loading: bool = False
+    error: str | None = None
+    message: str = ""
+    run: dict[str, Any] | None = None
+    steps: list[dict[str, Any]] = []
+
+    @rx.event
+    async def retry(self, run_id: str) -> AsyncIterator[None]:
+        async for _ in self._act(lambda: self.__class__.client.retry(run_id), f"Retrying run {run_id}"):
+            yield
+
+    @rx.event
+    async def cancel(self, run_id: str) -> AsyncIterator[None]:
+        async for _ in self._act(lambda: self.__class__.client.cancel(run_id), f"Cancelled run {run_id}"):
+            yield
+
+    @rx.event
+    async def delete_run(self, run_id: str) -> AsyncIterator[None]:
+        async for _ in self._act(lambda: self.__class__.client.delete_run(run_id), f"Deleted run {run_id}"):
+            yield
+
+    @rx.event
+    async def get_run(self, run_id: str) -> AsyncIterator[None]:
+        async def read() -> None:
+            run = await self.__class__.client.get_run(run_id)
+            self.run = None if run is None else run.model_dump(mode="json")
+            if run is None:
+                self.error = f"Run not found: {run_id}"
+
+        async for _ in self._act(read, ""):
+            yield
+
+    @rx.event
+    async def get_steps(self, run_id: str) -> AsyncIterator[None]:
+        async def read() -> None:
+            self.steps = [step.model_dump(mode="json") for step in await self.__class__.client.get_steps(run_id)]
+
+        async for _ in self._act(read, ""):
+            yield
+
+    async def _act(self, action: Callable[[], Awaitable[Any]], done: str) -> AsyncIterator[None]:
+        """Run `action` with `is_loading` shown first (the yield sends it to the page)."""
+        self.is_loading, self.error = True, None
+        yield
+        try:
+            await action()
+            if done:
+                self.message = done
+        except DurablyError as error:
+            self.error = str(error)
+        finally:
+            self.is_loading = False

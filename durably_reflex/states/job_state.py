@@ -1,0 +1,152 @@
+"""`use_job`: trigger one job and watch its current run, as the seed's `useJob` does.
+
+On `attach` (put it in a component's `on_mount`) the state
+- resumes: with `auto_resume`, the job's newest running (else pending) run becomes the current run,
+  so a page reload mid-run picks the run up again;
+- follows the latest: with `follow_latest`, a run of this job triggered anywhere (another tab,
+  another user, server code) becomes the current run as soon as it is triggered;
+- follows the current run live (status, output, error, progress, logs).
+
+`trigger(input)` validates the input against the job's model before sending it (field errors land
+in `field_errors`, nothing is sent), shows `pending` at once and follows the new run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import reflex as rx
+
+from ..client import JobClient
+from ..errors import DurablyError, InvalidInputError, RunCancelledError, RunFailedError
+from ..records import RunStatus
+from ..wire_events import RunStart, RunTrigger
+from .consumers import Consumer, consuming
+from .run_fields import clear_run
+from .run_state import RunViewState
+
+LATEST_SOURCE = "latest"  # the consumer's source that watches the job's new runs
+
+
+class UseJobState(RunViewState, mixin=True):
+    """`use_job`: `trigger`, `trigger_and_wait`, `reset` and the current run's fields, live."""
+
+    # -- configuration ----------------------------------------------------------------------------
+    job_name: ClassVar[str]
+    job: ClassVar[JobClient | None] = None  # typed access (input validated here) when known
+    initial_run_id: ClassVar[str | None] = None
+    auto_resume: ClassVar[bool] = True
+    follow_latest: ClassVar[bool] = True
+
+    # -- state beyond the run's fields ------------------------------------------------------------
+    field_errors: dict[str, str] = {}  # input field ("rows.0.name") -> message, from the last trigger
+
+    @rx.event(background=True)
+    async def attach(self) -> AsyncIterator[Any]:
+        """Resume, follow the job's latest runs and the current run, for this tab."""
+        cls = self.__class__
+        async with self:
+            token, name = self.router.session.client_token, self.get_full_name()
+            if self.current_run_id is None and cls.initial_run_id is not None:
+                clear_run(self, cls.initial_run_id)
+        async with consuming(token, name) as consumer:
+            if cls.follow_latest:
+                consumer.start_source(LATEST_SOURCE, self._follow_latest(consumer))
+            resumed = await self._run_to_resume() if cls.auto_resume and cls.initial_run_id is None else None
+            consumer.post(lambda state: state._switch(consumer, resumed or state.current_run_id))
+            async for event in self._consume(consumer):
+                yield event
+
+    @rx.event(background=True)
+    async def trigger(self, input: Any = None) -> Any:
+        """Start a run of the job with `input` and follow it."""
+        await self._trigger(input)
+
+    @rx.event(background=True)
+    async def trigger_and_wait(self, input: Any = None) -> Any:
+        """Start a run and wait until it settles; its output (or error) is then in the state even
+        when no consumer is attached."""
+        run_id = await self._trigger(input)
+        if run_id is None:
+            return
+        try:
+            result = await self.__class__.client.wait_for_run(run_id)
+            outcome = {"status": RunStatus.COMPLETED.value, "output": result.output}
+        except RunFailedError as error:
+            outcome = {"status": RunStatus.FAILED.value, "error": error.error}
+        except RunCancelledError:
+            outcome = {"status": RunStatus.CANCELLED.value}
+        except DurablyError as error:
+            outcome = {"error": str(error)}
+        async with self:
+            if self.current_run_id == run_id:
+                for field, value in outcome.items():
+                    setattr(self, field, value)
+
+    @rx.event
+    def reset_run(self) -> None:
+        """Forget the current run (and stop following it)."""
+        clear_run(self)
+        self.connection = "idle"
+        self.field_errors = {}
+        if (consumer := self._running_consumer()) is not None:
+            self._follow(consumer, None)
+
+    # -- internals --------------------------------------------------------------------------------
+    async def _trigger(self, input: Any) -> str | None:
+        cls = self.__class__
+        async with self:
+            clear_run(self)
+            self.status, self.field_errors, self.connection = "pending", {}, "idle"
+        try:
+            if cls.job is not None:
+                run_id = await cls.job.trigger(input)
+            else:
+                run_id = await cls.client.trigger(cls.job_name, input)
+        except InvalidInputError as error:
+            async with self:
+                self.status, self.error = None, str(error)
+                self.field_errors = field_errors(error)
+            return None
+        except DurablyError as error:
+            async with self:
+                self.status, self.error = None, str(error)
+            return None
+        async with self:
+            if self.current_run_id is None:  # the latest-runs stream may have switched to it already
+                self.current_run_id = run_id
+            consumer = self._running_consumer()
+            if consumer is not None and self.current_run_id == run_id:
+                self._follow(consumer, run_id)
+        return run_id
+
+    async def _run_to_resume(self) -> str | None:
+        """The job's newest running run, else its newest pending one (None on any error: resuming
+        is a convenience, the page works without it)."""
+        cls = self.__class__
+        try:
+            for status in (RunStatus.RUNNING, RunStatus.PENDING):
+                runs = await cls.client.get_runs(job_name=cls.job_name, status=status.value, limit=1)
+                if runs:
+                    return runs[0].id
+        except DurablyError:
+            return None
+        return None
+
+    async def _follow_latest(self, consumer: Consumer) -> None:
+        """Source: switch to every run of the job that is triggered or started, from anywhere."""
+        cls = self.__class__
+        async with cls.client.subscribe_runs(cls.job_name) as events:
+            async for event in events:
+                if isinstance(event, (RunTrigger, RunStart)):
+                    consumer.post(lambda state, run_id=event.run_id: state._switch(consumer, run_id))
+
+
+def field_errors(error: InvalidInputError) -> dict[str, str]:
+    """Pydantic's errors by dotted field path ("rows.0.name"), the first message per field."""
+    by_field: dict[str, str] = {}
+    for detail in error.errors:
+        path = ".".join(str(part) for part in detail.get("loc", ())) or "input"
+        by_field.setdefault(path, str(detail.get("msg", "invalid")))
+    return by_field

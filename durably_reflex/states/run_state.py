@@ -1,0 +1,210 @@
+"""Hook states that follow one run: the shared base, `UseJobRunState` and `UseJobLogsState`.
+
+The base keeps the seed's fields (`status`, `output`, `error`, `progress`, `logs`) of the run in
+`current_run_id` and follows it over `/subscribe`: the stream's first frame is the run as it stands,
+so a running run shows `running` at once, then the log history is fetched and merged with the live
+log lines, then every event is applied as it comes. `connection` tells the UI how the stream is
+doing ("idle", "connecting", "open", "reconnecting", "closed"); a stream that ends because the run
+completed is "closed", not an error.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import reflex as rx
+
+from ..client import DurablyClient
+from ..errors import DurablyError, RunNotFoundError
+from ..wire_events import RunSnapshot
+from .consumers import Consumer, Update, consuming, running_consumer
+from .run_fields import add_logs, apply_run_event, clear_run, log_line
+
+RUN_SOURCE = "run"  # the consumer's source that follows the current run
+
+
+class RunViewState(rx.State, mixin=True):
+    """Base of the hook states over one run (a mixin: each hook instance is its own state)."""
+
+    # -- configuration (class attributes, set by the `use_*` factories or a subclass) -------------
+    client: ClassVar[DurablyClient]
+    max_logs: ClassVar[int] = 100  # newest log lines kept (0: all); state stays small
+
+    # -- what the UI shows ------------------------------------------------------------------------
+    current_run_id: str | None = None
+    status: str | None = None
+    output: dict[str, Any] | list[Any] | str | int | float | bool | None = None  # the JSON output
+    error: str | None = None
+    progress: dict[str, Any] | None = None
+    logs: list[dict[str, Any]] = []
+    connection: str = "idle"
+
+    @rx.var
+    def is_pending(self) -> bool:
+        return self.status == "pending"
+
+    @rx.var
+    def is_running(self) -> bool:
+        return self.status == "running"
+
+    @rx.var
+    def is_completed(self) -> bool:
+        return self.status == "completed"
+
+    @rx.var
+    def is_failed(self) -> bool:
+        return self.status == "failed"
+
+    @rx.var
+    def is_cancelled(self) -> bool:
+        return self.status == "cancelled"
+
+    @rx.var
+    def is_reconnecting(self) -> bool:
+        return self.connection == "reconnecting"
+
+    @rx.var
+    def progress_percent(self) -> int | None:
+        """0–100 when the job reported a total, else None (an indeterminate bar)."""
+        progress = self.progress or {}
+        total, current = progress.get("total"), progress.get("current")
+        if not total or current is None:
+            return None
+        return max(0, min(100, round(100 * current / total)))
+
+    @rx.var
+    def progress_message(self) -> str:
+        return (self.progress or {}).get("message") or ""
+
+    @rx.var
+    def output_json(self) -> str:
+        """The output as indented JSON, for display ("" before there is one)."""
+        return "" if self.output is None else json.dumps(self.output, indent=2, ensure_ascii=False)
+
+    # -- events -----------------------------------------------------------------------------------
+    @rx.event
+    def clear_logs(self) -> None:
+        self.logs = []
+
+    # -- consuming ----------------------------------------------------------------------------------
+    async def _consume(self, consumer: Consumer) -> AsyncIterator[Any]:
+        """Apply the consumer's updates until it stops; yields the events updates ask for."""
+        async for batch in consumer.batches():
+            events: list[Any] = []
+            async with self:
+                for update in batch:
+                    before = self.status
+                    result = update(self)
+                    if inspect.isawaitable(result):
+                        result = await result
+                    events.extend(result or ())
+                    if self.status != before:
+                        events.extend(self._on_status_change(before, self.status))
+            for event in events:
+                yield event
+
+    def _on_status_change(self, before: str | None, after: str | None) -> list[Any]:
+        """Events to dispatch when the followed run's status changes (callbacks); none here."""
+        return []
+
+    def _follow(self, consumer: Consumer, run_id: str | None) -> None:
+        """Make `consumer` follow `run_id` (or nothing); a no-op when it follows it already."""
+        if run_id is None:
+            consumer.cancel_source(RUN_SOURCE)
+        elif consumer.follows(RUN_SOURCE) != run_id:
+            consumer.start_source(RUN_SOURCE, follow_run(consumer, self.__class__.client, run_id), follows=run_id)
+
+    def _switch(self, consumer: Consumer, run_id: str | None) -> None:
+        """Inside the lock: show `run_id` from now on (cleared unless it is the run shown already)."""
+        if self.current_run_id != run_id:
+            clear_run(self, run_id)
+            self.connection = "idle"
+        self._follow(consumer, run_id)
+
+    def _running_consumer(self) -> Consumer | None:
+        return running_consumer(self.router.session.client_token, self.get_full_name())
+
+
+async def follow_run(consumer: Consumer, client: DurablyClient, run_id: str) -> None:
+    """Source: the events of one run, its log history merged in after the first snapshot."""
+
+    def on_connection(state_name: str) -> None:
+        consumer.post(_run_update(run_id, lambda state: setattr(state, "connection", state_name)))
+
+    history_loaded = False
+    try:
+        async with client.subscribe(run_id, on_state=on_connection) as events:
+            async for event in events:
+                consumer.post(_run_update(run_id, lambda state, e=event: apply_run_event(state, e, max_logs=state.max_logs)))
+                if isinstance(event, RunSnapshot) and not history_loaded:
+                    history_loaded = True
+                    entries = await client.get_logs(run_id)
+                    lines = [log_line(entry) for entry in entries]
+                    consumer.post(_run_update(run_id, lambda state, lines=lines: add_logs(state, lines, max_logs=state.max_logs)))
+    except RunNotFoundError:
+        consumer.post(_run_update(run_id, lambda state: _show_error(state, f"Run not found: {run_id}")))
+    except DurablyError as error:  # refused (auth), or a server answer the stream cannot use
+        consumer.post(_run_update(run_id, lambda state, message=str(error): _show_error(state, message)))
+
+
+def _run_update(run_id: str, change: Any) -> Update:
+    """An update applied only while the state still shows `run_id` (a switch drops the rest)."""
+
+    def update(state: Any) -> None:
+        if state.current_run_id == run_id:
+            change(state)
+
+    return update
+
+
+def _show_error(state: Any, message: str) -> None:
+    state.error = message
+    state.connection = "closed"
+
+
+class UseJobRunState(RunViewState, mixin=True):
+    """`use_job_run`: one run's status, output, error, progress and logs, live.
+
+    The run comes from `attach(run_id)` (a page's route parameter, say) or the `default_run_id`
+    class attribute (a page's route
+    parameter, say). `on_start`, `on_complete` and `on_fail` (event handlers or specs, optional) are
+    dispatched when the run starts (its first pending/running status), completes and fails.
+    """
+
+    default_run_id: ClassVar[str | None] = None  # when `attach` is given none
+    on_start: ClassVar[Any] = None
+    on_complete: ClassVar[Any] = None
+    on_fail: ClassVar[Any] = None
+
+    @rx.event(background=True)
+    async def attach(self, run_id: str | None = None) -> AsyncIterator[Any]:
+        """Follow `run_id` (default: the class's `default_run_id`) for this tab; put it in `on_mount`."""
+        async with self:
+            token, name = self.router.session.client_token, self.get_full_name()
+        async with consuming(token, name) as consumer:
+            target = run_id or self.__class__.default_run_id
+            consumer.post(lambda state: state._switch(consumer, target))
+            async for event in self._consume(consumer):
+                yield event
+
+    def _on_status_change(self, before: str | None, after: str | None) -> list[Any]:
+        cls = self.__class__
+        if before is None and after in ("pending", "running"):
+            return [cls.on_start] if cls.on_start is not None else []
+        if after == "completed":
+            return [cls.on_complete] if cls.on_complete is not None else []
+        if after == "failed":
+            return [cls.on_fail] if cls.on_fail is not None else []
+        return []
+
+
+class UseJobLogsState(UseJobRunState, mixin=True):
+    """`use_job_logs`: one run's log lines, history first then live, the newest `max_logs` kept.
+
+    Each line is a dict: `id`, `run_id`, `step_name`, `level`, `message`, `data`, `timestamp`.
+    It is `use_job_run`'s consumer (one stream per run carries logs and status alike); a page
+    reads `logs` and `clear_logs` from it.
+    """

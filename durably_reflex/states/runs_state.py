@@ -1,0 +1,227 @@
+"""`use_runs`: one page of runs, newest first, live on the first page.
+
+Rows are the runs as the API lists them, as dicts with snake_case keys (`id`, `job_name`,
+`status`, `progress`, `current_step_index`, `step_count`, `output`, `error`, `created_at`, ...).
+The page is fetched with one extra row to learn `has_more`.
+
+While the first page is shown, `attach` (in `on_mount`) follows `/runs/subscribe`: lifecycle
+events and step starts/failures refresh the page (a burst of them becomes one fetch, at most one
+every `REFRESH_INTERVAL`), progress and step completions change the matching row in place with no
+fetch. Other pages stay as fetched until `refresh`. The status and job filters can be changed at run
+time (`set_status_filter`, `set_job_filter`) unless the state is bound to one job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, ClassVar
+
+import reflex as rx
+from pydantic import BaseModel
+
+from ..client import DurablyClient, JobClient
+from ..errors import DurablyError
+from ..records import Run
+from ..wire_events import RunProgress, StepComplete, WireEvent
+from .consumers import Consumer, consuming, running_consumer
+
+REFRESH_INTERVAL = 0.1  # seconds between two live refreshes of the first page, at most
+# Events after which the first page is fetched again; progress and step completion patch rows.
+_REFRESH_ON = frozenset({
+    "run:trigger", "run:start", "run:complete", "run:fail", "run:cancel", "run:retry", "run:delete",
+    "step:start", "step:fail",
+})  # fmt: skip
+LIVE_SOURCE = "runs"
+
+
+class UseRunsState(rx.State, mixin=True):
+    """`use_runs`: `runs`, `page`, `has_more`, `is_loading`, `error` and the page moves."""
+
+    # -- configuration ----------------------------------------------------------------------------
+    client: ClassVar[DurablyClient]
+    job: ClassVar[JobClient | None] = None  # bound to one job: typed rows, no job filter
+    job_name: ClassVar[str | None] = None  # initial job filter (fixed when `job` is set)
+    status: ClassVar[str | None] = None  # initial status filter
+    page_size: ClassVar[int] = 10
+
+    # -- what the UI shows ------------------------------------------------------------------------
+    runs: list[dict[str, Any]] = []
+    page: int = 0
+    has_more: bool = False
+    is_loading: bool = False
+    error: str | None = None
+    job_filter: str = ""  # "" = every job
+    status_filter: str = ""  # "" = every status
+    connection: str = "idle"
+    _configured: bool = False
+
+    @rx.var
+    def is_empty(self) -> bool:
+        return not self.runs and not self.is_loading and self.error is None
+
+    @rx.var(deps=["page", "runs"], auto_deps=False)
+    def first_row_number(self) -> int:
+        return self.page * self.__class__.page_size + 1 if self.runs else 0
+
+    @rx.var(deps=["page", "runs"], auto_deps=False)
+    def last_row_number(self) -> int:
+        return self.page * self.__class__.page_size + len(self.runs)
+
+    # -- events -----------------------------------------------------------------------------------
+    @rx.event(background=True)
+    async def attach(self) -> None:
+        """Load the page and keep the first page live for this tab; put it in `on_mount`."""
+        async with self:
+            self._configure()
+            token, name = self.router.session.client_token, self.get_full_name()
+            await self._load()
+        async with consuming(token, name) as consumer:
+            consumer.start_source(LIVE_SOURCE, _follow_runs(consumer, self.__class__.client, self.job_filter or None))
+            async for batch in consumer.batches():
+                async with self:
+                    for update in batch:
+                        result = update(self)
+                        if asyncio.iscoroutine(result):
+                            await result
+
+    @rx.event
+    async def refresh(self) -> None:
+        await self._load()
+
+    @rx.event
+    async def next_page(self) -> None:
+        if self.has_more:
+            self.page += 1
+            await self._load()
+
+    @rx.event
+    async def prev_page(self) -> None:
+        if self.page > 0:
+            self.page -= 1
+            await self._load()
+
+    @rx.event
+    async def go_to_page(self, page: int) -> None:
+        self.page = max(0, int(page))
+        await self._load()
+
+    @rx.event
+    async def set_status_filter(self, status: str) -> None:
+        """Show runs of one status ("" or "all": every status), from the first page."""
+        self.status_filter = "" if status == "all" else status
+        self.page = 0
+        await self._load()
+
+    @rx.event
+    async def set_job_filter(self, job_name: str) -> None:
+        """Show runs of one job ("" or "all": every job), from the first page; the live stream
+        follows the filter. Ignored when the state is bound to one job."""
+        if self.__class__.job is not None:
+            return
+        self.job_filter = "" if job_name == "all" else job_name
+        self.page = 0
+        await self._load()
+        consumer = self._running_consumer()
+        if consumer is not None:
+            consumer.start_source(LIVE_SOURCE, _follow_runs(consumer, self.__class__.client, self.job_filter or None))
+
+    # -- for Python code that extends the state ---------------------------------------------------
+    def typed_runs(self) -> list[Run | BaseModel]:
+        """The rows as `Run` records, outputs loaded into the job's output model when the state is
+        bound to a job (for event handlers of subclasses; the page reads `runs`)."""
+        job = self.__class__.job
+        records = [Run.model_validate(row) for row in self.runs]
+        if job is None:
+            return records
+        return [run.model_copy(update={"output": job.definition.load_output(run.output)}) for run in records]
+
+    # -- internals --------------------------------------------------------------------------------
+    def _configure(self) -> None:
+        """Take the class's initial filters once per tab (later changes are the user's)."""
+        cls = self.__class__
+        if not self._configured:
+            self._configured = True
+            self.job_filter = cls.job.name if cls.job is not None else (cls.job_name or "")
+            self.status_filter = cls.status or ""
+
+    async def _load(self) -> None:
+        """Fetch the current page (inside the lock: a normal event, or an update)."""
+        cls = self.__class__
+        self.is_loading = True
+        try:
+            rows = await cls.client.get_runs(
+                job_name=self.job_filter or None,
+                status=self.status_filter or None,
+                limit=cls.page_size + 1,
+                offset=self.page * cls.page_size,
+            )
+        except DurablyError as error:
+            self.error = f"Failed to fetch runs: {error}"  # the rows shown so far are kept
+        else:
+            self.error = None
+            self.has_more = len(rows) > cls.page_size
+            self.runs = [run.model_dump(mode="json") for run in rows[: cls.page_size]]
+        finally:
+            self.is_loading = False
+
+    def _running_consumer(self) -> Consumer | None:
+        return running_consumer(self.router.session.client_token, self.get_full_name())
+
+
+async def _follow_runs(consumer: Consumer, client: DurablyClient, job_name: str | None) -> None:
+    """Source: `/runs/subscribe`; patches rows in place and asks for coalesced refreshes."""
+    refresh = _Refresher(consumer)
+
+    def on_connection(state_name: str) -> None:
+        consumer.post(lambda state: setattr(state, "connection", state_name))
+
+    async with client.subscribe_runs(job_name, on_state=on_connection) as events:
+        async for event in events:
+            if event.type in _REFRESH_ON:
+                refresh.request()
+            elif isinstance(event, (RunProgress, StepComplete)):
+                consumer.post(lambda state, e=event: _patch_row(state, e))
+
+
+def _patch_row(state: Any, event: WireEvent) -> None:
+    if state.page != 0:
+        return
+    for index, row in enumerate(state.runs):
+        if row["id"] == event.run_id:
+            if isinstance(event, RunProgress):
+                changed = {"progress": event.progress.model_dump(mode="json")}
+            else:
+                changed = {"current_step_index": event.step_index + 1}
+            state.runs[index] = {**row, **changed}
+            return
+
+
+class _Refresher:
+    """Turns a burst of refresh requests into one fetch, and spaces fetches `REFRESH_INTERVAL`
+    apart: a request while one is queued is dropped, a request too soon after the last is
+    scheduled for when the interval has passed."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self._consumer = consumer
+        self._queued = False
+        self._last = 0.0
+
+    def request(self) -> None:
+        if self._queued:
+            return
+        self._queued = True
+        delay = self._last + REFRESH_INTERVAL - time.monotonic()
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self._post)
+        else:
+            self._post()
+
+    def _post(self) -> None:
+        self._consumer.post(self._refresh)
+
+    async def _refresh(self, state: Any) -> None:
+        self._queued = False
+        self._last = time.monotonic()
+        if state.page == 0:
+            await state._load()
