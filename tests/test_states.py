@@ -16,11 +16,26 @@ from typing import Any
 
 import pytest
 
-from durably_reflex import DurablyClient, InvalidInputError, LogEntry, Progress, Run, RunStatus
+from durably_reflex import (
+    DurablyClient,
+    InvalidInputError,
+    LogEntry,
+    Progress,
+    Run,
+    RunStatus,
+    Step,
+)
 from durably_reflex.states import consumers
 from durably_reflex.states.consumers import Consumer, consuming
 from durably_reflex.states.job_state import field_errors
-from durably_reflex.states.run_fields import add_logs, apply_run_event, clear_run, log_line
+from durably_reflex.states.run_fields import (
+    add_logs,
+    apply_run_event,
+    clear_run,
+    log_line,
+    put_step,
+    step_row,
+)
 from durably_reflex.states.run_state import follow_run
 from durably_reflex.states.runs_state import _follow_runs
 from durably_reflex.wire_events import (
@@ -31,6 +46,8 @@ from durably_reflex.wire_events import (
     RunRetry,
     RunSnapshot,
     RunStart,
+    RunTrigger,
+    StepComplete,
     StepStart,
 )
 from tests.test_client import ServerThread, free_port, wait_status
@@ -49,6 +66,8 @@ class RunView:
     error: str | None = None
     progress: dict[str, Any] | None = None
     logs: list[dict[str, Any]] = field(default_factory=list)
+    run: dict[str, Any] | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
     connection: str = "idle"
     max_logs: int = 100
     seen_connections: list[str] = field(default_factory=list)
@@ -89,11 +108,26 @@ def test_lifecycle_events_set_status_output_and_error_as_the_seed_does() -> None
     assert (view.status, view.output) == ("completed", {"count": 2})
 
 
-def test_events_of_another_run_and_step_events_change_nothing() -> None:
+def test_events_of_another_run_and_triggers_change_nothing() -> None:
     view = RunView(current_run_id="run-1", status="running")
     assert not apply_run_event(view, RunComplete(run_id="run-2", job_name="job", output=1), max_logs=100)
-    assert not apply_run_event(view, StepStart(run_id="run-1", job_name="job", step_name="a", step_index=0), max_logs=100)
+    assert not apply_run_event(view, RunTrigger(run_id="run-1", job_name="job"), max_logs=100)
     assert view.status == "running" and view.output is None
+
+
+def test_step_events_build_a_timeline_that_fetched_steps_merge_into() -> None:
+    view = RunView(current_run_id="run-1")
+    apply_run_event(view, StepStart(run_id="run-1", job_name="job", step_name="load", step_index=1, timestamp=NOW), max_logs=100)
+    assert view.steps == [{
+        "index": 1, "name": "load", "status": "running", "started_at": "2026-11-29T12:00:00.000Z",
+        "output": None, "error": None, "completed_at": None, "duration_ms": None,
+    }]  # fmt: skip
+    done = StepComplete(run_id="run-1", job_name="job", step_name="load", step_index=1, duration=12.5, output=[1], timestamp=NOW)
+    apply_run_event(view, done, max_logs=100)
+    fetched = Step(id="s0", run_id="run-1", name="open", index=0, status="completed", started_at=NOW, completed_at=NOW)
+    put_step(view, step_row(fetched))
+    assert [(row["index"], row["name"], row["status"]) for row in view.steps] == [(0, "open", "completed"), (1, "load", "completed")]
+    assert view.steps[1]["duration_ms"] == 12.5 and view.steps[1]["output"] == [1] and view.steps[0]["duration_ms"] == 0
 
 
 def test_live_log_lines_keep_the_servers_id_step_and_time() -> None:
@@ -214,6 +248,9 @@ async def test_following_a_running_run_shows_it_running_then_follows_it_to_the_e
     assert shown == [None, "running", "completed"]  # nothing before the snapshot, then never None or pending
     assert view.status == "completed" and view.output == 6 and view.error is None
     assert view.progress == {"current": 6, "total": 6, "message": None}
+    assert [row["name"] for row in view.steps] == [f"tick-{index}" for index in range(6)]
+    assert all(row["status"] == "completed" for row in view.steps)
+    assert view.run is not None and view.run["input"] == {"steps": 6, "delay": 0.1} and view.run["completed_at"]
     assert view.seen_connections[-1] == "closed" and "reconnecting" not in view.seen_connections
 
 

@@ -1,7 +1,8 @@
 """How one run's events change what a UI shows of it: pure functions, no Reflex.
 
 The hook states (`use_job`, `use_job_run`, `use_job_logs`) keep the same fields as the seed's
-React hooks (`status`, `output`, `error`, `progress`, `logs`) plus `current_run_id`. The functions
+React hooks (`status`, `output`, `error`, `progress`, `logs`) plus `current_run_id`, the run's
+record as first seen (`run`: input, times) and, where a state tracks them, its `steps`. The functions
 here fold wire events into any object with those attributes, so the same rules apply to a Reflex
 state inside `async with self:` and to a plain object in a unit test.
 
@@ -12,10 +13,11 @@ timestamp; an event of another run than the one followed is dropped.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Protocol
 
 from ..clock import to_iso
-from ..records import LogEntry, Run
+from ..records import LogEntry, Run, Step
 from ..wire_events import (
     LogWrite,
     RunCancel,
@@ -25,6 +27,9 @@ from ..wire_events import (
     RunRetry,
     RunSnapshot,
     RunStart,
+    StepComplete,
+    StepFail,
+    StepStart,
     WireEvent,
 )
 
@@ -38,6 +43,8 @@ class RunFields(Protocol):
     error: str | None
     progress: dict[str, Any] | None
     logs: list[dict[str, Any]]
+    run: dict[str, Any] | None
+    steps: list[dict[str, Any]]
 
 
 def clear_run(view: RunFields, run_id: str | None = None) -> None:
@@ -48,37 +55,53 @@ def clear_run(view: RunFields, run_id: str | None = None) -> None:
     view.error = None
     view.progress = None
     view.logs = []
+    view.run = None
+    view.steps = []
 
 
 def apply_run_event(view: RunFields, event: WireEvent, *, max_logs: int) -> bool:
     """Fold one event of the followed run into `view`; False if it was not for that run or changes
-    nothing the view shows (step events, triggers)."""
+    nothing the view shows (a trigger)."""
     if event.run_id != view.current_run_id:
         return False
     match event:
         case RunSnapshot(run=run):
             show_run(view, run)
-        case RunStart():
+        case RunStart(timestamp=moment):
             view.status = "running"
-        case RunComplete(output=output):
+            _stamp_run(view, started_at=_iso(moment), completed_at=None)
+        case RunComplete(output=output, timestamp=moment):
             view.status, view.output = "completed", output
-        case RunFail(error=error):
+            _stamp_run(view, completed_at=_iso(moment))
+        case RunFail(error=error, timestamp=moment):
             view.status, view.error = "failed", error
-        case RunCancel():
+            _stamp_run(view, completed_at=_iso(moment))
+        case RunCancel(timestamp=moment):
             view.status = "cancelled"
+            _stamp_run(view, completed_at=_iso(moment))
         case RunRetry():
             view.status, view.error = "pending", None
         case RunProgress(progress=progress):
             view.progress = progress.model_dump(mode="json")
         case LogWrite():
             add_logs(view, [log_line_from_event(event)], max_logs=max_logs)
+        case StepStart(step_index=index, step_name=name, timestamp=moment):
+            put_step(view, {"index": index, "name": name, "status": "running", "started_at": _iso(moment)})
+        case StepComplete(step_index=index, step_name=name, timestamp=moment, duration=duration, output=output):
+            put_step(view, {
+                "index": index, "name": name, "status": "completed", "completed_at": _iso(moment),
+                "duration_ms": duration, "output": output,
+            })  # fmt: skip
+        case StepFail(step_index=index, step_name=name, timestamp=moment, error=error):
+            put_step(view, {"index": index, "name": name, "status": "failed", "completed_at": _iso(moment), "error": error})
         case _:
             return False
     return True
 
 
 def show_run(view: RunFields, run: Run) -> None:
-    """Take the run as it stands (a snapshot, or a fetched run); logs are kept."""
+    """Take the run as it stands (a snapshot, or a fetched run); logs and steps are kept."""
+    view.run = run.model_dump(mode="json", exclude={"error_stack"})
     view.status = run.status.value
     view.output = run.output
     view.error = run.error
@@ -92,6 +115,47 @@ def add_logs(view: RunFields, lines: list[dict[str, Any]], *, max_logs: int) -> 
     merged = view.logs + [line for line in lines if line["id"] not in seen]
     merged.sort(key=lambda line: line["id"])  # ids are time-ordered (ULIDs)
     view.logs = merged[-max_logs:] if max_logs > 0 else merged
+
+
+def percent(progress: dict[str, Any] | None) -> int | None:
+    """0-100 for a progress with a total, else None (an indeterminate bar)."""
+    progress = progress or {}
+    total, current = progress.get("total"), progress.get("current")
+    if not total or current is None:
+        return None
+    return max(0, min(100, round(100 * current / total)))
+
+
+def _stamp_run(view: RunFields, **times: str | None) -> None:
+    """Keep the run record's times current for a detail view (its status lives in `status`)."""
+    if view.run is not None:
+        view.run = {**view.run, **times}
+
+
+def step_row(step: Step) -> dict[str, Any]:
+    """A stored step as a timeline row, with its duration in milliseconds when it has ended."""
+    row = step.model_dump(mode="json", exclude={"error_stack"})
+    ended = step.completed_at is not None
+    row["duration_ms"] = (step.completed_at - step.started_at).total_seconds() * 1000 if ended else None
+    return row
+
+
+def put_step(view: RunFields, change: dict[str, Any]) -> None:
+    """Merge a step's change into its row (by index), adding the row when the step is new."""
+    steps = list(view.steps)
+    for position, row in enumerate(steps):
+        if row["index"] == change["index"]:
+            steps[position] = {**row, **change}
+            break
+    else:
+        steps.append({"output": None, "error": None, "completed_at": None, "duration_ms": None, **change})
+        steps.sort(key=lambda row: row["index"])
+    view.steps = steps
+
+
+def _iso(moment: datetime | None) -> str | None:
+    # The ISO form fetched records have, so live and fetched rows render alike.
+    return None if moment is None else to_iso(round(moment.timestamp() * 1000))
 
 
 def log_line(entry: LogEntry) -> dict[str, Any]:
@@ -108,6 +172,5 @@ def log_line_from_event(event: LogWrite) -> dict[str, Any]:
         "level": event.level,
         "message": event.message,
         "data": event.data,
-        # The same ISO form a fetched entry has, so both kinds of rows render alike.
-        "timestamp": None if event.timestamp is None else to_iso(round(event.timestamp.timestamp() * 1000)),
+        "timestamp": _iso(event.timestamp),
     }

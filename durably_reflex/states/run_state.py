@@ -21,7 +21,15 @@ from ..client import DurablyClient
 from ..errors import DurablyError, RunNotFoundError
 from ..wire_events import RunSnapshot
 from .consumers import Consumer, Update, consuming, running_consumer
-from .run_fields import add_logs, apply_run_event, clear_run, log_line
+from .run_fields import (
+    add_logs,
+    apply_run_event,
+    clear_run,
+    log_line,
+    percent,
+    put_step,
+    step_row,
+)
 
 RUN_SOURCE = "run"  # the consumer's source that follows the current run
 
@@ -40,7 +48,10 @@ class RunViewState(rx.State, mixin=True):
     error: str | None = None
     progress: dict[str, Any] | None = None
     logs: list[dict[str, Any]] = []
+    run: dict[str, Any] | None = None  # the run's record (input, times) as first seen, times kept current
+    steps: list[dict[str, Any]] = []  # timeline rows: index, name, status, started_at, duration_ms, ...
     connection: str = "idle"
+    level_filter: str = ""  # "" = every level; a log viewer's choice
 
     @rx.var
     def is_pending(self) -> bool:
@@ -69,15 +80,22 @@ class RunViewState(rx.State, mixin=True):
     @rx.var
     def progress_percent(self) -> int | None:
         """0–100 when the job reported a total, else None (an indeterminate bar)."""
-        progress = self.progress or {}
-        total, current = progress.get("total"), progress.get("current")
-        if not total or current is None:
-            return None
-        return max(0, min(100, round(100 * current / total)))
+        return percent(self.progress)
 
     @rx.var
     def progress_message(self) -> str:
         return (self.progress or {}).get("message") or ""
+
+    @rx.var
+    def visible_logs(self) -> list[dict[str, Any]]:
+        """The log lines of `level_filter`'s level (all when it is "")."""
+        if not self.level_filter:
+            return self.logs
+        return [line for line in self.logs if line["level"] == self.level_filter]
+
+    @rx.var
+    def input_json(self) -> str:
+        return "" if self.run is None else json.dumps(self.run.get("input"), indent=2, ensure_ascii=False)
 
     @rx.var
     def output_json(self) -> str:
@@ -88,6 +106,11 @@ class RunViewState(rx.State, mixin=True):
     @rx.event
     def clear_logs(self) -> None:
         self.logs = []
+
+    @rx.event
+    def set_level_filter(self, level: str) -> None:
+        """Show one level's log lines ("" or "all": every level)."""
+        self.level_filter = "" if level == "all" else level
 
     # -- consuming ----------------------------------------------------------------------------------
     async def _consume(self, consumer: Consumer) -> AsyncIterator[Any]:
@@ -129,7 +152,8 @@ class RunViewState(rx.State, mixin=True):
 
 
 async def follow_run(consumer: Consumer, client: DurablyClient, run_id: str) -> None:
-    """Source: the events of one run, its log history merged in after the first snapshot."""
+    """Source: the events of one run, with its log history merged in after the first snapshot and
+    its steps read again after every snapshot (a reconnect may have missed step events)."""
 
     def on_connection(state_name: str) -> None:
         consumer.post(_run_update(run_id, lambda state: setattr(state, "connection", state_name)))
@@ -139,10 +163,13 @@ async def follow_run(consumer: Consumer, client: DurablyClient, run_id: str) -> 
         async with client.subscribe(run_id, on_state=on_connection) as events:
             async for event in events:
                 consumer.post(_run_update(run_id, lambda state, e=event: apply_run_event(state, e, max_logs=state.max_logs)))
-                if isinstance(event, RunSnapshot) and not history_loaded:
+                if not isinstance(event, RunSnapshot):
+                    continue
+                rows = [step_row(step) for step in await client.get_steps(run_id)]
+                consumer.post(_run_update(run_id, lambda state, rows=rows: _merge_steps(state, rows)))
+                if not history_loaded:
                     history_loaded = True
-                    entries = await client.get_logs(run_id)
-                    lines = [log_line(entry) for entry in entries]
+                    lines = [log_line(entry) for entry in await client.get_logs(run_id)]
                     consumer.post(_run_update(run_id, lambda state, lines=lines: add_logs(state, lines, max_logs=state.max_logs)))
     except RunNotFoundError:
         consumer.post(_run_update(run_id, lambda state: _show_error(state, f"Run not found: {run_id}")))
@@ -158,6 +185,11 @@ def _run_update(run_id: str, change: Any) -> Update:
             change(state)
 
     return update
+
+
+def _merge_steps(state: Any, rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        put_step(state, row)
 
 
 def _show_error(state: Any, message: str) -> None:

@@ -1,7 +1,8 @@
 """`use_runs`: one page of runs, newest first, live on the first page.
 
 Rows are the runs as the API lists them, as dicts with snake_case keys (`id`, `job_name`,
-`status`, `progress`, `current_step_index`, `step_count`, `output`, `error`, `created_at`, ...).
+`status`, `progress`, `current_step_index`, `step_count`, `output`, `error`, `created_at`, ...),
+plus `progress_percent` and `duration_ms` for tables.
 The page is fetched with one extra row to learn `has_more`.
 
 While the first page is shown, `attach` (in `on_mount`) follows `/runs/subscribe`: lifecycle
@@ -25,6 +26,7 @@ from ..errors import DurablyError
 from ..records import Run
 from ..wire_events import RunProgress, StepComplete, WireEvent
 from .consumers import Consumer, consuming, running_consumer
+from .run_fields import percent
 
 REFRESH_INTERVAL = 0.1  # seconds between two live refreshes of the first page, at most
 # Events after which the first page is fetched again; progress and step completion patch rows.
@@ -161,7 +163,7 @@ class UseRunsState(rx.State, mixin=True):
         else:
             self.error = None
             self.has_more = len(rows) > cls.page_size
-            self.runs = [run.model_dump(mode="json") for run in rows[: cls.page_size]]
+            self.runs = [run_row(run) for run in rows[: cls.page_size]]
         finally:
             self.is_loading = False
 
@@ -184,13 +186,24 @@ async def _follow_runs(consumer: Consumer, client: DurablyClient, job_name: str 
                 consumer.post(lambda state, e=event: _patch_row(state, e))
 
 
+def run_row(run: Run) -> dict[str, Any]:
+    """A run as a table row: its fields (snake_case, JSON values) plus what a table shows derived
+    from them: `progress_percent` (0-100, None without a total) and `duration_ms` once it ended."""
+    row = run.model_dump(mode="json", exclude={"error_stack"})
+    row["progress_percent"] = percent(row["progress"])
+    ended = run.started_at is not None and run.completed_at is not None
+    row["duration_ms"] = (run.completed_at - run.started_at).total_seconds() * 1000 if ended else None
+    return row
+
+
 def _patch_row(state: Any, event: WireEvent) -> None:
     if state.page != 0:
         return
     for index, row in enumerate(state.runs):
         if row["id"] == event.run_id:
             if isinstance(event, RunProgress):
-                changed = {"progress": event.progress.model_dump(mode="json")}
+                progress = event.progress.model_dump(mode="json")
+                changed = {"progress": progress, "progress_percent": percent(progress)}
             else:
                 changed = {"current_step_index": event.step_index + 1}
             state.runs[index] = {**row, **changed}
