@@ -17,7 +17,35 @@ bash scripts/setup.sh
 . scripts/env.sh
 
 # --- Step 2: system packages the tests need -------------------------------
-# (none yet; e.g. a browser for the dashboard's end-to-end tests goes here)
+# Chromium for the browser tests (tests/browser): Playwright drives Debian's
+# chromium package, never a browser downloaded by `playwright install`. Not
+# fatal here: without it the browser tests are skipped locally, and fail under
+# CI=true, saying why.
+CHROMIUM="${CHROMIUM_PATH:-/usr/bin/chromium}"
+if [ ! -x "$CHROMIUM" ]; then
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "[test] no $CHROMIUM and no apt-get to install it: the browser tests will say so" >&2
+    else
+        if [ "$(id -u)" = 0 ]; then
+            AS_ROOT=()
+        elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            AS_ROOT=(sudo -n)
+        else
+            AS_ROOT=(none)
+        fi
+        if [ "${AS_ROOT[0]:-}" = none ]; then
+            echo "[test] no $CHROMIUM, and installing it needs root (or sudo without a password): the browser tests will say so" >&2
+        else
+            echo "[test] installing Debian's chromium with apt-get (for the browser tests)"
+            if "${AS_ROOT[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+                && "${AS_ROOT[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium </dev/null; then
+                echo "[test] installed $("$CHROMIUM" --version 2>/dev/null || echo chromium)"
+            else
+                echo "[test] apt-get could not install chromium (status $?): the browser tests will say so" >&2
+            fi
+        fi
+    fi
+fi
 
 # --- Step 3: the tests -------------------------------------------------------
 exec "$REPO_ROOT/.venv/bin/python" -m pytest "$@"
