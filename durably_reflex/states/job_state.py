@@ -8,7 +8,8 @@ On `attach` (put it in a component's `on_mount`) the state
 - follows the current run live (status, output, error, progress, logs).
 
 `trigger(input)` validates the input against the job's model before sending it (field errors land
-in `field_errors`, nothing is sent), shows `pending` at once and follows the new run.
+in `field_errors`, nothing is sent), shows `pending` at once and follows the new run. `submit_form`
+does the same for the flat data of a `trigger_form` submission.
 """
 
 from __future__ import annotations
@@ -61,6 +62,22 @@ class UseJobState(RunViewState, mixin=True):
     @rx.event(background=True)
     async def trigger(self, input: Any = None) -> Any:
         """Start a run of the job with `input` and follow it."""
+        await self._trigger(input)
+
+    @rx.event(background=True)
+    async def submit_form(self, form_data: dict[str, Any]) -> Any:
+        """Trigger from a `trigger_form` submission, whose flat fields (named by dotted path) become
+        the job's input. A field that does not convert (a number that is not one, bad JSON) is
+        reported under its input like a model error, and no run is created."""
+        from ..components.form_schema import form_to_input  # not at the top: the components import the states
+
+        cls = self.__class__
+        input, errors = form_to_input(cls.job.definition.input_schema() if cls.job is not None else None, form_data)
+        if errors:
+            async with self:
+                clear_run(self)
+                self.connection, self.error, self.field_errors = "idle", "Invalid input", errors
+            return
         await self._trigger(input)
 
     @rx.event(background=True)
