@@ -90,7 +90,7 @@ def apply_run_event(view: RunFields, event: WireEvent, *, max_logs: int) -> bool
         case StepComplete(step_index=index, step_name=name, timestamp=moment, duration=duration, output=output):
             put_step(view, {
                 "index": index, "name": name, "status": "completed", "completed_at": _iso(moment),
-                "duration_ms": duration, "output": output,
+                "duration_ms": duration, "duration_text": format_duration(duration), "output": output,
             })  # fmt: skip
         case StepFail(step_index=index, step_name=name, timestamp=moment, error=error):
             put_step(view, {"index": index, "name": name, "status": "failed", "completed_at": _iso(moment), "error": error})
@@ -126,6 +126,22 @@ def percent(progress: dict[str, Any] | None) -> int | None:
     return max(0, min(100, round(100 * current / total)))
 
 
+def format_duration(ms: float | None) -> str:
+    """A duration for people: "85 ms", "4.2 s", "3 m 05 s", "2 h 01 m" ("" for None)."""
+    if ms is None:
+        return ""
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} m {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} m"
+
+
 def _stamp_run(view: RunFields, **times: str | None) -> None:
     """Keep the run record's times current for a detail view (its status lives in `status`)."""
     if view.run is not None:
@@ -137,6 +153,7 @@ def step_row(step: Step) -> dict[str, Any]:
     row = step.model_dump(mode="json", exclude={"error_stack"})
     ended = step.completed_at is not None
     row["duration_ms"] = (step.completed_at - step.started_at).total_seconds() * 1000 if ended else None
+    row["duration_text"] = format_duration(row["duration_ms"])
     return row
 
 
@@ -148,7 +165,7 @@ def put_step(view: RunFields, change: dict[str, Any]) -> None:
             steps[position] = {**row, **change}
             break
     else:
-        steps.append({"output": None, "error": None, "completed_at": None, "duration_ms": None, **change})
+        steps.append({"output": None, "error": None, "completed_at": None, "duration_ms": None, "duration_text": "", **change})
         steps.sort(key=lambda row: row["index"])
     view.steps = steps
 

@@ -2,7 +2,7 @@
 
 Rows are the runs as the API lists them, as dicts with snake_case keys (`id`, `job_name`,
 `status`, `progress`, `current_step_index`, `step_count`, `output`, `error`, `created_at`, ...),
-plus `progress_percent` and `duration_ms` for tables.
+plus `progress_percent`, `duration_ms` and `duration_text` for tables.
 The page is fetched with one extra row to learn `has_more`.
 
 While the first page is shown, `attach` (in `on_mount`) follows `/runs/subscribe`: lifecycle
@@ -26,7 +26,7 @@ from ..errors import DurablyError
 from ..records import Run
 from ..wire_events import RunProgress, StepComplete, WireEvent
 from .consumers import Consumer, consuming, running_consumer
-from .run_fields import percent
+from .run_fields import format_duration, percent
 
 REFRESH_INTERVAL = 0.1  # seconds between two live refreshes of the first page, at most
 # Events after which the first page is fetched again; progress and step completion patch rows.
@@ -193,6 +193,7 @@ def run_row(run: Run) -> dict[str, Any]:
     row["progress_percent"] = percent(row["progress"])
     ended = run.started_at is not None and run.completed_at is not None
     row["duration_ms"] = (run.completed_at - run.started_at).total_seconds() * 1000 if ended else None
+    row["duration_text"] = format_duration(row["duration_ms"])
     return row
 
 

@@ -1,0 +1,75 @@
+"""`log_viewer`: a run's log lines, live, as a terminal-like tail.
+
+The newest lines stay in view while the user is at the bottom; scrolling up pauses that (to read)
+and scrolling back down resumes it (`rx.auto_scroll`). Levels are coloured and can be filtered;
+each line shows its time and step, and its data (when it has any) opens below it. The state keeps
+at most `max_logs` lines, so the viewer stays small however much a job logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+from reflex.vars.base import Var
+
+from ..states import RunViewState
+
+LEVEL_COLORS = {"info": "gray", "warn": "amber", "error": "red"}
+LEVELS = ["all", "info", "warn", "error"]
+
+
+def log_viewer(state: type[RunViewState], *, height: str = "20rem", show_filter: bool = True, **props: Any) -> rx.Component:
+    """The logs of the run `state` follows (any of the run hook states)."""
+    header = rx.hstack(
+        rx.text("Logs", weight="bold", size="2"),
+        rx.badge(state.logs.length().to_string(), variant="surface", radius="full"),
+        rx.spacer(),
+        rx.cond(state.is_reconnecting, rx.badge("reconnecting…", color_scheme="amber"), rx.fragment()),
+        rx.cond(
+            show_filter,
+            rx.select(
+                LEVELS, value=rx.cond(state.level_filter, state.level_filter, "all"),
+                on_change=state.set_level_filter, size="1", class_name="durably-log-filter",
+            ),
+            rx.fragment(),
+        ),
+        rx.button("Clear", size="1", variant="soft", color_scheme="gray", on_click=state.clear_logs),
+        width="100%",
+        align="center",
+    )  # fmt: skip
+    lines = rx.auto_scroll(
+        rx.cond(
+            state.visible_logs.length() > 0,
+            rx.foreach(state.visible_logs, _log_line),
+            rx.text("No log lines yet.", size="1", color_scheme="gray", padding="0.5rem"),
+        ),
+        height=height,
+        width="100%",
+        class_name="durably-log-lines",
+        style={"font_family": "var(--code-font-family)", "font_size": "12px"},
+    )
+    return rx.card(rx.vstack(header, lines, spacing="2", width="100%"), width="100%", class_name="durably-log-viewer", **props)
+
+
+def _log_line(line: Var) -> rx.Component:
+    level = line["level"].to(str)
+    has_data = line["data"].is_not_none()
+    summary = rx.hstack(
+        rx.text(rx.moment(line["timestamp"].to(str), format="HH:mm:ss.SSS"), color_scheme="gray", size="1"),
+        rx.badge(level, color_scheme=rx.match(level, *LEVEL_COLORS.items(), "gray"), size="1", variant="soft"),
+        rx.cond(line["step_name"], rx.code(line["step_name"].to(str), size="1", variant="ghost"), rx.fragment()),
+        rx.text(line["message"].to(str), size="1", class_name="durably-log-message", style={"white_space": "pre-wrap"}),
+        spacing="2",
+        align="center",
+    )
+    return rx.cond(
+        has_data,
+        rx.el.details(
+            rx.el.summary(summary, style={"cursor": "pointer", "list_style_position": "outside"}),
+            rx.code_block(line["data"].to_string(), language="json", font_size="11px"),
+            class_name="durably-log-line",
+            data_level=level,
+        ),
+        rx.box(summary, class_name="durably-log-line", data_level=level, padding_left="1rem"),
+    )

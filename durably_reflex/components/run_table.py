@@ -1,0 +1,148 @@
+"""`run_table`: one page of runs, live, with filters, pagination and row links.
+
+Driven by a `use_runs` state: the first page follows every run's events (new runs appear, statuses
+change, progress bars move), other pages stay as fetched. Filters change the state's job and status
+filters and go back to the first page. A row links to the run's detail page (`run_href` + id).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+from reflex.vars.base import Var
+
+from ..states import UseRunActionsState, UseRunsState
+from .run_actions import run_actions
+from .status import run_progress, status_badge
+
+STATUSES = ["all", "pending", "running", "completed", "failed", "cancelled"]
+
+
+def run_table(
+    runs: type[UseRunsState],
+    *,
+    job_names: list[str] | None = None,
+    actions: type[UseRunActionsState] | None = None,
+    run_href: str = "/runs/",
+    **props: Any,
+) -> rx.Component:
+    """The runs of `runs` as a table. `job_names` fills the job filter (no job filter without it);
+    `actions` adds retry/cancel/delete buttons to each row."""
+    columns = ["Job", "Status", "Progress", "Step", "Created", "Duration"] + (["Actions"] if actions else [])
+    return rx.vstack(
+        _toolbar(runs, job_names),
+        rx.cond(
+            runs.error,
+            rx.callout(runs.error.to(str), icon="triangle-alert", color_scheme="red", size="1", width="100%"),
+            rx.fragment(),
+        ),
+        rx.table.root(
+            rx.table.header(rx.table.row(*(rx.table.column_header_cell(name) for name in columns))),
+            rx.table.body(
+                rx.foreach(runs.runs, lambda row: _row(row, actions, run_href)),
+            ),
+            variant="surface",
+            size="1",
+            width="100%",
+            class_name="durably-run-table",
+        ),
+        rx.cond(runs.is_empty, _empty(), rx.fragment()),
+        _pager(runs),
+        width="100%",
+        spacing="3",
+        on_mount=runs.attach,
+        **props,
+    )
+
+
+def _toolbar(runs: type[UseRunsState], job_names: list[str] | None) -> rx.Component:
+    filters = []
+    if job_names:
+        filters.append(
+            rx.select(
+                ["all", *job_names], value=rx.cond(runs.job_filter, runs.job_filter, "all"),
+                on_change=runs.set_job_filter, size="2", class_name="durably-job-filter",
+            )  # fmt: skip
+        )
+    filters.append(
+        rx.select(
+            STATUSES, value=rx.cond(runs.status_filter, runs.status_filter, "all"),
+            on_change=runs.set_status_filter, size="2", class_name="durably-status-filter",
+        )  # fmt: skip
+    )
+    return rx.hstack(
+        *filters,
+        rx.spacer(),
+        rx.cond(runs.is_loading, rx.spinner(size="2"), rx.fragment()),
+        rx.cond(
+            runs.connection == "reconnecting",
+            rx.badge("reconnecting…", color_scheme="amber"),
+            rx.cond(runs.page == 0, rx.badge("live", color_scheme="green", variant="soft"), rx.badge("paused", variant="soft")),
+        ),
+        rx.icon_button(rx.icon("refresh-cw", size=14), variant="soft", size="2", on_click=runs.refresh, title="Refresh"),
+        width="100%",
+        align="center",
+    )
+
+
+def _row(row: Var, actions: type[UseRunActionsState] | None, run_href: str) -> rx.Component:
+    run_id = row["id"].to(str)
+    link = run_href + run_id
+    cells = [
+        rx.table.cell(rx.link(row["job_name"].to(str), href=link, weight="medium")),
+        rx.table.cell(status_badge(row["status"].to(str))),
+        rx.table.cell(
+            rx.cond(
+                row["status"].to(str) == "running",
+                run_progress(row["progress_percent"].to(int)),
+                rx.cond(row["progress_percent"].is_not_none(), rx.text(row["progress_percent"].to_string() + "%", size="1"), rx.fragment()),
+            ),
+            min_width="8rem",
+        ),
+        rx.table.cell(rx.text(row["current_step_index"].to_string(), size="1")),
+        rx.table.cell(rx.moment(row["created_at"].to(str), from_now=True, interval=15000, with_title=True, title_format="YYYY-MM-DD HH:mm:ss")),
+        rx.table.cell(
+            rx.cond(
+                row["duration_ms"].is_not_none(),
+                rx.text(row["duration_text"].to(str), size="1"),
+                rx.cond(
+                    row["status"].to(str) == "running",
+                    rx.text(rx.moment(row["started_at"].to(str), duration_from_now=True, interval=1000, format="m[m] ss[s]"), size="1"),
+                    rx.text("—", size="1", color_scheme="gray"),
+                ),
+            )
+        ),
+    ]
+    if actions is not None:
+        cells.append(rx.table.cell(run_actions(actions, run_id, row["status"].to(str), size="1", show_error=False)))
+    return rx.table.row(*cells, class_name="durably-run-row", data_run_id=run_id, data_status=row["status"].to(str), align="center")
+
+
+def _empty() -> rx.Component:
+    return rx.center(
+        rx.vstack(
+            rx.icon("inbox", size=28, color=rx.color("gray", 9)),
+            rx.text("No runs here yet.", color_scheme="gray"),
+            align="center",
+        ),
+        padding="2rem",
+        width="100%",
+        class_name="durably-runs-empty",
+    )
+
+
+def _pager(runs: type[UseRunsState]) -> rx.Component:
+    return rx.hstack(
+        rx.text(
+            rx.cond(runs.runs.length() > 0, "Runs " + runs.first_row_number.to_string() + "–" + runs.last_row_number.to_string(), ""),
+            size="1", color_scheme="gray",
+        ),  # fmt: skip
+        rx.spacer(),
+        rx.button("Newest", size="1", variant="soft", on_click=runs.go_to_page(0), disabled=runs.page == 0),
+        rx.button("Previous", size="1", variant="soft", on_click=runs.prev_page, disabled=runs.page == 0, class_name="durably-prev"),
+        rx.text("Page " + (runs.page + 1).to_string(), size="1"),
+        rx.button("Next", size="1", variant="soft", on_click=runs.next_page, disabled=~runs.has_more, class_name="durably-next"),
+        width="100%",
+        align="center",
+    )
