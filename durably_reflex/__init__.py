@@ -28,7 +28,17 @@ from .errors import (
 )
 from .events import Event, RunSubscription
 from .jobs import JobDefinition, define_job
-from .records import LogEntry, Progress, Run, RunResult, RunStatus, Step
+from .records import (
+    LogEntry,
+    Progress,
+    Run,
+    RunResult,
+    RunStats,
+    RunStatus,
+    StatsBucket,
+    StatusCounts,
+    Step,
+)
 from .step import StepContext
 
 # The HTTP side (client, server, wire events) loads on first use: a worker process that only runs
@@ -154,10 +164,13 @@ __all__ = [
     "RunSnapshot",
     "RunStart",
     "RunStateError",
+    "RunStats",
     "RunStatus",
     "RunSubscription",
     "RunTrigger",
     "ServerError",
+    "StatsBucket",
+    "StatusCounts",
     "Step",
     "StepComplete",
     "StepContext",

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from .clock import now_ms
@@ -36,14 +38,26 @@ from .events import (
 from .feed import EventFeed
 from .ids import new_id
 from .jobs import JobDefinition
-from .records import LogEntry, Run, RunResult, RunStatus, Step
+from .records import (
+    LogEntry,
+    Run,
+    RunResult,
+    RunStats,
+    RunStatus,
+    StatsBucket,
+    StatusCounts,
+    Step,
+    from_ms,
+)
 from .registry import ByKey
 from .step import encode_json
 from .storage import Storage, open_storage
-from .storage.base import NewEvent, NewRun, RunQuery
+from .storage.base import NewEvent, NewRun, RunCounts, RunQuery, StatsQuery
 from .worker import Worker, WorkerOptions
 
 MAX_KEY_LENGTH = 255
+MAX_STATS_BUCKETS = 500  # a series longer than any chart can draw is only a heavier query
+MAX_BUCKET_SECONDS = 366 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +332,38 @@ class Durably:
         query = RunQuery(job_names=_as_tuple("job_name", job_name), statuses=statuses, limit=limit, offset=offset)
         return await self.storage.get_runs(query)
 
+    async def get_run_stats(
+        self,
+        job_name: str | Sequence[str] | None = None,
+        *,
+        since: datetime | None = None,
+        bucket_seconds: int = 3600,
+        buckets: int = 24,
+    ) -> RunStats:
+        """Runs per status, per job and status, and runs created per time bucket and status: what a
+        dashboard's counters and chart show, counted by the database however many runs there are.
+
+        `job_name`: None counts every job; a name or a list counts only those (an empty list: none).
+        Buckets are `bucket_seconds` long and aligned to multiples of it since the epoch (UTC), so
+        successive calls chart the same intervals. The series has `buckets` of them, oldest first:
+        from the one holding `since` (a naive datetime is UTC) or else ending with the current one.
+        A run counts in the bucket it was created in, under the status it has now.
+        """
+        job_names = None if job_name is None else _as_tuple("job_name", job_name)
+        for name, value, most in (("bucket_seconds", bucket_seconds, MAX_BUCKET_SECONDS), ("buckets", buckets, MAX_STATS_BUCKETS)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+                raise InvalidArgumentError(f"{name} must be a whole number from 1 to {most}, got {value!r}")
+        if since is not None and not isinstance(since, datetime):
+            raise InvalidArgumentError(f"since must be a datetime, got {since!r}")
+        bucket_ms = bucket_seconds * 1000
+        if since is None:
+            start = (now_ms() // bucket_ms - buckets + 1) * bucket_ms
+        else:
+            aware = since if since.tzinfo is not None else since.replace(tzinfo=timezone.utc)
+            start = round(aware.timestamp() * 1000) // bucket_ms * bucket_ms
+        query = StatsQuery(job_names=job_names, start=start, bucket_ms=bucket_ms, buckets=buckets)
+        return _run_stats(await self.storage.count_runs(query), query)
+
     async def get_steps(self, run_id: str) -> list[Step]:
         return await self.storage.get_steps(run_id)
 
@@ -390,6 +436,27 @@ def _check_key(name: str, value: str | None) -> None:
         return
     if not isinstance(value, str) or not value or len(value) > MAX_KEY_LENGTH:
         raise InvalidArgumentError(f"{name} must be a non-empty string of at most {MAX_KEY_LENGTH} characters")
+
+
+def _run_stats(counts: RunCounts, query: StatsQuery) -> RunStats:
+    """Counts as the dashboard reads them: every status of every listed job and bucket, zeros included."""
+    totals: dict[str, int] = defaultdict(int)
+    by_job: dict[str, dict[str, int]] = {name: {} for name in query.job_names or ()}
+    for job_name, status, count in counts.by_job:
+        by_job.setdefault(job_name, {})[status] = count
+        totals[status] += count
+    series: list[dict[str, int]] = [{} for _ in range(query.buckets)]
+    for bucket, status, count in counts.by_bucket:
+        series[bucket][status] = count
+    return RunStats(
+        counts=StatusCounts(**totals),
+        by_job={name: StatusCounts(**by_job[name]) for name in sorted(by_job)},
+        bucket_seconds=query.bucket_ms // 1000,
+        series=[
+            StatsBucket(start=from_ms(query.start + index * query.bucket_ms), **bucket)
+            for index, bucket in enumerate(series)
+        ],
+    )
 
 
 def _as_tuple(name: str, value: str | Sequence[str] | None) -> tuple[str, ...]:

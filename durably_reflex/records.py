@@ -108,6 +108,32 @@ class LogEntry(WireModel):
     timestamp: datetime
 
 
+class StatusCounts(WireModel):
+    """Runs in each status: every status is present, 0 when there are none (a chart needs no gaps)."""
+
+    pending: int = 0
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
+class StatsBucket(StatusCounts):
+    """The runs created from `start` for one bucket's length, counted by the status they have now."""
+
+    start: datetime
+
+
+class RunStats(WireModel):
+    """What a dashboard shows: runs per status, per job and status, and a series of runs created
+    per bucket of `bucket_seconds` (oldest first, empty buckets included)."""
+
+    counts: StatusCounts
+    by_job: dict[str, StatusCounts]
+    bucket_seconds: int
+    series: list[StatsBucket]
+
+
 class RunResult(BaseModel):
     """What `trigger_and_wait` returns: the run id and its output (the job's output model if it has one)."""
 

@@ -20,6 +20,7 @@ from durably_reflex import (
     create_durably,
     define_job,
 )
+from durably_reflex.storage.tables import SCHEMA_VERSION
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 WIRE_KEYS = {
@@ -115,6 +116,30 @@ async def test_get_runs_pages_with_limit_and_offset(durably):
     assert await page(offset=7) == [3, 2, 1]
     assert await page(limit=0) == []
     assert [run.input["n"] for run in await durably.get_runs(limit=2, offset=1)] == [100, 10]
+
+
+async def test_pages_of_several_jobs_or_statuses_are_slices_of_the_whole_list(durably):
+    """Such pages are merged from one index range per job or status: they must still interleave by
+    creation time and page exactly like the unpaged list."""
+    durably.register(a=define_job(name="job-a", run=simple), b=define_job(name="job-b", run=simple),
+                     c=define_job(name="job-c", run=simple))  # fmt: skip
+    for n in range(12):
+        run = await durably.trigger(("job-a", "job-b", "job-c")[n % 3], {"n": n})
+        if n % 4 == 0:
+            await durably.cancel(run.id)
+
+    for query in (
+        {"job_name": ["job-a", "job-b"]},
+        {"job_name": ["job-b", "job-a", "job-b"]},
+        {"status": ["pending", "cancelled"]},
+        {"job_name": ["job-a", "job-c"], "status": ["cancelled", "pending"]},
+        {"job_name": "job-a", "status": ["cancelled", "pending"]},
+    ):
+        whole = [run.input["n"] for run in await durably.get_runs(**query)]
+        assert whole == sorted(whole, reverse=True) and len(set(whole)) == len(whole), query
+        for limit, offset in ((1, 0), (3, 0), (3, 2), (5, 5), (4, 20), (0, 1)):
+            page = [run.input["n"] for run in await durably.get_runs(**query, limit=limit, offset=offset)]
+            assert page == whole[offset : offset + limit], (query, limit, offset)
 
 
 @pytest.mark.parametrize(
@@ -574,7 +599,7 @@ async def test_migrate_three_times_leaves_one_schema_version_row(db_url):
         await again.close()
 
     with sqlite3.connect(db_path(db_url)) as db:
-        assert db.execute("SELECT count(*), max(version) FROM durably_schema_versions").fetchone() == (1, 1)
+        assert db.execute("SELECT count(*), max(version) FROM durably_schema_versions").fetchone() == (1, SCHEMA_VERSION)
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"durably_runs", "durably_steps", "durably_logs", "durably_schema_versions"} <= tables
 

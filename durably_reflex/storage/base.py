@@ -93,6 +93,22 @@ class RunQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class StatsQuery:
+    """What `count_runs` counts: the runs of `job_names` (None: every job; empty: none), and for the
+    series, those created in `buckets` consecutive buckets of `bucket_ms` from `start` (epoch ms)."""
+
+    job_names: tuple[str, ...] | None
+    start: int
+    bucket_ms: int
+    buckets: int
+
+
+class RunCounts(NamedTuple):
+    by_job: list[tuple[str, str, int]]  # (job name, status, runs)
+    by_bucket: list[tuple[int, str, int]]  # (bucket index from 0, status, runs created in it)
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     """The outcome of one heartbeat round: runs whose claim ended, by what became of them."""
 
@@ -130,6 +146,11 @@ class Storage(ABC):
     @abstractmethod
     async def get_runs(self, query: RunQuery) -> list[Run]:
         """Newest first (creation time, then id)."""
+
+    @abstractmethod
+    async def count_runs(self, query: StatsQuery) -> RunCounts:
+        """Runs per job and status, and runs created per bucket and status: counted by the database
+        (GROUP BY on indexes), so a dashboard's counters cost no more with 100,000 runs than 100."""
 
     @abstractmethod
     async def get_steps(self, run_id: str) -> list[Step]:

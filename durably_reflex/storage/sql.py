@@ -19,7 +19,19 @@ from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Index,
+    Select,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    union_all,
+    update,
+)
 
 from ..clock import now_ms
 from ..errors import RunNotFoundError, RunStateError
@@ -31,7 +43,9 @@ from .base import (
     NewEvent,
     NewLog,
     NewRun,
+    RunCounts,
     RunQuery,
+    StatsQuery,
     StepRecord,
     StepWrite,
     Storage,
@@ -170,6 +184,40 @@ _run_columns = [
     .scalar_subquery().label("current_step_index"),
 ]
 
+_NEWEST_FIRST = (_runs.c.created_at.desc(), _runs.c.id.desc())
+
+
+def _merged_page(query: RunQuery, limit: int) -> Select[Any]:
+    """The ids of one page of runs of several jobs (or statuses), newest first: the newest
+    `offset + limit` of each from its own index range, merged and cut. Filtering on them all at
+    once makes the database sort every run they have (0.3 s at 100,000 runs, against 1 ms)."""
+    if len(set(query.job_names)) > 1:
+        column, values = _runs.c.job_name, query.job_names
+        others = [_runs.c.status.in_(query.statuses)] if query.statuses else []
+    else:
+        column, values = _runs.c.status, query.statuses
+        others = [_runs.c.job_name.in_(query.job_names)] if query.job_names else []
+    members = []
+    for value in dict.fromkeys(values):
+        newest = (
+            select(_runs.c.id, _runs.c.created_at).where(column == value, *others)
+            .order_by(*_NEWEST_FIRST).limit(query.offset + limit).subquery()
+        )  # fmt: skip
+        members.append(select(newest.c.id, newest.c.created_at))
+    merged = union_all(*members).subquery()
+    return (
+        select(merged.c.id).order_by(merged.c.created_at.desc(), merged.c.id.desc()).limit(limit).offset(query.offset)
+    )
+
+
+# Indexes of durably_runs that each later schema version added (version 1 made the tables).
+_RUN_INDEXES_ADDED: dict[int, tuple[str, ...]] = {2: ("ix_durably_runs_job_status",)}
+
+
+def _runs_index(name: str) -> Index:
+    return next(index for index in _runs.indexes if index.name == name)
+
+
 logger = logging.getLogger("durably_reflex")
 
 _BUSY = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
@@ -272,11 +320,20 @@ class SqlStorage(Storage):
                 self._flusher.start()
 
     def _migrate(self, session: SqlSession) -> None:
-        """Version 1 is the whole schema. Later versions append steps here, each applied once."""
+        """Bring the schema to SCHEMA_VERSION in one transaction.
+
+        `create_all` makes missing tables with every index of the current version, so a new database
+        is at SCHEMA_VERSION at once (one row); a database made at an earlier version gets the indexes
+        added since (`_RUN_INDEXES_ADDED`), one row per version applied."""
         DurablyTable.metadata.create_all(session.sa, checkfirst=True)
         current = session.sa.execute(select(func.max(_versions.c.version))).scalar()
-        if current is None or current < SCHEMA_VERSION:
+        if current is None:
             session.sa.execute(insert(_versions).values(version=SCHEMA_VERSION, applied_at=now_ms()))
+            return
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            for index_name in _RUN_INDEXES_ADDED.get(version, ()):
+                _runs_index(index_name).create(session.sa, checkfirst=True)
+            session.sa.execute(insert(_versions).values(version=version, applied_at=now_ms()))
 
     # -- runs on behalf of callers ----------------------------------------------------------------
     async def insert_runs(self, runs: list[NewRun], announce: Announce | None = None) -> list[tuple[Run, bool]]:
@@ -318,18 +375,42 @@ class SqlStorage(Storage):
         return await self._reader.run(read, write=False)
 
     async def get_runs(self, query: RunQuery) -> list[Run]:
-        statement = select(*_run_columns).order_by(_runs.c.created_at.desc(), _runs.c.id.desc())
-        if query.job_names:
-            statement = statement.where(_runs.c.job_name.in_(query.job_names))
-        if query.statuses:
-            statement = statement.where(_runs.c.status.in_(query.statuses))
-        if query.limit is not None:
-            statement = statement.limit(query.limit)
-        if query.offset:
-            statement = statement.offset(query.offset)
+        statement = select(*_run_columns).order_by(*_NEWEST_FIRST)
+        if query.limit is not None and (len(set(query.job_names)) > 1 or len(set(query.statuses)) > 1):
+            statement = statement.where(_runs.c.id.in_(_merged_page(query, query.limit)))
+        else:
+            if query.job_names:
+                statement = statement.where(_runs.c.job_name.in_(query.job_names))
+            if query.statuses:
+                statement = statement.where(_runs.c.status.in_(query.statuses))
+            statement = statement.limit(query.limit).offset(query.offset or None)
 
         def read(session: SqlSession) -> list[Run]:
             return [run_from_row(row) for row in session.sa.execute(statement)]
+
+        return await self._reader.run(read, write=False)
+
+    async def count_runs(self, query: StatsQuery) -> RunCounts:
+        status, job_name, created_at = _runs.c.status, _runs.c.job_name, _runs.c.created_at
+        by_job = select(job_name, status, func.count()).group_by(job_name, status)
+        end = query.start + query.bucket_ms * query.buckets
+        # Naming every status lets (status, created_at) cover the series; the bucket is computed in a
+        # subquery so GROUP BY names a column (PostgreSQL would not match two copies of its parameters).
+        created = (
+            select(((created_at - query.start) // query.bucket_ms).label("bucket"), status)
+            .where(status.in_([value.value for value in RunStatus]), created_at >= query.start, created_at < end)
+        )  # fmt: skip
+        if query.job_names is not None:
+            by_job = by_job.where(job_name.in_(query.job_names))
+            created = created.where(job_name.in_(query.job_names))
+        buckets = created.subquery()
+        by_bucket = select(buckets.c.bucket, buckets.c.status, func.count()).group_by(buckets.c.bucket, buckets.c.status)
+
+        def read(session: SqlSession) -> RunCounts:
+            return RunCounts(
+                [tuple(row) for row in session.sa.execute(by_job)],  # type: ignore[misc]
+                [tuple(row) for row in session.sa.execute(by_bucket)],  # type: ignore[misc]
+            )
 
         return await self._reader.run(read, write=False)
 
