@@ -48,7 +48,7 @@ from .errors import (
     WaitTimeoutError,
 )
 from .jobs import JobDefinition
-from .records import LogEntry, Run, RunResult, RunStatus, Step
+from .records import LogEntry, Run, RunResult, RunStats, RunStatus, Step
 from .registry import ByKey
 from .wire_events import (
     RunCancel,
@@ -498,6 +498,19 @@ class DurablyClient:
             params.append(("offset", str(offset)))
         response = await self._request("GET", "runs", params=params)
         return _RUNS.validate_python(response.json())
+
+    async def get_stats(
+        self, job_name: str | Sequence[str] | None = None, *, bucket_seconds: int | None = None, buckets: int | None = None
+    ) -> RunStats:
+        """Runs per status and per job, and runs created per time bucket (the server's defaults: 24
+        buckets of an hour, the last holding now); counts only the jobs named, if any."""
+        params = [("jobName", name) for name in _as_list(job_name)]
+        if bucket_seconds is not None:
+            params.append(("bucketSeconds", str(bucket_seconds)))
+        if buckets is not None:
+            params.append(("buckets", str(buckets)))
+        response = await self._request("GET", "stats", params=params)
+        return RunStats.model_validate(response.json())
 
     async def get_steps(self, run_id: str) -> list[Step]:
         """The run's settled steps in step order."""

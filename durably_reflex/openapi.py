@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .records import LogEntry, Run, Step
+from .engine import MAX_BUCKET_SECONDS, MAX_STATS_BUCKETS
+from .records import LogEntry, Run, RunStats, Step
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _SUCCESS = {"type": "object", "properties": {"success": {"const": True}}, "required": ["success"]}
@@ -52,9 +53,18 @@ def openapi_document(base: str) -> dict[str, Any]:
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 100}},
         {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
     ]
+    stats_params = [
+        {"name": "jobName", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}, "style": "form", "explode": True,
+         "description": "Count only these jobs (default: every job the caller may see)"},
+        {"name": "bucketSeconds", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_BUCKET_SECONDS, "default": 3600},
+         "description": "Length of a series bucket; buckets are aligned to multiples of it since the epoch (UTC)"},
+        {"name": "buckets", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_STATS_BUCKETS, "default": 24},
+         "description": "Buckets in the series, the last one holding the current time"},
+    ]  # fmt: skip
     paths = {
         "/trigger": {"post": _operation("Create a run", {"200": _json({"type": "object", "properties": {"runId": {"type": "string"}}, "required": ["runId"]}), **_errors(400, 401, 403, 404, 413)}, body=trigger_body)},
         "/runs": {"get": _operation("List runs, newest first", {"200": _json(array("Run")), **_errors(400, 401)}, list_params)},
+        "/stats": {"get": _operation("Runs per status and job, and runs created per time bucket and status", {"200": _json(_ref("RunStats")), **_errors(400, 401)}, stats_params)},
         "/run": {
             "get": _operation("Get a run", {"200": _json(_ref("Run")), **_errors(400, 401, 404)}, [_RUN_ID]),
             "delete": _operation("Delete a finished run", {"200": _json(_SUCCESS), **_errors(400, 401, 404, 409)}, [_RUN_ID]),
@@ -73,7 +83,8 @@ def openapi_document(base: str) -> dict[str, Any]:
     }
     schemas = {
         "Error": {"type": "object", "properties": {"error": {"type": "string"}, "details": {"type": "array"}}, "required": ["error"]},
-        **{model.__name__: model.model_json_schema(by_alias=True, mode="serialization", ref_template="#/components/schemas/{model}") for model in (Run, Step, LogEntry)},
+        # Validation mode: the records' catch-all timestamp serializer would make every serialization schema `{}`.
+        **{model.__name__: model.model_json_schema(by_alias=True, mode="validation", ref_template="#/components/schemas/{model}") for model in (Run, Step, LogEntry, RunStats)},
     }
     for schema in list(schemas.values()):
         schemas.update(schema.pop("$defs", {}))

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .engine import Durably
+from .engine import MAX_BUCKET_SECONDS, MAX_STATS_BUCKETS, Durably
 from .errors import (
     ConflictError,
     DurablyError,
@@ -57,7 +57,10 @@ class DurablyAuth:
     - `authenticate(request)` returns the caller (any object); raising or returning None answers 401.
     - `can_trigger(caller, job_name, input)`: False answers 403.
     - `can_access_run(caller, run)`: False answers 404, as if the run did not exist (no probing).
-    - `visible_jobs(caller)`: the job names the caller may list and stream (None: all).
+    - `visible_jobs(caller)`: the job names the caller may list, count and stream (None: all).
+
+    `/stats` counts whole jobs, so it is scoped by `visible_jobs` only (`can_access_run` judges one
+    run at a time, which a count never reads).
     """
 
     authenticate: Callable[[Request], Any]
@@ -90,6 +93,7 @@ def create_durably_handler(
     routes = [
         Route(f"{base}/trigger", api.trigger, methods=["POST"]),
         Route(f"{base}/runs", api.runs, methods=["GET"]),
+        Route(f"{base}/stats", api.stats, methods=["GET"]),
         Route(f"{base}/run", api.run, methods=["GET"]),
         Route(f"{base}/run", api.delete_run, methods=["DELETE"]),
         Route(f"{base}/steps", api.steps, methods=["GET"]),
@@ -237,6 +241,20 @@ class _Api:
             # whole jobs in the query itself).
             runs = [run for run in runs if await _call(self._auth.can_access_run, caller, run)]
         return JSONResponse([run.to_wire() for run in runs])
+
+    @_endpoint
+    async def stats(self, request: Request) -> Response:
+        """Counts per status and job, and a series of runs created per bucket (see `get_run_stats`)."""
+        caller = await self._caller(request)
+        params = request.query_params
+        bucket_seconds = _integer(params, "bucketSeconds", default=3600, minimum=1, maximum=MAX_BUCKET_SECONDS)
+        buckets = _integer(params, "buckets", default=24, minimum=1, maximum=MAX_STATS_BUCKETS)
+        job_names: list[str] | None = [name for name in params.getlist("jobName") if name] or None
+        visible = await self._visible_jobs(caller)
+        if visible is not None:  # a list, even empty: what the caller may not see counts as nothing
+            job_names = [name for name in job_names if name in visible] if job_names else sorted(visible)
+        stats = await self.durably.get_run_stats(job_names, bucket_seconds=bucket_seconds, buckets=buckets)
+        return JSONResponse(stats.to_wire())
 
     @_endpoint
     async def run(self, request: Request) -> Response:
@@ -504,7 +522,7 @@ def _run_id(request: Request) -> str:
     return run_id
 
 
-def _integer(params: Any, name: str, *, default: int, maximum: int | None = None) -> int:
+def _integer(params: Any, name: str, *, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     raw = params.get(name)
     if raw is None or raw == "":
         return default
@@ -512,9 +530,9 @@ def _integer(params: Any, name: str, *, default: int, maximum: int | None = None
         value = int(raw)
     except ValueError:
         raise ApiError(400, f"{name} must be a whole number, got {raw!r}") from None
-    if value < 0 or (maximum is not None and value > maximum):
+    if value < minimum or (maximum is not None and value > maximum):
         bound = f" and at most {maximum}" if maximum is not None else ""
-        raise ApiError(400, f"{name} must be at least 0{bound}, got {value}")
+        raise ApiError(400, f"{name} must be at least {minimum}{bound}, got {value}")
     return value
 
 

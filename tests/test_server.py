@@ -523,11 +523,11 @@ async def test_openapi_json_is_an_openapi_3_1_document_listing_every_route(serve
     assert operations == {
         ("/trigger", "post"), ("/runs", "get"), ("/run", "get"), ("/run", "delete"), ("/steps", "get"),
         ("/logs", "get"), ("/jobs", "get"), ("/retry", "post"), ("/cancel", "post"), ("/subscribe", "get"),
-        ("/runs/subscribe", "get"),
+        ("/runs/subscribe", "get"), ("/stats", "get"),
     }  # fmt: skip
     assert document["servers"] == [{"url": "/api/durably"}]
     schemas = document["components"]["schemas"]
-    assert {"Run", "Step", "LogEntry", "Error"} <= set(schemas)
+    assert {"Run", "Step", "LogEntry", "RunStats", "Error"} <= set(schemas)
     assert set(schemas["Run"]["properties"]) == RUN_FIELDS
     refs = list(references(document))
     assert {"#/components/schemas/Run", "#/components/schemas/Step", "#/components/schemas/LogEntry"} <= set(refs)
