@@ -584,6 +584,10 @@ class DurablyClient:
         """A new `use_run_actions` state class."""
         return _hooks().use_run_actions(self)
 
+    def use_run_stats(self, job_name: str | None = None, **options: Any) -> Any:
+        """A new `use_run_stats` state class: run counts per status and over time, live."""
+        return _hooks().use_run_stats(self, job_name, **options)
+
 
 def _hooks() -> Any:
     """The Reflex layer, imported on first use: the client itself needs no Reflex."""

@@ -10,8 +10,19 @@ They render the hook states of `durably_reflex.states`: pass the state class a `
 from .log_viewer import log_viewer
 from .run_actions import run_actions
 from .run_detail import run_detail
+from .run_stats import runs_chart, status_counts
 from .run_table import run_table
 from .status import run_progress, status_badge
 from .trigger_form import trigger_form
 
-__all__ = ["log_viewer", "run_actions", "run_detail", "run_progress", "run_table", "status_badge", "trigger_form"]
+__all__ = [
+    "log_viewer",
+    "run_actions",
+    "run_detail",
+    "run_progress",
+    "run_table",
+    "runs_chart",
+    "status_badge",
+    "status_counts",
+    "trigger_form",
+]

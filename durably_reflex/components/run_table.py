@@ -60,17 +60,17 @@ def _toolbar(runs: type[UseRunsState], job_names: list[str] | None) -> rx.Compon
     filters = []
     if job_names:
         filters.append(
-            rx.select(
+            _labelled("Job", rx.select(
                 ["all", *job_names], value=rx.cond(runs.job_filter, runs.job_filter, "all"),
                 on_change=runs.set_job_filter, size="2", class_name="durably-job-filter",
-            )  # fmt: skip
-        )
+            ))
+        )  # fmt: skip
     filters.append(
-        rx.select(
+        _labelled("Status", rx.select(
             STATUSES, value=rx.cond(runs.status_filter, runs.status_filter, "all"),
             on_change=runs.set_status_filter, size="2", class_name="durably-status-filter",
-        )  # fmt: skip
-    )
+        ))
+    )  # fmt: skip
     return rx.hstack(
         *filters,
         rx.spacer(),
@@ -84,6 +84,10 @@ def _toolbar(runs: type[UseRunsState], job_names: list[str] | None) -> rx.Compon
         width="100%",
         align="center",
     )
+
+
+def _labelled(label: str, control: rx.Component) -> rx.Component:
+    return rx.hstack(rx.text(label, size="2", color_scheme="gray"), control, align="center", spacing="2")
 
 
 def _row(row: Var, actions: type[UseRunActionsState] | None, run_href: str) -> rx.Component:

@@ -27,12 +27,15 @@ from .hooks import (
     use_job_state,
     use_run_actions,
     use_run_actions_state,
+    use_run_stats,
+    use_run_stats_state,
     use_runs,
     use_runs_state,
 )
 from .job_state import UseJobState
 from .run_state import RunViewState, UseJobLogsState, UseJobRunState
 from .runs_state import UseRunsState
+from .stats_state import UseRunStatsState
 
 __all__ = [
     "RunViewState",
@@ -40,6 +43,7 @@ __all__ = [
     "UseJobRunState",
     "UseJobState",
     "UseRunActionsState",
+    "UseRunStatsState",
     "UseRunsState",
     "consumer_count",
     "use_job",
@@ -50,6 +54,8 @@ __all__ = [
     "use_job_state",
     "use_run_actions",
     "use_run_actions_state",
+    "use_run_stats",
+    "use_run_stats_state",
     "use_runs",
     "use_runs_state",
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -106,6 +107,34 @@ class Consumer:
             raise
         except Exception:  # a source's bug must not pass unnoticed, nor take the others down
             logger.exception("durably consumer source %s of %s failed", name, self.key[1])
+
+
+class Refresher:
+    """Turns a burst of "something changed, fetch again" into few fetches: `request()` posts the
+    async update `refresh` unless one is already queued, and spaces two of them at least
+    `interval` seconds apart (a request too soon is scheduled for when the interval has passed)."""
+
+    def __init__(self, consumer: Consumer, refresh: Callable[[Any], Awaitable[None]], interval: float) -> None:
+        self._consumer = consumer
+        self._refresh = refresh
+        self._interval = interval
+        self._queued = False
+        self._last = 0.0
+
+    def request(self) -> None:
+        if self._queued:
+            return
+        self._queued = True
+        delay = self._last + self._interval - time.monotonic()
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self._consumer.post, self._apply)
+        else:
+            self._consumer.post(self._apply)
+
+    async def _apply(self, state: Any) -> None:
+        self._queued = False
+        self._last = time.monotonic()
+        await self._refresh(state)
 
 
 _consumers: dict[ConsumerKey, Consumer] = {}

@@ -26,6 +26,7 @@ from .actions_state import UseRunActionsState
 from .job_state import UseJobState
 from .run_state import UseJobLogsState, UseJobRunState
 from .runs_state import UseRunsState
+from .stats_state import UseRunStatsState
 
 _numbers = itertools.count(1)
 
@@ -137,3 +138,19 @@ def use_run_actions_state(client: DurablyClient) -> type[UseRunActionsState]:
 def use_run_actions(client: DurablyClient) -> type[UseRunActionsState]:
     """`use_run_actions`: a new state to retry, cancel, delete and read runs."""
     return new_state(use_run_actions_state(client), "run_actions")
+
+
+def use_run_stats_state(
+    client: DurablyClient, job: JobClient | str | None = None, *, bucket_seconds: int | None = None, buckets: int | None = None
+) -> type[UseRunStatsState]:
+    """A mixin of `UseRunStatsState` (every job's runs, or one job's)."""
+    job_name = job.name if isinstance(job, JobClient) else job
+    return configured_mixin(
+        UseRunStatsState, f"run_stats_{job_name or 'all'}", client=client, job_name=job_name,
+        bucket_seconds=bucket_seconds, buckets=buckets,
+    )  # fmt: skip
+
+
+def use_run_stats(client: DurablyClient, job: JobClient | str | None = None, **options: Any) -> type[UseRunStatsState]:
+    """`use_run_stats`: a new state with run counts per status and over time, kept current."""
+    return new_state(use_run_stats_state(client, job, **options), "run_stats")

@@ -15,7 +15,6 @@ time (`set_status_filter`, `set_job_filter`) unless the state is bound to one jo
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any, ClassVar
 
 import reflex as rx
@@ -25,7 +24,7 @@ from ..client import DurablyClient, JobClient
 from ..errors import DurablyError
 from ..records import Run
 from ..wire_events import RunProgress, StepComplete, WireEvent
-from .consumers import Consumer, consuming, running_consumer
+from .consumers import Consumer, Refresher, consuming, running_consumer
 from .run_fields import format_duration, percent
 
 REFRESH_INTERVAL = 0.1  # seconds between two live refreshes of the first page, at most
@@ -173,7 +172,7 @@ class UseRunsState(rx.State, mixin=True):
 
 async def _follow_runs(consumer: Consumer, client: DurablyClient, job_name: str | None) -> None:
     """Source: `/runs/subscribe`; patches rows in place and asks for coalesced refreshes."""
-    refresh = _Refresher(consumer)
+    refresh = Refresher(consumer, _refresh_first_page, REFRESH_INTERVAL)
 
     def on_connection(state_name: str) -> None:
         consumer.post(lambda state: setattr(state, "connection", state_name))
@@ -197,6 +196,11 @@ def run_row(run: Run) -> dict[str, Any]:
     return row
 
 
+async def _refresh_first_page(state: Any) -> None:
+    if state.page == 0:
+        await state._load()
+
+
 def _patch_row(state: Any, event: WireEvent) -> None:
     if state.page != 0:
         return
@@ -209,33 +213,3 @@ def _patch_row(state: Any, event: WireEvent) -> None:
                 changed = {"current_step_index": event.step_index + 1}
             state.runs[index] = {**row, **changed}
             return
-
-
-class _Refresher:
-    """Turns a burst of refresh requests into one fetch, and spaces fetches `REFRESH_INTERVAL`
-    apart: a request while one is queued is dropped, a request too soon after the last is
-    scheduled for when the interval has passed."""
-
-    def __init__(self, consumer: Consumer) -> None:
-        self._consumer = consumer
-        self._queued = False
-        self._last = 0.0
-
-    def request(self) -> None:
-        if self._queued:
-            return
-        self._queued = True
-        delay = self._last + REFRESH_INTERVAL - time.monotonic()
-        if delay > 0:
-            asyncio.get_running_loop().call_later(delay, self._post)
-        else:
-            self._post()
-
-    def _post(self) -> None:
-        self._consumer.post(self._refresh)
-
-    async def _refresh(self, state: Any) -> None:
-        self._queued = False
-        self._last = time.monotonic()
-        if state.page == 0:
-            await state._load()

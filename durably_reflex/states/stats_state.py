@@ -1,0 +1,95 @@
+"""`use_run_stats`: runs per status, per job, and created over time, kept current.
+
+Not one of the seed's hooks: a dashboard's header needs it. The counts come from `GET /stats`
+(counted in SQL, so they are right however many runs there are); after `attach` the state follows
+`/runs/subscribe` and fetches them again when runs are created or change status, a burst of changes
+making one fetch, at most one every `REFRESH_INTERVAL`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import reflex as rx
+
+from ..client import DurablyClient
+from ..errors import DurablyError
+from ..records import RunStats
+from .consumers import Refresher, consuming
+
+REFRESH_INTERVAL = 0.5  # seconds between two fetches of the counts, at most
+# Events that change a count (progress and steps do not).
+_COUNTS_CHANGE_ON = frozenset({"run:trigger", "run:start", "run:complete", "run:fail", "run:cancel", "run:retry", "run:delete"})
+LIVE_SOURCE = "stats"
+
+
+class UseRunStatsState(rx.State, mixin=True):
+    """`counts` (status -> runs), `by_job` (job -> status -> runs), `series` (one row per time
+    bucket: `start`, `label`, and a count per status), `total`, `is_loading`, `error`."""
+
+    client: ClassVar[DurablyClient]
+    job_name: ClassVar[str | None] = None  # count one job's runs only
+    bucket_seconds: ClassVar[int] = 3600
+    buckets: ClassVar[int] = 24
+
+    counts: dict[str, int] = {}
+    by_job: dict[str, dict[str, int]] = {}
+    series: list[dict[str, Any]] = []
+    is_loading: bool = False
+    error: str | None = None
+
+    @rx.var
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @rx.event(background=True)
+    async def attach(self) -> None:
+        """Fetch the counts and keep them current for this tab; put it in `on_mount`."""
+        async with self:
+            token, name = self.router.session.client_token, self.get_full_name()
+            await self._load()
+        async with consuming(token, name) as consumer:
+            consumer.start_source(LIVE_SOURCE, _follow_changes(consumer, self.__class__.client, self.__class__.job_name))
+            async for batch in consumer.batches():
+                async with self:
+                    for update in batch:
+                        await update(self)
+
+    @rx.event
+    async def refresh(self) -> None:
+        await self._load()
+
+    async def _load(self) -> None:
+        cls = self.__class__
+        self.is_loading = True
+        try:
+            stats = await cls.client.get_stats(cls.job_name, bucket_seconds=cls.bucket_seconds, buckets=cls.buckets)
+        except DurablyError as error:
+            self.error = f"Failed to fetch run counts: {error}"
+        else:
+            self.error = None
+            self.counts, self.by_job, self.series = stats_fields(stats)
+        finally:
+            self.is_loading = False
+
+
+def stats_fields(stats: RunStats) -> tuple[dict[str, int], dict[str, dict[str, int]], list[dict[str, Any]]]:
+    """The state's fields from the API's answer; each bucket gets a short UTC `label` for an axis
+    ("14:00" for buckets under a day, "11-29" for longer ones)."""
+    label_format = "%H:%M" if stats.bucket_seconds < 86400 else "%m-%d"
+    series = [
+        {**bucket.model_dump(mode="json", exclude={"start"}), "start": bucket.model_dump(mode="json")["start"],
+         "label": bucket.start.strftime(label_format)}
+        for bucket in stats.series
+    ]  # fmt: skip
+    by_job = {job: counts.model_dump() for job, counts in stats.by_job.items()}
+    return stats.counts.model_dump(), by_job, series
+
+
+async def _follow_changes(consumer: Any, client: DurablyClient, job_name: str | None) -> None:
+    """Source: ask for a fresh count whenever a run is created or changes status."""
+    refresher = Refresher(consumer, lambda state: state._load(), REFRESH_INTERVAL)
+    async with client.subscribe_runs(job_name) as events:
+        async for event in events:
+            if event.type in _COUNTS_CHANGE_ON:
+                refresher.request()
