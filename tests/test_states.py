@@ -195,9 +195,9 @@ async def always_there(token: str) -> bool:
     return True
 
 
-async def test_a_consumer_stops_when_its_tab_has_gone_for_two_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_consumer_stops_when_its_tab_has_gone_for_several_checks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(consumers, "LIVENESS_INTERVAL", 0.02)
-    answers = iter([True, False, True, False, False])  # a reload's short absence is forgiven
+    answers = iter([True, False, True, False, False, False, False])  # a reload's short absence is forgiven
 
     async def probe(token: str) -> bool:
         return next(answers)
@@ -208,6 +208,28 @@ async def test_a_consumer_stops_when_its_tab_has_gone_for_two_checks(monkeypatch
                 pass
         assert consumer.stopped
     assert consumers.consumer_count() == 0
+
+
+async def test_updates_wait_while_the_tab_is_away_and_apply_when_it_is_back() -> None:
+    consumer = Consumer(("tab", "state"))
+    applied: list[int] = []
+
+    async def apply_all() -> None:
+        async for batch in consumer.batches():
+            for update in batch:
+                update(applied)
+
+    applying = asyncio.create_task(apply_all())
+    consumer.hold(tab_present=False)
+    consumer.post(lambda view: view.append(1))
+    await asyncio.sleep(0.05)
+    assert applied == []  # nobody would receive it
+    consumer.hold(tab_present=True)
+    await asyncio.sleep(0.05)
+    assert applied == [1]
+    consumer.hold(tab_present=False)
+    consumer.stop()  # a stop is not held up by an absent tab
+    await asyncio.wait_for(applying, WAIT)
 
 
 # -- sources against a real server ----------------------------------------------------------------------

@@ -6,9 +6,10 @@ event applies the updates in batches inside `async with self:` (the state lock i
 a burst of events becomes one delta to the browser).
 
 Reflex does not cancel background events when a tab goes away, so every consumer also runs a
-liveness source that asks Reflex's token manager whether the tab's client token is still connected
-and stops the consumer once it has been gone for two checks in a row (a page reload reconnects in
-between). Attaching again for the same tab and state (a reload, a second mount) replaces the
+liveness source that asks Reflex's token manager whether the tab's client token is still connected:
+while it is not, updates are held back (nobody would receive them), and once it has been gone for
+`MISSES_BEFORE_STOP` checks in a row the consumer stops (a page reload reconnects in between, and
+the held updates then apply). Attaching again for the same tab and state (a reload, a second mount) replaces the
 previous consumer, so there is at most one per tab and state in a process.
 """
 
@@ -25,8 +26,8 @@ logger = logging.getLogger(__name__)
 
 # How often a consumer checks that its browser tab is still connected, and how many failed checks
 # in a row stop it: a closed tab frees its streams within about two seconds.
-LIVENESS_INTERVAL = 1.0
-MISSES_BEFORE_STOP = 2
+LIVENESS_INTERVAL = 0.5
+MISSES_BEFORE_STOP = 4
 
 # An update runs inside the state lock with the state as its argument. It may return events to
 # dispatch afterwards (callbacks such as `on_complete`), and may be async (a page fetch).
@@ -44,6 +45,8 @@ class Consumer:
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._sources: dict[str, asyncio.Task[None]] = {}
         self._source_args: dict[str, object] = {}
+        self._tab_present = asyncio.Event()
+        self._tab_present.set()
         self.stopped = False
 
     def post(self, update: Update) -> None:
@@ -56,6 +59,14 @@ class Consumer:
         if not self.stopped:
             self.stopped = True
             self._inbox.put_nowait(_STOP)
+            self._tab_present.set()  # release a held batch loop so it sees the stop
+
+    def hold(self, tab_present: bool) -> None:
+        """Hold updates back while the tab is away (False), apply them again once it is back."""
+        if tab_present or self.stopped:
+            self._tab_present.set()
+        else:
+            self._tab_present.clear()
 
     def start_source(self, name: str, source: Coroutine[Any, Any, None], *, follows: object = None) -> None:
         """Run `source` as the consumer's source `name`, replacing (cancelling) the previous one.
@@ -81,6 +92,7 @@ class Consumer:
         """The queued updates, a batch at a time (all that arrived while the last batch applied)."""
         while True:
             first = await self._inbox.get()
+            await self._tab_present.wait()
             batch = [first]
             while not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
@@ -179,6 +191,7 @@ async def _stop_when_tab_closes(consumer: Consumer, token: str, probe: TabProbe)
     while misses < MISSES_BEFORE_STOP:
         await asyncio.sleep(LIVENESS_INTERVAL)
         misses = 0 if await probe(token) else misses + 1
+        consumer.hold(tab_present=misses == 0)
     logger.debug("browser tab of %s is gone; stopping its consumer", consumer.key[1])
     consumer.stop()
 
