@@ -21,6 +21,7 @@ runs = client.use_runs(page_size=5)
 actions = client.use_run_actions()
 run_view = client.use_job_run()
 run_logs = client.use_job_logs(max_logs=3)
+ticker = client.tick.use_job()  # bench/ui_latency.py's page
 
 
 def job_panel(state: type, prefix: str, input: dict) -> rx.Component:
@@ -86,6 +87,18 @@ def run_page() -> rx.Component:
     )
 
 
+def bench_page() -> rx.Component:
+    """For bench/ui_latency.py: the `tick` job's latest run (resumed, followed live), small DOM."""
+    return rx.vstack(
+        rx.text(rx.cond(ticker.status, ticker.status, "none"), id="bench-status"),
+        rx.text(rx.cond(ticker.current_run_id, ticker.current_run_id, ""), id="bench-run-id"),
+        rx.text(rx.cond(ticker.progress_percent, ticker.progress_percent.to_string(), ""), id="bench-percent"),
+        rx.text(ticker.progress_message, id="bench-message"),
+        rx.text(ticker.connection, id="bench-connection"),
+        on_mount=ticker.attach,
+    )
+
+
 async def stats(request: Request) -> JSONResponse:
     """What the tests count on the server: open event streams and running hook consumers."""
     return JSONResponse({"streams": durably.feed.subscriber_count, "consumers": consumer_count()})
@@ -97,3 +110,4 @@ handler.add_route("/test/stats", stats)
 app.add_page(index, route="/")
 app.add_page(runs_page, route="/runs")
 app.add_page(run_page, route="/run/[run_id]")
+app.add_page(bench_page, route="/bench")

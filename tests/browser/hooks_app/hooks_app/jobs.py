@@ -1,9 +1,11 @@
-"""The test app's jobs and engine: a paced counter (progress and logs) and a job that fails."""
+"""The test app's jobs and engine: a paced counter (progress and logs), a job that fails, and `tick`
+(bench/ui_latency.py: timestamped progress on a fixed schedule)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 from pydantic import BaseModel
 
@@ -41,8 +43,24 @@ def _raise(message: str) -> None:
     raise RuntimeError(message)
 
 
+class TickInput(BaseModel):
+    n: int = 200
+    interval: float = 0.2  # seconds between two progress reports, on a fixed schedule
+
+
+@define_job(name="tick", input=TickInput)
+async def tick(step: StepContext, input: TickInput) -> None:
+    """For bench/ui_latency.py: progress `i` of `n` every `interval` seconds (a fixed schedule, no
+    drift); the message is "<i> <time.time() just before step.progress()>" so a page can measure
+    how long the value took to reach it."""
+    start = time.time()
+    for i in range(1, input.n + 1):
+        await asyncio.sleep(max(0.0, start + i * input.interval - time.time()))
+        step.progress(i, input.n, f"{i} {time.time():.6f}")
+
+
 durably = create_durably(
     os.environ.get("DURABLY_DB_URL", "sqlite:///hooks_app.db"),
     polling_interval=0.05,
     max_concurrent_runs=4,
-).register(count_up=count_up, always_fails=always_fails)
+).register(count_up=count_up, always_fails=always_fails, tick=tick)
