@@ -69,9 +69,16 @@ def run_detail(
             rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
         ),
     )
-    if run_id is not None:
-        props.setdefault("on_mount", run.attach(run_id))
-    return rx.vstack(header, body, spacing="4", width="100%", class_name="durably-run-detail", **props)
+    if run_id is None:
+        return rx.vstack(header, body, spacing="4", width="100%", class_name="durably-run-detail", **props)
+    props.setdefault("on_mount", run.attach(run_id))
+    # Keyed by the run: mounted again (so attached again) when the id changes. After a client-side
+    # navigation the route's `run_id` is still "" when the page first mounts, and moving from one run
+    # to another reuses the mounted page. The key sits on a wrapper: on_mount is the vstack's own.
+    return rx.fragment(
+        rx.vstack(header, body, spacing="4", width="100%", class_name="durably-run-detail", **props),
+        key=run_id,
+    )
 
 
 def _times(record: Var) -> rx.Component:
