@@ -28,9 +28,10 @@ def log_viewer(state: type[RunViewState], *, height: str = "20rem", show_filter:
         rx.cond(state.is_reconnecting, rx.badge("reconnecting…", color_scheme="amber"), rx.fragment()),
         rx.cond(
             show_filter,
-            rx.select(
-                LEVELS, value=rx.cond(state.level_filter, state.level_filter, "all"),
-                on_change=state.set_level_filter, size="1", class_name="durably-log-filter",
+            rx.select.root(  # not rx.select(...): its class_name would go to the root, which renders no element
+                rx.select.trigger(class_name="durably-log-filter"),
+                rx.select.content(*(rx.select.item(level, value=level) for level in LEVELS)),
+                value=rx.cond(state.level_filter, state.level_filter, "all"), on_change=state.set_level_filter, size="1",
             ),
             rx.fragment(),
         ),

@@ -60,15 +60,15 @@ def _toolbar(runs: type[UseRunsState], job_names: list[str] | None) -> rx.Compon
     filters = []
     if job_names:
         filters.append(
-            _labelled("Job", rx.select(
-                ["all", *job_names], value=rx.cond(runs.job_filter, runs.job_filter, "all"),
-                on_change=runs.set_job_filter, size="2", class_name="durably-job-filter",
+            _labelled("Job", _select(
+                ["all", *job_names], rx.cond(runs.job_filter, runs.job_filter, "all"),
+                runs.set_job_filter, "durably-job-filter",
             ))
         )  # fmt: skip
     filters.append(
-        _labelled("Status", rx.select(
-            STATUSES, value=rx.cond(runs.status_filter, runs.status_filter, "all"),
-            on_change=runs.set_status_filter, size="2", class_name="durably-status-filter",
+        _labelled("Status", _select(
+            STATUSES, rx.cond(runs.status_filter, runs.status_filter, "all"),
+            runs.set_status_filter, "durably-status-filter",
         ))
     )  # fmt: skip
     return rx.hstack(
@@ -83,6 +83,18 @@ def _toolbar(runs: type[UseRunsState], job_names: list[str] | None) -> rx.Compon
         rx.icon_button(rx.icon("refresh-cw", size=14), variant="soft", size="2", on_click=runs.refresh, title="Refresh"),
         width="100%",
         align="center",
+    )
+
+
+def _select(items: list[str], value: Var, on_change: Any, class_name: str) -> rx.Component:
+    """A select whose trigger (the element on the page) has `class_name`: `rx.select(...)` would
+    put it on the root, which renders no element."""
+    return rx.select.root(
+        rx.select.trigger(class_name=class_name),
+        rx.select.content(*(rx.select.item(item, value=item) for item in items)),
+        value=value,
+        on_change=on_change,
+        size="2",
     )
 
 
