@@ -16,10 +16,15 @@ import os
 
 import reflex as rx
 
-from durably_reflex import Durably, create_durably_client
-from durably_reflex.components import run_detail, run_table, runs_chart, status_badge, status_counts, trigger_form
-from durably_reflex.components.status import run_progress
-from durably_reflex.mount import mount_durably
+from durably_reflex import Durably, create_durably_client, mount_durably
+from durably_reflex.components import (
+    run_detail,
+    run_table,
+    runs_chart,
+    status_badge,
+    status_counts,
+    trigger_form,
+)
 
 
 def load_engine(target: str) -> Durably:

@@ -74,6 +74,7 @@ _LAZY_MODULES = {
     "parse_event": ".wire_events",
     "DurablyAuth": ".server",
     "create_durably_handler": ".server",
+    "mount_durably": ".mount",
 }
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ if TYPE_CHECKING:
         UnexpectedResponseError,
         create_durably_client,
     )
+    from .mount import mount_durably
     from .server import DurablyAuth, create_durably_handler
     from .wire_events import (
         BaseWireEvent,
@@ -124,6 +126,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DurablyAuth",
     "create_durably_handler",
+    "mount_durably",
     "AuthError",
     "BaseWireEvent",
     "BatchItem",

@@ -6,8 +6,7 @@ import reflex as rx
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from durably_reflex import create_durably_client
-from durably_reflex.mount import mount_durably
+from durably_reflex import create_durably_client, mount_durably
 from durably_reflex.states import consumer_count
 
 from .jobs import durably
