@@ -19,6 +19,7 @@ import reflex as rx
 from durably_reflex import Durably, create_durably_client, mount_durably
 from durably_reflex.components import (
     run_detail,
+    run_progress,
     run_table,
     runs_chart,
     status_badge,
