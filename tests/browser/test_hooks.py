@@ -159,6 +159,17 @@ def test_the_run_page_follows_one_run_and_keeps_the_last_logs(page: Page, app: R
     expect(page.locator(".run-log")).to_have_text(["counted 4 of 6", "counted 5 of 6", "counted 6 of 6"])
 
 
+def test_run_callbacks_fire_on_start_and_on_the_end(page: Page, app: ReflexServer) -> None:
+    run_id = trigger(app, "count-up", {"n": 2, "delay": 0.3})
+    page.goto(app.url(f"/run/{run_id}"))
+    expect(page.locator("#run-status")).to_have_text("completed")
+    expect(page.locator("#run-callbacks")).to_have_text("start,complete")
+    failing = trigger(app, "always-fails", {"message": "no"})
+    page.goto(app.url(f"/run/{failing}"))
+    expect(page.locator("#run-status")).to_have_text("failed")
+    expect(page.locator("#run-callbacks")).to_have_text("start,complete,start,fail")
+
+
 def test_an_unknown_run_says_so(page: Page, app: ReflexServer) -> None:
     page.goto(app.url("/run/no-such-run"))
     expect(page.locator("#run-error")).to_have_text("Run not found: no-such-run")

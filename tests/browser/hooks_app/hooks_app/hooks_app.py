@@ -18,7 +18,27 @@ other_job = client.count_up.use_job(auto_resume=False, follow_latest=False)
 failing = client.always_fails.use_job(auto_resume=False, follow_latest=False)
 runs = client.use_runs(page_size=5)
 actions = client.use_run_actions()
-run_view = client.use_job_run()
+
+
+class Callbacks(rx.State):
+    """Records the run page's `use_job_run` callbacks, in order."""
+
+    seen: list[str] = []
+
+    @rx.event
+    def started(self) -> None:
+        self.seen.append("start")
+
+    @rx.event
+    def completed(self) -> None:
+        self.seen.append("complete")
+
+    @rx.event
+    def failed(self) -> None:
+        self.seen.append("fail")
+
+
+run_view = client.use_job_run(on_start=Callbacks.started, on_complete=Callbacks.completed, on_fail=Callbacks.failed)
 run_logs = client.use_job_logs(max_logs=3)
 ticker = client.tick.use_job()  # bench/ui_latency.py's page
 
@@ -81,6 +101,7 @@ def run_page() -> rx.Component:
         rx.text(rx.cond(run_view.progress_percent, run_view.progress_percent.to_string(), ""), id="run-percent"),
         rx.text(run_view.output_json, id="run-output"),
         rx.text(rx.cond(run_view.error, run_view.error, ""), id="run-error"),
+        rx.text(Callbacks.seen.join(","), id="run-callbacks"),
         rx.foreach(run_logs.logs, lambda log: rx.text(log["message"], class_name="run-log")),
         on_mount=[run_view.attach(rx.State.run_id), run_logs.attach(rx.State.run_id)],
     )
