@@ -167,7 +167,8 @@ def test_run_callbacks_fire_on_start_and_on_the_end(page: Page, app: ReflexServe
     failing = trigger(app, "always-fails", {"message": "no"})
     page.goto(app.url(f"/run/{failing}"))
     expect(page.locator("#run-status")).to_have_text("failed")
-    expect(page.locator("#run-callbacks")).to_have_text("start,complete,start,fail")
+    # on_start only when the page saw it pending or running (it may have failed before the page attached)
+    expect(page.locator("#run-callbacks")).to_have_text(re.compile(r"^start,complete,(start,)?fail$"))
 
 
 def test_an_unknown_run_says_so(page: Page, app: ReflexServer) -> None:
