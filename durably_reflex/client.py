@@ -227,7 +227,7 @@ class EventStream:
         self,
         client: DurablyClient,
         route: str,
-        params: dict[str, str],
+        params: dict[str, str | list[str]],
         *,
         follows_run: bool,
         on_state: StateListener | None = None,
@@ -390,7 +390,7 @@ class DurablyClient:
 
     @contextlib.asynccontextmanager
     async def _open_stream(
-        self, route: str, params: dict[str, str], headers: dict[str, str], timeout: httpx.Timeout
+        self, route: str, params: dict[str, str | list[str]], headers: dict[str, str], timeout: httpx.Timeout
     ) -> AsyncGenerator[httpx.Response, None]:
         """An open event-stream response, or the typed error the server answered with instead."""
         async with self.http.stream(
@@ -552,10 +552,17 @@ class DurablyClient:
         return EventStream(self, "subscribe", {"runId": run_id}, follows_run=True, on_state=on_state)
 
     def subscribe_runs(
-        self, job_name: str | None = None, *, on_state: StateListener | None = None
+        self,
+        job_name: str | None = None,
+        *,
+        types: Sequence[str] | None = None,
+        on_state: StateListener | None = None,
     ) -> EventStream:
-        """Reduced notifications of every run (or one job's runs); never ends by itself."""
-        params = {} if job_name is None else {"jobName": job_name}
+        """Reduced notifications of every run (or one job's runs), only of `types` if given (say
+        `["run:trigger"]`); never ends by itself."""
+        params: dict[str, str | list[str]] = {} if job_name is None else {"jobName": job_name}
+        if types:
+            params["type"] = list(types)
         return EventStream(self, "runs/subscribe", params, follows_run=False, on_state=on_state)
 
 
@@ -661,8 +668,8 @@ class JobClient:
     ) -> list[Run]:
         return await self._client.get_runs(job_name=self.name, status=status, limit=limit, offset=offset)
 
-    def subscribe_runs(self, *, on_state: StateListener | None = None) -> EventStream:
-        return self._client.subscribe_runs(self.name, on_state=on_state)
+    def subscribe_runs(self, *, types: Sequence[str] | None = None, on_state: StateListener | None = None) -> EventStream:
+        return self._client.subscribe_runs(self.name, types=types, on_state=on_state)
 
     # -- Reflex hook states, bound to this job ------------------------------------------------------
     def use_job(self, **options: Any) -> Any:

@@ -79,7 +79,7 @@ def openapi_document(base: str) -> dict[str, Any]:
         "/retry": {"post": _operation("Retry a failed or cancelled run", {"200": _json(_SUCCESS), **_errors(400, 401, 404, 409)}, [_RUN_ID])},
         "/cancel": {"post": _operation("Cancel a pending or running run", {"200": _json(_SUCCESS), **_errors(400, 401, 404, 409)}, [_RUN_ID])},
         "/subscribe": {"get": _operation("One run's events: a run:snapshot first, then live until run:complete", {"200": _SSE, **_errors(400, 401, 404)}, [_RUN_ID])},
-        "/runs/subscribe": {"get": _operation("Reduced notifications of all runs", {"200": _SSE, **_errors(401)}, [{"name": "jobName", "in": "query", "schema": {"type": "string"}}])},
+        "/runs/subscribe": {"get": _operation("Reduced notifications of all runs", {"200": _SSE, **_errors(401)}, [{"name": "jobName", "in": "query", "schema": {"type": "string"}}, {"name": "type", "in": "query", "description": "only these event types (repeatable)", "schema": {"type": "array", "items": {"type": "string"}}, "style": "form", "explode": True}])},
     }
     schemas = {
         "Error": {"type": "object", "properties": {"error": {"type": "string"}, "details": {"type": "array"}}, "required": ["error"]},

@@ -34,7 +34,7 @@ from .errors import (
     NotFoundError,
     RunNotFoundError,
 )
-from .events import RUN_COMPLETE, RUN_DELETE, RUN_PROGRESS, SETTLED_TYPES, Event
+from .events import EVENT_TYPES, RUN_COMPLETE, RUN_DELETE, RUN_PROGRESS, SETTLED_TYPES, Event
 from .feed import FeedItem, FeedSubscription
 from .openapi import openapi_document
 from .records import Run, RunStatus
@@ -336,14 +336,19 @@ class _Api:
 
     @_endpoint
     async def subscribe_runs(self, request: Request) -> Response:
-        """Reduced notifications of every run (or one job's): a signal to refresh lists."""
+        """Reduced notifications of every run (or one job's): a signal to refresh lists. `type`
+        (repeatable) keeps only those event types: a page that only switches to new runs need not
+        be sent every progress update."""
         caller = await self._caller(request)
         job_name = request.query_params.get("jobName") or None
+        types = _event_types(request.query_params.getlist("type"))
         visible = await self._visible_jobs(caller)
         subscription = await self.durably.feed.subscribe(after=_last_event_id(request))
 
         def render(item: FeedItem) -> bytes | None:
             if (job_name is not None and item.job_name != job_name) or (visible is not None and item.job_name not in visible):
+                return None
+            if types is not None and item.type not in types:
                 return None
             return _reduced_frame(item)
 
@@ -534,6 +539,14 @@ def _integer(params: Any, name: str, *, default: int, minimum: int = 0, maximum:
         bound = f" and at most {maximum}" if maximum is not None else ""
         raise ApiError(400, f"{name} must be at least {minimum}{bound}, got {value}")
     return value
+
+
+def _event_types(requested: list[str]) -> frozenset[str] | None:
+    """The event types a stream is limited to (None: all); an unknown type is the caller's mistake."""
+    wanted = frozenset(part for value in requested for part in value.split(",") if part)
+    if unknown := sorted(wanted - set(EVENT_TYPES)):
+        raise ApiError(400, f"unknown event type {unknown[0]!r}; expected some of {', '.join(EVENT_TYPES)}")
+    return wanted or None
 
 
 def _last_event_id(request: Request) -> int | None:

@@ -473,6 +473,20 @@ async def test_runs_subscribe_with_job_name_sends_only_that_jobs_events(server: 
     assert {"run:trigger", "run:start", "step:complete", "log:write", "run:progress"} <= seen
 
 
+async def test_runs_subscribe_with_types_sends_only_those_event_types(server: LiveServer) -> None:
+    stream = await server.stream("/runs/subscribe", params={"type": ["run:trigger", "run:complete"]})
+    run_id = await server.trigger("import-rows", ROWS)
+    await server.wait_status(run_id, "completed")
+    frames = await stream.until(lambda frame: frame.type == "run:complete")
+    assert types(frames) == ["run:trigger", "run:complete"]
+
+
+async def test_runs_subscribe_refuses_an_unknown_event_type(server: LiveServer) -> None:
+    response = await server.client.get("/runs/subscribe", params={"type": "run:explode"})
+    assert response.status_code == 400
+    assert "unknown event type 'run:explode'" in response.json()["error"]
+
+
 def delay_after(durably: Any, method: str, seconds: float) -> None:
     """Make `durably.storage.<method>` return `seconds` late, as on a busy event loop: the row is
     committed on time, the engine just gets control back later."""

@@ -22,6 +22,7 @@ import reflex as rx
 from ..client import JobClient
 from ..errors import DurablyError, InvalidInputError, RunCancelledError, RunFailedError
 from ..records import RunStatus
+from ..events import RUN_START, RUN_TRIGGER
 from ..wire_events import RunStart, RunTrigger
 from .consumers import Consumer, consuming
 from .run_fields import clear_run
@@ -154,7 +155,7 @@ class UseJobState(RunViewState, mixin=True):
     async def _follow_latest(self, consumer: Consumer) -> None:
         """Source: switch to every run of the job that is triggered or started, from anywhere."""
         cls = self.__class__
-        async with cls.client.subscribe_runs(cls.job_name) as events:
+        async with cls.client.subscribe_runs(cls.job_name, types=[RUN_TRIGGER, RUN_START]) as events:
             async for event in events:
                 if isinstance(event, (RunTrigger, RunStart)):
                     consumer.post(lambda state, run_id=event.run_id: state._switch(consumer, run_id))

@@ -89,7 +89,7 @@ def stats_fields(stats: RunStats) -> tuple[dict[str, int], dict[str, dict[str, i
 async def _follow_changes(consumer: Any, client: DurablyClient, job_name: str | None) -> None:
     """Source: ask for a fresh count whenever a run is created or changes status."""
     refresher = Refresher(consumer, lambda state: state._load(), REFRESH_INTERVAL)
-    async with client.subscribe_runs(job_name) as events:
+    async with client.subscribe_runs(job_name, types=sorted(_COUNTS_CHANGE_ON)) as events:
         async for event in events:
             if event.type in _COUNTS_CHANGE_ON:
                 refresher.request()

@@ -240,25 +240,28 @@ def test_closing_tabs_stops_their_consumers_and_closes_their_streams(page: Page,
 
 
 # -- the API on another server -----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def separate_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`python -m durably_reflex serve` of the same jobs on another port and database."""
-    db = tmp_path_factory.mktemp("separate") / "api.db"
-    port = free_port()
-    env = {"DURABLY_DB_URL": f"sqlite:///{db}", "PYTHONPATH": f"{ROOT}:{HOOKS_APP}", "PATH": "/usr/bin:/bin"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "durably_reflex", "serve", "hooks_app.jobs:durably", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=HOOKS_APP, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        if not eventually(lambda: _answers(f"{base}/api/durably/jobs"), timeout=30):
-            process.kill()
-            raise RuntimeError(f"the API server did not start: {process.stdout.read().decode()[-2000:]}")
-        yield base
-    finally:
-        process.terminate()
-        process.wait(10)
+class ApiServer:
+    """`python -m durably_reflex serve` of the hooks app's jobs on its own port and database,
+    which can be stopped and started again (same port, same database) like a redeployed server."""
+
+    def __init__(self, db: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {"DURABLY_DB_URL": f"sqlite:///{db}", "PYTHONPATH": f"{ROOT}:{HOOKS_APP}", "PATH": "/usr/bin:/bin"}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "durably_reflex", "serve", "hooks_app.jobs:durably",
+                   "--host", "127.0.0.1", "--port", str(self.port), "--stop-timeout", "0.5"]  # fmt: skip
+        self.process = subprocess.Popen(command, cwd=HOOKS_APP, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if not eventually(lambda: _answers(f"{self.base}/api/durably/jobs"), timeout=30):
+            self.process.kill()
+            raise RuntimeError(f"the API server did not start: {self.process.stdout.read().decode()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(15)
 
 
 def _answers(url: str) -> bool:
@@ -269,14 +272,36 @@ def _answers(url: str) -> bool:
         return False
 
 
-def test_the_states_work_against_a_separate_api_server(page: Page, reflex_server: ReflexServerFactory, separate_api: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+@pytest.fixture(scope="module")
+def separate_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    server = ApiServer(tmp_path_factory.mktemp("separate") / "api.db")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_the_states_work_against_a_separate_api_server_and_survive_its_restart(
+    page: Page, reflex_server: ReflexServerFactory, separate_api: ApiServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Runs last (it restarts the app with another environment): the page's states talk to the
-    other server, whose worker runs the job; the app's own mounted API never sees the run."""
+    other server, whose worker runs the job; the app's own mounted API never sees the run. When
+    that server goes away mid-run the page says it is reconnecting, and picks the run up again
+    when the server is back."""
     own_db = tmp_path_factory.mktemp("own") / "own.db"
-    app = reflex_server(HOOKS_APP, env={"DURABLY_DB_URL": f"sqlite:///{own_db}", "DURABLY_API": f"{separate_api}/api/durably"})
+    app = reflex_server(HOOKS_APP, env={"DURABLY_DB_URL": f"sqlite:///{own_db}", "DURABLY_API": f"{separate_api.base}/api/durably"})
     open_index(page, app)
     page.locator("#other-trigger").click()
     expect(page.locator("#other-status")).to_have_text("completed")
     run_id = page.locator("#other-run-id").inner_text()
-    assert api(separate_api, f"/api/durably/run?runId={run_id}")["status"] == "completed"
+    assert api(separate_api.base, f"/api/durably/run?runId={run_id}")["status"] == "completed"
     assert run_count(app) == 0
+
+    long_run = trigger(separate_api.base, "count-up", {"n": 12, "delay": 0.3})
+    expect(page.locator("#job-run-id")).to_have_text(long_run)  # follow_latest, through the other server
+    expect(page.locator("#job-status")).to_have_text("running")
+    separate_api.stop()
+    expect(page.locator("#job-connection")).to_have_text("reconnecting")
+    expect(page.locator("#job-error")).to_have_text("")  # down is not failed
+    separate_api.start()
+    expect(page.locator("#job-connection")).to_have_text(re.compile("open|closed"))
+    expect(page.locator("#job-status")).to_have_text("completed", timeout=40_000)
