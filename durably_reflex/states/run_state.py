@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import reflex as rx
 
-from ..client import DurablyClient
+from ..client import ClientConnectionError, DurablyClient, ServerError
 from ..errors import DurablyError, RunNotFoundError
 from ..wire_events import RunSnapshot
 from .consumers import Consumer, Update, consuming, running_consumer
@@ -30,6 +31,8 @@ from .run_fields import (
     put_step,
     step_row,
 )
+
+logger = logging.getLogger(__name__)
 
 RUN_SOURCE = "run"  # the consumer's source that follows the current run
 
@@ -165,12 +168,17 @@ async def follow_run(consumer: Consumer, client: DurablyClient, run_id: str) -> 
                 consumer.post(_run_update(run_id, lambda state, e=event: apply_run_event(state, e, max_logs=state.max_logs)))
                 if not isinstance(event, RunSnapshot):
                     continue
-                rows = [step_row(step) for step in await client.get_steps(run_id)]
-                consumer.post(_run_update(run_id, lambda state, rows=rows: _merge_steps(state, rows)))
-                if not history_loaded:
-                    history_loaded = True
-                    lines = [log_line(entry) for entry in await client.get_logs(run_id)]
-                    consumer.post(_run_update(run_id, lambda state, lines=lines: add_logs(state, lines, max_logs=state.max_logs)))
+                try:
+                    rows = [step_row(step) for step in await client.get_steps(run_id)]
+                    consumer.post(_run_update(run_id, lambda state, rows=rows: _merge_steps(state, rows)))
+                    if not history_loaded:
+                        lines = [log_line(entry) for entry in await client.get_logs(run_id)]
+                        consumer.post(_run_update(run_id, lambda state, lines=lines: add_logs(state, lines, max_logs=state.max_logs)))
+                        history_loaded = True
+                except (ClientConnectionError, ServerError) as error:
+                    # The server went away just after the snapshot (a restart): the stream
+                    # reconnects and its next snapshot fetches the history again.
+                    logger.info("history of run %s not fetched (%r); again after the next snapshot", run_id, error)
     except RunNotFoundError:
         consumer.post(_run_update(run_id, lambda state: _show_error(state, f"Run not found: {run_id}")))
     except DurablyError as error:  # refused (auth), or a server answer the stream cannot use

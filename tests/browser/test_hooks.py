@@ -160,7 +160,7 @@ def test_the_run_page_follows_one_run_and_keeps_the_last_logs(page: Page, app: R
 
 
 def test_run_callbacks_fire_on_start_and_on_the_end(page: Page, app: ReflexServer) -> None:
-    run_id = trigger(app, "count-up", {"n": 2, "delay": 0.3})
+    run_id = trigger(app, "count-up", {"n": 12, "delay": 0.3})  # still running when the page attaches
     page.goto(app.url(f"/run/{run_id}"))
     expect(page.locator("#run-status")).to_have_text("completed")
     expect(page.locator("#run-callbacks")).to_have_text("start,complete")
