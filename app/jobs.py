@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from enum import StrEnum
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -156,7 +157,15 @@ async def send_newsletter(step: StepContext, input: NewsletterInput) -> Newslett
     return NewsletterOutput(sent=sent, dry_run=input.dry_run)
 
 
-durably = create_durably(os.environ.get("DURABLY_DB_URL", "sqlite:///durably.db"), max_concurrent_runs=4).register(
+def default_database() -> str:
+    """`.durably/durably.db` under the working directory: a hidden directory, because Reflex's dev
+    server restarts the backend when a watched file changes, and SQLite's -wal and -shm files
+    change at every write."""
+    Path(".durably").mkdir(exist_ok=True)
+    return "sqlite:///.durably/durably.db"
+
+
+durably = create_durably(os.environ.get("DURABLY_DB_URL") or default_database(), max_concurrent_runs=4).register(
     import_csv=import_csv,
     publish_report=publish_report,
     slow_cleanup=slow_cleanup,
