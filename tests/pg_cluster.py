@@ -111,6 +111,6 @@ class PgCluster:
         command = [str(program), *args]
         if self._as_root:
             command = ["runuser", "-u", SERVER_USER, "--", *command]
-        result = subprocess.run(command, capture_output=True, text=True, cwd=self.root, timeout=120)
+        result = subprocess.run(command, check=False, capture_output=True, text=True, cwd=self.root, timeout=120)
         if check and result.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")

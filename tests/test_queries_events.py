@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from conftest import FAST
-from engine_helpers import TERMINAL, Gate, collect, db_path, wait_for_status
+from engine_helpers import TERMINAL, Gate, collect, db_path, query_db, wait_for_status
 
 from durably_reflex import (
     Durably,
@@ -560,7 +560,7 @@ async def test_a_run_subscription_removes_its_listener_once_the_run_completed(du
 
 
 # -- schema ---------------------------------------------------------------------------------------
-async def test_migrate_three_times_leaves_one_schema_version_row(db_url):
+async def test_migrate_three_times_leaves_one_schema_version_row(db_url, backend):
     durably = create_durably(db_url, **FAST)
     try:
         await durably.migrate()
@@ -573,9 +573,9 @@ async def test_migrate_three_times_leaves_one_schema_version_row(db_url):
         await again.migrate()
         await again.close()
 
-    with sqlite3.connect(db_path(db_url)) as db:
-        assert db.execute("SELECT count(*), max(version) FROM durably_schema_versions").fetchone() == (1, 1)
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert query_db(db_url, "SELECT count(*), max(version) FROM durably_schema_versions") == [(1, 1)]
+    tables = {row[0] for row in query_db(db_url, "SELECT table_name FROM information_schema.tables")} if backend == "postgresql" else {
+        row[0] for row in query_db(db_url, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"durably_runs", "durably_steps", "durably_logs", "durably_schema_versions"} <= tables
 
 
@@ -588,11 +588,10 @@ async def test_concurrent_migrate_calls_on_one_engine_all_succeed(db_url):
     finally:
         await durably.close()
 
-    with sqlite3.connect(db_path(db_url)) as db:
-        assert db.execute("SELECT count(*) FROM durably_schema_versions").fetchone() == (1,)
+    assert query_db(db_url, "SELECT count(*) FROM durably_schema_versions") == [(1,)]
 
 
-async def test_migrate_waits_for_another_connections_write_on_a_fresh_file(db_url):
+async def test_migrate_waits_for_another_connections_write_on_a_fresh_file(db_url, sqlite_only):
     holder = sqlite3.connect(db_path(db_url), isolation_level=None, check_same_thread=False)
     holder.execute("CREATE TABLE other_app (x)")
     holder.execute("BEGIN IMMEDIATE")  # another writer is mid-transaction (rollback-journal file)
@@ -615,7 +614,7 @@ async def test_migrate_waits_for_another_connections_write_on_a_fresh_file(db_ur
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-async def test_the_database_is_in_wal_mode(durably, db_url):
+async def test_the_database_is_in_wal_mode(durably, db_url, sqlite_only):
     durably.register(job=define_job(name="simple", run=simple))
     await durably.trigger("simple", {"n": 1})
 
