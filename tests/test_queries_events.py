@@ -681,6 +681,11 @@ def test_create_durably_rejects_bad_options(db_url, options):
         create_durably(db_url, **options)
 
 
-def test_create_durably_rejects_a_database_that_is_not_sqlite():
-    with pytest.raises(ValueError, match="sqlite"):
-        create_durably("postgresql://localhost/jobs")
+def test_create_durably_rejects_a_database_it_cannot_store_runs_in():
+    with pytest.raises(ValueError, match="SQLite .* or PostgreSQL"):
+        create_durably("mysql://localhost/jobs")
+
+
+@pytest.mark.parametrize("url", ["postgresql://localhost/jobs", "postgresql+psycopg://u:p@localhost:5433/jobs"])
+def test_create_durably_accepts_postgresql_urls_without_connecting(url):
+    assert type(create_durably(url).storage).__name__ == "PostgresStorage"

@@ -1,0 +1,239 @@
+"""W1 on PostgreSQL: durably-reflex with 1, 2 and 4 worker processes, beside DBOS Transact on the
+same server.
+
+    .venv/bin/python bench/postgres.py [--url postgresql://...] [--runs 1000] [--steps 10] [--conc 4]
+
+Without --url a throwaway server is started (tests/pg_cluster.py) with PostgreSQL's default, durable
+settings (fsync on, synchronous_commit on). Each configuration gets a fresh database; its runs are
+triggered first, then the worker processes are released together, and the rate is measured from
+the release to the last run's `completed_at` in the database (process start-up excluded). DBOS runs
+a Queue (worker_concurrency = --conc per process) on the same server; its rate is over
+enqueue start -> last result, as in bench/engine.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+RESULT_TAG = "@@RESULT "
+DBOS_QUEUE_POLL_S = 0.01
+
+
+def trivial_step(i: int) -> int:
+    return i + 1
+
+
+# -- children ----------------------------------------------------------------------------------------
+def child_durably(args: argparse.Namespace) -> None:
+    """A worker process: opens the engine, waits for the go file, works until nothing is left."""
+    from durably_reflex import create_durably, define_job
+
+    steps = args.steps
+
+    async def body(step: Any, _input: Any) -> int:
+        total = 0
+        for i in range(steps):
+            total += await step.run(f"s{i}", trivial_step, i)
+        return total
+
+    async def main() -> dict[str, Any]:
+        durably = create_durably(args.url, polling_interval=0.05, max_concurrent_runs=args.conc)
+        durably.register(w1=define_job(name="w1", run=body))
+        await durably.migrate()
+        Path(args.ready).touch()
+        while not os.path.exists(args.go):
+            await asyncio.sleep(0.005)
+        await durably.start()
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline and await durably.get_runs(status=["pending", "running"], limit=1):
+            await asyncio.sleep(0.02)
+        await durably.close(timeout=5)
+        return {"pid": os.getpid()}
+
+    print(RESULT_TAG + json.dumps(asyncio.run(main())), flush=True)
+
+
+def child_dbos(args: argparse.Namespace) -> None:
+    from dbos import DBOS
+
+    DBOS(config={"name": "durably-bench-pg", "system_database_url": args.url, "log_level": "WARNING"})  # type: ignore[arg-type]
+    steps = args.steps
+
+    @DBOS.step()
+    def w1_step(i: int) -> int:
+        return i + 1
+
+    @DBOS.workflow()
+    def w1_workflow(n: int) -> int:
+        total = 0
+        for i in range(n):
+            total += w1_step(i)
+        return total
+
+    DBOS.launch()
+    queue = DBOS.register_queue("w1q", worker_concurrency=args.conc, polling_interval_sec=DBOS_QUEUE_POLL_S)
+    t0 = time.perf_counter()
+    handles = [queue.enqueue(w1_workflow, steps) for _ in range(args.runs)]
+    expected = sum(i + 1 for i in range(steps))
+    done = sum(1 for handle in handles if handle.get_result() == expected)
+    total = time.perf_counter() - t0
+    DBOS.destroy()
+    print(RESULT_TAG + json.dumps({"completed": done, "total_s": total}), flush=True)
+
+
+# -- parent ------------------------------------------------------------------------------------------
+def _result(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        return {"error": "timed out", "stderr": err[-2000:]}
+    for line in out.splitlines():
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG):])  # type: ignore[no-any-return]
+    return {"error": f"exit {proc.returncode}", "stderr": err[-2000:]}
+
+
+def _spawn(kind: str, *extra: str) -> subprocess.Popen[str]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", kind, *extra]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _fresh_database(admin_url: str, name: str) -> str:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = admin_url.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+def _trigger(url: str, runs: int) -> None:
+    from durably_reflex import create_durably, define_job
+
+    async def nothing(step: Any, _input: Any) -> None:
+        """Only triggered here: the worker processes register the real job under the same name."""
+
+    async def create() -> None:
+        durably = create_durably(url)
+        durably.register(w1=define_job(name="w1", run=nothing))
+        await durably.migrate()
+        for start in range(0, runs, 500):
+            await durably.jobs.w1.batch_trigger([None] * min(500, runs - start))
+        await durably.close()
+
+    asyncio.run(create())
+
+
+def measure_durably(admin_url: str, processes: int, runs: int, steps: int, conc: int) -> dict[str, Any]:
+    url = _fresh_database(admin_url, f"bench_durably_{processes}")
+    _trigger(url, runs)
+    with tempfile.TemporaryDirectory(prefix="durably-bench-pg-") as tmp:
+        go = os.path.join(tmp, "go")
+        workers = [
+            _spawn("durably", "--url", url, "--steps", str(steps), "--conc", str(conc), "--go", go,
+                   "--ready", os.path.join(tmp, f"ready{i}"), "--timeout", "300")
+            for i in range(processes)
+        ]  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not all(os.path.exists(os.path.join(tmp, f"ready{i}")) for i in range(processes)):
+            if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
+                return {"error": "workers did not start", **_result(workers[0], 5)}
+            time.sleep(0.01)
+        released = time.time()
+        Path(go).touch()
+        results = [_result(worker, 360) for worker in workers]
+    errors = [r for r in results if "error" in r]
+    if errors:
+        return errors[0]
+    with psycopg.connect(url) as db:
+        done_runs, last = db.execute("SELECT count(*), max(completed_at) FROM durably_runs WHERE status = 'completed'").fetchone()
+        done_steps = db.execute("SELECT count(*) FROM durably_steps WHERE status = 'completed'").fetchone()[0]
+    seconds = last / 1000 - released
+    return {"runs": done_runs, "steps": done_steps, "seconds": seconds, "steps_s": done_steps / seconds}
+
+
+def measure_dbos(admin_url: str, runs: int, steps: int, conc: int) -> dict[str, Any]:
+    url = _fresh_database(admin_url, "bench_dbos")
+    result = _result(_spawn("dbos", "--url", url, "--runs", str(runs), "--steps", str(steps), "--conc", str(conc)), 600)
+    if "error" in result:
+        return result
+    return {**result, "steps_s": result["completed"] * steps / result["total_s"]}
+
+
+def bench(admin_url: str, runs: int, steps: int, conc: int, dbos_runs: int, no_dbos: bool = False) -> dict[str, Any]:
+    """Print the table; return the figures."""
+    print(f"\n=== W1 on PostgreSQL: {runs:,} runs x {steps} trivial steps; durably-reflex worker processes with "
+          f"max_concurrent_runs={conc} each ===")  # fmt: skip
+    figures: dict[str, Any] = {}
+    for processes in (1, 2, 4):
+        r = measure_durably(admin_url, processes, runs, steps, conc)
+        figures[f"durably x{processes}"] = r
+        if "error" in r:
+            print(f"  durably-reflex, {processes} process(es): ERROR {r['error']}\n{r.get('stderr', '')}")
+            continue
+        print(f"  durably-reflex, {processes} process(es): {r['steps']:,} steps in {r['seconds']:.2f} s = "
+              f"{r['steps_s']:,.0f} steps/s")
+    if not no_dbos:
+        r = measure_dbos(admin_url, dbos_runs, steps, conc)
+        figures["dbos"] = r
+        if "error" in r:
+            print(f"  DBOS Queue: ERROR {r['error']}\n{r.get('stderr', '')}")
+        else:
+            print(f"  DBOS Queue worker_concurrency={conc}, 1 process: {r['completed'] * steps:,} steps in "
+                  f"{r['total_s']:.2f} s = {r['steps_s']:,.0f} steps/s ({dbos_runs} runs)")
+            base = figures["durably x1"].get("steps_s")
+            if base:
+                print(f"  durably-reflex 1 process / DBOS: {base / r['steps_s']:.1f}x")
+    return figures
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="a PostgreSQL server URL whose user may create databases (default: a throwaway server)")
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--conc", type=int, default=4, help="runs at a time per worker process (DBOS: worker_concurrency)")
+    parser.add_argument("--dbos-runs", type=int, default=200)
+    parser.add_argument("--no-dbos", action="store_true")
+    parser.add_argument("--child", choices=("durably", "dbos"), help=argparse.SUPPRESS)
+    parser.add_argument("--go", help=argparse.SUPPRESS)
+    parser.add_argument("--ready", help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=float, default=300, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child == "durably":
+        child_durably(args)
+        return 0
+    if args.child == "dbos":
+        child_dbos(args)
+        return 0
+    if args.url:
+        bench(args.url, args.runs, args.steps, args.conc, args.dbos_runs, args.no_dbos)
+        return 0
+    from tests.pg_cluster import PgCluster
+
+    cluster = PgCluster(durable=True).start()
+    try:
+        bench(cluster.url(), args.runs, args.steps, args.conc, args.dbos_runs, args.no_dbos)
+    finally:
+        cluster.destroy()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
