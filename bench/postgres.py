@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 RESULT_TAG = "@@RESULT "
+TICKS = 50  # steps per run of bench/pg_app.py
 DBOS_QUEUE_POLL_S = 0.01
 
 
@@ -176,6 +178,57 @@ def measure_dbos(admin_url: str, runs: int, steps: int, conc: int) -> dict[str, 
     return {**result, "steps_s": result["completed"] * steps / result["total_s"]}
 
 
+def measure_stream_latency(admin_url: str, runs: int = 6) -> dict[str, Any]:
+    """API process A (no worker) streams `/subscribe` of runs that worker process B executes: how
+    long after B makes a `step:complete` event does a client of A receive it (ms, same machine clock)."""
+    import socket
+
+    import httpx
+    from httpx_sse import connect_sse
+
+
+    url = _fresh_database(admin_url, "bench_sse")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "DURABLY_BENCH_URL": url, "PYTHONPATH": str(ROOT)}
+    cli = [sys.executable, "-m", "durably_reflex"]
+    api = subprocess.Popen([*cli, "serve", "bench.pg_app:durably", "--no-worker", "--port", str(port), "--log-level", "warning"],
+                           cwd=ROOT, env=env, stderr=subprocess.DEVNULL)  # fmt: skip
+    worker = subprocess.Popen([*cli, "worker", "bench.pg_app:durably", "--log-level", "warning"], cwd=ROOT, env=env,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    base = f"http://127.0.0.1:{port}/api/durably"
+    delays: list[float] = []
+    try:
+        with httpx.Client(timeout=30) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    client.get(f"{base}/runs")
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        return {"error": "the API process did not start"}
+                    time.sleep(0.1)
+            for _ in range(runs):
+                run_id = client.post(f"{base}/trigger", json={"jobName": "ticker", "input": {}}).json()["runId"]
+                with connect_sse(client, "GET", f"{base}/subscribe", params={"runId": run_id}) as source:
+                    for sse in source.iter_sse():
+                        event = json.loads(sse.data)
+                        if event.get("type") == "step:complete":  # run:progress is throttled by the server
+                            made = datetime.fromisoformat(event["timestamp"]).timestamp()
+                            delays.append((time.time() - made) * 1000)
+                        if event.get("type") == "run:complete":
+                            break
+    finally:
+        for process in (api, worker):
+            process.terminate()
+            process.wait(30)
+    ordered = sorted(delays)
+    return {"samples": len(delays), "expected": runs * TICKS, "p50": ordered[len(ordered) // 2],
+            "p95": ordered[int(len(ordered) * 0.95)], "max": ordered[-1]}  # fmt: skip
+
+
 def bench(admin_url: str, runs: int, steps: int, conc: int, dbos_runs: int, no_dbos: bool = False) -> dict[str, Any]:
     """Print the table; return the figures."""
     print(f"\n=== W1 on PostgreSQL: {runs:,} runs x {steps} trivial steps; durably-reflex worker processes with "
@@ -200,6 +253,12 @@ def bench(admin_url: str, runs: int, steps: int, conc: int, dbos_runs: int, no_d
             base = figures["durably x1"].get("steps_s")
             if base:
                 print(f"  durably-reflex 1 process / DBOS: {base / r['steps_s']:.1f}x")
+    r = figures["sse"] = measure_stream_latency(admin_url)
+    if "error" in r:
+        print(f"  cross-process stream latency: ERROR {r['error']}")
+    else:
+        print(f"  cross-process stream latency (API process A streams, worker process B executes): {r['samples']} "
+              f"step:complete events of {r['expected']}: p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f} ms, max {r['max']:.1f} ms")
     return figures
 
 

@@ -166,7 +166,7 @@ class GroupCommit(Generic[C]):
             try:
                 connection = self._connected()
                 results = self._transaction(connection, write, [item.operation for item in group])
-            except BaseException as error:
+            except BaseException as error:  # noqa: BLE001 - whatever failed, each operation then runs alone
                 self._after_failure(error)
             else:
                 for item, result in zip(group, results):
@@ -183,7 +183,7 @@ class GroupCommit(Generic[C]):
                 (item.result,) = self._transaction(self._connected(), item.write, [item.operation])
                 item.error = None
                 return
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - handed to the operation's caller
                 item.error = error
                 if self._after_failure(error):
                     if reconnect_deadline is None:
