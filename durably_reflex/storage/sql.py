@@ -404,7 +404,10 @@ class SqlStorage(Storage):
         return await self._writer.run(remove)
 
     def _require_status(self, session: SqlSession, run_id: str, action: str, allowed: set[RunStatus] | frozenset[RunStatus]) -> Run:
-        row = session.sa.execute(select(*_run_columns).where(_runs.c.id == run_id)).fetchone()
+        # The row stays locked to the commit (PostgreSQL; SQLite's single writer needs no lock): a
+        # run cannot complete between this check and the change that depends on it.
+        locked = select(*_run_columns).where(_runs.c.id == run_id).with_for_update(of=_runs)
+        row = session.sa.execute(locked).fetchone()
         if row is None:
             raise RunNotFoundError(run_id)
         run = run_from_row(row)
@@ -619,17 +622,22 @@ class SqlStorage(Storage):
     def recover(self, stale_before: int, owner_is_dead: Callable[[str], bool], now: int) -> list[str]:
         def reset(session: SqlSession) -> list[str]:
             running = session.sa.execute(
-                select(_runs.c.id, _runs.c.owner, _runs.c.heartbeat_at).where(_runs.c.status == RunStatus.RUNNING)
+                select(_runs.c.id, _runs.c.owner, _runs.c.heartbeat_at, _runs.c.attempt).where(
+                    _runs.c.status == RunStatus.RUNNING
+                )
             ).fetchall()
             recovered = []
-            for run_id, owner, heartbeat_at in running:
+            for run_id, owner, heartbeat_at, attempt in running:
                 if heartbeat_at < stale_before or (owner is not None and owner_is_dead(owner)):
-                    session.sa.execute(
+                    # Only the claim judged here: where writers run side by side (PostgreSQL), another
+                    # process may have recovered it and a worker claimed it again meanwhile.
+                    reset = session.sa.execute(
                         update(_runs)
-                        .where(_runs.c.id == run_id, _runs.c.status == RunStatus.RUNNING)
+                        .where(_runs.c.id == run_id, _runs.c.status == RunStatus.RUNNING, _runs.c.attempt == attempt)
                         .values(status=RunStatus.PENDING.value, owner=None, updated_at=now)
                     )
-                    recovered.append(run_id)
+                    if reset.rowcount:
+                        recovered.append(run_id)
             return recovered
 
         return self._writer.run_blocking(reset)
