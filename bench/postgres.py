@@ -9,8 +9,8 @@ synchronous_commit=off for its connections (the counterpart of SQLite's synchron
 SQLite default). Each configuration gets a fresh database; its runs are
 triggered first, then the worker processes are released together, and the rate is measured from
 the release to the last run's `completed_at` in the database (process start-up excluded). DBOS runs
-a Queue (worker_concurrency = --conc per process) on the same server; its rate is over
-enqueue start -> last result, as in bench/engine.py.
+a Queue (worker_concurrency = --conc per process) on the same server, in 1, 2 and 4 processes that
+each enqueue their share when released; its rate is over release -> last result.
 """
 
 from __future__ import annotations
@@ -76,6 +76,9 @@ def child_durably(args: argparse.Namespace) -> None:
 
 
 def child_dbos(args: argparse.Namespace) -> None:
+    """One DBOS process: launches on the shared system database, waits for the go file, enqueues
+    its share of the runs on the shared queue (which every process's queue worker drains), and
+    waits for their results."""
     from dbos import DBOS
 
     DBOS(config={"name": "durably-bench-pg", "system_database_url": args.url, "log_level": "WARNING"})  # type: ignore[arg-type]
@@ -94,13 +97,16 @@ def child_dbos(args: argparse.Namespace) -> None:
 
     DBOS.launch()
     queue = DBOS.register_queue("w1q", worker_concurrency=args.conc, polling_interval_sec=DBOS_QUEUE_POLL_S)
-    t0 = time.perf_counter()
+    Path(args.ready).touch()
+    while not os.path.exists(args.go):
+        time.sleep(0.005)
+    t0 = time.time()
     handles = [queue.enqueue(w1_workflow, steps) for _ in range(args.runs)]
     expected = sum(i + 1 for i in range(steps))
     done = sum(1 for handle in handles if handle.get_result() == expected)
-    total = time.perf_counter() - t0
-    DBOS.destroy()
-    print(RESULT_TAG + json.dumps({"completed": done, "total_s": total}), flush=True)
+    t1 = time.time()
+    print(RESULT_TAG + json.dumps({"completed": done, "t0": t0, "t1": t1}), flush=True)
+    os._exit(0)  # DBOS.destroy() can hang when other processes share the queue; nothing is left to do
 
 
 # -- parent ------------------------------------------------------------------------------------------
@@ -117,9 +123,10 @@ def _result(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     return {"error": f"exit {proc.returncode}", "stderr": err[-2000:]}
 
 
-def _spawn(kind: str, *extra: str) -> subprocess.Popen[str]:
+def _spawn(kind: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", kind, *extra]
-    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})  # fmt: skip
 
 
 def _fresh_database(admin_url: str, name: str) -> str:
@@ -151,20 +158,15 @@ def measure_durably(admin_url: str, processes: int, runs: int, steps: int, conc:
     url = _fresh_database(admin_url, f"bench_durably_{processes}") + options
     _trigger(url, runs)
     with tempfile.TemporaryDirectory(prefix="durably-bench-pg-") as tmp:
-        go = os.path.join(tmp, "go")
         workers = [
-            _spawn("durably", "--url", url, "--steps", str(steps), "--conc", str(conc), "--go", go,
+            _spawn("durably", "--url", url, "--steps", str(steps), "--conc", str(conc), "--go", os.path.join(tmp, "go"),
                    "--ready", os.path.join(tmp, f"ready{i}"), "--timeout", "300")
             for i in range(processes)
         ]  # fmt: skip
-        deadline = time.monotonic() + 120
-        while not all(os.path.exists(os.path.join(tmp, f"ready{i}")) for i in range(processes)):
-            if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
-                return {"error": "workers did not start", **_result(workers[0], 5)}
-            time.sleep(0.01)
-        released = time.time()
-        Path(go).touch()
-        results = [_result(worker, 360) for worker in workers]
+        outcome = _release(workers, tmp, 360)
+    if isinstance(outcome, dict):
+        return outcome
+    released, results = outcome
     errors = [r for r in results if "error" in r]
     if errors:
         return errors[0]
@@ -175,12 +177,38 @@ def measure_durably(admin_url: str, processes: int, runs: int, steps: int, conc:
     return {"runs": done_runs, "steps": done_steps, "seconds": seconds, "steps_s": done_steps / seconds}
 
 
-def measure_dbos(admin_url: str, runs: int, steps: int, conc: int) -> dict[str, Any]:
-    url = _fresh_database(admin_url, "bench_dbos")
-    result = _result(_spawn("dbos", "--url", url, "--runs", str(runs), "--steps", str(steps), "--conc", str(conc)), 600)
-    if "error" in result:
-        return result
-    return {**result, "steps_s": result["completed"] * steps / result["total_s"]}
+def _release(workers: list[subprocess.Popen[str]], tmp: str, timeout: float) -> tuple[float, list[dict[str, Any]]] | dict[str, Any]:
+    """Wait until every child is ready, release them together, collect their results: (release
+    time, results), or an error."""
+    deadline = time.monotonic() + 120
+    while not all(os.path.exists(os.path.join(tmp, f"ready{i}")) for i in range(len(workers))):
+        if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
+            return {"error": "workers did not start", **_result(workers[0], 5)}
+        time.sleep(0.01)
+    released = time.time()
+    Path(tmp, "go").touch()
+    return released, [_result(worker, timeout) for worker in workers]
+
+
+def measure_dbos(admin_url: str, processes: int, runs: int, steps: int, conc: int) -> dict[str, Any]:
+    url = _fresh_database(admin_url, f"bench_dbos_{processes}")
+    with tempfile.TemporaryDirectory(prefix="durably-bench-dbos-") as tmp:
+        share = [runs // processes + (1 if i < runs % processes else 0) for i in range(processes)]
+        workers = [
+            _spawn("dbos", "--url", url, "--runs", str(share[i]), "--steps", str(steps), "--conc", str(conc),
+                   "--go", os.path.join(tmp, "go"), "--ready", os.path.join(tmp, f"ready{i}"), env={"DBOS__VMID": f"bench-{i}"})
+            for i in range(processes)
+        ]  # fmt: skip
+        outcome = _release(workers, tmp, 600)
+    if isinstance(outcome, dict):
+        return outcome
+    _, results = outcome
+    errors = [r for r in results if "error" in r]
+    if errors:
+        return errors[0]
+    completed = sum(r["completed"] for r in results)
+    seconds = max(r["t1"] for r in results) - min(r["t0"] for r in results)
+    return {"completed": completed, "seconds": seconds, "steps_s": completed * steps / seconds}
 
 
 def measure_stream_latency(admin_url: str, runs: int = 6) -> dict[str, Any]:
@@ -249,16 +277,16 @@ def bench(admin_url: str, runs: int, steps: int, conc: int, dbos_runs: int, no_d
             print(f"  durably-reflex, {processes} process(es){label}: {r['steps']:,} steps in {r['seconds']:.2f} s = "
                   f"{r['steps_s']:,.0f} steps/s")
     if not no_dbos:
-        r = measure_dbos(admin_url, dbos_runs, steps, conc)
-        figures["dbos"] = r
-        if "error" in r:
-            print(f"  DBOS Queue: ERROR {r['error']}\n{r.get('stderr', '')}")
-        else:
-            print(f"  DBOS Queue worker_concurrency={conc}, 1 process: {r['completed'] * steps:,} steps in "
-                  f"{r['total_s']:.2f} s = {r['steps_s']:,.0f} steps/s ({dbos_runs} runs)")
-            base = figures["durably x1"].get("steps_s")
+        for processes in (1, 2, 4):
+            r = figures[f"dbos x{processes}"] = measure_dbos(admin_url, processes, dbos_runs, steps, conc)
+            if "error" in r:
+                print(f"  DBOS Queue, {processes} process(es): ERROR {r['error']}\n{r.get('stderr', '')}")
+                continue
+            print(f"  DBOS Queue worker_concurrency={conc}, {processes} process(es): {r['completed'] * steps:,} steps in "
+                  f"{r['seconds']:.2f} s = {r['steps_s']:,.0f} steps/s ({dbos_runs} runs)")
+            base = figures[f"durably x{processes}"].get("steps_s")
             if base:
-                print(f"  durably-reflex 1 process / DBOS: {base / r['steps_s']:.1f}x")
+                print(f"    durably-reflex / DBOS at {processes} process(es), both durable: {base / r['steps_s']:.1f}x")
     r = figures["sse"] = measure_stream_latency(admin_url)
     if "error" in r:
         print(f"  cross-process stream latency: ERROR {r['error']}")
