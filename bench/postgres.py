@@ -105,6 +105,11 @@ def child_dbos(args: argparse.Namespace) -> None:
     expected = sum(i + 1 for i in range(steps))
     done = sum(1 for handle in handles if handle.get_result() == expected)
     t1 = time.time()
+    # This process's queue worker may be running other processes' workflows: leaving now would
+    # strand them, so stay until the whole queue is drained.
+    with psycopg.connect(args.url) as db:
+        while db.execute("SELECT count(*) FROM dbos.workflow_status WHERE status IN ('PENDING', 'ENQUEUED')").fetchone()[0]:
+            time.sleep(0.05)
     print(RESULT_TAG + json.dumps({"completed": done, "t0": t0, "t1": t1}), flush=True)
     os._exit(0)  # DBOS.destroy() can hang when other processes share the queue; nothing is left to do
 
