@@ -188,9 +188,10 @@ class GroupCommit(Generic[C]):
                 if self._after_failure(error):
                     if reconnect_deadline is None:
                         reconnect_deadline = time.monotonic() + self._reconnect_window
+                        if self._reconnect_window:
+                            logger.warning("database connection lost (%s); reconnecting", error)
                     if time.monotonic() >= reconnect_deadline:
                         return
-                    logger.warning("database connection lost (%s); reconnecting", error)
                     time.sleep(0.2)
                     continue
                 if self._connection is None or not self._connection.is_transient(error) or retries == _TRANSIENT_RETRIES:
