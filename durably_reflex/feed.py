@@ -2,7 +2,8 @@
 
 This is how a server sees runs executed by workers in other processes, and how a stream that drops
 resumes with no gap: each event has a log id, and a subscriber may start after any id still kept.
-One task per process tails the log every `interval` seconds while anyone is subscribed, and hands
+One task per process tails the log while anyone is subscribed (every `interval` seconds, or when the
+database announces new events: PostgreSQL), and hands
 each event to the subscribers of its run and to those of all runs, as the stored JSON (streams send
 it as it is) with the event decoded only when someone needs its fields.
 """
@@ -197,7 +198,7 @@ class EventFeed:
             if page:
                 self._position = page[-1].id
             if len(page) < _PAGE:
-                await asyncio.sleep(self.interval)
+                await self._storage.wait_for_events(self.interval)
 
     def _dispatch(self, item: FeedItem) -> None:
         for subscription in self._all_runs:

@@ -47,5 +47,18 @@ if [ ! -x "$CHROMIUM" ]; then
     fi
 fi
 
+# PostgreSQL: the engine suite also runs on a throwaway PostgreSQL server that
+# the tests start themselves (tests/pg_cluster.py, 127.0.0.1, a free port).
+# Under CI it is installed if missing; elsewhere its tests skip without it.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+    if [ "${CI:-}" = "true" ] && [ "$(id -u)" = "0" ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq postgresql >/dev/null
+    else
+        echo "note: PostgreSQL is not installed; its half of the suite will be skipped (apt-get install postgresql)" >&2
+    fi
+fi
+
 # --- Step 3: the tests -------------------------------------------------------
 exec "$REPO_ROOT/.venv/bin/python" -m pytest "$@"

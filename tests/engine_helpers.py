@@ -7,8 +7,11 @@ touch must be thread-safe: hence `Gate`, not `asyncio.Event`.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
+
+import psycopg
 
 from durably_reflex import Durably, Run, RunStatus
 
@@ -55,3 +58,14 @@ def collect(durably: Durably, event_type: str = "*") -> list[dict]:
 
 def db_path(db_url: str) -> str:
     return db_url.removeprefix("sqlite:///")
+
+
+def query_db(db_url: str, sql: str, *params: object) -> list[tuple]:
+    """Run SQL (with `?` placeholders) on the test's database directly, as another program would,
+    whichever the backend; returns the rows (empty for statements without any)."""
+    if db_url.startswith("sqlite:"):
+        with sqlite3.connect(db_path(db_url)) as db:
+            return db.execute(sql, params).fetchall()
+    with psycopg.connect(db_url.replace("+psycopg", ""), autocommit=True) as db:
+        cursor = db.execute(sql.replace("?", "%s"), params)
+        return cursor.fetchall() if cursor.description else []

@@ -1,7 +1,7 @@
 """Jobs and a worker entry point for the multi-process tests in tests/test_processes.py.
 
-A child process runs `python -m tests.process_jobs --db PATH --side FILE [options]` from the repository
-root: it opens the engine on the SQLite file, runs a worker, and records every step execution as one
+A child process runs `python -m tests.process_jobs --db PATH-OR-URL --side FILE [options]` from the
+repository root: it opens the engine on the SQLite file (or the PostgreSQL database), runs a worker, and records every step execution as one
 JSON line in the side-effect file. Each line is a single unbuffered `O_APPEND` write, so lines from
 several processes never interleave and a line is in the file (the page cache) the moment the write
 returns: a SIGKILL right after it cannot lose it.
@@ -125,7 +125,7 @@ JOBS = {"long": long_job, "quick": quick_job}
 # -- the worker process --------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--db", required=True, help="SQLite database file")
+    parser.add_argument("--db", required=True, help="SQLite database file, or a postgresql:// URL")
     parser.add_argument("--side", required=True, help="side-effect file (JSON lines, appended)")
     parser.add_argument("--jobs", default=",".join(JOBS), help="comma-separated jobs this worker registers (and so claims)")
     parser.add_argument("--max-concurrent", type=int, default=1)
@@ -145,7 +145,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def serve(args: argparse.Namespace) -> dict[str, Any]:
     t_main = T_PROCESS
     durably = create_durably(
-        f"sqlite:///{args.db}",
+        args.db if "://" in args.db else f"sqlite:///{args.db}",
         polling_interval=args.polling,
         heartbeat_interval=args.heartbeat,
         stale_threshold=args.stale,

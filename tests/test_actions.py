@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import sqlite3
 import time
 
 import pytest
 from conftest import FAST
-from engine_helpers import TERMINAL, Gate, collect, db_path, wait_for_status
+from engine_helpers import TERMINAL, Gate, collect, query_db, wait_for_status
 
 from durably_reflex import (
     ConflictError,
@@ -358,10 +357,9 @@ async def test_delete_removes_a_terminal_run_with_its_steps_and_logs(durably, db
     assert await durably.get_run(run_id) is None
     assert await durably.get_steps(run_id) == []
     assert await durably.get_logs(run_id) == []
-    with sqlite3.connect(db_path(db_url)) as db:
-        for table in ("durably_runs", "durably_steps", "durably_logs"):
-            column = "id" if table == "durably_runs" else "run_id"
-            assert db.execute(f"SELECT count(*) FROM {table} WHERE {column} = ?", (run_id,)).fetchone() == (0,)
+    for table in ("durably_runs", "durably_steps", "durably_logs"):
+        column = "id" if table == "durably_runs" else "run_id"
+        assert query_db(db_url, f"SELECT count(*) FROM {table} WHERE {column} = ?", run_id) == [(0,)]
     assert await durably.get_run(keep_id) is not None  # other runs untouched
     assert await durably.get_steps(keep_id)
 

@@ -1,4 +1,5 @@
-"""The engine across REAL processes on one REAL SQLite file.
+"""The engine across REAL processes on one REAL SQLite file, and (where marked) on one REAL
+PostgreSQL database: `db` is then the database's URL instead of the file's path.
 
 Worker processes run `tests/process_jobs.py` (its module docstring describes the side-effect file
 they append to). This test process triggers runs with an engine whose worker it never starts, sends
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from durably_reflex import BatchItem, create_durably
@@ -69,7 +71,7 @@ class Children:
         self.tmp_path = tmp_path
         self.all: list[Child] = []
 
-    def spawn(self, name: str, db: Path, side: Path, *options: str) -> Child:
+    def spawn(self, name: str, db: Database, side: Path, *options: str) -> Child:
         out, err = self.tmp_path / f"{name}.out", self.tmp_path / f"{name}.err"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         with out.open("wb") as stdout, err.open("wb") as stderr:
@@ -128,7 +130,17 @@ def read_side(side: Path, kind: str | None = "step") -> list[dict[str, Any]]:
 STEP_COUNT = "(SELECT COUNT(*) FROM durably_steps s WHERE s.run_id = durably_runs.id AND s.status = 'completed')"
 
 
-def query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+Database = Path | str  # a SQLite file, or a PostgreSQL URL
+
+
+def url_of(db: Database) -> str:
+    return db if isinstance(db, str) else f"sqlite:///{db}"
+
+
+def query(db: Database, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    if isinstance(db, str):
+        with psycopg.connect(db, autocommit=True) as pg:
+            return pg.execute(sql.replace("?", "%s"), params).fetchall()
     connection = sqlite3.connect(db, timeout=10)
     try:
         return connection.execute(sql, params).fetchall()
@@ -136,7 +148,15 @@ def query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         connection.close()
 
 
-def run_row(db: Path, run_id: str) -> dict[str, Any]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    """The database worker processes share: a file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "jobs.db"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def run_row(db: Database, run_id: str) -> dict[str, Any]:
     columns = ("status", "attempt", "owner", "output", "step_count", "heartbeat_at", "started_at")
     selected = [STEP_COUNT if column == "step_count" else column for column in columns]
     (row,) = query(db, f"SELECT {', '.join(selected)} FROM durably_runs WHERE id = ?", run_id)
@@ -145,17 +165,17 @@ def run_row(db: Path, run_id: str) -> dict[str, Any]:
     return result
 
 
-def step_rows(db: Path, run_id: str) -> list[dict[str, Any]]:
+def step_rows(db: Database, run_id: str) -> list[dict[str, Any]]:
     columns = ("name", "step_index", "status", "output")
     rows = query(db, f"SELECT {', '.join(columns)} FROM durably_steps WHERE run_id = ? ORDER BY step_index, started_at", run_id)
     return [dict(zip(columns, row), output=json.loads(row[3]) if row[3] else None) for row in rows]
 
 
-def trigger(db: Path, job: str, items: list[Any]) -> list[str]:
+def trigger(db: Database, job: str, items: list[Any]) -> list[str]:
     """Create runs from this process (its worker is never started, so it never executes them)."""
 
     async def create() -> list[str]:
-        durably = create_durably(f"sqlite:///{db}")
+        durably = create_durably(url_of(db))
         durably.register(**JOBS)
         try:
             await durably.migrate()
@@ -220,7 +240,7 @@ def check_resumed_side_effects(lines: list[dict[str, Any]], steps: int, in_fligh
             assert pids == [second], f"step-{i} ran {pids}"
 
 
-def check_committed_steps(db: Path, run_id: str, steps: int, in_flight: int, first: int, second: int) -> None:
+def check_committed_steps(db: Database, run_id: str, steps: int, in_flight: int, first: int, second: int) -> None:
     rows = step_rows(db, run_id)
     assert [row["name"] for row in rows] == [f"step-{i}" for i in range(steps)]  # each name once, in order
     assert [row["step_index"] for row in rows] == list(range(steps))
@@ -230,8 +250,10 @@ def check_committed_steps(db: Path, run_id: str, steps: int, in_flight: int, fir
 
 
 # -- 1. crash recovery -----------------------------------------------------------------------------
-def test_sigkill_mid_run_resumes_in_a_new_process_without_rerunning_completed_steps(tmp_path: Path, children: Children) -> None:
-    db, side = tmp_path / "jobs.db", tmp_path / "side.jsonl"
+def test_sigkill_mid_run_resumes_in_a_new_process_without_rerunning_completed_steps(
+    tmp_path: Path, db: Database, children: Children
+) -> None:
+    side = tmp_path / "side.jsonl"
     steps = 100
     (run_id,) = trigger(db, "long", [{"steps": steps, "sleep": 0.02}])
     timings = ("--stale", "30", "--heartbeat", "1", "--polling", "0.1")
@@ -279,21 +301,23 @@ def test_sigkill_mid_run_resumes_in_a_new_process_without_rerunning_completed_st
 
 # -- 2. several worker processes on one file -------------------------------------------------------
 KEYS = ("alpha", "beta", "gamma")
-QUICK_RUNS, QUICK_STEPS, KEYED_PER_KEY, KEYED_STEPS = 200, 4, 12, 3
+QUICK_STEPS, KEYED_PER_KEY, KEYED_STEPS = 4, 12, 3
+QUICK_RUNS = {"sqlite": 200, "postgresql": 1000}
 
 
 @dataclass
 class PoolSession:
-    db: Path
+    db: Database
     side: Path
     run_ids: list[str]
     key_of: dict[str, str | None]
     steps_of: dict[str, int]
     pids: set[int]
     elapsed: float
+    backend: str
 
 
-def start_pool(children: Children, tmp_path: Path, db: Path, side: Path, count: int, max_concurrent: int, *options: str) -> list[Child]:
+def start_pool(children: Children, tmp_path: Path, db: Database, side: Path, count: int, max_concurrent: int, *options: str) -> list[Child]:
     """Start worker processes that wait at a barrier, release them together, wait until all are idle."""
     go = tmp_path / "go"
     pool = [
@@ -310,14 +334,18 @@ def start_pool(children: Children, tmp_path: Path, db: Path, side: Path, count: 
     return pool
 
 
-@pytest.fixture(scope="module")
-def pool_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PoolSession]:
-    """Four worker processes (two runs at a time each) on one file, released together on 200 quick
-    runs without a key and 36 slower ones spread over three concurrency keys."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def pool_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PoolSession]:
+    """Four worker processes (two runs at a time each) on one database, released together on quick
+    runs without a key (200 on SQLite, 1,000 on PostgreSQL) and 36 slower ones spread over three
+    concurrency keys."""
     tmp_path = tmp_path_factory.mktemp("pool")
-    db, side = tmp_path / "jobs.db", tmp_path / "side.jsonl"
+    side = tmp_path / "side.jsonl"
+    db: Database = tmp_path / "jobs.db"
+    if request.param == "postgresql":
+        db = request.getfixturevalue("pg_cluster").create_database(f"pool{os.getpid()}")
     items: list[BatchItem] = []
-    for n in range(QUICK_RUNS):
+    for n in range(QUICK_RUNS[request.param]):
         items.append(BatchItem({"n": n, "steps": QUICK_STEPS, "sleep": 0.001}))
         if n % 5 == 0 and n // 5 < KEYED_PER_KEY * len(KEYS):  # keyed runs interleaved with the rest
             k = n // 5
@@ -333,13 +361,14 @@ def pool_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PoolSessi
     yield PoolSession(
         db, side, run_ids, dict(zip(run_ids, [item.concurrency_key for item in items])),
         dict(zip(run_ids, [item.input["steps"] for item in items])), {child.pid for child in pool}, elapsed,
+        request.param,
     )  # fmt: skip
 
 
-def test_worker_processes_on_one_file_run_every_run_and_step_exactly_once(pool_session: PoolSession) -> None:
+def test_worker_processes_on_one_database_run_every_run_and_step_exactly_once(pool_session: PoolSession) -> None:
     db, run_ids, steps_of = pool_session.db, pool_session.run_ids, pool_session.steps_of
     total_steps = sum(steps_of.values())
-    assert len(run_ids) == QUICK_RUNS + KEYED_PER_KEY * len(KEYS)
+    assert len(run_ids) == QUICK_RUNS[pool_session.backend] + KEYED_PER_KEY * len(KEYS)
 
     rows = query(db, f"SELECT id, status, attempt, output, {STEP_COUNT} FROM durably_runs WHERE job_name = 'quick'")
     assert len(rows) == len(run_ids)
@@ -399,8 +428,10 @@ def test_runs_sharing_a_concurrency_key_never_overlap_across_processes(pool_sess
 
 
 # -- 2b. several processes recover a crashed worker's runs at once -----------------------------------
-def test_runs_of_a_killed_worker_are_resumed_once_each_by_competing_processes(tmp_path: Path, children: Children) -> None:
-    db, side = tmp_path / "jobs.db", tmp_path / "side.jsonl"
+def test_runs_of_a_killed_worker_are_resumed_once_each_by_competing_processes(
+    tmp_path: Path, db: Database, children: Children
+) -> None:
+    side = tmp_path / "side.jsonl"
     steps = 60
     run_ids = trigger(db, "long", [{"steps": steps, "sleep": 0.02}] * 4)
     first = children.spawn("crashing", db, side, "--max-concurrent", "4", "--stale", "30", "--heartbeat", "1", "--polling", "0.05")
@@ -574,3 +605,36 @@ def test_sigterm_stops_gracefully_and_a_new_process_finishes_the_run(
         assert done["attempt"] == 1 and done == stopped  # nothing left to do, nothing re-run
         assert Counter(line["step"] for line in read_side(side)) == Counter(f"step-{i}" for i in range(steps))
         assert {line["pid"] for line in read_side(side)} == {first.pid}
+
+
+# -- 5. PostgreSQL restarted while runs are in flight -----------------------------------------------
+def test_a_postgresql_restart_mid_flight_loses_and_repeats_nothing(tmp_path: Path, pg_cluster: Any, pg_url: str, children: Children) -> None:
+    side = tmp_path / "side.jsonl"
+    runs, steps = 8, 40
+    run_ids = trigger(pg_url, "long", [{"steps": steps, "sleep": 0.01}] * runs)
+    pool = [
+        children.spawn(f"worker{i}", pg_url, side, "--max-concurrent", "4", "--polling", "0.05", "--heartbeat", "0.2",
+                       "--stale", "30", "--exit-when-idle", "--deadline", "120")
+        for i in range(2)
+    ]  # fmt: skip
+    wait_until(lambda: len(read_side(side)) >= runs * 5, 60, "every run to be under way")
+
+    pg_cluster.restart()  # every connection is terminated; the server is back about a second later
+    restarted_at = time.time()
+
+    for child in pool:
+        assert child.wait(90) == 0, child.stderr()
+    lines = read_side(side)
+    after = sum(1 for line in lines if line["t0"] > restarted_at)
+    for run_id in run_ids:
+        done = run_row(pg_url, run_id)
+        assert done["status"] == "completed" and done["step_count"] == steps, (run_id, done)
+        assert done["output"]["total"] == sum(range(steps))
+        rows = step_rows(pg_url, run_id)
+        assert [row["name"] for row in rows] == [f"step-{i}" for i in range(steps)]  # each step committed once
+        executions = Counter(line["step"] for line in lines if line["run"] == run_id)
+        # Workers wait through the restart: no claim is lost, so no step runs twice.
+        assert set(executions.values()) == {1}, (run_id, executions)
+        assert done["attempt"] == 1
+    print(f"\n[pg restart] {runs} runs x {steps} steps on 2 processes; {after} steps ran after the restart")
+    assert after > 0

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from conftest import FAST
-from engine_helpers import TERMINAL, Gate, collect, db_path, wait_for_status
+from engine_helpers import TERMINAL, Gate, collect, db_path, query_db, wait_for_status
 
 from durably_reflex import (
     Durably,
@@ -585,7 +585,7 @@ async def test_a_run_subscription_removes_its_listener_once_the_run_completed(du
 
 
 # -- schema ---------------------------------------------------------------------------------------
-async def test_migrate_three_times_leaves_one_schema_version_row(db_url):
+async def test_migrate_three_times_leaves_one_schema_version_row(db_url, backend):
     durably = create_durably(db_url, **FAST)
     try:
         await durably.migrate()
@@ -598,9 +598,9 @@ async def test_migrate_three_times_leaves_one_schema_version_row(db_url):
         await again.migrate()
         await again.close()
 
-    with sqlite3.connect(db_path(db_url)) as db:
-        assert db.execute("SELECT count(*), max(version) FROM durably_schema_versions").fetchone() == (1, SCHEMA_VERSION)
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert query_db(db_url, "SELECT count(*), max(version) FROM durably_schema_versions") == [(1, SCHEMA_VERSION)]
+    tables = {row[0] for row in query_db(db_url, "SELECT table_name FROM information_schema.tables")} if backend == "postgresql" else {
+        row[0] for row in query_db(db_url, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"durably_runs", "durably_steps", "durably_logs", "durably_schema_versions"} <= tables
 
 
@@ -613,11 +613,10 @@ async def test_concurrent_migrate_calls_on_one_engine_all_succeed(db_url):
     finally:
         await durably.close()
 
-    with sqlite3.connect(db_path(db_url)) as db:
-        assert db.execute("SELECT count(*) FROM durably_schema_versions").fetchone() == (1,)
+    assert query_db(db_url, "SELECT count(*) FROM durably_schema_versions") == [(1,)]
 
 
-async def test_migrate_waits_for_another_connections_write_on_a_fresh_file(db_url):
+async def test_migrate_waits_for_another_connections_write_on_a_fresh_file(db_url, sqlite_only):
     holder = sqlite3.connect(db_path(db_url), isolation_level=None, check_same_thread=False)
     holder.execute("CREATE TABLE other_app (x)")
     holder.execute("BEGIN IMMEDIATE")  # another writer is mid-transaction (rollback-journal file)
@@ -640,7 +639,7 @@ async def test_migrate_waits_for_another_connections_write_on_a_fresh_file(db_ur
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-async def test_the_database_is_in_wal_mode(durably, db_url):
+async def test_the_database_is_in_wal_mode(durably, db_url, sqlite_only):
     durably.register(job=define_job(name="simple", run=simple))
     await durably.trigger("simple", {"n": 1})
 
@@ -707,6 +706,11 @@ def test_create_durably_rejects_bad_options(db_url, options):
         create_durably(db_url, **options)
 
 
-def test_create_durably_rejects_a_database_that_is_not_sqlite():
-    with pytest.raises(ValueError, match="sqlite"):
-        create_durably("postgresql://localhost/jobs")
+def test_create_durably_rejects_a_database_it_cannot_store_runs_in():
+    with pytest.raises(ValueError, match="SQLite .* or PostgreSQL"):
+        create_durably("mysql://localhost/jobs")
+
+
+@pytest.mark.parametrize("url", ["postgresql://localhost/jobs", "postgresql+psycopg://u:p@localhost:5433/jobs"])
+def test_create_durably_accepts_postgresql_urls_without_connecting(url):
+    assert type(create_durably(url).storage).__name__ == "PostgresStorage"

@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 import time
 
 import pytest
 from conftest import FAST
-from engine_helpers import Gate, wait_for_status
+from engine_helpers import Gate, query_db, wait_for_status
 from pydantic import BaseModel, Field
 
 from durably_reflex import (
@@ -773,8 +772,7 @@ async def test_a_stored_input_the_worker_cannot_parse_fails_that_run_and_the_wor
 async def test_a_corrupt_pending_row_does_not_block_the_other_runs(durably, db_url):
     durably.register(job=import_job)
     corrupt = await durably.trigger("import", {"count": 1})
-    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as db:  # damaged by hand, or by another program
-        db.execute("UPDATE durably_runs SET input = '{not json' WHERE id = ?", (corrupt.id,))
+    query_db(db_url, "UPDATE durably_runs SET input = '{not json' WHERE id = ?", corrupt.id)  # damaged by hand
     good = await durably.trigger("import", {"count": 1})
     await durably.start()
 

@@ -13,7 +13,14 @@ def open_storage(url: str) -> Storage:
         from .sqlite import SqliteStorage
 
         return SqliteStorage(url)
-    raise ValueError(f"Unsupported database URL {url!r}: durably-reflex stores runs in SQLite (sqlite:///file.db)")
+    if backend == "postgresql":
+        from .postgres import PostgresStorage
+
+        return PostgresStorage(url)
+    raise ValueError(
+        f"Unsupported database URL {url!r}: durably-reflex stores runs in SQLite (sqlite:///file.db) "
+        "or PostgreSQL (postgresql://user:password@host/database)"
+    )
 
 
 __all__ = ["Storage", "open_storage"]

@@ -3,13 +3,14 @@
 Values made on the hot path (step records, logs, events) are named tuples: as typed, far cheaper
 to make than dataclasses.
 
-One implementation per database family stands behind it (`SqliteStorage` now, PostgreSQL later), so
+One implementation per database family stands behind it (`SqliteStorage`, `PostgresStorage`), so
 the engine never sees SQL. Writes made on behalf of a claimed run name the claim's `attempt`: a
 worker whose claim was taken over cannot overwrite the new owner's results.
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -240,6 +241,12 @@ class Storage(ABC):
     @abstractmethod
     async def last_event_id(self) -> int:
         """The id of the newest logged event (0 if none)."""
+
+    async def wait_for_events(self, poll: float) -> None:
+        """Return when new events may have been logged. A database that announces commits
+        (PostgreSQL's NOTIFY) returns as soon as one does; otherwise after `poll` seconds. One
+        caller per storage: the engine's event feed."""
+        await asyncio.sleep(poll)
 
     @abstractmethod
     async def watch_events(self, until: int) -> None:

@@ -10,6 +10,10 @@ hand-off at all: a step function and its checkpoint run on the same worker threa
 If one operation raises, the group is rolled back and its operations are run again one transaction
 each, so every operation stays atomic and only the faulty one fails. Event-loop code awaits `run()`,
 which does the same on a small thread pool: the event loop never waits on the database.
+
+A connection that breaks (a database server restarted, a network cut) is dropped and opened again;
+with a `reconnect_window`, operations that met the break are retried, for that many seconds, until
+the server answers again: callers wait through a restart instead of failing.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class Transactional(Protocol):
     def rollback(self) -> None: ...
     def close(self) -> None: ...
     def is_transient(self, error: BaseException) -> bool: ...
+    def is_broken(self) -> bool: ...
 
 
 Operation = Callable[[C], T]
@@ -64,11 +69,22 @@ class _Queued:
 
 class GroupCommit(Generic[C]):
     def __init__(
-        self, name: str, connect: Callable[[], C], *, threads: int = 8, before_group: Callable[[C], None] | None = None
+        self,
+        name: str,
+        connect: Callable[[], C],
+        *,
+        threads: int = 8,
+        before_group: Callable[[C], None] | None = None,
+        before_commit: Callable[[C], None] | None = None,
+        reconnect_window: float = 0.0,
     ) -> None:
-        """`before_group(connection)` runs first in every write group: buffered writes ride along."""
+        """`before_group(connection)` runs first in every write transaction and `before_commit(connection)`
+        last: buffered writes ride along. `reconnect_window`: seconds to keep retrying an operation
+        whose connection broke (0: fail at once; the next operation reconnects)."""
         self._connect = connect
         self._before_group = before_group
+        self._before_commit = before_commit
+        self._reconnect_window = reconnect_window
         self._connection: C | None = None
         self._lock = threading.Lock()
         self._queue: list[_Queued] = []
@@ -145,47 +161,74 @@ class GroupCommit(Generic[C]):
         successor.waiter.release()
 
     def _run_group(self, group: list[_Queued]) -> None:
-        if self._connection is None:
-            try:
-                self._connection = self._connect()
-            except Exception as error:
-                for item in group:
-                    item.error = error
-                return
-        connection = self._connection
-        write = any(item.write for item in group)
         if len(group) > 1:
+            write = any(item.write for item in group)
             try:
-                connection.begin(write=write)
-                if write and self._before_group is not None:
-                    self._before_group(connection)
-                results = [item.operation(connection) for item in group]
-                connection.commit()
-            except BaseException:
-                _rollback_quietly(connection)
+                connection = self._connected()
+                results = self._transaction(connection, write, [item.operation for item in group])
+            except BaseException as error:  # noqa: BLE001 - whatever failed, each operation then runs alone
+                self._after_failure(error)
             else:
                 for item, result in zip(group, results):
                     item.result = result
                 return
         for item in group:
-            self._run_alone(connection, item)
+            self._run_alone(item)
 
-    def _run_alone(self, connection: C, item: _Queued) -> None:
-        for attempt in range(_TRANSIENT_RETRIES + 1):
+    def _run_alone(self, item: _Queued) -> None:
+        retries = 0
+        reconnect_deadline: float | None = None
+        while True:
             try:
-                connection.begin(write=item.write)
-                if item.write and self._before_group is not None:
-                    self._before_group(connection)
-                item.result = item.operation(connection)
-                connection.commit()
+                (item.result,) = self._transaction(self._connected(), item.write, [item.operation])
                 item.error = None
                 return
-            except Exception as error:
-                _rollback_quietly(connection)
+            except Exception as error:  # noqa: BLE001 - handed to the operation's caller
                 item.error = error
-                if not connection.is_transient(error) or attempt == _TRANSIENT_RETRIES:
+                if self._after_failure(error):
+                    if reconnect_deadline is None:
+                        reconnect_deadline = time.monotonic() + self._reconnect_window
+                        if self._reconnect_window:
+                            logger.warning("database connection lost (%s); reconnecting", error)
+                    if time.monotonic() >= reconnect_deadline:
+                        return
+                    time.sleep(0.2)
+                    continue
+                if self._connection is None or not self._connection.is_transient(error) or retries == _TRANSIENT_RETRIES:
                     return
-                time.sleep(min(0.01 * 2**attempt, 1.0))
+                time.sleep(min(0.01 * 2**retries, 1.0))
+                retries += 1
+
+    def _transaction(self, connection: C, write: bool, operations: list[Callable[[C], Any]]) -> list[Any]:
+        connection.begin(write=write)
+        if write and self._before_group is not None:
+            self._before_group(connection)
+        results = [operation(connection) for operation in operations]
+        if write and self._before_commit is not None:
+            self._before_commit(connection)
+        connection.commit()
+        return results
+
+    def _connected(self) -> C:
+        if self._connection is None:
+            self._connection = self._connect()
+        return self._connection
+
+    def _after_failure(self, error: BaseException) -> bool:
+        """Roll back; if the connection is gone (or could not be opened), drop it so the next
+        operation reconnects. True when the failure was the connection's, not the operation's."""
+        connection = self._connection
+        if connection is None:
+            return not isinstance(error, (KeyboardInterrupt, SystemExit))
+        _rollback_quietly(connection)
+        if not connection.is_broken():
+            return False
+        self._connection = None
+        try:
+            connection.close()
+        except Exception:
+            logger.debug("closing a broken connection failed", exc_info=True)
+        return True
 
 
 def _rollback_quietly(connection: Transactional) -> None:

@@ -128,6 +128,9 @@ class SqlSession:
     def is_transient(self, error: BaseException) -> bool:
         return False
 
+    def is_broken(self) -> bool:
+        return False
+
 
 def _json(text_value: str | None) -> Any:
     """Stored JSON, decoded. A column that is not valid JSON (edited by hand, say) comes back as
@@ -230,7 +233,8 @@ def _nothing(session: SqlSession) -> None:
 class SqlStorage(Storage):
     """Everything but connecting; a dialect subclass opens the writer and reader and may adjust SQL.
 
-    The writer must run `_flush_buffers` first in every write group (GroupCommit's `before_group`).
+    The writer must run `flush_before_group` first in every write transaction and `flush_before_commit`
+    last (GroupCommit's `before_group` and `before_commit`).
     """
 
     FLUSH_DELAY = 0.01
@@ -249,6 +253,20 @@ class SqlStorage(Storage):
             LIMIT 1)
         RETURNING {STORED_RUN_SQL}, attempt
     """
+    # A step is written only while its execution's claim holds; returns the run's status if so.
+    insert_step_sql = """
+        INSERT INTO durably_steps (id, run_id, name, step_index, status, output, error, error_stack,
+            started_at, completed_at)
+        SELECT :id, :run_id, :name, :step_index, :status, :output, :error, :error_stack, :started_at,
+            :completed_at
+        WHERE EXISTS (SELECT 1 FROM durably_runs WHERE id = :run_id AND attempt = :attempt
+                      AND status IN ('running', 'cancelled'))
+        RETURNING (SELECT status FROM durably_runs WHERE id = :run_id)"""
+    # A log line of a deleted run is dropped.
+    insert_log_sql = """
+        INSERT INTO durably_logs (id, run_id, step_name, level, message, data, created_at)
+        SELECT :id, :run_id, :step_name, :level, :message, :data, :created_at
+        WHERE EXISTS (SELECT 1 FROM durably_runs WHERE id = :run_id)"""
 
     def __init__(self, dialect: Dialect, writer: GroupCommit[Any], reader: GroupCommit[Any]) -> None:
         self._dialect = dialect
@@ -272,22 +290,12 @@ class SqlStorage(Storage):
             RETURNING {STORED_RUN_SQL}, 0, 0""")
         self._completed_steps = prepare(
             "SELECT name, output, step_index FROM durably_steps WHERE run_id = :run_id AND status = 'completed'")
-        self._insert_step = prepare("""
-            INSERT INTO durably_steps (id, run_id, name, step_index, status, output, error, error_stack,
-                started_at, completed_at)
-            SELECT :id, :run_id, :name, :step_index, :status, :output, :error, :error_stack, :started_at,
-                :completed_at
-            WHERE EXISTS (SELECT 1 FROM durably_runs WHERE id = :run_id AND attempt = :attempt
-                          AND status IN ('running', 'cancelled'))
-            RETURNING (SELECT status FROM durably_runs WHERE id = :run_id)""")
+        self._insert_step = prepare(self.insert_step_sql)
 
         self._write_progress = prepare("""
             UPDATE durably_runs SET progress = :progress, updated_at = :now
             WHERE id = :run_id AND attempt = :attempt AND status = 'running'""")
-        self._insert_log = prepare("""
-            INSERT INTO durably_logs (id, run_id, step_name, level, message, data, created_at)
-            SELECT :id, :run_id, :step_name, :level, :message, :data, :created_at
-            WHERE EXISTS (SELECT 1 FROM durably_runs WHERE id = :run_id)""")
+        self._insert_log = prepare(self.insert_log_sql)
         self._finish = prepare("""
             UPDATE durably_runs
             SET status = :status, output = :output, error = :error, error_stack = :error_stack,
@@ -301,6 +309,9 @@ class SqlStorage(Storage):
             WHERE id = :run_id AND attempt = :attempt AND status = 'running'""")
         self._status_of = prepare("SELECT status, attempt FROM durably_runs WHERE id = :run_id")
         self._watched = prepare("SELECT until FROM durably_watch WHERE id = 1")
+        self._watch_until = prepare("""
+            INSERT INTO durably_watch (id, until) VALUES (1, :until)
+            ON CONFLICT (id) DO UPDATE SET until = excluded.until WHERE durably_watch.until < excluded.until""")
         self._insert_event = prepare("""
             INSERT INTO durably_events (run_id, job_name, type, body, created_at)
             VALUES (:run_id, :job_name, :type, :body, :created_at)""")
@@ -325,6 +336,7 @@ class SqlStorage(Storage):
         `create_all` makes missing tables with every index of the current version, so a new database
         is at SCHEMA_VERSION at once (one row); a database made at an earlier version gets the indexes
         added since (`_RUN_INDEXES_ADDED`), one row per version applied."""
+        self.lock_for_migration(session)
         DurablyTable.metadata.create_all(session.sa, checkfirst=True)
         current = session.sa.execute(select(func.max(_versions.c.version))).scalar()
         if current is None:
@@ -334,6 +346,9 @@ class SqlStorage(Storage):
             for index_name in _RUN_INDEXES_ADDED.get(version, ()):
                 _runs_index(index_name).create(session.sa, checkfirst=True)
             session.sa.execute(insert(_versions).values(version=version, applied_at=now_ms()))
+
+    def lock_for_migration(self, session: SqlSession) -> None:
+        """Keep other processes out of the schema until this transaction ends (where they could meet)."""
 
     # -- runs on behalf of callers ----------------------------------------------------------------
     async def insert_runs(self, runs: list[NewRun], announce: Announce | None = None) -> list[tuple[Run, bool]]:
@@ -349,11 +364,13 @@ class SqlStorage(Storage):
                     if announce is not None:
                         announce(created[-1][0])
                     continue
-                existing = session.sa.execute(
-                    select(*_run_columns).where(
-                        _runs.c.job_name == run.job_name, _runs.c.idempotency_key == run.idempotency_key
-                    )
-                ).one()
+                # Its key was taken; or, with no key, this very run exists (a retry after a lost connection).
+                same = (
+                    _runs.c.id == run.id
+                    if run.idempotency_key is None
+                    else (_runs.c.job_name == run.job_name) & (_runs.c.idempotency_key == run.idempotency_key)
+                )
+                existing = session.sa.execute(select(*_run_columns).where(same)).one()
                 created.append((run_from_row(existing), False))
             return created
 
@@ -468,7 +485,10 @@ class SqlStorage(Storage):
         return await self._writer.run(remove)
 
     def _require_status(self, session: SqlSession, run_id: str, action: str, allowed: set[RunStatus] | frozenset[RunStatus]) -> Run:
-        row = session.sa.execute(select(*_run_columns).where(_runs.c.id == run_id)).fetchone()
+        # The row stays locked to the commit (PostgreSQL; SQLite's single writer needs no lock): a
+        # run cannot complete between this check and the change that depends on it.
+        locked = select(*_run_columns).where(_runs.c.id == run_id).with_for_update(of=_runs)
+        row = session.sa.execute(locked).fetchone()
         if row is None:
             raise RunNotFoundError(run_id)
         run = run_from_row(row)
@@ -494,7 +514,7 @@ class SqlStorage(Storage):
             self._watched_until = row[0] if row else 0
             claims = []
             for _ in range(limit):
-                row = session.execute(statement, **params).fetchone()
+                row = self.claim_next(session, statement, params)
                 if row is None:
                     break
                 steps = session.execute(self._completed_steps, run_id=row[0]).fetchall()
@@ -505,6 +525,11 @@ class SqlStorage(Storage):
             return claims
 
         return self._writer.run_blocking(take)
+
+    def claim_next(self, session: SqlSession, statement: Prepared, params: dict[str, Any]) -> Sequence[Any] | None:
+        """Take the oldest claimable run: its STORED_RUN_COLUMNS and new attempt, or None. One
+        conditional update suffices where writers are serialised (SQLite)."""
+        return session.execute(statement, **params).fetchone()  # type: ignore[no-any-return]
 
     def _claim_statement(self, arity: int) -> Prepared:
         statement = self._claim_by_arity.get(arity)
@@ -582,19 +607,29 @@ class SqlStorage(Storage):
             self._events[:0] = events
             self._buffered.notify()
 
-    def _flush_buffers(self, session: SqlSession) -> None:
-        """Write buffered progress, logs and events: one statement batch however many calls made them.
+    def flush_before_group(self, session: SqlSession) -> None:
+        """First in every write transaction: buffered progress and logs, so they are committed with
+        the writes they came before (a run's last progress before it finishes, say)."""
+        self._flush_buffers(session, events=False)
 
-        Runs first in every write transaction, so they are committed with the writes they came
-        before; if that transaction rolls back, they go back to the buffers to be written later.
-        """
+    def flush_before_commit(self, session: SqlSession) -> None:
+        """Last in every write transaction: what was buffered meanwhile, and the events. Events go
+        last so that a database that must serialise event writers (see `write_events`) does so only
+        for the commit."""
+        self._flush_buffers(session, events=True)
+
+    def _flush_buffers(self, session: SqlSession, *, events: bool) -> None:
+        """Write buffered progress, logs and events: one statement batch however many calls made them.
+        If the transaction rolls back, they go back to the buffers to be written later."""
         with self._buffer_lock:
             progress, self._progress = self._progress, {}
             logs, self._logs = self._logs, []
-            events, self._events = self._events, []
-        if not (progress or logs or events):
+            new_events: list[NewEvent] = []
+            if events:
+                new_events, self._events = self._events, []
+        if not (progress or logs or new_events):
             return
-        session.on_rollback(lambda: self._restore_buffers(progress, logs, events))
+        session.on_rollback(lambda: self._restore_buffers(progress, logs, new_events))
         if progress:
             session.execute_many(self._write_progress, [
                 {"progress": value, "now": now, "run_id": run_id, "attempt": attempt}
@@ -606,12 +641,17 @@ class SqlStorage(Storage):
                  "message": log.message, "data": log.data_json, "created_at": log.created_at}
                 for log in logs
             ])  # fmt: skip
-        if events:
-            session.execute_many(self._insert_event, [
+        if new_events:
+            self.write_events(session, [
                 {"run_id": event.run_id, "job_name": event.job_name, "type": event.type, "body": event.body_json,
                  "created_at": event.created_at}
-                for event in events
+                for event in new_events
             ])  # fmt: skip
+
+    def write_events(self, session: SqlSession, rows: list[dict[str, Any]]) -> None:
+        """Insert event rows. Readers tail the log by id, so ids must be committed in increasing
+        order; a single writer (SQLite) guarantees that by itself."""
+        session.execute_many(self._insert_event, rows)
 
     def finish_run(
         self,
@@ -663,17 +703,22 @@ class SqlStorage(Storage):
     def recover(self, stale_before: int, owner_is_dead: Callable[[str], bool], now: int) -> list[str]:
         def reset(session: SqlSession) -> list[str]:
             running = session.sa.execute(
-                select(_runs.c.id, _runs.c.owner, _runs.c.heartbeat_at).where(_runs.c.status == RunStatus.RUNNING)
+                select(_runs.c.id, _runs.c.owner, _runs.c.heartbeat_at, _runs.c.attempt).where(
+                    _runs.c.status == RunStatus.RUNNING
+                )
             ).fetchall()
             recovered = []
-            for run_id, owner, heartbeat_at in running:
+            for run_id, owner, heartbeat_at, attempt in running:
                 if heartbeat_at < stale_before or (owner is not None and owner_is_dead(owner)):
-                    session.sa.execute(
+                    # Only the claim judged here: where writers run side by side (PostgreSQL), another
+                    # process may have recovered it and a worker claimed it again meanwhile.
+                    reset = session.sa.execute(
                         update(_runs)
-                        .where(_runs.c.id == run_id, _runs.c.status == RunStatus.RUNNING)
+                        .where(_runs.c.id == run_id, _runs.c.status == RunStatus.RUNNING, _runs.c.attempt == attempt)
                         .values(status=RunStatus.PENDING.value, owner=None, updated_at=now)
                     )
-                    recovered.append(run_id)
+                    if reset.rowcount:
+                        recovered.append(run_id)
             return recovered
 
         return self._writer.run_blocking(reset)
@@ -706,11 +751,7 @@ class SqlStorage(Storage):
 
     async def watch_events(self, until: int) -> None:
         def write(session: SqlSession) -> None:
-            updated = session.sa.execute(
-                update(_watch).where(_watch.c.id == 1, _watch.c.until < until).values(until=until)
-            ).rowcount
-            if not updated and session.sa.execute(select(_watch.c.id)).first() is None:
-                session.sa.execute(insert(_watch).values(id=1, until=until))
+            session.execute(self._watch_until, until=until)
 
         self._watched_until = max(self._watched_until, until)
         await self._writer.run(write)

@@ -64,7 +64,7 @@ class SqliteStorage(SqlStorage):
             return session
 
         writer: GroupCommit[SqliteSession] = GroupCommit(
-            "durably-sqlite-writer", connect, before_group=lambda session: self._flush_buffers(session)
+            "durably-sqlite-writer", connect, before_group=self.flush_before_group, before_commit=self.flush_before_commit
         )
         reader = writer if in_memory else GroupCommit("durably-sqlite-reader", connect)
         super().__init__(engine.dialect, writer, reader)

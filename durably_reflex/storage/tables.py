@@ -18,6 +18,11 @@ class DurablyTable(SQLModel):
     metadata = MetaData()
 
 
+def _serial() -> Column:  # type: ignore[type-arg]
+    """A 64-bit row id (PostgreSQL: BIGSERIAL); on SQLite exactly INTEGER PRIMARY KEY, the rowid."""
+    return Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+
+
 def _millis(nullable: bool = False) -> Column:  # type: ignore[type-arg]
     return Column(BigInteger, nullable=nullable)
 
@@ -62,7 +67,7 @@ class StepRow(DurablyTable, table=True):
     __tablename__ = "durably_steps"
     __table_args__ = (Index("ix_durably_steps_run_index", "run_id", "step_index"),)
 
-    seq: int | None = Field(default=None, primary_key=True)  # the row id: no second b-tree for `id`
+    seq: int | None = Field(default=None, sa_column=_serial())  # the row id: no second b-tree for `id`
     id: str
     run_id: str
     name: str
@@ -98,7 +103,7 @@ class EventRow(DurablyTable, table=True):
     # pruning, because clients resume by id.
     __table_args__ = ({"sqlite_autoincrement": True},)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, sa_column=_serial())
     run_id: str
     job_name: str | None = None
     type: str

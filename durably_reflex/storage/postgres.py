@@ -1,0 +1,257 @@
+"""PostgreSQL: what many processes on many machines sharing one database need, and nothing else. The
+only module that knows it is talking to PostgreSQL (through psycopg 3).
+
+Per process, three connections: a writer that group-commits (one commit carries many runs' step
+writes, so more writer connections would only add commits), a reader, and, once someone streams
+events, a listener. A hundred worker processes are three hundred connections: size
+`max_connections`, or put PgBouncer in session mode in front.
+
+Where SQLite's single writer made things safe by itself, PostgreSQL needs saying so:
+
+- Claims: the oldest pending run is locked with `FOR UPDATE SKIP LOCKED`, so concurrent claimers take
+  different runs without waiting for each other. A run with a concurrency key is taken only by a
+  transaction holding that key's advisory lock, which checks, in a statement started after it got the
+  lock, that no run with the key is running: two claimers of one key are serialised through the lock
+  and the second sees the first's commit, so at most one run per key runs, across machines.
+- Step writes lock the run's row (`FOR SHARE`) while checking the claim generation: a recovery or a
+  new claim either waits for the write's commit (and then sees the step) or wins first (and the write
+  is refused as a lost claim). A retried step write (after a connection broke at commit) is skipped
+  if its row exists, so a step is never completed twice.
+- Event ids come from a sequence, and sequences are not commit-ordered: a tailer reading `id > last`
+  could pass over an event that commits late with a smaller id. Event inserts therefore take a
+  transaction-level advisory lock, held to the commit: ids are handed out in commit order. They are
+  written last in their transaction, so the lock is held only for the insert and the commit. The
+  same transaction sends a NOTIFY, which wakes the feed of every process at once.
+- Reads that must agree with each other (a run and the newest event id) share a REPEATABLE READ
+  snapshot; migrations hold an advisory lock, so processes starting together migrate one at a time.
+- A broken connection (a server restart) is opened again, and the operations that met it are
+  retried for `reconnect_timeout` seconds (URL option, default 60): workers wait through a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from sqlalchemy import URL, create_engine, make_url
+from sqlalchemy.pool import NullPool
+
+from .group_commit import GroupCommit
+from .sql import STORED_RUN_SQL, Prepared, SqlSession, SqlStorage
+
+logger = logging.getLogger("durably_reflex")
+
+# Advisory lock spaces (the two-int form, apart from applications' single-bigint locks).
+_KEY_LOCKS = 0x64757201  # per concurrency key: (space, hashtext(key))
+_GLOBAL_LOCKS = 0x64757202  # (space, _EVENTS) and (space, _MIGRATION)
+_EVENTS = 1
+_MIGRATION = 2
+CHANNEL = "durably_events"
+# While the listener is connected, the feed re-reads at least this often anyway (a safety net).
+_NOTIFIED_POLL = 1.0
+_MAX_KEY_SKIPS = 16
+
+
+class PostgresSession(SqlSession):
+    def begin(self, write: bool) -> None:
+        # A read-only group sees one snapshot, as a SQLite read transaction does.
+        self.raw.execute("BEGIN" if write else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def execute_many(self, statement: Prepared, rows: list[dict[str, Any]]) -> None:
+        with self.raw.cursor() as cursor:
+            cursor.executemany(statement.sql, [statement.bind(row) for row in rows])
+
+    def is_transient(self, error: BaseException) -> bool:
+        return isinstance(error, pg_errors.SerializationFailure | pg_errors.DeadlockDetected | pg_errors.LockNotAvailable)
+
+    def is_broken(self) -> bool:
+        return bool(self.raw.closed or self.raw.broken)
+
+
+class PostgresStorage(SqlStorage):
+    """`postgresql://user:password@host/db` (or `postgresql+psycopg://`); `?reconnect_timeout=60`."""
+
+    # The claim's first statement: the oldest claimable pending run, row-locked, skipping runs other
+    # claimers hold (and runs this claim already passed over for their concurrency key).
+    claim_sql = """
+        SELECT r.id, r.concurrency_key FROM durably_runs r
+        WHERE r.status = 'pending' AND r.job_name IN ({job_names})
+          AND (r.concurrency_key IS NULL OR NOT EXISTS (
+              SELECT 1 FROM durably_runs b WHERE b.status = 'running' AND b.concurrency_key = r.concurrency_key))
+          AND NOT (r.id = ANY(:skipped))
+        ORDER BY r.created_at, r.id
+        LIMIT 1
+        FOR UPDATE OF r SKIP LOCKED
+    """
+    insert_step_sql = """
+        WITH run AS (
+            SELECT status FROM durably_runs
+            WHERE id = CAST(:run_id AS VARCHAR) AND attempt = :attempt AND status IN ('running', 'cancelled')
+            FOR SHARE),
+        written AS (
+            INSERT INTO durably_steps (id, run_id, name, step_index, status, output, error, error_stack,
+                started_at, completed_at)
+            SELECT CAST(:id AS VARCHAR), CAST(:run_id AS VARCHAR), :name, :step_index, :status, :output, :error,
+                :error_stack, :started_at, :completed_at
+            FROM run
+            WHERE NOT EXISTS (SELECT 1 FROM durably_steps
+                              WHERE run_id = CAST(:run_id AS VARCHAR) AND id = CAST(:id AS VARCHAR)))
+        SELECT status FROM run"""
+    # Parameters used twice need one type: PostgreSQL would deduce text in the select list.
+    insert_log_sql = """
+        INSERT INTO durably_logs (id, run_id, step_name, level, message, data, created_at)
+        SELECT :id, CAST(:run_id AS VARCHAR), :step_name, :level, :message, :data, :created_at
+        WHERE EXISTS (SELECT 1 FROM durably_runs WHERE id = CAST(:run_id AS VARCHAR))"""
+
+    def __init__(self, url: str | URL) -> None:
+        parsed = make_url(url)
+        options = dict(parsed.query)
+        self.reconnect_timeout = float(options.pop("reconnect_timeout", 60))
+        parsed = parsed.set(drivername="postgresql+psycopg", query=options)
+        engine = create_engine(parsed, poolclass=NullPool, connect_args={"connect_timeout": 10})
+        self._conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+        def connect() -> PostgresSession:
+            return PostgresSession(engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
+
+        writer: GroupCommit[PostgresSession] = GroupCommit(
+            "durably-pg-writer", connect, before_group=self.flush_before_group,
+            before_commit=self.flush_before_commit, reconnect_window=self.reconnect_timeout,
+        )  # fmt: skip
+        reader: GroupCommit[PostgresSession] = GroupCommit(
+            "durably-pg-reader", connect, reconnect_window=self.reconnect_timeout
+        )
+        super().__init__(engine.dialect, writer, reader)
+        self.url = parsed
+        prepare = self._prepare
+        self._key_lock = prepare(f"SELECT pg_try_advisory_xact_lock({_KEY_LOCKS}, hashtext(:key))")
+        self._key_running = prepare(
+            "SELECT 1 FROM durably_runs WHERE status = 'running' AND concurrency_key = :key LIMIT 1")
+        self._take = prepare(f"""
+            UPDATE durably_runs
+            SET status = 'running', attempt = attempt + 1, owner = :owner, started_at = :now,
+                heartbeat_at = :now, updated_at = :now, completed_at = NULL
+            WHERE id = :id AND status = 'pending'
+            RETURNING {STORED_RUN_SQL}, attempt""")
+        self._events_lock = prepare(f"SELECT pg_advisory_xact_lock({_GLOBAL_LOCKS}, {_EVENTS})")
+        self._notify = prepare(f"SELECT pg_notify('{CHANNEL}', '')")
+        self._migration_lock = prepare(f"SELECT pg_advisory_xact_lock({_GLOBAL_LOCKS}, {_MIGRATION})")
+        self._listener: _Listener | None = None
+
+    # -- what PostgreSQL needs said ---------------------------------------------------------------
+    def lock_for_migration(self, session: SqlSession) -> None:
+        session.execute(self._migration_lock)
+
+    def claim_next(self, session: SqlSession, statement: Prepared, params: dict[str, Any]) -> Sequence[Any] | None:
+        skipped: list[str] = []
+        while len(skipped) <= _MAX_KEY_SKIPS:
+            candidate = session.execute(statement, **params, skipped=skipped).fetchone()
+            if candidate is None:
+                return None
+            run_id, key = candidate
+            # A new statement after the lock: its snapshot includes every claim of this key that
+            # committed before we got the lock (and ours in this transaction).
+            if key is not None and not (
+                session.execute(self._key_lock, key=key).fetchone()[0]
+                and session.execute(self._key_running, key=key).fetchone() is None
+            ):
+                skipped.append(run_id)
+                continue
+            return session.execute(self._take, id=run_id, owner=params["owner"], now=params["now"]).fetchone()  # type: ignore[no-any-return]
+        return None
+
+    def write_events(self, session: SqlSession, rows: list[dict[str, Any]]) -> None:
+        session.execute(self._events_lock)  # held to the commit: ids are handed out in commit order
+        session.execute_many(self._insert_event, rows)
+        session.execute(self._notify)  # delivered at commit, to every listening process
+
+    # -- being told of new events -----------------------------------------------------------------
+    async def wait_for_events(self, poll: float) -> None:
+        if self._listener is None:
+            self._listener = _Listener(self._conninfo)
+        await self._listener.wait(poll)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        await super().close()
+
+
+class _Listener:
+    """LISTENs on a connection of its own, in a thread, and wakes the feed when events commit.
+
+    While it is not connected (the server restarted, say), the feed falls back to polling every
+    `poll` seconds; it reconnects with backoff and wakes the feed on reconnecting, so events logged
+    meanwhile are read at once. One consumer: the engine's feed.
+    """
+
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+        self._lock = threading.Lock()
+        self._notified = 0  # notifications (and reconnections) so far
+        self._consumed = 0  # ... of which the feed has seen
+        self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+        self.connected = False
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="durably-pg-listener", daemon=True)
+        self._thread.start()
+
+    async def wait(self, poll: float) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._notified != self._consumed:
+                self._consumed = self._notified
+                return
+            future = loop.create_future()
+            self._waiter = (loop, future)
+            timeout = _NOTIFIED_POLL if self.connected else poll
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            pass
+        with self._lock:
+            self._waiter = None
+            self._consumed = self._notified
+
+    def close(self) -> None:
+        self._closing.set()
+
+    def _wake(self) -> None:
+        with self._lock:
+            self._notified += 1
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            loop, future = waiter
+            try:
+                loop.call_soon_threadsafe(_settle, future)
+            except RuntimeError:
+                pass  # that loop is closed
+
+    def _listen(self) -> None:
+        backoff = 0.1
+        while not self._closing.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10) as connection:
+                    connection.execute(f"LISTEN {CHANNEL}")
+                    self.connected, backoff = True, 0.1
+                    self._wake()  # whatever was logged while we were not listening
+                    while not self._closing.is_set():
+                        for _ in connection.notifies(timeout=0.25):
+                            self._wake()
+            except psycopg.Error as error:
+                if not self._closing.is_set():
+                    logger.warning("durably event listener: %s; polling until it reconnects", error)
+            finally:
+                self.connected = False
+            self._closing.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
