@@ -21,6 +21,7 @@ import psycopg
 from durably_reflex import create_durably, define_job
 from durably_reflex.clock import now_ms
 from durably_reflex.storage.base import NewEvent
+from durably_reflex.storage.tables import SCHEMA_VERSION
 from tests.conftest import FAST
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +117,7 @@ def test_processes_migrating_one_fresh_database_at_once_all_succeed(pg_url):
         _, err = process.communicate(timeout=60)
         assert process.returncode == 0, err
     with psycopg.connect(pg_url) as db:
-        assert db.execute("SELECT count(*), max(version) FROM durably_schema_versions").fetchone() == (1, 1)
+        assert db.execute("SELECT count(*), max(version) FROM durably_schema_versions").fetchone() == (1, SCHEMA_VERSION)
 
 
 async def _progress_job(step, input):

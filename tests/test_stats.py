@@ -6,13 +6,12 @@ runs created per aligned time bucket (oldest first, empty buckets included); bad
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from engine_helpers import db_path
+from engine_helpers import query_db
 
 from durably_reflex import (
     Durably,
@@ -251,26 +250,24 @@ async def test_get_run_stats_rejects_invalid_arguments(durably: Durably, argumen
 
 
 # -- the schema ------------------------------------------------------------------------------------
-def run_indexes(path: str) -> set[str]:
-    with sqlite3.connect(path) as connection:
-        return {row[1] for row in connection.execute("PRAGMA index_list(durably_runs)")}
+def run_indexes(db_url: str) -> set[str]:
+    if db_url.startswith("sqlite:"):
+        return {row[0] for row in query_db(db_url, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'durably_runs'")}
+    return {row[0] for row in query_db(db_url, "SELECT indexname FROM pg_indexes WHERE tablename = 'durably_runs'")}
 
 
-def schema_versions(path: str) -> list[int]:
-    with sqlite3.connect(path) as connection:
-        return [row[0] for row in connection.execute("SELECT version FROM durably_schema_versions ORDER BY version")]
+def schema_versions(db_url: str) -> list[int]:
+    return [row[0] for row in query_db(db_url, "SELECT version FROM durably_schema_versions ORDER BY version")]
 
 
 async def test_a_version_1_database_gains_the_job_status_index(durably: Durably, db_url: str) -> None:
-    path = db_path(db_url)
-    assert "ix_durably_runs_job_status" in run_indexes(path) and schema_versions(path) == [2]  # new: at 2 at once
+    assert "ix_durably_runs_job_status" in run_indexes(db_url) and schema_versions(db_url) == [2]  # new: at 2 at once
     await durably.close()
-    with sqlite3.connect(path) as connection:  # the database as version 1 left it
-        connection.execute("DROP INDEX ix_durably_runs_job_status")
-        connection.execute("UPDATE durably_schema_versions SET version = 1")
+    query_db(db_url, "DROP INDEX ix_durably_runs_job_status")  # the database as version 1 left it
+    query_db(db_url, "UPDATE durably_schema_versions SET version = 1")
     reopened = create_durably(db_url)
     try:
         await reopened.migrate()
     finally:
         await reopened.close()
-    assert "ix_durably_runs_job_status" in run_indexes(path) and schema_versions(path) == [1, 2]
+    assert "ix_durably_runs_job_status" in run_indexes(db_url) and schema_versions(db_url) == [1, 2]
