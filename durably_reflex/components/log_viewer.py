@@ -41,8 +41,14 @@ def log_viewer(state: type[RunViewState], *, height: str = "20rem", show_filter:
     )  # fmt: skip
     lines = rx.auto_scroll(
         rx.cond(
-            state.visible_logs.length() > 0,
-            rx.foreach(state.visible_logs, _log_line),
+            state.logs.length() > 0,
+            # Filtered in the browser: a filtered copy in the state would double every delta.
+            rx.foreach(
+                state.logs,
+                lambda line: rx.cond(
+                    (state.level_filter == "") | (line["level"].to(str) == state.level_filter), _log_line(line), rx.fragment()
+                ),
+            ),
             rx.text("No log lines yet.", size="1", color_scheme="gray", padding="0.5rem"),
         ),
         height=height,

@@ -90,13 +90,6 @@ class RunViewState(rx.State, mixin=True):
         return (self.progress or {}).get("message") or ""
 
     @rx.var
-    def visible_logs(self) -> list[dict[str, Any]]:
-        """The log lines of `level_filter`'s level (all when it is "")."""
-        if not self.level_filter:
-            return self.logs
-        return [line for line in self.logs if line["level"] == self.level_filter]
-
-    @rx.var
     def input_json(self) -> str:
         return "" if self.run is None else json.dumps(self.run.get("input"), indent=2, ensure_ascii=False)
 
