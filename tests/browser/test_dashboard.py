@@ -168,6 +168,10 @@ def test_a_job_triggered_from_its_form_is_followed_live_to_completion(page: Page
     expect(page.locator(".durably-step[data-status='completed']")).to_have_count(5)
     expect(page.locator(".durably-log-line")).to_have_count(5)
     expect(page.locator(".durably-log-line[data-level='warn']")).to_contain_text("no email address")
+    page.locator(".durably-log-filter").click()  # the level filter keeps only the warning
+    page.get_by_role("option", name="warn", exact=True).click()
+    expect(page.locator(".durably-log-line")).to_have_count(1)
+    expect(page.locator(".durably-log-line")).to_contain_text("skipped Alan Turing")
     assert run_status(dashboard, run_id) == "completed"
 
 
