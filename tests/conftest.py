@@ -22,6 +22,13 @@ from tests.pg_cluster import PgCluster, find_bin_dir
 FAST = {"polling_interval": 0.05, "heartbeat_interval": 0.05, "stale_threshold": 0.5}
 BACKENDS = ["sqlite", "postgresql"]
 _database_numbers = itertools.count(1)
+BROWSER_TESTS = Path(__file__).resolve().parent / "browser"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run last: Playwright's sync API keeps an event loop running in the main thread
+    for as long as its (session-wide) browser lives, and pytest-asyncio's tests cannot run beside it."""
+    items.sort(key=lambda item: BROWSER_TESTS in Path(str(item.path)).resolve().parents)  # a stable sort
 
 
 @pytest.fixture(scope="session")
