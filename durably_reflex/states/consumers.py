@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -179,6 +180,22 @@ async def consuming(token: str, state_name: str, *, probe: TabProbe | None = Non
         await consumer.close()
         if _consumers.get(key) is consumer:
             del _consumers[key]
+
+
+def consumer_of(state: Any) -> Consumer | None:
+    """The consumer this process runs for a hook state instance's tab, if any."""
+    return running_consumer(state.router.session.client_token, state.get_full_name())
+
+
+async def apply_updates(state: Any, batch: list[Update]) -> list[Any]:
+    """Apply updates in order (inside the caller's `async with state:`); the events they ask for."""
+    events: list[Any] = []
+    for update in batch:
+        result = update(state)
+        if inspect.isawaitable(result):
+            result = await result
+        events.extend(result or ())
+    return events
 
 
 def consumer_count() -> int:

@@ -21,10 +21,10 @@ import reflex as rx
 
 from ..client import JobClient
 from ..errors import DurablyError, InvalidInputError, RunCancelledError, RunFailedError
-from ..records import RunStatus
 from ..events import RUN_START, RUN_TRIGGER
+from ..records import RunStatus
 from ..wire_events import RunStart, RunTrigger
-from .consumers import Consumer, consuming
+from .consumers import Consumer, consumer_of, consuming
 from .run_fields import clear_run
 from .run_state import RunViewState
 
@@ -70,7 +70,8 @@ class UseJobState(RunViewState, mixin=True):
         """Trigger from a `trigger_form` submission, whose flat fields (named by dotted path) become
         the job's input. A field that does not convert (a number that is not one, bad JSON) is
         reported under its input like a model error, and no run is created."""
-        from ..components.form_schema import form_to_input  # not at the top: the components import the states
+        # Imported here, not at the top: the components package imports the states.
+        from ..components.form_schema import form_to_input
 
         cls = self.__class__
         input, errors = form_to_input(cls.job.definition.input_schema() if cls.job is not None else None, form_data)
@@ -108,7 +109,7 @@ class UseJobState(RunViewState, mixin=True):
         clear_run(self)
         self.connection = "idle"
         self.field_errors = {}
-        if (consumer := self._running_consumer()) is not None:
+        if (consumer := consumer_of(self)) is not None:
             self._follow(consumer, None)
 
     # -- internals --------------------------------------------------------------------------------
@@ -134,7 +135,7 @@ class UseJobState(RunViewState, mixin=True):
         async with self:
             if self.current_run_id is None:  # the latest-runs stream may have switched to it already
                 self.current_run_id = run_id
-            consumer = self._running_consumer()
+            consumer = consumer_of(self)
             if consumer is not None and self.current_run_id == run_id:
                 self._follow(consumer, run_id)
         return run_id

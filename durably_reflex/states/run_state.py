@@ -10,7 +10,6 @@ completed is "closed", not an error.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -21,7 +20,7 @@ import reflex as rx
 from ..client import ClientConnectionError, DurablyClient, ServerError
 from ..errors import DurablyError, RunNotFoundError
 from ..wire_events import RunSnapshot
-from .consumers import Consumer, Update, consuming, running_consumer
+from .consumers import Consumer, Update, apply_updates, consuming
 from .run_fields import (
     add_logs,
     apply_run_event,
@@ -116,10 +115,7 @@ class RunViewState(rx.State, mixin=True):
             async with self:
                 for update in batch:
                     before = self.status
-                    result = update(self)
-                    if inspect.isawaitable(result):
-                        result = await result
-                    events.extend(result or ())
+                    events.extend(await apply_updates(self, [update]))
                     if self.status != before:
                         events.extend(self._on_status_change(before, self.status))
             for event in events:
@@ -142,9 +138,6 @@ class RunViewState(rx.State, mixin=True):
             clear_run(self, run_id)
             self.connection = "idle"
         self._follow(consumer, run_id)
-
-    def _running_consumer(self) -> Consumer | None:
-        return running_consumer(self.router.session.client_token, self.get_full_name())
 
 
 async def follow_run(consumer: Consumer, client: DurablyClient, run_id: str) -> None:

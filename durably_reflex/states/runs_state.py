@@ -14,7 +14,6 @@ time (`set_status_filter`, `set_job_filter`) unless the state is bound to one jo
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, ClassVar
 
 import reflex as rx
@@ -24,7 +23,7 @@ from ..client import DurablyClient, JobClient
 from ..errors import DurablyError
 from ..records import Run
 from ..wire_events import RunProgress, StepComplete, WireEvent
-from .consumers import Consumer, Refresher, consuming, running_consumer
+from .consumers import Consumer, Refresher, apply_updates, consumer_of, consuming
 from .run_fields import format_duration, percent
 
 REFRESH_INTERVAL = 0.1  # seconds between two live refreshes of the first page, at most
@@ -81,10 +80,7 @@ class UseRunsState(rx.State, mixin=True):
             consumer.start_source(LIVE_SOURCE, _follow_runs(consumer, self.__class__.client, self.job_filter or None))
             async for batch in consumer.batches():
                 async with self:
-                    for update in batch:
-                        result = update(self)
-                        if asyncio.iscoroutine(result):
-                            await result
+                    await apply_updates(self, batch)
 
     @rx.event
     async def refresh(self) -> None:
@@ -123,7 +119,7 @@ class UseRunsState(rx.State, mixin=True):
         self.job_filter = "" if job_name == "all" else job_name
         self.page = 0
         await self._load()
-        consumer = self._running_consumer()
+        consumer = consumer_of(self)
         if consumer is not None:
             consumer.start_source(LIVE_SOURCE, _follow_runs(consumer, self.__class__.client, self.job_filter or None))
 
@@ -166,8 +162,6 @@ class UseRunsState(rx.State, mixin=True):
         finally:
             self.is_loading = False
 
-    def _running_consumer(self) -> Consumer | None:
-        return running_consumer(self.router.session.client_token, self.get_full_name())
 
 
 async def _follow_runs(consumer: Consumer, client: DurablyClient, job_name: str | None) -> None:

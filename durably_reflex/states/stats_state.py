@@ -15,7 +15,7 @@ import reflex as rx
 from ..client import DurablyClient
 from ..errors import DurablyError
 from ..records import RunStats
-from .consumers import Refresher, consuming
+from .consumers import Refresher, apply_updates, consuming
 
 REFRESH_INTERVAL = 0.5  # seconds between two fetches of the counts, at most
 # Events that change a count (progress and steps do not).
@@ -52,8 +52,7 @@ class UseRunStatsState(rx.State, mixin=True):
             consumer.start_source(LIVE_SOURCE, _follow_changes(consumer, self.__class__.client, self.__class__.job_name))
             async for batch in consumer.batches():
                 async with self:
-                    for update in batch:
-                        await update(self)
+                    await apply_updates(self, batch)
 
     @rx.event
     async def refresh(self) -> None:
