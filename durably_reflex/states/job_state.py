@@ -32,7 +32,7 @@ LATEST_SOURCE = "latest"  # the consumer's source that watches the job's new run
 
 
 class UseJobState(RunViewState, mixin=True):
-    """`use_job`: `trigger`, `trigger_and_wait`, `reset` and the current run's fields, live."""
+    """`use_job`: `trigger`, `trigger_and_wait`, `reset_run` (the seed's `reset`: a name Reflex keeps for itself) and the current run's fields, live."""
 
     # -- configuration ----------------------------------------------------------------------------
     job_name: ClassVar[str]
