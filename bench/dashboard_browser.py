@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.dashboard import percentile, seed_runs, table, timings  # noqa: E402
+from bench.dashboard import percentile, seeded_database, table, timings  # noqa: E402
 from tests.browser.reflex_server import reflex_app  # noqa: E402
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -151,15 +151,7 @@ def main() -> None:
     parser.add_argument("--db", default=str(ROOT / "bench" / "results" / "dashboard-browser.db"))
     parser.add_argument("--keep", action="store_true", help="reuse the database if it exists (no reseeding)")
     args = parser.parse_args()
-    path = Path(args.db)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db_url = f"sqlite:///{path}"
-    if not (args.keep and path.exists()):
-        for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-            stale.unlink(missing_ok=True)
-        started = time.perf_counter()
-        seed_runs(db_url, args.runs)
-        print(f"seeded {args.runs:,} runs in {time.perf_counter() - started:.1f} s ({path})", flush=True)
+    db_url = seeded_database(Path(args.db), args.runs, keep=args.keep)
 
     env = {"DURABLY_DB_URL": db_url, "DURABLY_APP": "app.jobs:durably"}
     with reflex_app(ROOT, env) as server:
