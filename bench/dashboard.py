@@ -32,9 +32,9 @@ if str(ROOT) not in sys.path:
 from sqlalchemy import create_engine, insert  # noqa: E402
 
 from durably_reflex import create_durably  # noqa: E402
-from durably_reflex.clock import now_ms  # noqa: E402
-from durably_reflex.ids import new_id  # noqa: E402
-from durably_reflex.storage.tables import RunRow, StepRow  # noqa: E402
+from durably_reflex._clock import now_ms  # noqa: E402
+from durably_reflex._ids import new_id  # noqa: E402
+from durably_reflex._storage.tables import RunRow, StepRow  # noqa: E402
 
 JOBS = ("import-csv", "send-email", "resize-image", "sync-crm", "nightly-report")
 JOB_WEIGHTS = (30, 35, 20, 10, 5)

@@ -8,8 +8,8 @@ The names below are the public API; modules not listed here are implementation d
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .engine import BatchItem, Durably, JobHandle, create_durably
-from .errors import (
+from ._engine import BatchItem, Durably, JobHandle, create_durably
+from ._errors import (
     ClaimLostError,
     ConflictError,
     DuplicateStepError,
@@ -26,9 +26,9 @@ from .errors import (
     StepOutputError,
     WaitTimeoutError,
 )
-from .events import Event, RunSubscription
-from .jobs import JobDefinition, define_job
-from .records import (
+from ._events import Event, RunSubscription
+from ._jobs import JobDefinition, define_job
+from ._records import (
     LogEntry,
     Progress,
     Run,
@@ -39,46 +39,46 @@ from .records import (
     StatusCounts,
     Step,
 )
-from .step import StepContext
+from ._step import StepContext
 
 # The HTTP side (client, server, wire events) loads on first use: a worker process that only runs
 # jobs does not pay for importing httpx and Starlette.
 _LAZY_MODULES = {
-    "AuthError": ".client",
-    "ClientConnectionError": ".client",
-    "ConnectionState": ".client",
-    "DurablyClient": ".client",
-    "EventStream": ".client",
-    "JobClient": ".client",
-    "JobInfo": ".client",
-    "PayloadTooLargeError": ".client",
-    "ServerError": ".client",
-    "TypedDurablyClient": ".client",
-    "UnexpectedResponseError": ".client",
-    "create_durably_client": ".client",
-    "BaseWireEvent": ".wire_events",
-    "LogWrite": ".wire_events",
-    "RunCancel": ".wire_events",
-    "RunComplete": ".wire_events",
-    "RunDelete": ".wire_events",
-    "RunFail": ".wire_events",
-    "RunProgress": ".wire_events",
-    "RunRetry": ".wire_events",
-    "RunSnapshot": ".wire_events",
-    "RunStart": ".wire_events",
-    "RunTrigger": ".wire_events",
-    "StepComplete": ".wire_events",
-    "StepFail": ".wire_events",
-    "StepStart": ".wire_events",
-    "WireEvent": ".wire_events",
-    "parse_event": ".wire_events",
+    "AuthError": "._client",
+    "ClientConnectionError": "._client",
+    "ConnectionState": "._client",
+    "DurablyClient": "._client",
+    "EventStream": "._client",
+    "JobClient": "._client",
+    "JobInfo": "._client",
+    "PayloadTooLargeError": "._client",
+    "ServerError": "._client",
+    "TypedDurablyClient": "._client",
+    "UnexpectedResponseError": "._client",
+    "create_durably_client": "._client",
+    "BaseWireEvent": "._wire_events",
+    "LogWrite": "._wire_events",
+    "RunCancel": "._wire_events",
+    "RunComplete": "._wire_events",
+    "RunDelete": "._wire_events",
+    "RunFail": "._wire_events",
+    "RunProgress": "._wire_events",
+    "RunRetry": "._wire_events",
+    "RunSnapshot": "._wire_events",
+    "RunStart": "._wire_events",
+    "RunTrigger": "._wire_events",
+    "StepComplete": "._wire_events",
+    "StepFail": "._wire_events",
+    "StepStart": "._wire_events",
+    "WireEvent": "._wire_events",
+    "parse_event": "._wire_events",
     "DurablyAuth": ".server",
     "create_durably_handler": ".server",
     "mount_durably": ".mount",
 }
 
 if TYPE_CHECKING:
-    from .client import (
+    from ._client import (
         AuthError,
         ClientConnectionError,
         ConnectionState,
@@ -94,7 +94,7 @@ if TYPE_CHECKING:
     )
     from .mount import mount_durably
     from .server import DurablyAuth, create_durably_handler
-    from .wire_events import (
+    from ._wire_events import (
         BaseWireEvent,
         LogWrite,
         RunCancel,

@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from .engine import Durably
+from ._engine import Durably
 from .server import create_durably_handler
 
 if TYPE_CHECKING:

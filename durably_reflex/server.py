@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .engine import MAX_BUCKET_SECONDS, MAX_STATS_BUCKETS, Durably
-from .errors import (
+from ._engine import MAX_BUCKET_SECONDS, MAX_STATS_BUCKETS, Durably
+from ._errors import (
     ConflictError,
     DurablyError,
     InvalidArgumentError,
@@ -34,11 +34,11 @@ from .errors import (
     NotFoundError,
     RunNotFoundError,
 )
-from .events import EVENT_TYPES, RUN_COMPLETE, RUN_DELETE, RUN_PROGRESS, SETTLED_TYPES, Event
-from .feed import FeedItem, FeedSubscription
-from .openapi import openapi_document
-from .records import Run, RunStatus
-from .sse import KEEP_ALIVE, EventStreamResponse, frame
+from ._events import EVENT_TYPES, RUN_COMPLETE, RUN_DELETE, RUN_PROGRESS, SETTLED_TYPES, Event
+from ._feed import FeedItem, FeedSubscription
+from ._openapi import openapi_document
+from ._records import Run, RunStatus
+from ._sse import KEEP_ALIVE, EventStreamResponse, frame
 
 logger = logging.getLogger("durably_reflex")
 

@@ -410,7 +410,7 @@ async def importable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIt
     ],
 )
 async def test_import_errors_in_process(importable: Path, spec: str, expected: str) -> None:
-    from durably_reflex.cli import UsageError, import_target
+    from durably_reflex._cli import UsageError, import_target
 
     (importable / "broken_dep.py").write_text("import surely_not_installed\n")
     with pytest.raises(UsageError) as caught:
@@ -420,7 +420,7 @@ async def test_import_errors_in_process(importable: Path, spec: str, expected: s
 
 async def test_factories_in_process(importable: Path) -> None:
     from durably_reflex import Durably
-    from durably_reflex.cli import UsageError, import_target, resolve_durably
+    from durably_reflex._cli import UsageError, import_target, resolve_durably
 
     (importable / "factories.py").write_text(
         "from cli_jobs import durably\n"
@@ -442,7 +442,7 @@ async def test_factories_in_process(importable: Path) -> None:
 
 def test_help(capsys: pytest.CaptureFixture[str]) -> None:
     """The parser `python -m durably_reflex` uses (every other test runs it as a subprocess)."""
-    from durably_reflex.cli import build_parser
+    from durably_reflex._cli import build_parser
 
     serve_options = ["--host", "--port", "--base-path", "--no-worker", "--stop-timeout", "--log-level"]
     for args, options in (
@@ -461,7 +461,7 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert exited.value.code == 2
     assert "a port is between 0 and 65535" in capsys.readouterr().err
 
-    from durably_reflex.cli import main
+    from durably_reflex._cli import main
 
     assert main([]) == 2  # no command: the help, on stderr
     assert "usage: python -m durably_reflex" in capsys.readouterr().err

@@ -37,7 +37,7 @@ from durably_reflex import (
     create_durably,
     define_job,
 )
-from durably_reflex.client import (
+from durably_reflex._client import (
     AuthError,
     ClientConnectionError,
     ConnectionState,
@@ -48,7 +48,7 @@ from durably_reflex.client import (
     create_durably_client,
 )
 from durably_reflex.server import DurablyAuth, create_durably_handler
-from durably_reflex.wire_events import (
+from durably_reflex._wire_events import (
     LogWrite,
     RunCancel,
     RunComplete,

@@ -20,7 +20,7 @@ from durably_reflex import (
     RunStateError,
     define_job,
 )
-from durably_reflex.client import (
+from durably_reflex._client import (
     AuthError,
     DurablyClient,
     PayloadTooLargeError,
@@ -29,8 +29,8 @@ from durably_reflex.client import (
     create_durably_client,
     reconnect_delay,
 )
-from durably_reflex.records import Progress, RunStatus
-from durably_reflex.wire_events import (
+from durably_reflex._records import Progress, RunStatus
+from durably_reflex._wire_events import (
     EVENT_CLASSES,
     LogWrite,
     RunComplete,

@@ -19,9 +19,9 @@ from pathlib import Path
 import psycopg
 
 from durably_reflex import create_durably, define_job
-from durably_reflex.clock import now_ms
-from durably_reflex.storage.base import NewEvent
-from durably_reflex.storage.tables import SCHEMA_VERSION
+from durably_reflex._clock import now_ms
+from durably_reflex._storage.base import NewEvent
+from durably_reflex._storage.tables import SCHEMA_VERSION
 from tests.conftest import FAST
 
 ROOT = Path(__file__).resolve().parent.parent

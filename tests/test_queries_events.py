@@ -20,7 +20,7 @@ from durably_reflex import (
     create_durably,
     define_job,
 )
-from durably_reflex.storage.tables import SCHEMA_VERSION
+from durably_reflex._storage.tables import SCHEMA_VERSION
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 WIRE_KEYS = {

@@ -17,7 +17,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from durably_reflex import Run
-from durably_reflex.records import LogEntry, Step
+from durably_reflex._records import LogEntry, Step
 from durably_reflex.server import DurablyAuth
 from tests.server_fixtures import (
     GATES,

@@ -38,7 +38,7 @@ from durably_reflex.states.run_fields import (
 )
 from durably_reflex.states.run_state import follow_run
 from durably_reflex.states.runs_state import _follow_runs
-from durably_reflex.wire_events import (
+from durably_reflex._wire_events import (
     LogWrite,
     RunComplete,
     RunFail,

@@ -20,10 +20,10 @@ from durably_reflex import (
     StatusCounts,
     create_durably,
 )
-from durably_reflex.client import DurablyClient
-from durably_reflex.ids import new_id
+from durably_reflex._client import DurablyClient
+from durably_reflex._ids import new_id
 from durably_reflex.server import DurablyAuth
-from durably_reflex.storage.base import NewRun
+from durably_reflex._storage.base import NewRun
 from tests.server_fixtures import (
     GATES,
     ISO_Z,

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_serializer
 from pydantic.alias_generators import to_camel
 
-from .clock import to_iso
+from ._clock import to_iso
 
 
 class RunStatus(StrEnum):

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Union, get_args
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.alias_generators import to_camel
 
-from .records import Progress, Run
+from ._records import Progress, Run
 
 
 class BaseWireEvent(BaseModel):

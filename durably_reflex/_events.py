@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .clock import now_ms, to_iso
+from ._clock import now_ms, to_iso
 
 Event = dict[str, Any]
 Listener = Callable[[Event], Any]

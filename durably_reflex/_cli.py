@@ -39,7 +39,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .engine import Durably
+from ._engine import Durably
 
 PROG = "python -m durably_reflex"
 USAGE_ERROR = 2
@@ -50,7 +50,7 @@ HTTP_DRAIN_SECONDS = 5.0
 HTTP_DRAIN_MIN = 1.0
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
-logger = logging.getLogger("durably_reflex.cli")
+logger = logging.getLogger("durably_reflex._cli")
 
 _TARGET = re.compile(r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<attr>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)")
 

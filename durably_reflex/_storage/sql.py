@@ -33,9 +33,9 @@ from sqlalchemy import (
     update,
 )
 
-from ..clock import now_ms
-from ..errors import RunNotFoundError, RunStateError
-from ..records import LogEntry, Progress, Run, RunStatus, Step, from_ms
+from .._clock import now_ms
+from .._errors import RunNotFoundError, RunStateError
+from .._records import LogEntry, Progress, Run, RunStatus, Step, from_ms
 from .base import (
     Announce,
     Claim,

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .clock import now_ms
-from .errors import (
+from ._clock import now_ms
+from ._errors import (
     InvalidArgumentError,
     JobDefinitionError,
     JobNotFoundError,
@@ -22,7 +22,7 @@ from .errors import (
     RunNotFoundError,
     WaitTimeoutError,
 )
-from .events import (
+from ._events import (
     ALL_EVENTS,
     RUN_CANCEL,
     RUN_DELETE,
@@ -35,10 +35,10 @@ from .events import (
     Listener,
     RunSubscription,
 )
-from .feed import EventFeed
-from .ids import new_id
-from .jobs import JobDefinition
-from .records import (
+from ._feed import EventFeed
+from ._ids import new_id
+from ._jobs import JobDefinition
+from ._records import (
     LogEntry,
     Run,
     RunResult,
@@ -49,11 +49,11 @@ from .records import (
     Step,
     from_ms,
 )
-from .registry import ByKey
-from .step import encode_json
-from .storage import Storage, open_storage
-from .storage.base import NewEvent, NewRun, RunCounts, RunQuery, StatsQuery
-from .worker import Worker, WorkerOptions
+from ._registry import ByKey
+from ._step import encode_json
+from ._storage import Storage, open_storage
+from ._storage.base import NewEvent, NewRun, RunCounts, RunQuery, StatsQuery
+from ._worker import Worker, WorkerOptions
 
 MAX_KEY_LENGTH = 255
 MAX_STATS_BUCKETS = 500  # a series longer than any chart can draw is only a heavier query

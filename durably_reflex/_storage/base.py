@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
 
-from ..records import LogEntry, Run, Step
+from .._records import LogEntry, Run, Step
 
 
 @dataclass(frozen=True, slots=True)

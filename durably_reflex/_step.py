@@ -22,14 +22,14 @@ from typing import Any
 
 import pydantic_core
 
-from .clock import now_ms
-from .errors import (
+from ._clock import now_ms
+from ._errors import (
     ClaimLostError,
     DuplicateStepError,
     RunCancelledError,
     StepOutputError,
 )
-from .events import (
+from ._events import (
     LOG_WRITE,
     RUN_PROGRESS,
     STEP_COMPLETE,
@@ -37,8 +37,8 @@ from .events import (
     STEP_START,
     EventBus,
 )
-from .ids import new_id
-from .storage.base import NewLog, StepRecord, StepWrite, Storage
+from ._ids import new_id
+from ._storage.base import NewLog, StepRecord, StepWrite, Storage
 
 LOG_LEVELS = ("info", "warn", "error")
 

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import InvalidInputError, JobDefinitionError
+from ._errors import InvalidInputError, JobDefinitionError
 
 if TYPE_CHECKING:
-    from .step import StepContext
+    from ._step import StepContext
 
 JobFunction = Callable[["StepContext", Any], Awaitable[Any]]
 

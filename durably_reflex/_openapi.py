@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .engine import MAX_BUCKET_SECONDS, MAX_STATS_BUCKETS
-from .records import LogEntry, Run, RunStats, Step
+from ._engine import MAX_BUCKET_SECONDS, MAX_STATS_BUCKETS
+from ._records import LogEntry, Run, RunStats, Step
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _SUCCESS = {"type": "object", "properties": {"success": {"const": True}}, "required": ["success"]}

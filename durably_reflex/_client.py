@@ -34,7 +34,7 @@ from httpx_sse import EventSource
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
-from .errors import (
+from ._errors import (
     ConflictError,
     DurablyError,
     InvalidArgumentError,
@@ -47,10 +47,10 @@ from .errors import (
     RunStateError,
     WaitTimeoutError,
 )
-from .jobs import JobDefinition
-from .records import LogEntry, Run, RunResult, RunStats, RunStatus, Step
-from .registry import ByKey
-from .wire_events import (
+from ._jobs import JobDefinition
+from ._records import LogEntry, Run, RunResult, RunStats, RunStatus, Step
+from ._registry import ByKey
+from ._wire_events import (
     RunCancel,
     RunComplete,
     RunDelete,
@@ -70,7 +70,7 @@ RECONNECT_MAX_DELAY = 5.0
 ConnectionState = Literal["connecting", "open", "reconnecting", "closed"]
 StateListener = Callable[[ConnectionState], None]
 
-logger = logging.getLogger("durably_reflex.client")
+logger = logging.getLogger("durably_reflex._client")
 
 
 def default_api() -> str:
@@ -353,6 +353,14 @@ class DurablyClient:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
         self.http = http if http is not None else httpx.AsyncClient(limits=limits)
 
+    def with_headers(self, headers: Mapping[str, str]) -> DurablyClient:
+        """A client of the same API, over the same connection pool, that also sends `headers`: one
+        user's credentials, say, for a page that shows that user's runs. Closing it leaves the pool
+        to this client. Without headers, this client itself."""
+        if not headers:
+            return self
+        return DurablyClient(self.api, http=self.http, timeout=self.timeout, headers={**self.headers, **headers})
+
     async def aclose(self) -> None:
         if self._owns_http:
             await self.http.aclose()
@@ -566,42 +574,6 @@ class DurablyClient:
         return EventStream(self, "runs/subscribe", params, follows_run=False, on_state=on_state)
 
 
-    # -- Reflex hook states (see durably_reflex.states; these need Reflex installed) --------------------
-    def use_job(self, job_name: str, **options: Any) -> Any:
-        """A new `use_job` state class for the job `job_name`."""
-        return _hooks().use_job(self, job_name, **options)
-
-    def use_job_run(self, run_id: str | None = None, **options: Any) -> Any:
-        """A new `use_job_run` state class (the run may also come at `attach(run_id)`)."""
-        return _hooks().use_job_run(self, run_id, **options)
-
-    def use_job_logs(self, run_id: str | None = None, **options: Any) -> Any:
-        """A new `use_job_logs` state class."""
-        return _hooks().use_job_logs(self, run_id, **options)
-
-    def use_runs(self, job_name: str | None = None, **options: Any) -> Any:
-        """A new `use_runs` state class (every job's runs unless `job_name`)."""
-        return _hooks().use_runs(self, job_name, **options)
-
-    def use_runs_state(self, job_name: str | None = None, **options: Any) -> Any:
-        """A `use_runs` mixin to subclass: `class MyRuns(client.use_runs_state(page_size=20))`."""
-        return _hooks().use_runs_state(self, job_name, **options)
-
-    def use_run_actions(self) -> Any:
-        """A new `use_run_actions` state class."""
-        return _hooks().use_run_actions(self)
-
-    def use_run_stats(self, job_name: str | None = None, **options: Any) -> Any:
-        """A new `use_run_stats` state class: run counts per status and over time, live."""
-        return _hooks().use_run_stats(self, job_name, **options)
-
-
-def _hooks() -> Any:
-    """The Reflex layer, imported on first use: the client itself needs no Reflex."""
-    from .states import hooks
-
-    return hooks
-
 
 def _raise_if_settled_badly(run: Run) -> None:
     if run.status is RunStatus.FAILED:
@@ -626,7 +598,7 @@ class JobClient:
     """
 
     def __init__(self, client: DurablyClient, key: str, definition: JobDefinition) -> None:
-        self._client = client
+        self.client = client  # the untyped client it speaks through
         self.key = key
         self.definition = definition
 
@@ -639,7 +611,7 @@ class JobClient:
     ) -> str:
         # Only a check: the input goes out as given (a model by its aliases) for the server to parse.
         self.definition.validate_input(input)
-        return await self._client.trigger(
+        return await self.client.trigger(
             self.name, input, idempotency_key=idempotency_key, concurrency_key=concurrency_key
         )
 
@@ -655,46 +627,21 @@ class JobClient:
         return await self.wait_for_run(run_id, timeout=timeout)
 
     async def wait_for_run(self, run_id: str, *, timeout: float | None = None) -> RunResult:
-        result = await self._client.wait_for_run(run_id, timeout=timeout)
+        result = await self.client.wait_for_run(run_id, timeout=timeout)
         return RunResult(id=result.id, output=self.definition.load_output(result.output))
 
     async def get_run(self, run_id: str) -> Run | None:
         """The run, or None if it does not exist or belongs to another job."""
-        run = await self._client.get_run(run_id)
+        run = await self.client.get_run(run_id)
         return run if run is not None and run.job_name == self.name else None
 
     async def get_runs(
         self, *, status: str | Sequence[str] | None = None, limit: int | None = None, offset: int = 0
     ) -> list[Run]:
-        return await self._client.get_runs(job_name=self.name, status=status, limit=limit, offset=offset)
+        return await self.client.get_runs(job_name=self.name, status=status, limit=limit, offset=offset)
 
     def subscribe_runs(self, *, types: Sequence[str] | None = None, on_state: StateListener | None = None) -> EventStream:
-        return self._client.subscribe_runs(self.name, types=types, on_state=on_state)
-
-    # -- Reflex hook states, bound to this job ------------------------------------------------------
-    def use_job(self, **options: Any) -> Any:
-        """A new `use_job` state class for this job (input validated against its model)."""
-        return _hooks().use_job(self._client, self, **options)
-
-    def use_job_state(self, **options: Any) -> Any:
-        """A `use_job` mixin to subclass."""
-        return _hooks().use_job_state(self._client, self, **options)
-
-    def use_run(self, run_id: str | None = None, **options: Any) -> Any:
-        """A new `use_job_run` state class (the seed's `client.<job>.useRun`)."""
-        return _hooks().use_job_run(self._client, run_id, **options)
-
-    def use_logs(self, run_id: str | None = None, **options: Any) -> Any:
-        """A new `use_job_logs` state class (the seed's `client.<job>.useLogs`)."""
-        return _hooks().use_job_logs(self._client, run_id, **options)
-
-    def use_runs(self, **options: Any) -> Any:
-        """A new `use_runs` state class of this job's runs (typed rows)."""
-        return _hooks().use_runs(self._client, self, **options)
-
-    def use_runs_state(self, **options: Any) -> Any:
-        """A `use_runs` mixin of this job's runs, to subclass."""
-        return _hooks().use_runs_state(self._client, self, **options)
+        return self.client.subscribe_runs(self.name, types=types, on_state=on_state)
 
     def __repr__(self) -> str:
         return f"<JobClient {self.key}={self.name!r}>"

@@ -16,9 +16,9 @@ import logging
 import time
 from collections import deque
 
-from .clock import now_ms
-from .events import Event
-from .storage.base import Storage, StoredEvent
+from ._clock import now_ms
+from ._events import Event
+from ._storage.base import Storage, StoredEvent
 
 logger = logging.getLogger("durably_reflex")
 

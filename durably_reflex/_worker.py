@@ -22,13 +22,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .clock import now_ms
-from .errors import ClaimLostError, RunCancelledError
-from .events import RUN_COMPLETE, RUN_FAIL, RUN_START, EventBus
-from .jobs import JobDefinition
-from .owners import current_owner, owner_is_dead
-from .step import StepContext, describe_error, encode_json, format_stack
-from .storage.base import Claim, Storage
+from ._clock import now_ms
+from ._errors import ClaimLostError, RunCancelledError
+from ._events import RUN_COMPLETE, RUN_FAIL, RUN_START, EventBus
+from ._jobs import JobDefinition
+from ._owners import current_owner, owner_is_dead
+from ._step import StepContext, describe_error, encode_json, format_stack
+from ._storage.base import Claim, Storage
 
 logger = logging.getLogger("durably_reflex")
 
