@@ -17,6 +17,7 @@ import os
 import reflex as rx
 
 from durably_reflex import Durably, create_durably_client, mount_durably
+from durably_reflex.states import use_job, use_job_run, use_run_actions, use_run_stats, use_runs
 from durably_reflex.components import (
     run_detail,
     run_progress,
@@ -42,12 +43,12 @@ client = create_durably_client(durably)
 JOBS = {key: handle.definition for key, handle in durably.jobs.items()}
 JOB_NAMES = sorted(definition.name for definition in JOBS.values())
 
-runs = client.use_runs(page_size=20)
-stats = client.use_run_stats()
-row_actions = client.use_run_actions()
-run_view = client.use_job_run(max_logs=500)
-detail_actions = client.use_run_actions()
-job_states = {key: client.jobs[key].use_job(auto_resume=False, follow_latest=False) for key in JOBS}
+runs = use_runs(client, page_size=20)
+stats = use_run_stats(client)
+row_actions = use_run_actions(client)
+run_view = use_job_run(client, max_logs=500)
+detail_actions = use_run_actions(client)
+job_states = {key: use_job(client.jobs[key], auto_resume=False, follow_latest=False) for key in JOBS}
 
 
 # -- layout ---------------------------------------------------------------------------------------------
@@ -92,7 +93,6 @@ def runs_page() -> rx.Component:
         status_counts(stats, on_select=runs.set_status_filter),
         runs_chart(stats),
         run_table(runs, job_names=JOB_NAMES, actions=row_actions, run_href="/runs/"),
-        on_mount=stats.attach,
     )
 
 

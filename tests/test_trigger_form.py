@@ -16,8 +16,8 @@ import pytest
 from pydantic import BaseModel, Field, ValidationError
 
 from durably_reflex import InvalidInputError, create_durably, define_job
-from durably_reflex.client import JobClient, create_durably_client
-from durably_reflex.components.form_schema import FormField, form_fields, form_to_input, initial_value
+from durably_reflex._client import JobClient, create_durably_client
+from durably_reflex._form_schema import FormField, form_fields, form_to_input, initial_value
 from durably_reflex.components.trigger_form import trigger_form
 from durably_reflex.states import UseJobState
 from durably_reflex.states.hooks import use_job
@@ -374,7 +374,7 @@ async def test_submit_form_of_an_untyped_job_sends_the_parsed_json() -> None:
 
 # -- the component -------------------------------------------------------------------------------------------
 def test_trigger_form_renders_a_named_input_per_field_with_errors_from_the_state(client: Any) -> None:
-    state = use_job(client, client.import_rows)
+    state = use_job(client.import_rows)
     form = trigger_form(state, submit_label="Import")
     form.render()
     page = str(form)

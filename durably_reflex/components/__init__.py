@@ -1,10 +1,12 @@
-"""Components for Reflex pages, each usable alone, styled with Radix Themes.
+"""Components for Reflex pages (public API), each usable alone, styled with Radix Themes.
 
 They render the hook states of `durably_reflex.states`: pass the state class a `use_*` call made.
+A component that needs its state's streams attaches it when it mounts; none assumes any route of
+yours (links to a run appear only where you give `run_href`).
 
-    runs = client.use_runs(page_size=20)
-    actions = client.use_run_actions()
-    run_table(runs, actions=actions, job_names=["import-csv"])
+    runs = use_runs(client, page_size=20)
+    actions = use_run_actions(client)
+    run_table(runs, actions=actions, job_names=["import-csv"], run_href="/runs/")
 """
 
 from .log_viewer import log_viewer

@@ -4,6 +4,9 @@ The newest lines stay in view while the user is at the bottom; scrolling up paus
 and scrolling back down resumes it (`rx.auto_scroll`). Levels are coloured and can be filtered;
 each line shows its time and step, and its data (when it has any) opens below it. The state keeps
 at most `max_logs` lines, so the viewer stays small however much a job logs.
+
+Standalone, the viewer attaches its state on mount (to `run_id` when given, for a `use_job_run` or
+`use_job_logs` state); inside a component that attaches the state itself, pass `attach=False`.
 """
 
 from __future__ import annotations
@@ -19,8 +22,18 @@ LEVEL_COLORS = {"info": "gray", "warn": "amber", "error": "red"}
 LEVELS = ["all", "info", "warn", "error"]
 
 
-def log_viewer(state: type[RunViewState], *, height: str = "20rem", show_filter: bool = True, **props: Any) -> rx.Component:
+def log_viewer(
+    state: type[RunViewState],
+    *,
+    run_id: Var[str] | str | None = None,
+    attach: bool = True,
+    height: str = "20rem",
+    show_filter: bool = True,
+    **props: Any,
+) -> rx.Component:
     """The logs of the run `state` follows (any of the run hook states)."""
+    if attach:
+        props.setdefault("on_mount", state.attach if run_id is None else state.attach(run_id))  # type: ignore[attr-defined]
     header = rx.hstack(
         rx.text("Logs", weight="bold", size="2"),
         rx.badge(state.logs.length().to_string(), variant="surface", radius="full"),

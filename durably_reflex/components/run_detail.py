@@ -59,7 +59,7 @@ def run_detail(
                 width="100%",
             ),
             _timeline(run),
-            log_viewer(run),
+            log_viewer(run, attach=False),
             spacing="4",
             width="100%",
         ),

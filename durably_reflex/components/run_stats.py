@@ -1,4 +1,8 @@
-"""`status_counts` and `runs_chart`: a dashboard's header, from a `use_run_stats` state."""
+"""`status_counts` and `runs_chart`: a dashboard's header, from a `use_run_stats` state.
+
+Each attaches the state when it mounts (two on one page share it: the second attach takes over the
+first's streams, for the same tab and state).
+"""
 
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ def status_counts(stats: type[UseRunStatsState], *, on_select: Any = None) -> rx
         spacing="3",
         width="100%",
         wrap="wrap",
+        on_mount=stats.attach,
     )
 
 
@@ -61,4 +66,5 @@ def runs_chart(stats: type[UseRunStatsState], *, height: int = 220) -> rx.Compon
         ),
         width="100%",
         class_name="durably-runs-chart",
+        on_mount=stats.attach,
     )

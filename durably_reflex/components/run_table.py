@@ -2,7 +2,8 @@
 
 Driven by a `use_runs` state: the first page follows every run's events (new runs appear, statuses
 change, progress bars move), other pages stay as fetched. Filters change the state's job and status
-filters and go back to the first page. A row links to the run's detail page (`run_href` + id).
+filters and go back to the first page. With `run_href`, a row's job name links to the run's page
+(`run_href` + the run's id); without it, rows link nowhere. The table attaches its state on mount.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ def run_table(
     *,
     job_names: list[str] | None = None,
     actions: type[UseRunActionsState] | None = None,
-    run_href: str = "/runs/",
+    run_href: str | None = None,
     **props: Any,
 ) -> rx.Component:
     """The runs of `runs` as a table. `job_names` fills the job filter (no job filter without it);
-    `actions` adds retry/cancel/delete buttons to each row."""
+    `actions` adds retry/cancel/delete buttons to each row; `run_href` (say "/runs/") makes each
+    job name a link to `run_href` + the run's id."""
     columns = ["Job", "Status", "Progress", "Step", "Created", "Duration"] + (["Actions"] if actions else [])
     return rx.vstack(
         _toolbar(runs, job_names),
@@ -102,11 +104,13 @@ def _labelled(label: str, control: rx.Component) -> rx.Component:
     return rx.hstack(rx.text(label, size="2", color_scheme="gray"), control, align="center", spacing="2")
 
 
-def _row(row: Var, actions: type[UseRunActionsState] | None, run_href: str) -> rx.Component:
+def _row(row: Var, actions: type[UseRunActionsState] | None, run_href: str | None) -> rx.Component:
     run_id = row["id"].to(str)
-    link = run_href + run_id
+    job_name = row["job_name"].to(str)
     cells = [
-        rx.table.cell(rx.link(row["job_name"].to(str), href=link, weight="medium")),
+        rx.table.cell(
+            rx.text(job_name, weight="medium") if run_href is None else rx.link(job_name, href=run_href + run_id, weight="medium")
+        ),
         rx.table.cell(status_badge(row["status"].to(str))),
         rx.table.cell(
             rx.cond(

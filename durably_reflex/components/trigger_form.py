@@ -1,8 +1,8 @@
 """`trigger_form`: a form generated from a job's input model, with errors shown under each field.
 
-The fields come from the job's input JSON Schema (`form_schema.form_fields`), are rendered with
+The fields come from the job's input JSON Schema (`_form_schema.form_fields`), are rendered with
 their defaults as the inputs' initial (uncontrolled) values, and submit to the state's
-`submit_form`, which converts the flat form data and triggers (see `form_schema` for how each kind
+`submit_form`, which converts the flat form data and triggers (see `_form_schema` for how each kind
 of value is entered). Every input is named by its field's dotted path ("rows", "address.city") and
 has the id `f"{form_id}-{path}"`, so browser tests can fill it; the form's id defaults to
 `trigger-<job name>`.
@@ -19,7 +19,7 @@ import reflex as rx
 from reflex.vars.base import Var
 
 from ..states import UseJobState
-from .form_schema import FormField, form_fields, initial_value, option_text
+from .._form_schema import FormField, form_fields, initial_value, option_text
 
 INPUT_TYPES = {"date": "date", "date-time": "datetime-local", "time": "time", "email": "email", "uri": "url"}
 INPUT_MODES = {"integer": "numeric", "number": "decimal"}  # a text input, so a bad number reaches the state

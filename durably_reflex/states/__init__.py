@@ -1,10 +1,12 @@
-"""Reflex state classes for the seed's hooks: `use_job`, `use_job_run`, `use_job_logs`, `use_runs`,
-`use_run_actions`.
+"""Reflex state classes for the seed's hooks (public API): `use_job`, `use_job_run`,
+`use_job_logs`, `use_runs`, `use_run_actions`, and `use_run_stats` for dashboards.
 
 Each `use_*` call returns a new state class (one per hook instance); put its `attach` event in a
-component's `on_mount` so it follows its streams for the tab, and read its fields as vars:
+component's `on_mount` so it follows its streams for the tab (the bundled components do it
+themselves), and read its fields as vars:
 
-    job = client.import_csv.use_job()
+    client = create_durably_client(durably)
+    job = use_job(client.import_csv)
     rx.vstack(
         rx.button("Import", on_click=job.trigger({"rows": [...]}), disabled=job.is_running),
         rx.text(job.status),
@@ -13,12 +15,17 @@ component's `on_mount` so it follows its streams for the tab, and read its field
     )
 
 The streams are read on the server by the state's background event, through the HTTP client, so
-the API may be mounted on the same Reflex backend (`mount_durably`) or be another server.
+the API may be mounted on the same Reflex backend (`mount_durably`) or be another server. To extend
+a state, subclass the mixin a `*_state` function returns; what a subclass may override is listed in
+`base.EXTENSION_POINTS` and documented on each class. The names in `__all__` are the public API;
+the modules behind them are not.
 """
 
 from .actions_state import UseRunActionsState
+from .base import EXTENSION_POINTS, DurablyState
 from .consumers import consumer_count
 from .hooks import (
+    StateNameError,
     use_job,
     use_job_logs,
     use_job_logs_state,
@@ -38,7 +45,10 @@ from .runs_state import UseRunsState
 from .stats_state import UseRunStatsState
 
 __all__ = [
+    "EXTENSION_POINTS",
+    "DurablyState",
     "RunViewState",
+    "StateNameError",
     "UseJobLogsState",
     "UseJobRunState",
     "UseJobState",

@@ -9,18 +9,16 @@ the last successful action did.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import reflex as rx
 
-from ..client import DurablyClient
-from ..errors import DurablyError
+from .._errors import DurablyError
+from .base import DurablyState
 
 
-class UseRunActionsState(rx.State, mixin=True):
+class UseRunActionsState(DurablyState, mixin=True):
     """`use_run_actions`: `retry`, `cancel`, `delete_run`, `get_run`, `get_steps`."""
-
-    client: ClassVar[DurablyClient]
 
     is_loading: bool = False
     error: str | None = None
@@ -30,23 +28,23 @@ class UseRunActionsState(rx.State, mixin=True):
 
     @rx.event
     async def retry(self, run_id: str) -> AsyncIterator[None]:
-        async for _ in self._act(lambda: self.__class__.client.retry(run_id), f"Retrying run {run_id}"):
+        async for _ in self._act(lambda: self.api().retry(run_id), f"Retrying run {run_id}"):
             yield
 
     @rx.event
     async def cancel(self, run_id: str) -> AsyncIterator[None]:
-        async for _ in self._act(lambda: self.__class__.client.cancel(run_id), f"Cancelled run {run_id}"):
+        async for _ in self._act(lambda: self.api().cancel(run_id), f"Cancelled run {run_id}"):
             yield
 
     @rx.event
     async def delete_run(self, run_id: str) -> AsyncIterator[None]:
-        async for _ in self._act(lambda: self.__class__.client.delete_run(run_id), f"Deleted run {run_id}"):
+        async for _ in self._act(lambda: self.api().delete_run(run_id), f"Deleted run {run_id}"):
             yield
 
     @rx.event
     async def get_run(self, run_id: str) -> AsyncIterator[None]:
         async def read() -> None:
-            run = await self.__class__.client.get_run(run_id)
+            run = await self.api().get_run(run_id)
             self.run = None if run is None else run.model_dump(mode="json")
             if run is None:
                 self.error = f"Run not found: {run_id}"
@@ -57,7 +55,7 @@ class UseRunActionsState(rx.State, mixin=True):
     @rx.event
     async def get_steps(self, run_id: str) -> AsyncIterator[None]:
         async def read() -> None:
-            self.steps = [step.model_dump(mode="json") for step in await self.__class__.client.get_steps(run_id)]
+            self.steps = [step.model_dump(mode="json") for step in await self.api().get_steps(run_id)]
 
         async for _ in self._act(read, ""):
             yield

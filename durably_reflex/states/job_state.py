@@ -19,11 +19,12 @@ from typing import Any, ClassVar
 
 import reflex as rx
 
-from ..client import JobClient
-from ..errors import DurablyError, InvalidInputError, RunCancelledError, RunFailedError
-from ..events import RUN_START, RUN_TRIGGER
-from ..records import RunStatus
-from ..wire_events import RunStart, RunTrigger
+from .._client import DurablyClient, JobClient
+from .._errors import DurablyError, InvalidInputError, RunCancelledError, RunFailedError
+from .._events import RUN_START, RUN_TRIGGER
+from .._form_schema import form_to_input
+from .._records import RunStatus
+from .._wire_events import RunStart, RunTrigger
 from .consumers import Consumer, consumer_of, consuming
 from .run_fields import clear_run
 from .run_state import RunViewState
@@ -49,13 +50,13 @@ class UseJobState(RunViewState, mixin=True):
         """Resume, follow the job's latest runs and the current run, for this tab."""
         cls = self.__class__
         async with self:
-            token, name = self.router.session.client_token, self.get_full_name()
+            token, name, api = self.router.session.client_token, self.get_full_name(), self.api()
             if self.current_run_id is None and cls.initial_run_id is not None:
                 clear_run(self, cls.initial_run_id)
         async with consuming(token, name) as consumer:
             if cls.follow_latest:
-                consumer.start_source(LATEST_SOURCE, self._follow_latest(consumer))
-            resumed = await self._run_to_resume() if cls.auto_resume and cls.initial_run_id is None else None
+                consumer.start_source(LATEST_SOURCE, self._follow_latest(consumer, api))
+            resumed = await self._run_to_resume(api) if cls.auto_resume and cls.initial_run_id is None else None
             consumer.post(lambda state: state._switch(consumer, resumed or state.current_run_id))
             async for event in self._consume(consumer):
                 yield event
@@ -70,9 +71,6 @@ class UseJobState(RunViewState, mixin=True):
         """Trigger from a `trigger_form` submission, whose flat fields (named by dotted path) become
         the job's input. A field that does not convert (a number that is not one, bad JSON) is
         reported under its input like a model error, and no run is created."""
-        # Imported here, not at the top: the components package imports the states.
-        from ..components.form_schema import form_to_input
-
         cls = self.__class__
         input, errors = form_to_input(cls.job.definition.input_schema() if cls.job is not None else None, form_data)
         if errors:
@@ -86,11 +84,13 @@ class UseJobState(RunViewState, mixin=True):
     async def trigger_and_wait(self, input: Any = None) -> Any:
         """Start a run and wait until it settles; its output (or error) is then in the state even
         when no consumer is attached."""
+        async with self:
+            api = self.api()
         run_id = await self._trigger(input)
         if run_id is None:
             return
         try:
-            result = await self.__class__.client.wait_for_run(run_id)
+            result = await api.wait_for_run(run_id)
             outcome = {"status": RunStatus.COMPLETED.value, "output": result.output}
         except RunFailedError as error:
             outcome = {"status": RunStatus.FAILED.value, "error": error.error}
@@ -118,11 +118,11 @@ class UseJobState(RunViewState, mixin=True):
         async with self:
             clear_run(self)
             self.status, self.field_errors, self.connection = "pending", {}, "idle"
+            api = self.api()
         try:
-            if cls.job is not None:
-                run_id = await cls.job.trigger(input)
-            else:
-                run_id = await cls.client.trigger(cls.job_name, input)
+            if cls.job is not None:  # typed: a bad input is reported here, with nothing sent
+                cls.job.definition.validate_input(input)
+            run_id = await api.trigger(cls.job_name, input)
         except InvalidInputError as error:
             async with self:
                 self.status, self.error = None, str(error)
@@ -140,23 +140,22 @@ class UseJobState(RunViewState, mixin=True):
                 self._follow(consumer, run_id)
         return run_id
 
-    async def _run_to_resume(self) -> str | None:
+    async def _run_to_resume(self, api: DurablyClient) -> str | None:
         """The job's newest running run, else its newest pending one (None on any error: resuming
         is a convenience, the page works without it)."""
         cls = self.__class__
         try:
             for status in (RunStatus.RUNNING, RunStatus.PENDING):
-                runs = await cls.client.get_runs(job_name=cls.job_name, status=status.value, limit=1)
+                runs = await api.get_runs(job_name=cls.job_name, status=status.value, limit=1)
                 if runs:
                     return runs[0].id
         except DurablyError:
             return None
         return None
 
-    async def _follow_latest(self, consumer: Consumer) -> None:
+    async def _follow_latest(self, consumer: Consumer, api: DurablyClient) -> None:
         """Source: switch to every run of the job that is triggered or started, from anywhere."""
-        cls = self.__class__
-        async with cls.client.subscribe_runs(cls.job_name, types=[RUN_TRIGGER, RUN_START]) as events:
+        async with api.subscribe_runs(self.__class__.job_name, types=[RUN_TRIGGER, RUN_START]) as events:
             async for event in events:
                 if isinstance(event, (RunTrigger, RunStart)):
                     consumer.post(lambda state, run_id=event.run_id: state._switch(consumer, run_id))

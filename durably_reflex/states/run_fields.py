@@ -16,9 +16,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..clock import to_iso
-from ..records import LogEntry, Run, Step
-from ..wire_events import (
+from .._clock import to_iso
+from .._records import LogEntry, Run, Step
+from .._wire_events import (
     LogWrite,
     RunCancel,
     RunComplete,

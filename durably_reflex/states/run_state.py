@@ -17,9 +17,10 @@ from typing import Any, ClassVar
 
 import reflex as rx
 
-from ..client import ClientConnectionError, DurablyClient, ServerError
-from ..errors import DurablyError, RunNotFoundError
-from ..wire_events import RunSnapshot
+from .._client import ClientConnectionError, DurablyClient, ServerError
+from .._errors import DurablyError, RunNotFoundError
+from .._wire_events import RunSnapshot
+from .base import DurablyState
 from .consumers import Consumer, Update, apply_updates, consuming
 from .run_fields import (
     add_logs,
@@ -36,11 +37,14 @@ logger = logging.getLogger(__name__)
 RUN_SOURCE = "run"  # the consumer's source that follows the current run
 
 
-class RunViewState(rx.State, mixin=True):
-    """Base of the hook states over one run (a mixin: each hook instance is its own state)."""
+class RunViewState(DurablyState, mixin=True):
+    """Base of the hook states over one run (a mixin: each hook instance is its own state).
+
+    Extension point: `on_status_change(before, after)` returns the events to dispatch when the
+    followed run's status changes (the default: none; `use_job_run` dispatches its callbacks).
+    """
 
     # -- configuration (class attributes, set by the `use_*` factories or a subclass) -------------
-    client: ClassVar[DurablyClient]
     max_logs: ClassVar[int] = 100  # newest log lines kept (0: all); state stays small
 
     # -- what the UI shows ------------------------------------------------------------------------
@@ -117,12 +121,13 @@ class RunViewState(rx.State, mixin=True):
                     before = self.status
                     events.extend(await apply_updates(self, [update]))
                     if self.status != before:
-                        events.extend(self._on_status_change(before, self.status))
+                        events.extend(self.on_status_change(before, self.status))
             for event in events:
                 yield event
 
-    def _on_status_change(self, before: str | None, after: str | None) -> list[Any]:
-        """Events to dispatch when the followed run's status changes (callbacks); none here."""
+    def on_status_change(self, before: str | None, after: str | None) -> list[Any]:
+        """Events to dispatch when the followed run's status goes from `before` to `after` (None:
+        no run yet). Called with the state locked, so it may also change fields. None here."""
         return []
 
     def _follow(self, consumer: Consumer, run_id: str | None) -> None:
@@ -130,7 +135,7 @@ class RunViewState(rx.State, mixin=True):
         if run_id is None:
             consumer.cancel_source(RUN_SOURCE)
         elif consumer.follows(RUN_SOURCE) != run_id:
-            consumer.start_source(RUN_SOURCE, follow_run(consumer, self.__class__.client, run_id), follows=run_id)
+            consumer.start_source(RUN_SOURCE, follow_run(consumer, self.api(), run_id), follows=run_id)
 
     def _switch(self, consumer: Consumer, run_id: str | None) -> None:
         """Inside the lock: show `run_id` from now on (cleared unless it is the run shown already)."""
@@ -195,8 +200,7 @@ class UseJobRunState(RunViewState, mixin=True):
     """`use_job_run`: one run's status, output, error, progress and logs, live.
 
     The run comes from `attach(run_id)` (a page's route parameter, say) or the `default_run_id`
-    class attribute (a page's route
-    parameter, say). `on_start`, `on_complete` and `on_fail` (event handlers or specs, optional) are
+    class attribute. `on_start`, `on_complete` and `on_fail` (event handlers or specs, optional) are
     dispatched when the run starts (its first pending/running status), completes and fails.
     """
 
@@ -216,7 +220,7 @@ class UseJobRunState(RunViewState, mixin=True):
             async for event in self._consume(consumer):
                 yield event
 
-    def _on_status_change(self, before: str | None, after: str | None) -> list[Any]:
+    def on_status_change(self, before: str | None, after: str | None) -> list[Any]:
         cls = self.__class__
         if before is None and after in ("pending", "running"):
             return [cls.on_start] if cls.on_start is not None else []

@@ -10,6 +10,9 @@ events and step starts/failures refresh the page (a burst of them becomes one fe
 every `REFRESH_INTERVAL`), progress and step completions change the matching row in place with no
 fetch. Other pages stay as fetched until `refresh`. The status and job filters can be changed at run
 time (`set_status_filter`, `set_job_filter`) unless the state is bound to one job.
+
+Extension points, for a subclass: `fetch_runs(limit, offset)` (where a page's runs come from) and
+`to_row(run)` (what a row holds: add the fields your table shows).
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from typing import Any, ClassVar
 import reflex as rx
 from pydantic import BaseModel
 
-from ..client import DurablyClient, JobClient
-from ..errors import DurablyError
-from ..records import Run
-from ..wire_events import RunProgress, StepComplete, WireEvent
+from .._client import DurablyClient, JobClient
+from .._errors import DurablyError
+from .._records import Run
+from .._wire_events import RunProgress, StepComplete, WireEvent
+from .base import DurablyState
 from .consumers import Consumer, Refresher, apply_updates, consumer_of, consuming
 from .run_fields import format_duration, percent
 
@@ -35,11 +39,10 @@ _REFRESH_ON = frozenset({
 LIVE_SOURCE = "runs"
 
 
-class UseRunsState(rx.State, mixin=True):
+class UseRunsState(DurablyState, mixin=True):
     """`use_runs`: `runs`, `page`, `has_more`, `is_loading`, `error` and the page moves."""
 
     # -- configuration ----------------------------------------------------------------------------
-    client: ClassVar[DurablyClient]
     job: ClassVar[JobClient | None] = None  # bound to one job: typed rows, no job filter
     job_name: ClassVar[str | None] = None  # initial job filter (fixed when `job` is set)
     status: ClassVar[str | None] = None  # initial status filter
@@ -74,10 +77,10 @@ class UseRunsState(rx.State, mixin=True):
         """Load the page and keep the first page live for this tab; put it in `on_mount`."""
         async with self:
             self._configure()
-            token, name = self.router.session.client_token, self.get_full_name()
+            token, name, api = self.router.session.client_token, self.get_full_name(), self.api()
             await self._load()
         async with consuming(token, name) as consumer:
-            consumer.start_source(LIVE_SOURCE, _follow_runs(consumer, self.__class__.client, self.job_filter or None))
+            consumer.start_source(LIVE_SOURCE, _follow_runs(consumer, api, self.job_filter or None))
             async for batch in consumer.batches():
                 async with self:
                     await apply_updates(self, batch)
@@ -121,9 +124,22 @@ class UseRunsState(rx.State, mixin=True):
         await self._load()
         consumer = consumer_of(self)
         if consumer is not None:
-            consumer.start_source(LIVE_SOURCE, _follow_runs(consumer, self.__class__.client, self.job_filter or None))
+            consumer.start_source(LIVE_SOURCE, _follow_runs(consumer, self.api(), self.job_filter or None))
 
-    # -- for Python code that extends the state ---------------------------------------------------
+    # -- extension points and helpers for subclasses ---------------------------------------------
+    async def fetch_runs(self, limit: int, offset: int) -> list[Run]:
+        """The runs of the page being loaded, newest first, under the current filters (called with
+        the state locked). Override it to read runs another way; a `DurablyError` it raises is
+        shown in `error`, and the rows already shown stay."""
+        return await self.api().get_runs(
+            job_name=self.job_filter or None, status=self.status_filter or None, limit=limit, offset=offset
+        )
+
+    def to_row(self, run: Run) -> dict[str, Any]:
+        """A run as a row of `runs` (see `run_row`). Override it to add fields; keep the row's
+        `id`, `status`, `progress` and `current_step_index`, which live updates patch."""
+        return run_row(run)
+
     def typed_runs(self) -> list[Run | BaseModel]:
         """The rows as `Run` records, outputs loaded into the job's output model when the state is
         bound to a job (for event handlers of subclasses; the page reads `runs`)."""
@@ -144,21 +160,16 @@ class UseRunsState(rx.State, mixin=True):
 
     async def _load(self) -> None:
         """Fetch the current page (inside the lock: a normal event, or an update)."""
-        cls = self.__class__
+        page_size = self.__class__.page_size
         self.is_loading = True
         try:
-            rows = await cls.client.get_runs(
-                job_name=self.job_filter or None,
-                status=self.status_filter or None,
-                limit=cls.page_size + 1,
-                offset=self.page * cls.page_size,
-            )
+            rows = await self.fetch_runs(limit=page_size + 1, offset=self.page * page_size)
         except DurablyError as error:
             self.error = f"Failed to fetch runs: {error}"  # the rows shown so far are kept
         else:
             self.error = None
-            self.has_more = len(rows) > cls.page_size
-            self.runs = [run_row(run) for run in rows[: cls.page_size]]
+            self.has_more = len(rows) > page_size
+            self.runs = [self.to_row(run) for run in rows[:page_size]]
         finally:
             self.is_loading = False
 

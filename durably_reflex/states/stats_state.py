@@ -12,9 +12,10 @@ from typing import Any, ClassVar
 
 import reflex as rx
 
-from ..client import DurablyClient
-from ..errors import DurablyError
-from ..records import RunStats
+from .._client import DurablyClient
+from .._errors import DurablyError
+from .._records import RunStats
+from .base import DurablyState
 from .consumers import Refresher, apply_updates, consuming
 
 REFRESH_INTERVAL = 0.5  # seconds between two fetches of the counts, at most
@@ -23,11 +24,10 @@ _COUNTS_CHANGE_ON = frozenset({"run:trigger", "run:start", "run:complete", "run:
 LIVE_SOURCE = "stats"
 
 
-class UseRunStatsState(rx.State, mixin=True):
+class UseRunStatsState(DurablyState, mixin=True):
     """`counts` (status -> runs), `by_job` (job -> status -> runs), `series` (one row per time
     bucket: `start`, `label`, and a count per status), `total`, `is_loading`, `error`."""
 
-    client: ClassVar[DurablyClient]
     job_name: ClassVar[str | None] = None  # count one job's runs only
     bucket_seconds: ClassVar[int] = 3600
     buckets: ClassVar[int] = 24
@@ -46,10 +46,10 @@ class UseRunStatsState(rx.State, mixin=True):
     async def attach(self) -> None:
         """Fetch the counts and keep them current for this tab; put it in `on_mount`."""
         async with self:
-            token, name = self.router.session.client_token, self.get_full_name()
+            token, name, api = self.router.session.client_token, self.get_full_name(), self.api()
             await self._load()
         async with consuming(token, name) as consumer:
-            consumer.start_source(LIVE_SOURCE, _follow_changes(consumer, self.__class__.client, self.__class__.job_name))
+            consumer.start_source(LIVE_SOURCE, _follow_changes(consumer, api, self.__class__.job_name))
             async for batch in consumer.batches():
                 async with self:
                     await apply_updates(self, batch)
@@ -62,7 +62,7 @@ class UseRunStatsState(rx.State, mixin=True):
         cls = self.__class__
         self.is_loading = True
         try:
-            stats = await cls.client.get_stats(cls.job_name, bucket_seconds=cls.bucket_seconds, buckets=cls.buckets)
+            stats = await self.api().get_stats(cls.job_name, bucket_seconds=cls.bucket_seconds, buckets=cls.buckets)
         except DurablyError as error:
             self.error = f"Failed to fetch run counts: {error}"
         else:

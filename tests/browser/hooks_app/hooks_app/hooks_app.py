@@ -7,17 +7,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from durably_reflex import create_durably_client, mount_durably
-from durably_reflex.states import consumer_count
+from durably_reflex.states import consumer_count, use_job, use_job_logs, use_job_run, use_run_actions, use_runs
 
 from .jobs import durably
 
 client = create_durably_client(durably)  # the API URL comes from the Reflex config
 
-job = client.count_up.use_job()
-other_job = client.count_up.use_job(auto_resume=False, follow_latest=False)
-failing = client.always_fails.use_job(auto_resume=False, follow_latest=False)
-runs = client.use_runs(page_size=5)
-actions = client.use_run_actions()
+job = use_job(client.count_up)
+other_job = use_job(client.count_up, auto_resume=False, follow_latest=False)
+failing = use_job(client.always_fails, auto_resume=False, follow_latest=False)
+runs = use_runs(client, page_size=5)
+actions = use_run_actions(client)
 
 
 class Callbacks(rx.State):
@@ -38,9 +38,9 @@ class Callbacks(rx.State):
         self.seen.append("fail")
 
 
-run_view = client.use_job_run(on_start=Callbacks.started, on_complete=Callbacks.completed, on_fail=Callbacks.failed)
-run_logs = client.use_job_logs(max_logs=3)
-ticker = client.tick.use_job()  # bench/ui_latency.py's page
+run_view = use_job_run(client, on_start=Callbacks.started, on_complete=Callbacks.completed, on_fail=Callbacks.failed)
+run_logs = use_job_logs(client, max_logs=3)
+ticker = use_job(client.tick)  # bench/ui_latency.py's page
 
 
 def job_panel(state: type, prefix: str, input: dict) -> rx.Component:
