@@ -9,9 +9,10 @@ state class from the hook's mixin, with the options as class attributes (the way
     runs = use_runs(client, page_size=20)          # every job's runs (or `use_runs(client.import_csv)`)
 
 For a state to extend, the `*_state` variants return a configured *mixin*, and a class statement
-that subclasses it makes the concrete state:
+that subclasses it together with `rx.State` makes the concrete state (Reflex takes a class whose
+state bases are all mixins for a mixin too):
 
-    class MyRuns(use_runs_state(client, page_size=20)):
+    class MyRuns(use_runs_state(client, page_size=20), rx.State):
         selected: str = ""
 
 Where the states are named. The backend and the compiled frontend must agree on every state's name,
