@@ -4,8 +4,10 @@
 #
 #   scripts/test.sh                    # the whole suite
 #   scripts/test.sh tests/test_x.py -k retry -x
+#   SKIP_CHECKS=1 scripts/test.sh tests/test_x.py   # without ruff and mypy first
 #
-# Exits with pytest's status, so a failing test fails the script.
+# The library's checks (ruff, mypy) run first; a finding fails the script. Then it exits with
+# pytest's status, so a failing test fails the script.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -60,5 +62,14 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
     fi
 fi
 
-# --- Step 3: the tests -------------------------------------------------------
+# --- Step 3: formatter, linter and type checker on the library --------------
+# Settings in pyproject.toml. SKIP_CHECKS=1 skips them (say, to rerun one test quickly).
+if [ "${SKIP_CHECKS:-0}" = "0" ]; then
+    echo "[test] ruff check, ruff format --check and mypy on durably_reflex/"
+    "$REPO_ROOT/.venv/bin/ruff" check durably_reflex
+    "$REPO_ROOT/.venv/bin/ruff" format --check durably_reflex
+    "$REPO_ROOT/.venv/bin/mypy"
+fi
+
+# --- Step 4: the tests -------------------------------------------------------
 exec "$REPO_ROOT/.venv/bin/python" -m pytest "$@"
