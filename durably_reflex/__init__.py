@@ -92,8 +92,6 @@ if TYPE_CHECKING:
         UnexpectedResponseError,
         create_durably_client,
     )
-    from .mount import mount_durably
-    from .server import DurablyAuth, create_durably_handler
     from ._wire_events import (
         BaseWireEvent,
         LogWrite,
@@ -112,6 +110,8 @@ if TYPE_CHECKING:
         WireEvent,
         parse_event,
     )
+    from .mount import mount_durably
+    from .server import DurablyAuth, create_durably_handler
 
 
 def __getattr__(name: str) -> Any:
@@ -124,9 +124,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "DurablyAuth",
-    "create_durably_handler",
-    "mount_durably",
     "AuthError",
     "BaseWireEvent",
     "BatchItem",
@@ -136,6 +133,7 @@ __all__ = [
     "ConnectionState",
     "DuplicateStepError",
     "Durably",
+    "DurablyAuth",
     "DurablyClient",
     "DurablyError",
     "Event",
@@ -186,6 +184,8 @@ __all__ = [
     "WireEvent",
     "create_durably",
     "create_durably_client",
+    "create_durably_handler",
     "define_job",
+    "mount_durably",
     "parse_event",
 ]

@@ -25,6 +25,7 @@ import os
 import random
 import re
 import sys
+import types
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any, Literal, Self
 
@@ -238,7 +239,10 @@ class EventStream:
         self._follows_run = follows_run
         self._on_state = on_state
         self._state: ConnectionState | None = None
-        self._events = self._run()
+        events = self._run()
+        # An `async def` with `yield` makes an AsyncGeneratorType, whose `ag_running` aclose() checks.
+        assert isinstance(events, types.AsyncGeneratorType)
+        self._events = events
         self.last_event_id: str | None = None
         self.reconnects = 0
 
@@ -261,7 +265,9 @@ class EventStream:
 
     async def aclose(self) -> None:
         if self._events.ag_running:
-            raise RuntimeError("EventStream.aclose() while another task iterates it: cancel and await that task instead")
+            raise RuntimeError(
+                "EventStream.aclose() while another task iterates it: cancel and await that task instead"
+            )
         await self._events.aclose()
         self._set_state("closed")
 
@@ -375,9 +381,7 @@ class DurablyClient:
     def _url(self, route: str) -> str:
         return f"{self.api}/{route}"
 
-    async def _request(
-        self, method: str, route: str, *, params: Any = None, body: Any = None
-    ) -> httpx.Response:
+    async def _request(self, method: str, route: str, *, params: Any = None, body: Any = None) -> httpx.Response:
         """Send one request; errors come back as typed exceptions, network failures as
         `ClientConnectionError`."""
         headers = dict(self.headers)
@@ -445,9 +449,7 @@ class DurablyClient:
         concurrency_key: str | None = None,
     ) -> RunResult:
         """Trigger, then wait for the run to settle (see `wait_for_run`); `timeout` bounds the wait."""
-        run_id = await self.trigger(
-            job_name, input, idempotency_key=idempotency_key, concurrency_key=concurrency_key
-        )
+        run_id = await self.trigger(job_name, input, idempotency_key=idempotency_key, concurrency_key=concurrency_key)
         return await self.wait_for_run(run_id, timeout=timeout)
 
     async def wait_for_run(self, run_id: str, *, timeout: float | None = None) -> RunResult:
@@ -508,7 +510,11 @@ class DurablyClient:
         return _RUNS.validate_python(response.json())
 
     async def get_stats(
-        self, job_name: str | Sequence[str] | None = None, *, bucket_seconds: int | None = None, buckets: int | None = None
+        self,
+        job_name: str | Sequence[str] | None = None,
+        *,
+        bucket_seconds: int | None = None,
+        buckets: int | None = None,
     ) -> RunStats:
         """Runs per status and per job, and runs created per time bucket (the server's defaults: 24
         buckets of an hour, the last holding now); counts only the jobs named, if any."""
@@ -572,7 +578,6 @@ class DurablyClient:
         if types:
             params["type"] = list(types)
         return EventStream(self, "runs/subscribe", params, follows_run=False, on_state=on_state)
-
 
 
 def _raise_if_settled_badly(run: Run) -> None:
@@ -640,7 +645,9 @@ class JobClient:
     ) -> list[Run]:
         return await self.client.get_runs(job_name=self.name, status=status, limit=limit, offset=offset)
 
-    def subscribe_runs(self, *, types: Sequence[str] | None = None, on_state: StateListener | None = None) -> EventStream:
+    def subscribe_runs(
+        self, *, types: Sequence[str] | None = None, on_state: StateListener | None = None
+    ) -> EventStream:
         return self.client.subscribe_runs(self.name, types=types, on_state=on_state)
 
     def __repr__(self) -> str:

@@ -5,11 +5,12 @@ them (retry, cancel, delete), streams their events, and owns the worker that exe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ._clock import now_ms
@@ -239,11 +240,16 @@ class Durably:
                 if batch:
                     error.args = (f"at index {position}: {error}", *error.args[1:])
                 raise
-            new_runs.append(NewRun(new_id(), definition.name, input_json, item.idempotency_key, item.concurrency_key, now))
+            new_runs.append(
+                NewRun(new_id(), definition.name, input_json, item.idempotency_key, item.concurrency_key, now)
+            )
         if not new_runs:
             return []
         created = await self.storage.insert_runs(
-            new_runs, self._announce(lambda run: self._bus.post(RUN_TRIGGER, runId=run.id, jobName=run.job_name, payload=run.input))
+            new_runs,
+            self._announce(
+                lambda run: self._bus.post(RUN_TRIGGER, runId=run.id, jobName=run.job_name, payload=run.input)
+            ),
         )
         self._bus.flush()
         self._worker.wake()
@@ -296,10 +302,8 @@ class Durably:
                     wait = min(wait, deadline - time.monotonic())
                     if wait <= 0:
                         raise WaitTimeoutError(run_id, timeout or 0)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(settled.wait(), wait)
-                except TimeoutError:
-                    pass
         finally:
             unsubscribe()
 
@@ -326,9 +330,9 @@ class Durably:
             if value not in RunStatus.__members__.values():
                 allowed = ", ".join(s.value for s in RunStatus)
                 raise InvalidArgumentError(f"Unknown status {value!r}: expected one of {allowed}")
-        for name, value in (("limit", limit), ("offset", offset)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise InvalidArgumentError(f"{name} must be a whole number of at least 0, got {value!r}")
+        for name, number in (("limit", limit), ("offset", offset)):
+            if number is not None and (isinstance(number, bool) or not isinstance(number, int) or number < 0):
+                raise InvalidArgumentError(f"{name} must be a whole number of at least 0, got {number!r}")
         query = RunQuery(job_names=_as_tuple("job_name", job_name), statuses=statuses, limit=limit, offset=offset)
         return await self.storage.get_runs(query)
 
@@ -350,7 +354,10 @@ class Durably:
         A run counts in the bucket it was created in, under the status it has now.
         """
         job_names = None if job_name is None else _as_tuple("job_name", job_name)
-        for name, value, most in (("bucket_seconds", bucket_seconds, MAX_BUCKET_SECONDS), ("buckets", buckets, MAX_STATS_BUCKETS)):
+        for name, value, most in (
+            ("bucket_seconds", bucket_seconds, MAX_BUCKET_SECONDS),
+            ("buckets", buckets, MAX_STATS_BUCKETS),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
                 raise InvalidArgumentError(f"{name} must be a whole number from 1 to {most}, got {value!r}")
         if since is not None and not isinstance(since, datetime):
@@ -359,7 +366,7 @@ class Durably:
         if since is None:
             start = (now_ms() // bucket_ms - buckets + 1) * bucket_ms
         else:
-            aware = since if since.tzinfo is not None else since.replace(tzinfo=timezone.utc)
+            aware = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
             start = round(aware.timestamp() * 1000) // bucket_ms * bucket_ms
         query = StatsQuery(job_names=job_names, start=start, bucket_ms=bucket_ms, buckets=buckets)
         return _run_stats(await self.storage.count_runs(query), query)
@@ -425,10 +432,15 @@ class Durably:
         while some process streams events (see `EventFeed`): otherwise nobody would read them."""
         if not (self.feed.subscriber_count or self.storage.events_watched()):
             return
-        self.storage.append_event(NewEvent(
-            run_id=event["runId"], job_name=event.get("jobName"), type=event["type"],
-            body_json=encode_json(event, "The event"), created_at=now_ms(),
-        ))  # fmt: skip
+        self.storage.append_event(
+            NewEvent(
+                run_id=event["runId"],
+                job_name=event.get("jobName"),
+                type=event["type"],
+                body_json=encode_json(event, "The event"),
+                created_at=now_ms(),
+            )
+        )
 
 
 def _check_key(name: str, value: str | None) -> None:

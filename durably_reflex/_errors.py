@@ -67,9 +67,7 @@ class DuplicateStepError(DurablyError):
     """`step.run` was called twice with one name in one execution; replay by name would be ambiguous."""
 
     def __init__(self, step_name: str) -> None:
-        super().__init__(
-            f'Step "{step_name}" was already run in this execution: step names must be unique per run'
-        )
+        super().__init__(f'Step "{step_name}" was already run in this execution: step names must be unique per run')
         self.step_name = step_name
 
 
@@ -99,6 +97,7 @@ class RunFailedError(DurablyError):
     def __init__(self, run_id: str, error: str | None, error_stack: str | None = None) -> None:
         super().__init__(error or "Run failed")
         self.run_id = run_id
+        self.error = error
         self.error_stack = error_stack
 
 

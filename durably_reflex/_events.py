@@ -9,6 +9,7 @@ reported to the error handler and never reaches the worker that emitted the even
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import logging
@@ -36,9 +37,19 @@ STEP_FAIL = "step:fail"
 LOG_WRITE = "log:write"
 
 EVENT_TYPES = (
-    RUN_TRIGGER, RUN_START, RUN_COMPLETE, RUN_FAIL, RUN_CANCEL, RUN_RETRY, RUN_PROGRESS, RUN_DELETE,
-    STEP_START, STEP_COMPLETE, STEP_FAIL, LOG_WRITE,
-)  # fmt: skip
+    RUN_TRIGGER,
+    RUN_START,
+    RUN_COMPLETE,
+    RUN_FAIL,
+    RUN_CANCEL,
+    RUN_RETRY,
+    RUN_PROGRESS,
+    RUN_DELETE,
+    STEP_START,
+    STEP_COMPLETE,
+    STEP_FAIL,
+    LOG_WRITE,
+)
 ALL_EVENTS = "*"
 # What a per-run stream carries: everything but `run:trigger`, which happens before anyone can subscribe.
 RUN_STREAM_TYPES = frozenset(EVENT_TYPES) - {RUN_TRIGGER}
@@ -119,10 +130,8 @@ class EventBus:
             self._wake_sent = True
             self._urgent_sent = self._urgent_sent or urgent
             loop = self._loop
-        try:
+        with contextlib.suppress(RuntimeError):  # that loop has closed: nobody is listening any more
             loop.call_soon_threadsafe(self._drain if urgent else self._drain_soon)
-        except RuntimeError:  # that loop has closed: nobody is listening any more
-            pass
         return event
 
     def _make(self, event_type: str, fields: dict[str, Any]) -> Event:

@@ -28,7 +28,7 @@ _PAGE = 1000
 class FeedItem:
     """One logged event. The JSON is parsed at most once, however many streams need its fields."""
 
-    __slots__ = ("id", "run_id", "job_name", "type", "body", "_event")
+    __slots__ = ("_event", "body", "id", "job_name", "run_id", "type")
 
     def __init__(self, stored: StoredEvent) -> None:
         self.id = stored.id
@@ -205,5 +205,3 @@ class EventFeed:
             subscription.offer(item)
         for subscription in self._by_run.get(item.run_id, ()):
             subscription.offer(item)
-
-

@@ -98,10 +98,18 @@ def _members(
         if kind == "group" and refs & seen:  # a recursive model: no end to its fields
             kind = "json"
         field = FormField(
-            keys=(*keys, name), label=prop.get("title") or _humanize(name), kind=kind, required=name in required,
-            nullable=nullable, description=resolved.get("description"), has_default=has_default, default=value,
-            options=options, item_kind=item_kind, format=resolved.get("format"),
-        )  # fmt: skip
+            keys=(*keys, name),
+            label=prop.get("title") or _humanize(name),
+            kind=kind,
+            required=name in required,
+            nullable=nullable,
+            description=resolved.get("description"),
+            has_default=has_default,
+            default=value,
+            options=options,
+            item_kind=item_kind,
+            format=resolved.get("format"),
+        )
         yield field
         if kind == "group":
             yield from _members(resolved, field.keys, root, value, seen | refs)
@@ -215,11 +223,14 @@ def form_to_input(schema: Mapping[str, Any] | None, form_data: Mapping[str, Any]
             touched.append(field.keys)
     if fields and fields[0].keys == ():  # the whole input is one JSON field
         return values.get(()), errors
-    present = {()}
-    for field in fields:
-        if field.kind == "group" and field.parent in present:
-            if field.required or any(keys[: len(field.keys)] == field.keys for keys in touched):
-                present.add(field.keys)
+    present: set[tuple[str, ...]] = {()}
+    for field in fields:  # a group is there when its parent is, and it is required or a member was filled in
+        if (
+            field.kind == "group"
+            and field.parent in present
+            and (field.required or any(keys[: len(field.keys)] == field.keys for keys in touched))
+        ):
+            present.add(field.keys)
     result: dict[str, Any] = {}
     for field in fields:  # in order, so a group's dict is there before its members
         if field.parent not in present:

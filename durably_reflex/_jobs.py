@@ -77,7 +77,7 @@ def invalid(prefix: str, error: ValidationError) -> InvalidInputError:
     """`Invalid input: rows.0.name: Field required; count: ...`, keeping the structured list too."""
     details = error.errors(include_url=False, include_context=False, include_input=False)
     parts = [f"{'.'.join(str(part) for part in item['loc']) or '(root)'}: {item['msg']}" for item in details]
-    return InvalidInputError(f"{prefix}: {'; '.join(parts)}", details)
+    return InvalidInputError(f"{prefix}: {'; '.join(parts)}", [dict(item) for item in details])
 
 
 @overload

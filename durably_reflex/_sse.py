@@ -28,16 +28,18 @@ class EventStreamResponse:
         self._frames = frames
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"text/event-stream"),
-                (b"cache-control", b"no-cache"),
-                (b"connection", b"keep-alive"),
-                (b"x-accel-buffering", b"no"),  # proxies must not buffer a live stream
-            ],
-        })  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream"),
+                    (b"cache-control", b"no-cache"),
+                    (b"connection", b"keep-alive"),
+                    (b"x-accel-buffering", b"no"),  # proxies must not buffer a live stream
+                ],
+            }
+        )
         async with anyio.create_task_group() as group:
 
             async def stream() -> None:

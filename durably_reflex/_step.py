@@ -142,11 +142,21 @@ class StepContext:
             _current_step.reset(token)
 
         completed_at = now_ms()
-        written = self._storage.record_step(StepRecord(
-            id=new_id(), run_id=self.run_id, attempt=self._attempt, name=name, index=index,
-            status="completed", output_json=output_json, error=None, error_stack=None,
-            started_at=started_at, completed_at=completed_at,
-        ))  # fmt: skip
+        written = self._storage.record_step(
+            StepRecord(
+                id=new_id(),
+                run_id=self.run_id,
+                attempt=self._attempt,
+                name=name,
+                step_index=index,
+                status="completed",
+                output_json=output_json,
+                error=None,
+                error_stack=None,
+                started_at=started_at,
+                completed_at=completed_at,
+            )
+        )
         if written is StepWrite.CLAIM_LOST:
             self.end(ClaimLostError)
             raise ClaimLostError(self.run_id)
@@ -159,11 +169,21 @@ class StepContext:
     def _record_failure(self, name: str, index: int, started_at: int, error: Exception) -> None:
         self.failed_step_name = name
         message = describe_error(error)
-        written = self._storage.record_step(StepRecord(
-            id=new_id(), run_id=self.run_id, attempt=self._attempt, name=name, index=index,
-            status="failed", output_json=None, error=message, error_stack=format_stack(error),
-            started_at=started_at, completed_at=now_ms(),
-        ))  # fmt: skip
+        written = self._storage.record_step(
+            StepRecord(
+                id=new_id(),
+                run_id=self.run_id,
+                attempt=self._attempt,
+                name=name,
+                step_index=index,
+                status="failed",
+                output_json=None,
+                error=message,
+                error_stack=format_stack(error),
+                started_at=started_at,
+                completed_at=now_ms(),
+            )
+        )
         if written is StepWrite.CLAIM_LOST:
             self.end(ClaimLostError)
             raise ClaimLostError(self.run_id) from error
@@ -202,9 +222,13 @@ class StepContext:
         data_json = None if data is None else pydantic_core.to_json(data, fallback=repr).decode()
         self._storage.append_log(NewLog(log_id, self.run_id, step_name, level, str(message), data_json, now_ms()))
         self._post(
-            LOG_WRITE, stepName=step_name, level=level, message=str(message),
-            data=None if data_json is None else json.loads(data_json), id=log_id,
-        )  # fmt: skip
+            LOG_WRITE,
+            stepName=step_name,
+            level=level,
+            message=str(message),
+            data=None if data_json is None else json.loads(data_json),
+            id=log_id,
+        )
         self._logs_written += 1
         if self._keep_logs and self._logs_written % self._keep_logs == 0:
             self._storage.prune_logs(self.run_id, self._keep_logs)

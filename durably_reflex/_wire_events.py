@@ -11,7 +11,7 @@ optional. `parse_event` returns None for an event type this client does not know
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.alias_generators import to_camel
@@ -108,12 +108,21 @@ class LogWrite(BaseWireEvent):
 
 
 WireEvent = Annotated[
-    Union[
-        RunSnapshot, RunTrigger, RunStart, RunComplete, RunFail, RunCancel, RunRetry, RunDelete, RunProgress,
-        StepStart, StepComplete, StepFail, LogWrite,
-    ],
+    RunSnapshot
+    | RunTrigger
+    | RunStart
+    | RunComplete
+    | RunFail
+    | RunCancel
+    | RunRetry
+    | RunDelete
+    | RunProgress
+    | StepStart
+    | StepComplete
+    | StepFail
+    | LogWrite,
     Field(discriminator="type"),
-]  # fmt: skip
+]
 
 _ADAPTER: TypeAdapter[WireEvent] = TypeAdapter(WireEvent)
 # Wire type -> class, read off the union so the two can never disagree.

@@ -14,6 +14,7 @@ Idle slots sleep until a trigger or retry in this process wakes them, or `pollin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -145,10 +146,8 @@ class Worker:
         for execution in executions.values():
             execution.context.end(ClaimLostError)
             execution.context.signal.set()
-            try:
+            with contextlib.suppress(RuntimeError):  # that run finished meanwhile
                 execution.loop.call_soon_threadsafe(execution.task.cancel)
-            except RuntimeError:
-                pass  # that run finished meanwhile
         if _join(self._slots, _INTERRUPT_GRACE):
             return
         with self._lock:
@@ -188,9 +187,14 @@ class Worker:
     async def _execute(self, claim: Claim, job: JobDefinition) -> None:
         run, attempt, events = claim.run, claim.attempt, self._bus
         context = StepContext(
-            run_id=run.id, job_name=job.name, attempt=attempt, completed_steps=claim.completed_steps,
-            storage=self._storage, events=events, keep_logs=self._options.log_retention,
-        )  # fmt: skip
+            run_id=run.id,
+            job_name=job.name,
+            attempt=attempt,
+            completed_steps=claim.completed_steps,
+            storage=self._storage,
+            events=events,
+            keep_logs=self._options.log_retention,
+        )
         task = asyncio.current_task()
         assert task is not None
         execution = _Execution(context, asyncio.get_running_loop(), task, threading.Event())
@@ -220,7 +224,11 @@ class Worker:
             )
             if outcome is None:
                 events.post(
-                    RUN_COMPLETE, runId=run.id, jobName=job.name, output=json.loads(output_json), duration=finished - started_at
+                    RUN_COMPLETE,
+                    runId=run.id,
+                    jobName=job.name,
+                    output=json.loads(output_json),
+                    duration=finished - started_at,
                 )
         except Exception:
             logger.exception("durably worker: run %s could not be settled; it will be resumed", run.id)
@@ -233,14 +241,23 @@ class Worker:
     def _fail(self, claim: Claim, context: StepContext, error: Exception) -> None:
         message, stack = describe_error(error), format_stack(error)
         outcome = self._storage.finish_run(
-            claim.run.id, claim.attempt, "failed", now_ms(), error=message, error_stack=stack,
+            claim.run.id,
+            claim.attempt,
+            "failed",
+            now_ms(),
+            error=message,
+            error_stack=stack,
             keep_logs=self._options.log_retention,
-        )  # fmt: skip
+        )
         if outcome is None:
             self._bus.post(
-                RUN_FAIL, runId=claim.run.id, jobName=claim.run.job_name, error=message,
-                failedStepName=context.failed_step_name, errorStack=stack,
-            )  # fmt: skip
+                RUN_FAIL,
+                runId=claim.run.id,
+                jobName=claim.run.job_name,
+                error=message,
+                failedStepName=context.failed_step_name,
+                errorStack=stack,
+            )
 
     def _release(self, run_id: str, attempt: int) -> None:
         try:
@@ -277,7 +294,11 @@ class Worker:
         except Exception:
             logger.exception("durably worker: heartbeat failed")
             return
-        ended = {**{key: ClaimLostError for key in outcome.lost}, **{key: RunCancelledError for key in outcome.cancelled}}
+        ended: dict[tuple[str, int], type[RunCancelledError] | type[ClaimLostError]]
+        ended = {
+            **{key: ClaimLostError for key in outcome.lost},
+            **{key: RunCancelledError for key in outcome.cancelled},
+        }
         with self._lock:
             for key, reason in ended.items():
                 execution = self._executions.get(key)

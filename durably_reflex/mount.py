@@ -12,7 +12,7 @@ go back to pending to resume from their last completed step.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._engine import Durably
@@ -41,7 +41,7 @@ def mount_durably(
     transformers = app.api_transformer
     if transformers is None:
         app.api_transformer = handler
-    elif isinstance(transformers, (list, tuple)):
+    elif isinstance(transformers, Sequence):  # Reflex's own test for "several"
         app.api_transformer = [*transformers, handler]
     else:
         app.api_transformer = [transformers, handler]

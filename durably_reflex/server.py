@@ -48,6 +48,8 @@ RUN_SNAPSHOT = "run:snapshot"
 _RUN_ENDED = frozenset({RUN_COMPLETE, RUN_DELETE})  # a run's stream closes after these
 
 Handler = Callable[[Request], Awaitable[Response]]
+# What an endpoint answers with: a JSON response, or a live event stream (an ASGI app of its own).
+Answer = Response | EventStreamResponse
 
 
 @dataclass(frozen=True)
@@ -105,8 +107,12 @@ def create_durably_handler(
         Route(f"{base}/runs/subscribe", api.subscribe_runs, methods=["GET"]),
         Route(f"{base}/openapi.json", api.openapi(base), methods=["GET"]),
     ]
-    allowed = {route.path: sorted(m for r in routes if r.path == route.path for m in r.methods or ()) for route in routes}
-    routes.append(Route(f"{base}/{{rest:path}}", api.unrouted(allowed), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]))
+    allowed = {
+        route.path: sorted(m for r in routes if r.path == route.path for m in r.methods or ()) for route in routes
+    }
+    routes.append(
+        Route(f"{base}/{{rest:path}}", api.unrouted(allowed), methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -121,11 +127,11 @@ async def _http_error(request: Request, error: Exception) -> Response:
     return JSONResponse({"error": error.detail}, status_code=error.status_code, headers=error.headers)
 
 
-def _endpoint(handler: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+def _endpoint(handler: Callable[..., Awaitable[Answer]]) -> Callable[..., Awaitable[Answer]]:
     """Errors to JSON: ours by kind, anything unexpected as a logged 500 without its trace."""
 
     @functools.wraps(handler)
-    async def wrapped(self: _Api, request: Request) -> Response:
+    async def wrapped(self: _Api, request: Request) -> Answer:
         try:
             await self.durably.migrate()
             return await handler(self, request)
@@ -194,9 +200,9 @@ class _Api:
                 raise ApiError(400, f"{field} must be a string")
             keys[argument] = value
         run_input = body.get("input")
-        if self._auth is not None and self._auth.can_trigger is not None:
-            if not await _call(self._auth.can_trigger, caller, job_name, run_input):
-                raise ApiError(403, f"Not allowed to trigger {job_name}")
+        can_trigger = None if self._auth is None else self._auth.can_trigger
+        if can_trigger is not None and not await _call(can_trigger, caller, job_name, run_input):
+            raise ApiError(403, f"Not allowed to trigger {job_name}")
         run = await self.durably.trigger(job_name, {} if run_input is None else run_input, **keys)
         return JSONResponse({"runId": run.id})
 
@@ -235,7 +241,9 @@ class _Api:
                 return JSONResponse([])
         limit = _integer(params, "limit", default=100, maximum=MAX_PAGE)
         offset = _integer(params, "offset", default=0)
-        runs = await self.durably.get_runs(job_name=job_names or None, status=statuses or None, limit=limit, offset=offset)
+        runs = await self.durably.get_runs(
+            job_name=job_names or None, status=statuses or None, limit=limit, offset=offset
+        )
         if self._auth is not None and self._auth.can_access_run is not None:
             # Filtered after the page is read: a page may come back short (use visible_jobs to scope
             # whole jobs in the query itself).
@@ -278,12 +286,17 @@ class _Api:
     @_endpoint
     async def jobs(self, request: Request) -> Response:
         visible = await self._visible_jobs(await self._caller(request))
-        return JSONResponse([
-            {"name": handle.name, "inputSchema": handle.definition.input_schema(),
-             "outputSchema": handle.definition.output_schema()}
-            for handle in {id(h): h for h in self.durably.jobs.values()}.values()
-            if visible is None or handle.name in visible
-        ])  # fmt: skip
+        return JSONResponse(
+            [
+                {
+                    "name": handle.name,
+                    "inputSchema": handle.definition.input_schema(),
+                    "outputSchema": handle.definition.output_schema(),
+                }
+                for handle in {id(h): h for h in self.durably.jobs.values()}.values()
+                if visible is None or handle.name in visible
+            ]
+        )
 
     def openapi(self, base: str) -> Handler:
         document = openapi_document(base)
@@ -299,7 +312,9 @@ class _Api:
         async def answer(request: Request) -> Response:
             methods = allowed.get(request.url.path)
             if methods:
-                response = _error(405, f"{request.method} is not allowed on {request.url.path}: use {', '.join(methods)}")
+                response = _error(
+                    405, f"{request.method} is not allowed on {request.url.path}: use {', '.join(methods)}"
+                )
                 response.headers["Allow"] = ", ".join(methods)
                 return response
             return _error(404, f"Not found: {request.method} {request.url.path}")
@@ -308,7 +323,7 @@ class _Api:
 
     # -- streams ----------------------------------------------------------------------------------
     @_endpoint
-    async def subscribe(self, request: Request) -> Response:
+    async def subscribe(self, request: Request) -> Answer:
         """One run's events: the run as it stands first, then everything after, until it completes."""
         run_id = _run_id(request)
         caller = await self._caller(request)
@@ -316,8 +331,8 @@ class _Api:
         resume_after = _last_event_id(request)
         subscription = await self.durably.feed.subscribe(run_id=run_id, after=resume_after)
         try:
-            run, shown_through = await self.durably.get_run_snapshot(run_id)
-            await self._check_readable(caller, run_id, run)
+            stored, shown_through = await self.durably.get_run_snapshot(run_id)
+            run = await self._check_readable(caller, run_id, stored)
         except BaseException:
             subscription.close()
             raise
@@ -335,7 +350,7 @@ class _Api:
             subscription.close()
 
     @_endpoint
-    async def subscribe_runs(self, request: Request) -> Response:
+    async def subscribe_runs(self, request: Request) -> Answer:
         """Reduced notifications of every run (or one job's): a signal to refresh lists. `type`
         (repeatable) keeps only those event types: a page that only switches to new runs need not
         be sent every progress update."""
@@ -346,7 +361,9 @@ class _Api:
         subscription = await self.durably.feed.subscribe(after=_last_event_id(request))
 
         def render(item: FeedItem) -> bytes | None:
-            if (job_name is not None and item.job_name != job_name) or (visible is not None and item.job_name not in visible):
+            if (job_name is not None and item.job_name != job_name) or (
+                visible is not None and item.job_name not in visible
+            ):
                 return None
             if types is not None and item.type not in types:
                 return None
@@ -450,12 +467,10 @@ class _Api:
         return await self._readable_run(await self._caller(request), run_id)
 
     async def _readable_run(self, caller: Any, run_id: str) -> Run:
-        run = await self.durably.get_run(run_id)
-        await self._check_readable(caller, run_id, run)
-        assert run is not None
-        return run
+        return await self._check_readable(caller, run_id, await self.durably.get_run(run_id))
 
-    async def _check_readable(self, caller: Any, run_id: str, run: Run | None) -> None:
+    async def _check_readable(self, caller: Any, run_id: str, run: Run | None) -> Run:
+        """`run`, if it exists and the caller may see it; otherwise "not found" (hiding that it exists)."""
         if run is None:
             raise RunNotFoundError(run_id)
         if self._auth is not None:
@@ -465,6 +480,7 @@ class _Api:
                 allowed = bool(await _call(self._auth.can_access_run, caller, run))
             if not allowed:
                 raise RunNotFoundError(run_id)
+        return run
 
     async def _json_body(self, request: Request) -> dict[str, Any]:
         declared = request.headers.get("content-length")
@@ -497,7 +513,10 @@ def reduce_event(event: Event) -> dict[str, Any]:
             reduced["error"] = event.get("error")
     elif event_type == "log:write":
         reduced.update(
-            stepName=event.get("stepName"), level=event.get("level"), message=event.get("message"), data=event.get("data")
+            stepName=event.get("stepName"),
+            level=event.get("level"),
+            message=event.get("message"),
+            data=event.get("data"),
         )
     return reduced
 

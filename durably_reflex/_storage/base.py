@@ -44,7 +44,7 @@ class StepRecord(NamedTuple):
     run_id: str
     attempt: int
     name: str
-    index: int
+    step_index: int  # not `index`: a NamedTuple field may not shadow tuple.index
     status: str  # "completed" | "failed"
     output_json: str | None
     error: str | None

@@ -107,9 +107,9 @@ class GroupCommit(Generic[C]):
         if not leads:
             item.waiter.acquire()  # released by the leader that ran it, or that hands over the lead
             if not item.promoted:
-                return item.outcome()  # type: ignore[no-any-return]
+                return item.outcome()
         self._lead()
-        return item.outcome()  # type: ignore[no-any-return]
+        return item.outcome()
 
     async def run(self, operation: Operation[C, T], *, write: bool = True) -> T:
         """`run_blocking` for event-loop code, on this connection's own small thread pool."""
@@ -166,10 +166,10 @@ class GroupCommit(Generic[C]):
             try:
                 connection = self._connected()
                 results = self._transaction(connection, write, [item.operation for item in group])
-            except BaseException as error:  # noqa: BLE001 - whatever failed, each operation then runs alone
+            except BaseException as error:  # whatever failed, each operation then runs alone
                 self._after_failure(error)
             else:
-                for item, result in zip(group, results):
+                for item, result in zip(group, results, strict=True):
                     item.result = result
                 return
         for item in group:
@@ -183,7 +183,7 @@ class GroupCommit(Generic[C]):
                 (item.result,) = self._transaction(self._connected(), item.write, [item.operation])
                 item.error = None
                 return
-            except Exception as error:  # noqa: BLE001 - handed to the operation's caller
+            except Exception as error:  # handed to the operation's caller
                 item.error = error
                 if self._after_failure(error):
                     if reconnect_deadline is None:
@@ -194,7 +194,11 @@ class GroupCommit(Generic[C]):
                         return
                     time.sleep(0.2)
                     continue
-                if self._connection is None or not self._connection.is_transient(error) or retries == _TRANSIENT_RETRIES:
+                if (
+                    self._connection is None
+                    or not self._connection.is_transient(error)
+                    or retries == _TRANSIENT_RETRIES
+                ):
                     return
                 time.sleep(min(0.01 * 2**retries, 1.0))
                 retries += 1

@@ -31,6 +31,7 @@ Where SQLite's single writer made things safe by itself, PostgreSQL needs saying
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -42,7 +43,7 @@ from sqlalchemy import URL, create_engine, make_url
 from sqlalchemy.pool import NullPool
 
 from .group_commit import GroupCommit
-from .sql import STORED_RUN_SQL, Prepared, SqlSession, SqlStorage
+from .sql import STORED_RUN_SQL, Prepared, SqlSession, SqlStorage, pop_url_option
 
 logger = logging.getLogger("durably_reflex")
 
@@ -67,7 +68,9 @@ class PostgresSession(SqlSession):
             cursor.executemany(statement.sql, [statement.bind(row) for row in rows])
 
     def is_transient(self, error: BaseException) -> bool:
-        return isinstance(error, pg_errors.SerializationFailure | pg_errors.DeadlockDetected | pg_errors.LockNotAvailable)
+        return isinstance(
+            error, pg_errors.SerializationFailure | pg_errors.DeadlockDetected | pg_errors.LockNotAvailable
+        )
 
     def is_broken(self) -> bool:
         return bool(self.raw.closed or self.raw.broken)
@@ -111,7 +114,7 @@ class PostgresStorage(SqlStorage):
     def __init__(self, url: str | URL) -> None:
         parsed = make_url(url)
         options = dict(parsed.query)
-        self.reconnect_timeout = float(options.pop("reconnect_timeout", 60))
+        self.reconnect_timeout = float(pop_url_option(options, "reconnect_timeout", "60"))
         parsed = parsed.set(drivername="postgresql+psycopg", query=options)
         engine = create_engine(parsed, poolclass=NullPool, connect_args={"connect_timeout": 10})
         self._conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -120,9 +123,12 @@ class PostgresStorage(SqlStorage):
             return PostgresSession(engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
 
         writer: GroupCommit[PostgresSession] = GroupCommit(
-            "durably-pg-writer", connect, before_group=self.flush_before_group,
-            before_commit=self.flush_before_commit, reconnect_window=self.reconnect_timeout,
-        )  # fmt: skip
+            "durably-pg-writer",
+            connect,
+            before_group=self.flush_before_group,
+            before_commit=self.flush_before_commit,
+            reconnect_window=self.reconnect_timeout,
+        )
         reader: GroupCommit[PostgresSession] = GroupCommit(
             "durably-pg-reader", connect, reconnect_window=self.reconnect_timeout
         )
@@ -131,7 +137,8 @@ class PostgresStorage(SqlStorage):
         prepare = self._prepare
         self._key_lock = prepare(f"SELECT pg_try_advisory_xact_lock({_KEY_LOCKS}, hashtext(:key))")
         self._key_running = prepare(
-            "SELECT 1 FROM durably_runs WHERE status = 'running' AND concurrency_key = :key LIMIT 1")
+            "SELECT 1 FROM durably_runs WHERE status = 'running' AND concurrency_key = :key LIMIT 1"
+        )
         self._take = prepare(f"""
             UPDATE durably_runs
             SET status = 'running', attempt = attempt + 1, owner = :owner, started_at = :now,
@@ -162,7 +169,7 @@ class PostgresStorage(SqlStorage):
             ):
                 skipped.append(run_id)
                 continue
-            return session.execute(self._take, id=run_id, owner=params["owner"], now=params["now"]).fetchone()  # type: ignore[no-any-return]
+            return session.execute(self._take, id=run_id, owner=params["owner"], now=params["now"]).fetchone()
         return None
 
     def write_events(self, session: SqlSession, rows: list[dict[str, Any]]) -> None:
@@ -210,10 +217,8 @@ class _Listener:
             future = loop.create_future()
             self._waiter = (loop, future)
             timeout = _NOTIFIED_POLL if self.connected else poll
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            pass
         with self._lock:
             self._waiter = None
             self._consumed = self._notified
@@ -227,10 +232,8 @@ class _Listener:
             waiter, self._waiter = self._waiter, None
         if waiter is not None:
             loop, future = waiter
-            try:
+            with contextlib.suppress(RuntimeError):  # that loop is closed
                 loop.call_soon_threadsafe(_settle, future)
-            except RuntimeError:
-                pass  # that loop is closed
 
     def _listen(self) -> None:
         backoff = 0.1

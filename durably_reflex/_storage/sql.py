@@ -64,11 +64,35 @@ from .tables import (
 )
 
 STORED_RUN_COLUMNS = (
-    "id", "job_name", "input", "status", "idempotency_key", "concurrency_key", "progress", "output",
-    "error", "error_stack", "started_at", "completed_at", "heartbeat_at", "created_at", "updated_at",
-)  # fmt: skip
+    "id",
+    "job_name",
+    "input",
+    "status",
+    "idempotency_key",
+    "concurrency_key",
+    "progress",
+    "output",
+    "error",
+    "error_stack",
+    "started_at",
+    "completed_at",
+    "heartbeat_at",
+    "created_at",
+    "updated_at",
+)
 STORED_RUN_SQL = ", ".join(STORED_RUN_COLUMNS)
-STEP_COLUMNS = ("id", "run_id", "name", "step_index", "status", "output", "error", "error_stack", "started_at", "completed_at")
+STEP_COLUMNS = (
+    "id",
+    "run_id",
+    "name",
+    "step_index",
+    "status",
+    "output",
+    "error",
+    "error_stack",
+    "started_at",
+    "completed_at",
+)
 LOG_COLUMNS = ("id", "run_id", "step_name", "level", "message", "data", "created_at")
 
 
@@ -132,6 +156,15 @@ class SqlSession:
         return False
 
 
+def pop_url_option(options: dict[str, str | tuple[str, ...]], name: str, default: str) -> str:
+    """Take one of our options out of a database URL's query (what is left goes to the driver).
+    SQLAlchemy gives an option named twice as a tuple: ours take one value."""
+    value = options.pop(name, default)
+    if isinstance(value, tuple):
+        raise ValueError(f"{name} is given more than once in the database URL")
+    return value
+
+
 def _json(text_value: str | None) -> Any:
     """Stored JSON, decoded. A column that is not valid JSON (edited by hand, say) comes back as
     its text rather than breaking every query that meets it."""
@@ -145,32 +178,73 @@ def _json(text_value: str | None) -> Any:
 
 def run_from_row(row: Sequence[Any]) -> Run:
     """A run from a row of STORED_RUN_COLUMNS followed by the completed step count and the next step index."""
-    (id_, job_name, input_, status, idem, conc, progress, output, error, stack, started, completed,
-     heartbeat, created, updated, count, index) = row  # fmt: skip
+    (
+        id_,
+        job_name,
+        input_,
+        status,
+        idem,
+        conc,
+        progress,
+        output,
+        error,
+        stack,
+        started,
+        completed,
+        heartbeat,
+        created,
+        updated,
+        count,
+        index,
+    ) = row
     return Run(
-        id=id_, job_name=job_name, input=_json(input_), status=status, idempotency_key=idem,
-        concurrency_key=conc, current_step_index=index, step_count=count,
+        id=id_,
+        job_name=job_name,
+        input=_json(input_),
+        status=status,
+        idempotency_key=idem,
+        concurrency_key=conc,
+        current_step_index=index,
+        step_count=count,
         progress=None if progress is None else Progress.model_validate_json(progress),
-        output=_json(output), error=error, error_stack=stack, started_at=from_ms(started),
-        completed_at=from_ms(completed), heartbeat_at=from_ms(heartbeat), created_at=from_ms(created),
+        output=_json(output),
+        error=error,
+        error_stack=stack,
+        started_at=from_ms(started),
+        completed_at=from_ms(completed),
+        heartbeat_at=from_ms(heartbeat),
+        created_at=from_ms(created),
         updated_at=from_ms(updated),
-    )  # fmt: skip
+    )
 
 
 def step_from_row(row: Sequence[Any]) -> Step:
     id_, run_id, name, index, status, output, error, stack, started, completed = row
     return Step(
-        id=id_, run_id=run_id, name=name, index=index, status=status, output=_json(output), error=error,
-        error_stack=stack, started_at=from_ms(started), completed_at=from_ms(completed),
-    )  # fmt: skip
+        id=id_,
+        run_id=run_id,
+        name=name,
+        index=index,
+        status=status,
+        output=_json(output),
+        error=error,
+        error_stack=stack,
+        started_at=from_ms(started),
+        completed_at=from_ms(completed),
+    )
 
 
 def log_from_row(row: Sequence[Any]) -> LogEntry:
     id_, run_id, step_name, level, message, data, created = row
     return LogEntry(
-        id=id_, run_id=run_id, step_name=step_name, level=level, message=message, data=_json(data),
+        id=id_,
+        run_id=run_id,
+        step_name=step_name,
+        level=level,
+        message=message,
+        data=_json(data),
         timestamp=from_ms(created),
-    )  # fmt: skip
+    )
 
 
 _runs = RunRow.__table__  # type: ignore[attr-defined]
@@ -183,8 +257,10 @@ _completed_steps_of_run = (_steps.c.run_id == _runs.c.id) & (_steps.c.status == 
 _run_columns = [
     *(_runs.c[name] for name in STORED_RUN_COLUMNS),
     select(func.count()).where(_completed_steps_of_run).scalar_subquery().label("step_count"),
-    select(func.coalesce(func.max(_steps.c.step_index) + 1, 0)).where(_completed_steps_of_run)
-    .scalar_subquery().label("current_step_index"),
+    select(func.coalesce(func.max(_steps.c.step_index) + 1, 0))
+    .where(_completed_steps_of_run)
+    .scalar_subquery()
+    .label("current_step_index"),
 ]
 
 _NEWEST_FIRST = (_runs.c.created_at.desc(), _runs.c.id.desc())
@@ -203,9 +279,12 @@ def _merged_page(query: RunQuery, limit: int) -> Select[Any]:
     members = []
     for value in dict.fromkeys(values):
         newest = (
-            select(_runs.c.id, _runs.c.created_at).where(column == value, *others)
-            .order_by(*_NEWEST_FIRST).limit(query.offset + limit).subquery()
-        )  # fmt: skip
+            select(_runs.c.id, _runs.c.created_at)
+            .where(column == value, *others)
+            .order_by(*_NEWEST_FIRST)
+            .limit(query.offset + limit)
+            .subquery()
+        )
         members.append(select(newest.c.id, newest.c.created_at))
     merged = union_all(*members).subquery()
     return (
@@ -289,7 +368,8 @@ class SqlStorage(Storage):
             ON CONFLICT DO NOTHING
             RETURNING {STORED_RUN_SQL}, 0, 0""")
         self._completed_steps = prepare(
-            "SELECT name, output, step_index FROM durably_steps WHERE run_id = :run_id AND status = 'completed'")
+            "SELECT name, output, step_index FROM durably_steps WHERE run_id = :run_id AND status = 'completed'"
+        )
         self._insert_step = prepare(self.insert_step_sql)
 
         self._write_progress = prepare("""
@@ -356,9 +436,14 @@ class SqlStorage(Storage):
             created: list[tuple[Run, bool]] = []
             for run in runs:
                 row = session.execute(
-                    self._insert_run, id=run.id, job_name=run.job_name, input=run.input_json,
-                    idem=run.idempotency_key, conc=run.concurrency_key, now=run.created_at,
-                ).fetchone()  # fmt: skip
+                    self._insert_run,
+                    id=run.id,
+                    job_name=run.job_name,
+                    input=run.input_json,
+                    idem=run.idempotency_key,
+                    conc=run.concurrency_key,
+                    now=run.created_at,
+                ).fetchone()
                 if row is not None:
                     created.append((run_from_row(row), True))
                     if announce is not None:
@@ -413,20 +498,21 @@ class SqlStorage(Storage):
         end = query.start + query.bucket_ms * query.buckets
         # Naming every status lets (status, created_at) cover the series; the bucket is computed in a
         # subquery so GROUP BY names a column (PostgreSQL would not match two copies of its parameters).
-        created = (
-            select(((created_at - query.start) // query.bucket_ms).label("bucket"), status)
-            .where(status.in_([value.value for value in RunStatus]), created_at >= query.start, created_at < end)
-        )  # fmt: skip
+        created = select(((created_at - query.start) // query.bucket_ms).label("bucket"), status).where(
+            status.in_([value.value for value in RunStatus]), created_at >= query.start, created_at < end
+        )
         if query.job_names is not None:
             by_job = by_job.where(job_name.in_(query.job_names))
             created = created.where(job_name.in_(query.job_names))
         buckets = created.subquery()
-        by_bucket = select(buckets.c.bucket, buckets.c.status, func.count()).group_by(buckets.c.bucket, buckets.c.status)
+        by_bucket = select(buckets.c.bucket, buckets.c.status, func.count()).group_by(
+            buckets.c.bucket, buckets.c.status
+        )
 
         def read(session: SqlSession) -> RunCounts:
             return RunCounts(
-                [tuple(row) for row in session.sa.execute(by_job)],  # type: ignore[misc]
-                [tuple(row) for row in session.sa.execute(by_bucket)],  # type: ignore[misc]
+                [tuple(row) for row in session.sa.execute(by_job)],
+                [tuple(row) for row in session.sa.execute(by_bucket)],
             )
 
         return await self._reader.run(read, write=False)
@@ -457,8 +543,16 @@ class SqlStorage(Storage):
     async def retry(self, run_id: str, now: int, announce: Announce | None = None) -> Run:
         def change(session: SqlSession) -> Run:
             self._require_status(session, run_id, "retry", {RunStatus.FAILED, RunStatus.CANCELLED})
-            run = self._update_run(session, run_id, status=RunStatus.PENDING.value, error=None,
-                                   error_stack=None, completed_at=None, owner=None, updated_at=now)  # fmt: skip
+            run = self._update_run(
+                session,
+                run_id,
+                status=RunStatus.PENDING.value,
+                error=None,
+                error_stack=None,
+                completed_at=None,
+                owner=None,
+                updated_at=now,
+            )
             if announce is not None:
                 announce(run)
             return run
@@ -484,7 +578,9 @@ class SqlStorage(Storage):
 
         return await self._writer.run(remove)
 
-    def _require_status(self, session: SqlSession, run_id: str, action: str, allowed: set[RunStatus] | frozenset[RunStatus]) -> Run:
+    def _require_status(
+        self, session: SqlSession, run_id: str, action: str, allowed: set[RunStatus] | frozenset[RunStatus]
+    ) -> Run:
         # The row stays locked to the commit (PostgreSQL; SQLite's single writer needs no lock): a
         # run cannot complete between this check and the change that depends on it.
         locked = select(*_run_columns).where(_runs.c.id == run_id).with_for_update(of=_runs)
@@ -529,7 +625,7 @@ class SqlStorage(Storage):
     def claim_next(self, session: SqlSession, statement: Prepared, params: dict[str, Any]) -> Sequence[Any] | None:
         """Take the oldest claimable run: its STORED_RUN_COLUMNS and new attempt, or None. One
         conditional update suffices where writers are serialised (SQLite)."""
-        return session.execute(statement, **params).fetchone()  # type: ignore[no-any-return]
+        return session.execute(statement, **params).fetchone()
 
     def _claim_statement(self, arity: int) -> Prepared:
         statement = self._claim_by_arity.get(arity)
@@ -541,10 +637,19 @@ class SqlStorage(Storage):
     def record_step(self, step: StepRecord) -> StepWrite:
         def write(session: SqlSession) -> StepWrite:
             inserted = session.execute(
-                self._insert_step, id=step.id, run_id=step.run_id, attempt=step.attempt, name=step.name,
-                step_index=step.index, status=step.status, output=step.output_json, error=step.error,
-                error_stack=step.error_stack, started_at=step.started_at, completed_at=step.completed_at,
-            )  # fmt: skip
+                self._insert_step,
+                id=step.id,
+                run_id=step.run_id,
+                attempt=step.attempt,
+                name=step.name,
+                step_index=step.step_index,
+                status=step.status,
+                output=step.output_json,
+                error=step.error,
+                error_stack=step.error_stack,
+                started_at=step.started_at,
+                completed_at=step.completed_at,
+            )
             row = inserted.fetchone()
             if row is None:
                 return StepWrite.CLAIM_LOST
@@ -631,22 +736,43 @@ class SqlStorage(Storage):
             return
         session.on_rollback(lambda: self._restore_buffers(progress, logs, new_events))
         if progress:
-            session.execute_many(self._write_progress, [
-                {"progress": value, "now": now, "run_id": run_id, "attempt": attempt}
-                for run_id, (attempt, value, now) in progress.items()
-            ])  # fmt: skip
+            session.execute_many(
+                self._write_progress,
+                [
+                    {"progress": value, "now": now, "run_id": run_id, "attempt": attempt}
+                    for run_id, (attempt, value, now) in progress.items()
+                ],
+            )
         if logs:
-            session.execute_many(self._insert_log, [
-                {"id": log.id, "run_id": log.run_id, "step_name": log.step_name, "level": log.level,
-                 "message": log.message, "data": log.data_json, "created_at": log.created_at}
-                for log in logs
-            ])  # fmt: skip
+            session.execute_many(
+                self._insert_log,
+                [
+                    {
+                        "id": log.id,
+                        "run_id": log.run_id,
+                        "step_name": log.step_name,
+                        "level": log.level,
+                        "message": log.message,
+                        "data": log.data_json,
+                        "created_at": log.created_at,
+                    }
+                    for log in logs
+                ],
+            )
         if new_events:
-            self.write_events(session, [
-                {"run_id": event.run_id, "job_name": event.job_name, "type": event.type, "body": event.body_json,
-                 "created_at": event.created_at}
-                for event in new_events
-            ])  # fmt: skip
+            self.write_events(
+                session,
+                [
+                    {
+                        "run_id": event.run_id,
+                        "job_name": event.job_name,
+                        "type": event.type,
+                        "body": event.body_json,
+                        "created_at": event.created_at,
+                    }
+                    for event in new_events
+                ],
+            )
 
     def write_events(self, session: SqlSession, rows: list[dict[str, Any]]) -> None:
         """Insert event rows. Readers tail the log by id, so ids must be committed in increasing
@@ -667,9 +793,15 @@ class SqlStorage(Storage):
     ) -> str | None:
         def finish(session: SqlSession) -> str | None:
             changed = session.execute(
-                self._finish, status=status, output=output_json, error=error, error_stack=error_stack,
-                now=now, run_id=run_id, attempt=attempt,
-            ).rowcount  # fmt: skip
+                self._finish,
+                status=status,
+                output=output_json,
+                error=error,
+                error_stack=error_stack,
+                now=now,
+                run_id=run_id,
+                attempt=attempt,
+            ).rowcount
             if changed == 0:
                 row = session.execute(self._status_of, run_id=run_id).fetchone()
                 return "missing" if row is None else row[0]
@@ -731,9 +863,9 @@ class SqlStorage(Storage):
 
     # -- the event log ----------------------------------------------------------------------------
     async def read_events(self, after_id: int, *, run_id: str | None = None, limit: int = 1000) -> list[StoredEvent]:
-        statement = select(
-            _events.c.id, _events.c.run_id, _events.c.job_name, _events.c.type, _events.c.body
-        ).where(_events.c.id > after_id)
+        statement = select(_events.c.id, _events.c.run_id, _events.c.job_name, _events.c.type, _events.c.body).where(
+            _events.c.id > after_id
+        )
         if run_id is not None:
             statement = statement.where(_events.c.run_id == run_id)
         statement = statement.order_by(_events.c.id).limit(limit)

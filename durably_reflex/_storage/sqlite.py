@@ -16,7 +16,7 @@ from sqlalchemy import URL, create_engine, make_url
 from sqlalchemy.pool import NullPool
 
 from .group_commit import GroupCommit
-from .sql import SqlSession, SqlStorage
+from .sql import SqlSession, SqlStorage, pop_url_option
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -42,10 +42,10 @@ class SqliteStorage(SqlStorage):
     def __init__(self, url: str | URL) -> None:
         parsed = make_url(url)
         options = dict(parsed.query)
-        synchronous = str(options.pop("synchronous", "NORMAL")).upper()
+        synchronous = pop_url_option(options, "synchronous", "NORMAL").upper()
         if synchronous not in SYNCHRONOUS_LEVELS:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}, got {synchronous!r}")
-        busy_timeout = float(options.pop("busy_timeout", 30))
+        busy_timeout = float(pop_url_option(options, "busy_timeout", "30"))
         in_memory = parsed.database in (None, "", ":memory:")
         engine = create_engine(
             parsed.set(query=options),
@@ -64,7 +64,10 @@ class SqliteStorage(SqlStorage):
             return session
 
         writer: GroupCommit[SqliteSession] = GroupCommit(
-            "durably-sqlite-writer", connect, before_group=self.flush_before_group, before_commit=self.flush_before_commit
+            "durably-sqlite-writer",
+            connect,
+            before_group=self.flush_before_group,
+            before_commit=self.flush_before_commit,
         )
         reader = writer if in_memory else GroupCommit("durably-sqlite-reader", connect)
         super().__init__(engine.dialect, writer, reader)

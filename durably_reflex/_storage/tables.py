@@ -18,12 +18,12 @@ class DurablyTable(SQLModel):
     metadata = MetaData()
 
 
-def _serial() -> Column:  # type: ignore[type-arg]
+def _serial() -> Column:
     """A 64-bit row id (PostgreSQL: BIGSERIAL); on SQLite exactly INTEGER PRIMARY KEY, the rowid."""
     return Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
 
 
-def _millis(nullable: bool = False) -> Column:  # type: ignore[type-arg]
+def _millis(nullable: bool = False) -> Column:
     return Column(BigInteger, nullable=nullable)
 
 
