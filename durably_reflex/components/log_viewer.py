@@ -14,16 +14,16 @@ from __future__ import annotations
 from typing import Any
 
 import reflex as rx
-from reflex.vars.base import Var
+from reflex.vars import ObjectVar, Var
 
-from ..states import RunViewState
+from ..states import UseJobRunState, UseJobState
 
 LEVEL_COLORS = {"info": "gray", "warn": "amber", "error": "red"}
 LEVELS = ["all", "info", "warn", "error"]
 
 
 def log_viewer(
-    state: type[RunViewState],
+    state: type[UseJobState] | type[UseJobRunState],
     *,
     run_id: Var[str] | str | None = None,
     attach: bool = True,
@@ -33,7 +33,8 @@ def log_viewer(
 ) -> rx.Component:
     """The logs of the run `state` follows (any of the run hook states)."""
     if attach:
-        props.setdefault("on_mount", state.attach if run_id is None else state.attach(run_id))  # type: ignore[attr-defined]
+        # mypy cannot call a background @rx.event handler (Reflex's typing is written for pyright).
+        props.setdefault("on_mount", state.attach if run_id is None else state.attach(run_id))  # type: ignore[misc]
     header = rx.hstack(
         rx.text("Logs", weight="bold", size="2"),
         rx.badge(state.logs.length().to_string(), variant="surface", radius="full"),
@@ -44,14 +45,16 @@ def log_viewer(
             rx.select.root(  # not rx.select(...): its class_name would go to the root, which renders no element
                 rx.select.trigger(class_name="durably-log-filter"),
                 rx.select.content(*(rx.select.item(level, value=level) for level in LEVELS)),
-                value=rx.cond(state.level_filter, state.level_filter, "all"), on_change=state.set_level_filter, size="1",
+                value=rx.cond(state.level_filter, state.level_filter, "all"),
+                on_change=state.set_level_filter,
+                size="1",
             ),
             rx.fragment(),
         ),
         rx.button("Clear", size="1", variant="soft", color_scheme="gray", on_click=state.clear_logs),
         width="100%",
         align="center",
-    )  # fmt: skip
+    )
     lines = rx.auto_scroll(
         rx.cond(
             state.logs.length() > 0,
@@ -59,7 +62,9 @@ def log_viewer(
             rx.foreach(
                 state.logs,
                 lambda line: rx.cond(
-                    (state.level_filter == "") | (line["level"].to(str) == state.level_filter), _log_line(line), rx.fragment()
+                    (state.level_filter == "") | (line["level"].to(str) == state.level_filter),
+                    _log_line(line),
+                    rx.fragment(),
                 ),
             ),
             rx.text("No log lines yet.", size="1", color_scheme="gray", padding="0.5rem"),
@@ -69,10 +74,12 @@ def log_viewer(
         class_name="durably-log-lines",
         style={"font_family": "var(--code-font-family)", "font_size": "12px"},
     )
-    return rx.card(rx.vstack(header, lines, spacing="2", width="100%"), width="100%", class_name="durably-log-viewer", **props)
+    return rx.card(
+        rx.vstack(header, lines, spacing="2", width="100%"), width="100%", class_name="durably-log-viewer", **props
+    )
 
 
-def _log_line(line: Var) -> rx.Component:
+def _log_line(line: ObjectVar[dict[str, Any]]) -> rx.Component:
     level = line["level"].to(str)
     has_data = line["data"].is_not_none()
     summary = rx.hstack(

@@ -32,23 +32,40 @@ def run_actions(
     """Buttons for the run `run_id` in `status`; `on_deleted` (events) runs after a confirmed delete
     (a detail page navigates away, say)."""
     run_id_var, status_var = Var.create(run_id), Var.create(status)
+    # The `type: ignore[operator]`s below: mypy reads an @rx.event handler as EventNamespace (its __new__ returns the callback);
+    # pyright, which Reflex's typing is written for, sees a callable EventCallback.
     retry = rx.button(
-        rx.icon("rotate-ccw", size=14), "Retry", size=size, variant="soft",
+        rx.icon("rotate-ccw", size=14),
+        "Retry",
+        size=size,
+        variant="soft",
         disabled=~_status_in(status_var, RETRYABLE) | actions.is_loading,
-        on_click=actions.retry(run_id_var), class_name="durably-retry",
-    )  # fmt: skip
+        on_click=actions.retry(run_id_var),  # type: ignore[operator]
+        class_name="durably-retry",
+    )
     cancel = rx.button(
-        rx.icon("circle-stop", size=14), "Cancel", size=size, variant="soft", color_scheme="orange",
+        rx.icon("circle-stop", size=14),
+        "Cancel",
+        size=size,
+        variant="soft",
+        color_scheme="orange",
         disabled=~_status_in(status_var, CANCELLABLE) | actions.is_loading,
-        on_click=actions.cancel(run_id_var), class_name="durably-cancel",
-    )  # fmt: skip
-    after_delete = [actions.delete_run(run_id_var)] + ([] if on_deleted is None else _as_list(on_deleted))
+        on_click=actions.cancel(run_id_var),  # type: ignore[operator]
+        class_name="durably-cancel",
+    )
+    deleted = actions.delete_run(run_id_var)  # type: ignore[operator]
+    after_delete = [deleted] + ([] if on_deleted is None else _as_list(on_deleted))
     delete = rx.alert_dialog.root(
         rx.alert_dialog.trigger(
             rx.button(
-                rx.icon("trash-2", size=14), "Delete", size=size, variant="soft", color_scheme="red",
-                disabled=~_status_in(status_var, DELETABLE) | actions.is_loading, class_name="durably-delete",
-            )  # fmt: skip
+                rx.icon("trash-2", size=14),
+                "Delete",
+                size=size,
+                variant="soft",
+                color_scheme="red",
+                disabled=~_status_in(status_var, DELETABLE) | actions.is_loading,
+                class_name="durably-delete",
+            )
         ),
         rx.alert_dialog.content(
             rx.alert_dialog.title("Delete this run?"),
@@ -73,7 +90,13 @@ def run_actions(
         buttons,
         rx.cond(
             actions.error,
-            rx.callout(actions.error.to(str), icon="triangle-alert", color_scheme="red", size="1", class_name="durably-action-error"),
+            rx.callout(
+                actions.error.to(str),
+                icon="triangle-alert",
+                color_scheme="red",
+                size="1",
+                class_name="durably-action-error",
+            ),
             rx.fragment(),
         ),
         spacing="2",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import reflex as rx
-from reflex.vars.base import Var
+from reflex.vars import ObjectVar, Var
 
 from ..states import UseJobRunState, UseRunActionsState
 from .log_viewer import log_viewer
@@ -31,7 +31,12 @@ def run_detail(
     header = rx.hstack(
         rx.vstack(
             rx.heading(rx.cond(run.run, record["job_name"].to(str), "Run"), size="6"),
-            rx.code(rx.cond(run.current_run_id, run.current_run_id, ""), variant="ghost", size="1", class_name="durably-run-id"),
+            rx.code(
+                rx.cond(run.current_run_id, run.current_run_id, ""),
+                variant="ghost",
+                size="1",
+                class_name="durably-run-id",
+            ),
             spacing="1",
         ),
         status_badge(run.status, size="3"),
@@ -48,7 +53,9 @@ def run_detail(
             _times(record),
             rx.cond(
                 run.error,
-                rx.callout(run.error.to(str), icon="circle-x", color_scheme="red", width="100%", class_name="durably-run-error"),
+                rx.callout(
+                    run.error.to(str), icon="circle-x", color_scheme="red", width="100%", class_name="durably-run-error"
+                ),
                 rx.fragment(),
             ),
             rx.grid(
@@ -65,13 +72,16 @@ def run_detail(
         ),
         rx.cond(
             run.error,
-            rx.callout(run.error.to(str), icon="circle-x", color_scheme="red", width="100%", class_name="durably-run-error"),
+            rx.callout(
+                run.error.to(str), icon="circle-x", color_scheme="red", width="100%", class_name="durably-run-error"
+            ),
             rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
         ),
     )
     if run_id is None:
         return rx.vstack(header, body, spacing="4", width="100%", class_name="durably-run-detail", **props)
-    props.setdefault("on_mount", run.attach(run_id))
+    # mypy cannot call a background @rx.event handler (Reflex's typing is written for pyright).
+    props.setdefault("on_mount", run.attach(run_id))  # type: ignore[misc]
     # Keyed by the run: mounted again (so attached again) when the id changes. After a client-side
     # navigation the route's `run_id` is still "" when the page first mounts, and moving from one run
     # to another reuses the mounted page. The key sits on a wrapper: on_mount is the vstack's own.
@@ -81,7 +91,7 @@ def run_detail(
     )
 
 
-def _times(record: Var) -> rx.Component:
+def _times(record: ObjectVar[dict[str, Any]]) -> rx.Component:
     def item(label: str, value: Var) -> rx.Component:
         return rx.data_list.item(
             rx.data_list.label(label),
@@ -108,17 +118,25 @@ def _json_card(title: str, text: Var, class_name: str) -> rx.Component:
 
 
 def _timeline(run: type[UseJobRunState]) -> rx.Component:
-    def step(row: Var) -> rx.Component:
+    def step(row: ObjectVar[dict[str, Any]]) -> rx.Component:
         status = row["status"].to(str)
         return rx.hstack(
             rx.box(
-                width="10px", height="10px", border_radius="50%", flex_shrink="0", margin_top="6px",
-                background=rx.match(status, *((name, rx.color(color, 9)) for name, color in STATUS_COLORS.items()), rx.color("gray", 9)),
-            ),  # fmt: skip
+                width="10px",
+                height="10px",
+                border_radius="50%",
+                flex_shrink="0",
+                margin_top="6px",
+                background=rx.match(
+                    status, *((name, rx.color(color, 9)) for name, color in STATUS_COLORS.items()), rx.color("gray", 9)
+                ),
+            ),
             rx.vstack(
                 rx.hstack(
                     rx.text(row["name"].to(str), weight="medium", size="2"),
-                    rx.badge(status, color_scheme=rx.match(status, *STATUS_COLORS.items(), "gray"), size="1", variant="soft"),
+                    rx.badge(
+                        status, color_scheme=rx.match(status, *STATUS_COLORS.items(), "gray"), size="1", variant="soft"
+                    ),
                     rx.spacer(),
                     rx.text(row["duration_text"].to(str), size="1", color_scheme="gray"),
                     width="100%",

@@ -33,9 +33,10 @@ def status_counts(stats: type[UseRunStatsState], *, on_select: Any = None) -> rx
             min_width="7rem",
         )
 
+    counts = stats.counts.to(dict)  # an object var already; mypy, reading Reflex's overloads, takes it for a list
     return rx.hstack(
         card("All runs", "all", stats.total, "gray"),
-        *(card(status.capitalize(), status, stats.counts.get(status, 0), color) for status, color in STATUS_COLORS.items()),
+        *(card(status.capitalize(), status, counts.get(status, 0), color) for status, color in STATUS_COLORS.items()),
         spacing="3",
         width="100%",
         wrap="wrap",
@@ -46,7 +47,9 @@ def status_counts(stats: type[UseRunStatsState], *, on_select: Any = None) -> rx
 def runs_chart(stats: type[UseRunStatsState], *, height: int = 220) -> rx.Component:
     """Runs created per time bucket (UTC), stacked by the status they have now."""
     bars = [
-        rx.recharts.bar(data_key=status, stack_id="runs", fill=rx.color(color, 9), name=status, is_animation_active=False)
+        rx.recharts.bar(
+            data_key=status, stack_id="runs", fill=rx.color(color, 9), name=status, is_animation_active=False
+        )
         for status, color in STATUS_COLORS.items()
     ]
     return rx.card(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import reflex as rx
-from reflex.vars.base import Var
+from reflex.vars import ObjectVar, Var
 
 from ..states import UseRunActionsState, UseRunsState
 from .run_actions import run_actions
@@ -62,17 +62,27 @@ def _toolbar(runs: type[UseRunsState], job_names: list[str] | None) -> rx.Compon
     filters = []
     if job_names:
         filters.append(
-            _labelled("Job", _select(
-                ["all", *job_names], rx.cond(runs.job_filter, runs.job_filter, "all"),
-                runs.set_job_filter, "durably-job-filter",
-            ))
-        )  # fmt: skip
+            _labelled(
+                "Job",
+                _select(
+                    ["all", *job_names],
+                    rx.cond(runs.job_filter, runs.job_filter, "all"),
+                    runs.set_job_filter,
+                    "durably-job-filter",
+                ),
+            )
+        )
     filters.append(
-        _labelled("Status", _select(
-            STATUSES, rx.cond(runs.status_filter, runs.status_filter, "all"),
-            runs.set_status_filter, "durably-status-filter",
-        ))
-    )  # fmt: skip
+        _labelled(
+            "Status",
+            _select(
+                STATUSES,
+                rx.cond(runs.status_filter, runs.status_filter, "all"),
+                runs.set_status_filter,
+                "durably-status-filter",
+            ),
+        )
+    )
     return rx.hstack(
         *filters,
         rx.spacer(),
@@ -80,9 +90,15 @@ def _toolbar(runs: type[UseRunsState], job_names: list[str] | None) -> rx.Compon
         rx.cond(
             runs.connection == "reconnecting",
             rx.badge("reconnecting…", color_scheme="amber"),
-            rx.cond(runs.page == 0, rx.badge("live", color_scheme="green", variant="soft"), rx.badge("paused", variant="soft")),
+            rx.cond(
+                runs.page == 0,
+                rx.badge("live", color_scheme="green", variant="soft"),
+                rx.badge("paused", variant="soft"),
+            ),
         ),
-        rx.icon_button(rx.icon("refresh-cw", size=14), variant="soft", size="2", on_click=runs.refresh, title="Refresh"),
+        rx.icon_button(
+            rx.icon("refresh-cw", size=14), variant="soft", size="2", on_click=runs.refresh, title="Refresh"
+        ),
         width="100%",
         align="center",
     )
@@ -104,31 +120,52 @@ def _labelled(label: str, control: rx.Component) -> rx.Component:
     return rx.hstack(rx.text(label, size="2", color_scheme="gray"), control, align="center", spacing="2")
 
 
-def _row(row: Var, actions: type[UseRunActionsState] | None, run_href: str | None) -> rx.Component:
+def _row(
+    row: ObjectVar[dict[str, Any]], actions: type[UseRunActionsState] | None, run_href: str | None
+) -> rx.Component:
     run_id = row["id"].to(str)
     job_name = row["job_name"].to(str)
     cells = [
         rx.table.cell(
-            rx.text(job_name, weight="medium") if run_href is None else rx.link(job_name, href=run_href + run_id, weight="medium")
+            rx.text(job_name, weight="medium")
+            if run_href is None
+            else rx.link(job_name, href=run_href + run_id, weight="medium")
         ),
         rx.table.cell(status_badge(row["status"].to(str))),
         rx.table.cell(
             rx.cond(
                 row["status"].to(str) == "running",
                 run_progress(row["progress_percent"].to(int)),
-                rx.cond(row["progress_percent"].is_not_none(), rx.text(row["progress_percent"].to_string() + "%", size="1"), rx.fragment()),
+                rx.cond(
+                    row["progress_percent"].is_not_none(),
+                    rx.text(row["progress_percent"].to_string() + "%", size="1"),
+                    rx.fragment(),
+                ),
             ),
             min_width="8rem",
         ),
         rx.table.cell(rx.text(row["current_step_index"].to_string(), size="1")),
-        rx.table.cell(rx.moment(row["created_at"].to(str), from_now=True, interval=15000, with_title=True, title_format="YYYY-MM-DD HH:mm:ss")),
+        rx.table.cell(
+            rx.moment(
+                row["created_at"].to(str),
+                from_now=True,
+                interval=15000,
+                with_title=True,
+                title_format="YYYY-MM-DD HH:mm:ss",
+            )
+        ),
         rx.table.cell(
             rx.cond(
                 row["duration_ms"].is_not_none(),
                 rx.text(row["duration_text"].to(str), size="1"),
                 rx.cond(
                     row["status"].to(str) == "running",
-                    rx.text(rx.moment(row["started_at"].to(str), duration_from_now=True, interval=1000, format="m[m] ss[s]"), size="1"),
+                    rx.text(
+                        rx.moment(
+                            row["started_at"].to(str), duration_from_now=True, interval=1000, format="m[m] ss[s]"
+                        ),
+                        size="1",
+                    ),
                     rx.text("—", size="1", color_scheme="gray"),
                 ),
             )
@@ -136,7 +173,9 @@ def _row(row: Var, actions: type[UseRunActionsState] | None, run_href: str | Non
     ]
     if actions is not None:
         cells.append(rx.table.cell(run_actions(actions, run_id, row["status"].to(str), size="1", show_error=False)))
-    return rx.table.row(*cells, class_name="durably-run-row", data_run_id=run_id, data_status=row["status"].to(str), align="center")
+    return rx.table.row(
+        *cells, class_name="durably-run-row", data_run_id=run_id, data_status=row["status"].to(str), align="center"
+    )
 
 
 def _empty() -> rx.Component:
@@ -155,14 +194,39 @@ def _empty() -> rx.Component:
 def _pager(runs: type[UseRunsState]) -> rx.Component:
     return rx.hstack(
         rx.text(
-            rx.cond(runs.runs.length() > 0, "Runs " + runs.first_row_number.to_string() + "–" + runs.last_row_number.to_string(), ""),
-            size="1", color_scheme="gray",
-        ),  # fmt: skip
+            rx.cond(
+                runs.runs.length() > 0,
+                "Runs " + runs.first_row_number.to_string() + "–" + runs.last_row_number.to_string(),
+                "",
+            ),
+            size="1",
+            color_scheme="gray",
+        ),
         rx.spacer(),
-        rx.button("Newest", size="1", variant="soft", on_click=runs.go_to_page(0), disabled=runs.page == 0),
-        rx.button("Previous", size="1", variant="soft", on_click=runs.prev_page, disabled=runs.page == 0, class_name="durably-prev"),
+        rx.button(
+            "Newest",
+            size="1",
+            variant="soft",
+            on_click=runs.go_to_page(0),  # type: ignore[operator]  # mypy reads an @rx.event handler as EventNamespace (its __new__ returns the callback)
+            disabled=runs.page == 0,
+        ),
+        rx.button(
+            "Previous",
+            size="1",
+            variant="soft",
+            on_click=runs.prev_page,
+            disabled=runs.page == 0,
+            class_name="durably-prev",
+        ),
         rx.text("Page " + (runs.page + 1).to_string(), size="1"),
-        rx.button("Next", size="1", variant="soft", on_click=runs.next_page, disabled=~runs.has_more, class_name="durably-next"),
+        rx.button(
+            "Next",
+            size="1",
+            variant="soft",
+            on_click=runs.next_page,
+            disabled=~runs.has_more,
+            class_name="durably-next",
+        ),
         width="100%",
         align="center",
     )

@@ -55,7 +55,9 @@ def run_progress(
         rx.hstack(
             rx.text(message_var, size="1", color_scheme="gray", trim="both"),
             rx.spacer(),
-            rx.text(rx.cond(percent_var.is_not_none(), percent_var.to_string() + "%", ""), size="1", color_scheme="gray"),
+            rx.text(
+                rx.cond(percent_var.is_not_none(), percent_var.to_string() + "%", ""), size="1", color_scheme="gray"
+            ),
             width="100%",
         ),
         spacing="1",

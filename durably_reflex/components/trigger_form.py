@@ -16,10 +16,10 @@ import re
 from typing import Any
 
 import reflex as rx
-from reflex.vars.base import Var
+from reflex.vars import StringVar, Var
 
-from ..states import UseJobState
 from .._form_schema import FormField, form_fields, initial_value, option_text
+from ..states import UseJobState
 
 INPUT_TYPES = {"date": "date", "date-time": "datetime-local", "time": "time", "email": "email", "uri": "url"}
 INPUT_MODES = {"integer": "numeric", "number": "decimal"}  # a text input, so a bad number reaches the state
@@ -82,9 +82,12 @@ def _control(field: FormField, input_id: str) -> rx.Component:
         return rx.text_area(default_value=initial, placeholder=placeholder, rows="4", **common)
     if field.kind == "json":
         return rx.text_area(
-            default_value=initial, placeholder="JSON", rows="5",
-            style={"font_family": "var(--code-font-family)"}, **common,
-        )  # fmt: skip
+            default_value=initial,
+            placeholder="JSON",
+            rows="5",
+            style={"font_family": "var(--code-font-family)"},
+            **common,
+        )
     return rx.input(
         default_value=initial,
         type=INPUT_TYPES.get(field.format or "", "text"),
@@ -124,12 +127,14 @@ def _description(field: FormField) -> rx.Component:
 
 def _errors(field: FormField, state: type[UseJobState]) -> rx.Component:
     """The field's error, and for a list or JSON input also its items' ("2: not an integer")."""
-    message = state.field_errors[field.path]
+    # `.to(dict)`: the var is an object already; mypy, reading Reflex's overloads, would take it for a list.
+    errors = state.field_errors.to(dict)
+    message = errors[field.path]
     exact = rx.cond(message, _error_text(message), rx.fragment())
     if not field.owns_nested_errors:
         return exact
     prefix = f"{field.path}."
-    nested = state.field_errors.entries().filter(lambda entry: entry[0].to(str).startswith(prefix))
+    nested = errors.entries().filter(lambda entry: entry[0].to(str).startswith(prefix))
     return rx.fragment(
         exact,
         rx.foreach(nested, lambda entry: _error_text(entry[0].to(str)[len(prefix) :] + ": " + entry[1].to(str))),
@@ -140,14 +145,15 @@ def _general_error(state: type[UseJobState], fields: list[FormField]) -> rx.Comp
     """`error` when it is not about fields (a failed trigger or run); with field errors, only those
     no input shows (a model validator's, an unknown field's)."""
 
-    def placed(key: Var) -> Var:
+    def placed(key: StringVar) -> Var:
         exact = Var.create([field.path for field in fields]).contains(key)
         nested = [key.startswith(f"{field.path}.") for field in fields if field.owns_nested_errors]
         return functools.reduce(operator.or_, nested, exact)
 
-    unplaced = state.field_errors.entries().filter(lambda entry: ~placed(entry[0].to(str)))
+    errors = state.field_errors.to(dict)  # an object var (see `_errors`)
+    unplaced = errors.entries().filter(lambda entry: ~placed(entry[0].to(str)))
     return rx.cond(
-        state.field_errors.keys().length() > 0,
+        errors.keys().length() > 0,
         rx.foreach(unplaced, lambda entry: _callout(entry[0].to(str) + ": " + entry[1].to(str))),
         rx.cond(state.error, _callout(state.error.to(str)), rx.fragment()),
     )

@@ -20,11 +20,11 @@ from .base import DurablyState
 class UseRunActionsState(DurablyState, mixin=True):
     """`use_run_actions`: `retry`, `cancel`, `delete_run`, `get_run`, `get_steps`."""
 
-    is_loading: bool = False
-    error: str | None = None
-    message: str = ""
-    run: dict[str, Any] | None = None
-    steps: list[dict[str, Any]] = []
+    is_loading: rx.Field[bool] = rx.field(False)
+    error: rx.Field[str | None] = rx.field(None)
+    message: rx.Field[str] = rx.field("")
+    run: rx.Field[dict[str, Any] | None] = rx.field(None)
+    steps: rx.Field[list[dict[str, Any]]] = rx.field(default_factory=list)
 
     @rx.event
     async def retry(self, run_id: str) -> AsyncIterator[None]:

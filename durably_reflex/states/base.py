@@ -56,8 +56,9 @@ class DurablyState(rx.State, mixin=True):
         it to take credentials from elsewhere."""
         raw = self.router.headers.raw_headers
         headers = {name: raw[name] for name in self.forward_headers if raw.get(name)}
-        if self.request_headers is not None:
-            headers.update(self.request_headers(self))
+        request_headers = type(self).request_headers  # through the class: the plain function, not bound to self
+        if request_headers is not None:
+            headers.update(request_headers(self))
         return headers
 
     def api(self) -> DurablyClient:

@@ -30,7 +30,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, TypeVar, overload
+from typing import Any, ClassVar, TypedDict, TypeVar, Unpack, overload
 
 import reflex as rx
 import reflex.istate.dynamic
@@ -66,19 +66,17 @@ def configured_mixin(base: type[StateT], label: str, **options: Any) -> type[Sta
         "__annotations__": dict.fromkeys(attributes, ClassVar[Any]),  # configuration, not state vars
         **attributes,
     }
-    return type(f"{base.__name__}_{_slug(label)}", (base,), namespace, mixin=True)  # type: ignore[return-value]
+    return type(f"{base.__name__}_{_slug(label)}", (base,), namespace, mixin=True)
 
 
 def new_state(mixin: type[StateT], label: str, name: str | None = None) -> type[StateT]:
     """A concrete state class of `mixin`, named `durably_<name>` or after its call site."""
     state_name = f"durably_{_slug(name)}" if name else _site_name(label)
     if hasattr(reflex.istate.dynamic, state_name):
-        raise StateNameError(
-            f"a durably state named {state_name!r} exists already: give each use_* call its own name="
-        )
+        raise StateNameError(f"a durably state named {state_name!r} exists already: give each use_* call its own name=")
     state = type(state_name, (mixin, rx.State), {"__module__": reflex.istate.dynamic.__name__})
     setattr(reflex.istate.dynamic, state_name, state)  # pickling finds dynamic states there
-    return state  # type: ignore[return-value]
+    return state
 
 
 def _site_name(label: str) -> str:
@@ -97,7 +95,9 @@ def _slug(text: str) -> str:
     return re.sub(r"\W+", "_", text).strip("_").lower() or "state"
 
 
-def _job_of(source: DurablyClient | JobClient, job_name: str | None) -> tuple[DurablyClient, JobClient | None, str | None]:
+def _job_of(
+    source: DurablyClient | JobClient, job_name: str | None
+) -> tuple[DurablyClient, JobClient | None, str | None]:
     """(client, typed job or None, job name or None) from a hook's first arguments."""
     if isinstance(source, JobClient):
         if job_name is not None and job_name != source.name:
@@ -107,11 +107,30 @@ def _job_of(source: DurablyClient | JobClient, job_name: str | None) -> tuple[Du
 
 
 # -- the hooks ----------------------------------------------------------------------------------------
+class JobOptions(TypedDict, total=False):
+    """The options of `use_job_state` and `use_job` (see `UseJobState`), for their overloads."""
+
+    initial_run_id: str | None
+    auto_resume: bool
+    follow_latest: bool
+    max_logs: int | None
+    forward_headers: tuple[str, ...] | None
+    request_headers: HeadersFunction | None
+
+
 @overload
-def use_job_state(source: JobClient, job_name: None = None, **options: Any) -> type[UseJobState]: ...
+def use_job_state(source: JobClient, job_name: None = None, **options: Unpack[JobOptions]) -> type[UseJobState]: ...
 @overload
-def use_job_state(source: DurablyClient, job_name: str, **options: Any) -> type[UseJobState]: ...
+def use_job_state(source: DurablyClient, job_name: str, **options: Unpack[JobOptions]) -> type[UseJobState]: ...
 def use_job_state(
+    source: DurablyClient | JobClient, job_name: str | None = None, **options: Unpack[JobOptions]
+) -> type[UseJobState]:
+    """A mixin of `UseJobState` for one job: `use_job_state(client.import_csv)` (typed), or
+    `use_job_state(client, "import-csv")`."""
+    return _job_state(source, job_name, **options)
+
+
+def _job_state(
     source: DurablyClient | JobClient,
     job_name: str | None = None,
     *,
@@ -122,27 +141,42 @@ def use_job_state(
     forward_headers: tuple[str, ...] | None = None,
     request_headers: HeadersFunction | None = None,
 ) -> type[UseJobState]:
-    """A mixin of `UseJobState` for one job: `use_job_state(client.import_csv)` (typed), or
-    `use_job_state(client, "import-csv")`."""
+    """`use_job_state` for either form of its arguments (which its overloads tell apart for callers)."""
     client, job, name = _job_of(source, job_name)
     if name is None:
         raise TypeError("use_job needs a job: use_job(client.<job>) or use_job(client, job_name)")
     return configured_mixin(
-        UseJobState, f"job_{name}", client=client, job=job, job_name=name, initial_run_id=initial_run_id,
-        auto_resume=auto_resume, follow_latest=follow_latest, max_logs=max_logs,
-        forward_headers=forward_headers, request_headers=request_headers,
+        UseJobState,
+        f"job_{name}",
+        client=client,
+        job=job,
+        job_name=name,
+        initial_run_id=initial_run_id,
+        auto_resume=auto_resume,
+        follow_latest=follow_latest,
+        max_logs=max_logs,
+        forward_headers=forward_headers,
+        request_headers=request_headers,
     )
 
 
 @overload
-def use_job(source: JobClient, job_name: None = None, *, name: str | None = None, **options: Any) -> type[UseJobState]: ...
-@overload
-def use_job(source: DurablyClient, job_name: str, *, name: str | None = None, **options: Any) -> type[UseJobState]: ...
 def use_job(
-    source: DurablyClient | JobClient, job_name: str | None = None, *, name: str | None = None, **options: Any
+    source: JobClient, job_name: None = None, *, name: str | None = None, **options: Unpack[JobOptions]
+) -> type[UseJobState]: ...
+@overload
+def use_job(
+    source: DurablyClient, job_name: str, *, name: str | None = None, **options: Unpack[JobOptions]
+) -> type[UseJobState]: ...
+def use_job(
+    source: DurablyClient | JobClient,
+    job_name: str | None = None,
+    *,
+    name: str | None = None,
+    **options: Unpack[JobOptions],
 ) -> type[UseJobState]:
     """`use_job`: a new state to trigger a job and watch its current run (see `UseJobState`)."""
-    return new_state(use_job_state(source, job_name, **options), "job", name)  # type: ignore[arg-type]
+    return new_state(_job_state(source, job_name, **options), "job", name)
 
 
 def use_job_run_state(
@@ -158,9 +192,16 @@ def use_job_run_state(
 ) -> type[UseJobRunState]:
     """A mixin of `UseJobRunState` (the run may also be given at `attach(run_id)`)."""
     return configured_mixin(
-        UseJobRunState, "job_run", client=client, default_run_id=run_id, max_logs=max_logs,
-        on_start=on_start, on_complete=on_complete, on_fail=on_fail,
-        forward_headers=forward_headers, request_headers=request_headers,
+        UseJobRunState,
+        "job_run",
+        client=client,
+        default_run_id=run_id,
+        max_logs=max_logs,
+        on_start=on_start,
+        on_complete=on_complete,
+        on_fail=on_fail,
+        forward_headers=forward_headers,
+        request_headers=request_headers,
     )
 
 
@@ -181,8 +222,13 @@ def use_job_logs_state(
 ) -> type[UseJobLogsState]:
     """A mixin of `UseJobLogsState`."""
     return configured_mixin(
-        UseJobLogsState, "job_logs", client=client, default_run_id=run_id, max_logs=max_logs,
-        forward_headers=forward_headers, request_headers=request_headers,
+        UseJobLogsState,
+        "job_logs",
+        client=client,
+        default_run_id=run_id,
+        max_logs=max_logs,
+        forward_headers=forward_headers,
+        request_headers=request_headers,
     )
 
 
@@ -206,8 +252,15 @@ def use_runs_state(
     initial filter), or one job's, typed (`use_runs_state(client.import_csv)`)."""
     client, job, name = _job_of(source, job_name)
     return configured_mixin(
-        UseRunsState, f"runs_{name or 'all'}", client=client, job=job, job_name=name, status=status,
-        page_size=page_size, forward_headers=forward_headers, request_headers=request_headers,
+        UseRunsState,
+        f"runs_{name or 'all'}",
+        client=client,
+        job=job,
+        job_name=name,
+        status=status,
+        page_size=page_size,
+        forward_headers=forward_headers,
+        request_headers=request_headers,
     )
 
 
@@ -226,7 +279,11 @@ def use_run_actions_state(
 ) -> type[UseRunActionsState]:
     """A mixin of `UseRunActionsState`."""
     return configured_mixin(
-        UseRunActionsState, "run_actions", client=client, forward_headers=forward_headers, request_headers=request_headers
+        UseRunActionsState,
+        "run_actions",
+        client=client,
+        forward_headers=forward_headers,
+        request_headers=request_headers,
     )
 
 
@@ -247,8 +304,14 @@ def use_run_stats_state(
     """A mixin of `UseRunStatsState` (every job's runs, or one job's)."""
     client, _, name = _job_of(source, job_name)
     return configured_mixin(
-        UseRunStatsState, f"run_stats_{name or 'all'}", client=client, job_name=name,
-        bucket_seconds=bucket_seconds, buckets=buckets, forward_headers=forward_headers, request_headers=request_headers,
+        UseRunStatsState,
+        f"run_stats_{name or 'all'}",
+        client=client,
+        job_name=name,
+        bucket_seconds=bucket_seconds,
+        buckets=buckets,
+        forward_headers=forward_headers,
+        request_headers=request_headers,
     )
 
 

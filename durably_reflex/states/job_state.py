@@ -14,6 +14,7 @@ does the same for the flat data of a `trigger_form` submission.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
@@ -43,7 +44,9 @@ class UseJobState(RunViewState, mixin=True):
     follow_latest: ClassVar[bool] = True
 
     # -- state beyond the run's fields ------------------------------------------------------------
-    field_errors: dict[str, str] = {}  # input field ("rows.0.name") -> message, from the last trigger
+    field_errors: rx.Field[dict[str, str]] = rx.field(
+        default_factory=dict
+    )  # input field ("rows.0.name") -> message, from the last trigger
 
     @rx.event(background=True)
     async def attach(self) -> AsyncIterator[Any]:
@@ -158,7 +161,12 @@ class UseJobState(RunViewState, mixin=True):
         async with api.subscribe_runs(self.__class__.job_name, types=[RUN_TRIGGER, RUN_START]) as events:
             async for event in events:
                 if isinstance(event, (RunTrigger, RunStart)):
-                    consumer.post(lambda state, run_id=event.run_id: state._switch(consumer, run_id))
+                    consumer.post(functools.partial(_switch, consumer=consumer, run_id=event.run_id))
+
+
+def _switch(state: Any, *, consumer: Consumer, run_id: str) -> None:
+    """An update (with its run bound by `functools.partial`): show `run_id` from now on."""
+    state._switch(consumer, run_id)
 
 
 def field_errors(error: InvalidInputError) -> dict[str, str]:

@@ -88,12 +88,22 @@ def apply_run_event(view: RunFields, event: WireEvent, *, max_logs: int) -> bool
         case StepStart(step_index=index, step_name=name, timestamp=moment):
             put_step(view, {"index": index, "name": name, "status": "running", "started_at": _iso(moment)})
         case StepComplete(step_index=index, step_name=name, timestamp=moment, duration=duration, output=output):
-            put_step(view, {
-                "index": index, "name": name, "status": "completed", "completed_at": _iso(moment),
-                "duration_ms": duration, "duration_text": format_duration(duration), "output": output,
-            })  # fmt: skip
+            put_step(
+                view,
+                {
+                    "index": index,
+                    "name": name,
+                    "status": "completed",
+                    "completed_at": _iso(moment),
+                    "duration_ms": duration,
+                    "duration_text": format_duration(duration),
+                    "output": output,
+                },
+            )
         case StepFail(step_index=index, step_name=name, timestamp=moment, error=error):
-            put_step(view, {"index": index, "name": name, "status": "failed", "completed_at": _iso(moment), "error": error})
+            put_step(
+                view, {"index": index, "name": name, "status": "failed", "completed_at": _iso(moment), "error": error}
+            )
         case _:
             return False
     return True
@@ -151,8 +161,8 @@ def _stamp_run(view: RunFields, **times: str | None) -> None:
 def step_row(step: Step) -> dict[str, Any]:
     """A stored step as a timeline row, with its duration in milliseconds when it has ended."""
     row = step.model_dump(mode="json", exclude={"error_stack"})
-    ended = step.completed_at is not None
-    row["duration_ms"] = (step.completed_at - step.started_at).total_seconds() * 1000 if ended else None
+    completed_at = step.completed_at
+    row["duration_ms"] = None if completed_at is None else (completed_at - step.started_at).total_seconds() * 1000
     row["duration_text"] = format_duration(row["duration_ms"])
     return row
 
@@ -165,7 +175,9 @@ def put_step(view: RunFields, change: dict[str, Any]) -> None:
             steps[position] = {**row, **change}
             break
     else:
-        steps.append({"output": None, "error": None, "completed_at": None, "duration_ms": None, "duration_text": "", **change})
+        steps.append(
+            {"output": None, "error": None, "completed_at": None, "duration_ms": None, "duration_text": "", **change}
+        )
         steps.sort(key=lambda row: row["index"])
     view.steps = steps
 

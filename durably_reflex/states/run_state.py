@@ -48,16 +48,20 @@ class RunViewState(DurablyState, mixin=True):
     max_logs: ClassVar[int] = 100  # newest log lines kept (0: all); state stays small
 
     # -- what the UI shows ------------------------------------------------------------------------
-    current_run_id: str | None = None
-    status: str | None = None
-    output: dict[str, Any] | list[Any] | str | int | float | bool | None = None  # the JSON output
-    error: str | None = None
-    progress: dict[str, Any] | None = None
-    logs: list[dict[str, Any]] = []
-    run: dict[str, Any] | None = None  # the run's record (input, times) as first seen, times kept current
-    steps: list[dict[str, Any]] = []  # timeline rows: index, name, status, started_at, duration_ms, ...
-    connection: str = "idle"
-    level_filter: str = ""  # "" = every level; a log viewer's choice
+    current_run_id: rx.Field[str | None] = rx.field(None)
+    status: rx.Field[str | None] = rx.field(None)
+    output: rx.Field[dict[str, Any] | list[Any] | str | int | float | bool | None] = rx.field(None)  # the JSON output
+    error: rx.Field[str | None] = rx.field(None)
+    progress: rx.Field[dict[str, Any] | None] = rx.field(None)
+    logs: rx.Field[list[dict[str, Any]]] = rx.field(default_factory=list)
+    run: rx.Field[dict[str, Any] | None] = rx.field(
+        None
+    )  # the run's record (input, times) as first seen, times kept current
+    steps: rx.Field[list[dict[str, Any]]] = rx.field(
+        default_factory=list
+    )  # timeline rows: index, name, status, started_at, duration_ms, ...
+    connection: rx.Field[str] = rx.field("idle")
+    level_filter: rx.Field[str] = rx.field("")  # "" = every level; a log viewer's choice
 
     @rx.var
     def is_pending(self) -> bool:
@@ -156,7 +160,9 @@ async def follow_run(consumer: Consumer, client: DurablyClient, run_id: str) -> 
     try:
         async with client.subscribe(run_id, on_state=on_connection) as events:
             async for event in events:
-                consumer.post(_run_update(run_id, lambda state, e=event: apply_run_event(state, e, max_logs=state.max_logs)))
+                consumer.post(
+                    _run_update(run_id, lambda state, e=event: apply_run_event(state, e, max_logs=state.max_logs))
+                )
                 if not isinstance(event, RunSnapshot):
                     continue
                 try:
@@ -164,7 +170,11 @@ async def follow_run(consumer: Consumer, client: DurablyClient, run_id: str) -> 
                     consumer.post(_run_update(run_id, lambda state, rows=rows: _merge_steps(state, rows)))
                     if not history_loaded:
                         lines = [log_line(entry) for entry in await client.get_logs(run_id)]
-                        consumer.post(_run_update(run_id, lambda state, lines=lines: add_logs(state, lines, max_logs=state.max_logs)))
+                        consumer.post(
+                            _run_update(
+                                run_id, lambda state, lines=lines: add_logs(state, lines, max_logs=state.max_logs)
+                            )
+                        )
                         history_loaded = True
                 except (ClientConnectionError, ServerError) as error:
                     # The server went away just after the snapshot (a restart): the stream

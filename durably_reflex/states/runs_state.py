@@ -17,25 +17,34 @@ Extension points, for a subclass: `fetch_runs(limit, offset)` (where a page's ru
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 import reflex as rx
-from pydantic import BaseModel
 
 from .._client import DurablyClient, JobClient
 from .._errors import DurablyError
 from .._records import Run
-from .._wire_events import RunProgress, StepComplete, WireEvent
+from .._wire_events import RunProgress, StepComplete
 from .base import DurablyState
 from .consumers import Consumer, Refresher, apply_updates, consumer_of, consuming
 from .run_fields import format_duration, percent
 
 REFRESH_INTERVAL = 0.1  # seconds between two live refreshes of the first page, at most
 # Events after which the first page is fetched again; progress and step completion patch rows.
-_REFRESH_ON = frozenset({
-    "run:trigger", "run:start", "run:complete", "run:fail", "run:cancel", "run:retry", "run:delete",
-    "step:start", "step:fail",
-})  # fmt: skip
+_REFRESH_ON = frozenset(
+    {
+        "run:trigger",
+        "run:start",
+        "run:complete",
+        "run:fail",
+        "run:cancel",
+        "run:retry",
+        "run:delete",
+        "step:start",
+        "step:fail",
+    }
+)
 LIVE_SOURCE = "runs"
 
 
@@ -49,15 +58,15 @@ class UseRunsState(DurablyState, mixin=True):
     page_size: ClassVar[int] = 10
 
     # -- what the UI shows ------------------------------------------------------------------------
-    runs: list[dict[str, Any]] = []
-    page: int = 0
-    has_more: bool = False
-    is_loading: bool = False
-    error: str | None = None
-    job_filter: str = ""  # "" = every job
-    status_filter: str = ""  # "" = every status
-    connection: str = "idle"
-    _configured: bool = False
+    runs: rx.Field[list[dict[str, Any]]] = rx.field(default_factory=list)
+    page: rx.Field[int] = rx.field(0)
+    has_more: rx.Field[bool] = rx.field(False)
+    is_loading: rx.Field[bool] = rx.field(False)
+    error: rx.Field[str | None] = rx.field(None)
+    job_filter: rx.Field[str] = rx.field("")  # "" = every job
+    status_filter: rx.Field[str] = rx.field("")  # "" = every status
+    connection: rx.Field[str] = rx.field("idle")
+    _configured: rx.Field[bool] = rx.field(False)
 
     @rx.var
     def is_empty(self) -> bool:
@@ -140,7 +149,7 @@ class UseRunsState(DurablyState, mixin=True):
         `id`, `status`, `progress` and `current_step_index`, which live updates patch."""
         return run_row(run)
 
-    def typed_runs(self) -> list[Run | BaseModel]:
+    def typed_runs(self) -> list[Run]:
         """The rows as `Run` records, outputs loaded into the job's output model when the state is
         bound to a job (for event handlers of subclasses; the page reads `runs`)."""
         job = self.__class__.job
@@ -174,7 +183,6 @@ class UseRunsState(DurablyState, mixin=True):
             self.is_loading = False
 
 
-
 async def _follow_runs(consumer: Consumer, client: DurablyClient, job_name: str | None) -> None:
     """Source: `/runs/subscribe`; patches rows in place and asks for coalesced refreshes."""
     refresh = Refresher(consumer, _refresh_first_page, REFRESH_INTERVAL)
@@ -187,7 +195,7 @@ async def _follow_runs(consumer: Consumer, client: DurablyClient, job_name: str 
             if event.type in _REFRESH_ON:
                 refresh.request()
             elif isinstance(event, (RunProgress, StepComplete)):
-                consumer.post(lambda state, e=event: _patch_row(state, e))
+                consumer.post(functools.partial(_patch_row, event=event))
 
 
 def run_row(run: Run) -> dict[str, Any]:
@@ -195,8 +203,11 @@ def run_row(run: Run) -> dict[str, Any]:
     from them: `progress_percent` (0-100, None without a total) and `duration_ms` once it ended."""
     row = run.model_dump(mode="json", exclude={"error_stack"})
     row["progress_percent"] = percent(row["progress"])
-    ended = run.started_at is not None and run.completed_at is not None
-    row["duration_ms"] = (run.completed_at - run.started_at).total_seconds() * 1000 if ended else None
+    started_at, completed_at = run.started_at, run.completed_at
+    if started_at is not None and completed_at is not None:
+        row["duration_ms"] = (completed_at - started_at).total_seconds() * 1000
+    else:
+        row["duration_ms"] = None
     row["duration_text"] = format_duration(row["duration_ms"])
     return row
 
@@ -206,7 +217,7 @@ async def _refresh_first_page(state: Any) -> None:
         await state._load()
 
 
-def _patch_row(state: Any, event: WireEvent) -> None:
+def _patch_row(state: Any, event: RunProgress | StepComplete) -> None:
     if state.page != 0:
         return
     for index, row in enumerate(state.runs):

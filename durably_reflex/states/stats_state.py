@@ -20,7 +20,9 @@ from .consumers import Refresher, apply_updates, consuming
 
 REFRESH_INTERVAL = 0.5  # seconds between two fetches of the counts, at most
 # Events that change a count (progress and steps do not).
-_COUNTS_CHANGE_ON = frozenset({"run:trigger", "run:start", "run:complete", "run:fail", "run:cancel", "run:retry", "run:delete"})
+_COUNTS_CHANGE_ON = frozenset(
+    {"run:trigger", "run:start", "run:complete", "run:fail", "run:cancel", "run:retry", "run:delete"}
+)
 LIVE_SOURCE = "stats"
 
 
@@ -32,11 +34,11 @@ class UseRunStatsState(DurablyState, mixin=True):
     bucket_seconds: ClassVar[int] = 3600
     buckets: ClassVar[int] = 24
 
-    counts: dict[str, int] = {}
-    by_job: dict[str, dict[str, int]] = {}
-    series: list[dict[str, Any]] = []
-    is_loading: bool = False
-    error: str | None = None
+    counts: rx.Field[dict[str, int]] = rx.field(default_factory=dict)
+    by_job: rx.Field[dict[str, dict[str, int]]] = rx.field(default_factory=dict)
+    series: rx.Field[list[dict[str, Any]]] = rx.field(default_factory=list)
+    is_loading: rx.Field[bool] = rx.field(False)
+    error: rx.Field[str | None] = rx.field(None)
 
     @rx.var
     def total(self) -> int:
@@ -77,10 +79,13 @@ def stats_fields(stats: RunStats) -> tuple[dict[str, int], dict[str, dict[str, i
     ("14:00" for buckets under a day, "11-29" for longer ones)."""
     label_format = "%H:%M" if stats.bucket_seconds < 86400 else "%m-%d"
     series = [
-        {**bucket.model_dump(mode="json", exclude={"start"}), "start": bucket.model_dump(mode="json")["start"],
-         "label": bucket.start.strftime(label_format)}
+        {
+            **bucket.model_dump(mode="json", exclude={"start"}),
+            "start": bucket.model_dump(mode="json")["start"],
+            "label": bucket.start.strftime(label_format),
+        }
         for bucket in stats.series
-    ]  # fmt: skip
+    ]
     by_job = {job: counts.model_dump() for job, counts in stats.by_job.items()}
     return stats.counts.model_dump(), by_job, series
 
