@@ -56,7 +56,7 @@ class DurablyState(rx.State, mixin=True):
         it to take credentials from elsewhere."""
         raw = self.router.headers.raw_headers
         headers = {name: raw[name] for name in self.forward_headers if raw.get(name)}
-        request_headers = type(self).request_headers  # through the class: the plain function, not bound to self
+        request_headers = self.__class__.request_headers  # the class's plain function, not bound to self
         if request_headers is not None:
             headers.update(request_headers(self))
         return headers
@@ -64,7 +64,9 @@ class DurablyState(rx.State, mixin=True):
     def api(self) -> DurablyClient:
         """The client for this tab: `client` sending `session_headers()`. Call it with the state
         locked (in an event handler, or inside `async with self` in a background one)."""
-        return type(self).client.with_headers(self.session_headers())
+        # `self.__class__`, not `type(self)`: in a background event `self` is Reflex's StateProxy,
+        # which forwards `__class__` to the state but is a type of its own.
+        return self.__class__.client.with_headers(self.session_headers())
 
 
 def _mark_plain_methods(cls: type) -> None:
