@@ -1,7 +1,11 @@
-"""The command line: serve the HTTP/SSE API with a worker, or run a worker alone.
+"""The command line: serve the HTTP/SSE API with a worker, run a worker alone, or serve the dashboard.
 
     python -m durably_reflex serve app:durably [--host 127.0.0.1] [--port 8000] [--no-worker] ...
     python -m durably_reflex worker app:durably [--stop-timeout 30]
+    python -m durably_reflex dashboard app:durably [--port 3000] [--auth app:auth] [--dev]
+
+(`durably-reflex ...` once the package is installed.) The dashboard command lives in
+_dashboard_cli.py: it runs Reflex in a process tree of its own, and only it needs Reflex.
 
 `app:durably` names a module importable from the current directory (like uvicorn) and, in it, a
 `Durably` (or a function with no arguments that returns one, possibly async).
@@ -64,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="durably-reflex: durable, step-oriented jobs on SQLite. Serve the HTTP/SSE API "
-        "(with a worker that executes runs), or run a worker alone.",
+        "(with a worker that executes runs), run a worker alone, or serve the web dashboard.",
         epilog="MODULE:ATTR names a module importable from the current directory and the Durably in it "
         '(from create_durably(...)), or a function with no arguments returning one. Example: "app:durably". '
         f"Run `{PROG} COMMAND --help` for each command's options.",
@@ -106,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(worker)
     _add_stop_timeout(worker)
     _add_log_level(worker)
+
+    from . import _dashboard_cli  # here: it imports this module
+
+    _dashboard_cli.add_parser(commands, PROG)
     return parser
 
 
@@ -501,6 +509,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return USAGE_ERROR
+    if args.command == "dashboard":
+        from . import _dashboard_cli
+
+        return _dashboard_cli.run(args)
     _configure_logging(args.log_level)
     try:
         value = import_target(args.target)
