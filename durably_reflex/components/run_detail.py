@@ -1,8 +1,9 @@
 """`run_detail`: everything about one run: status, progress, input, output, error, a timeline of
 its steps with durations, its logs, and the actions it allows, all live.
 
-Driven by a `use_job_run` state (put `state.attach(run_id)` in the page's `on_mount`; this
-component does it when given `run_id`) and a `use_run_actions` state for the buttons.
+Driven by a `use_job_run` state, which it attaches when it mounts (to `run_id` when given, a page's
+route parameter say, else to the state's own `run_id`), and a `use_run_actions` state for the
+buttons.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def run_detail(
         ),
     )
     if run_id is None:
+        props.setdefault("on_mount", run.attach)
         return rx.vstack(header, body, spacing="4", width="100%", class_name="durably-run-detail", **props)
     # mypy cannot call a background @rx.event handler (Reflex's typing is written for pyright).
     props.setdefault("on_mount", run.attach(run_id))  # type: ignore[misc]

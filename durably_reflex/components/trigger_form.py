@@ -25,9 +25,15 @@ INPUT_TYPES = {"date": "date", "date-time": "datetime-local", "time": "time", "e
 INPUT_MODES = {"integer": "numeric", "number": "decimal"}  # a text input, so a bad number reaches the state
 
 
-def trigger_form(job_state: type[UseJobState], *, submit_label: str = "Trigger", **props: Any) -> rx.Component:
+def trigger_form(
+    job_state: type[UseJobState], *, submit_label: str = "Trigger", attach: bool = True, **props: Any
+) -> rx.Component:
     """A form that triggers the job of `job_state` (a `use_job` state) with the input it collects;
-    for an untyped job, a single JSON textarea. `props` go to the `rx.form` (`id` names the inputs)."""
+    for an untyped job, a single JSON textarea. `props` go to the `rx.form` (`id` names the inputs).
+    The form attaches the state when it mounts, so the run it starts is followed; inside a
+    component that attaches the state itself, pass `attach=False`."""
+    if attach:
+        props.setdefault("on_mount", job_state.attach)
     job = job_state.job
     fields = form_fields(job.definition.input_schema() if job is not None else None)
     form_id = props.pop("id", None) or f"trigger-{re.sub(r'[^A-Za-z0-9_-]+', '-', job_state.job_name)}"
