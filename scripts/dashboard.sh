@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Set up the project (scripts/setup.sh), then run the Reflex dashboard from the
-# repository root. Extra arguments go to `reflex run`, for example:
+# Set up the project (scripts/setup.sh), then serve the dashboard with the
+# example jobs of app/jobs.py: `durably-reflex dashboard app.jobs:durably`.
+# Extra arguments go to that command, for example:
 #
-#   scripts/dashboard.sh                                   # dev mode, ports 3000/8000
-#   scripts/dashboard.sh --frontend-port 3300 --backend-port 8300
-#   scripts/dashboard.sh --env prod --backend-host 127.0.0.1
+#   scripts/dashboard.sh                          # production build on http://127.0.0.1:3000
+#   scripts/dashboard.sh --port 3300
+#   scripts/dashboard.sh --dev                    # hot reload (pages on 3000, backend on 3001)
+#   scripts/dashboard.sh --host 0.0.0.0 --auth mymodule:auth
 #
-# The first run installs the frontend's npm packages into .web/ (a few minutes).
+# The first run installs the frontend's npm packages into .durably/dashboard/.web
+# (about a minute); later starts take seconds. Ctrl-C stops all of it.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,4 +19,8 @@ bash scripts/setup.sh
 # shellcheck source=scripts/env.sh
 . scripts/env.sh
 
-exec reflex run "$@"
+# Reflex runs in the build directory (.durably/dashboard): give the example jobs
+# the database `durably-reflex serve app.jobs:durably` uses from here.
+export DURABLY_DB_URL="${DURABLY_DB_URL:-sqlite:///$REPO_ROOT/.durably/durably.db}"
+mkdir -p .durably
+exec durably-reflex dashboard app.jobs:durably "$@"
