@@ -1,6 +1,7 @@
 """durably-reflex as a library people install: the wheel built from this checkout, installed with
 its `reflex` and `server` extras into a fresh virtualenv outside the checkout (tests/installed_venv.py),
-imports, runs the README's Quick start as written, and serves a user's jobs module with its command.
+imports, runs the README's Quick start as written, serves a user's jobs module with its command, and
+runs the README's jobs module in a worker process beside another process that triggers.
 
 Every command runs in a temporary folder with an environment that cannot reach the checkout, so
 what passes here is what a user gets from `pip install`. The README's Reflex app, started from the
@@ -21,7 +22,14 @@ from typing import Any
 import pytest
 
 from tests.browser.reflex_server import HOST, free_port
-from tests.installed_venv import REPO_ROOT, InstalledVenv, installed_venv, quick_start_script
+from tests.installed_venv import (
+    REPO_ROOT,
+    InstalledVenv,
+    installed_venv,
+    quick_start_script,
+    readme_app_files,
+    write_files,
+)
 
 pytestmark = pytest.mark.install
 
@@ -46,6 +54,28 @@ async def double(step, input: DoubleInput) -> DoubleOutput:
 
 
 durably = create_durably("sqlite:///jobs.db").register(double=double)
+"""
+# Triggers a run of the README's job from this process (no worker here) and waits for a worker
+# elsewhere to complete it, on the same database.
+TRIGGER_AND_WATCH = """
+import asyncio
+
+from myapp.jobs import durably
+
+
+async def main() -> None:
+    await durably.migrate()
+    run = await durably.jobs.import_csv.trigger({"rows": [{"n": 1}, {"n": 2}]})
+    for _ in range(600):
+        run = await durably.get_run(run.id)
+        if run.status not in ("pending", "running"):
+            break
+        await asyncio.sleep(0.1)
+    print(run.status, run.output)
+    await durably.close()
+
+
+asyncio.run(main())
 """
 SERVE_TIMEOUT = 60.0  # from start to a completed run; ~2 s here
 
@@ -113,6 +143,32 @@ def test_serve_runs_a_job_of_the_users_module_and_exits_0_on_sigterm(venv: Insta
         if server.poll() is None:
             server.kill()
             server.communicate(timeout=10)
+
+
+def test_a_worker_process_runs_what_another_process_triggers_with_the_readme_jobs_module(venv: InstalledVenv) -> None:
+    folder = venv.workdir("worker")
+    write_files(folder, {"myapp/jobs.py": readme_app_files()["myapp/jobs.py"]})
+    (folder / "trigger_and_watch.py").write_text(TRIGGER_AND_WATCH)
+    worker = subprocess.Popen(
+        [venv.bin("durably-reflex"), "worker", "myapp.jobs:durably"],
+        cwd=folder,
+        env=venv.env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        result = venv.run(["python", "trigger_and_watch.py"], folder, timeout=90)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "completed {'count': 2}"
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=30)
+        assert worker.returncode == 0, output
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate(timeout=10)
 
 
 # -- helpers ------------------------------------------------------------------------------------------
