@@ -539,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C before the engine started: nothing to stop
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as error:  # the application's own code raised: its module, its factory)
+    except Exception as error:  # the application's own code raised: its module, its factory
         _print_traceback(error)
         print(f"error: {type(error).__name__}: {error} (traceback above)", file=sys.stderr)
         return 1
