@@ -100,6 +100,7 @@ def reflex_environment(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(user_dir), base.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     env["DURABLY_APP"] = target
+    env["DURABLY_WORKDIR"] = str(user_dir)  # the app module imports the user's module from there
     if auth:
         env["DURABLY_AUTH"] = auth
     else:

@@ -19,8 +19,4 @@ bash scripts/setup.sh
 # shellcheck source=scripts/env.sh
 . scripts/env.sh
 
-# Reflex runs in the build directory (.durably/dashboard): give the example jobs
-# the database `durably-reflex serve app.jobs:durably` uses from here.
-export DURABLY_DB_URL="${DURABLY_DB_URL:-sqlite:///$REPO_ROOT/.durably/durably.db}"
-mkdir -p .durably
 exec durably-reflex dashboard app.jobs:durably "$@"

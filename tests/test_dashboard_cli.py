@@ -194,6 +194,7 @@ def test_reflex_runs_with_npm_node_first_the_users_folder_importable_and_the_eng
     assert env["PATH"].split(os.pathsep)[-1] == "/usr/bin"
     assert env["PYTHONPATH"].split(os.pathsep) == [str(tmp_path), "/elsewhere"]
     assert env["DURABLY_APP"] == "jobs:durably" and "DURABLY_AUTH" not in env
+    assert env["DURABLY_WORKDIR"] == str(tmp_path)  # the user's module is imported from there
     assert (env["REFLEX_USE_NPM"], env["REFLEX_CHECK_LATEST_VERSION"]) == ("1", "0")
     assert env["REFLEX_API_URL"] == "http://localhost:3000"
 

@@ -647,6 +647,22 @@ async def test_the_database_is_in_wal_mode(durably, db_url, sqlite_only):
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
+async def test_a_relative_sqlite_path_is_relative_to_where_the_engine_was_created(tmp_path, monkeypatch):
+    """A server may change its working directory after importing the user's module (the dashboard
+    command runs Reflex in its build folder): the file is the one the path named at creation."""
+    monkeypatch.chdir(tmp_path)
+    durably = create_durably("sqlite:///relative.db", **FAST)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    try:
+        durably.register(job=define_job(name="simple", run=simple))
+        await durably.trigger("simple", {"n": 1})
+    finally:
+        await durably.close()
+    assert (tmp_path / "relative.db").exists() and not (elsewhere / "relative.db").exists()
+
+
 async def test_trigger_before_migrate_migrates_first(db_url):
     durably = create_durably(db_url, **FAST)
     try:

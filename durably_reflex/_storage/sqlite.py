@@ -8,6 +8,7 @@ database lives in one connection, so there it serves both.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from typing import Any
@@ -41,6 +42,10 @@ class SqliteStorage(SqlStorage):
 
     def __init__(self, url: str | URL) -> None:
         parsed = make_url(url)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            # A relative file is relative to where the engine is created, not to wherever the
+            # process's working directory is when it first connects (a server may change it).
+            parsed = parsed.set(database=os.path.abspath(parsed.database))
         options = dict(parsed.query)
         synchronous = pop_url_option(options, "synchronous", "NORMAL").upper()
         if synchronous not in SYNCHRONOUS_LEVELS:
