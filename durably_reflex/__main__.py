@@ -1,4 +1,4 @@
-"""`python -m durably_reflex serve app:durably` / `python -m durably_reflex worker app:durably`."""
+"""`python -m durably_reflex serve|worker|dashboard ...`: the `durably-reflex` command."""
 
 import sys
 

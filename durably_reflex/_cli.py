@@ -1,10 +1,10 @@
 """The command line: serve the HTTP/SSE API with a worker, run a worker alone, or serve the dashboard.
 
-    python -m durably_reflex serve app:durably [--host 127.0.0.1] [--port 8000] [--no-worker] ...
-    python -m durably_reflex worker app:durably [--stop-timeout 30]
-    python -m durably_reflex dashboard app:durably [--port 3000] [--auth app:auth] [--dev]
+    durably-reflex serve app:durably [--host 127.0.0.1] [--port 8000] [--no-worker] ...
+    durably-reflex worker app:durably [--stop-timeout 30]
+    durably-reflex dashboard app:durably [--port 3000] [--auth app:auth] [--dev]
 
-(`durably-reflex ...` once the package is installed.) The dashboard command lives in
+(`python -m durably_reflex ...` is the same command.) The dashboard command lives in
 _dashboard_cli.py: it runs Reflex in a process tree of its own, and only it needs Reflex.
 
 `app:durably` names a module importable from the current directory (like uvicorn) and, in it, a
@@ -45,7 +45,7 @@ from typing import Any
 
 from ._engine import Durably
 
-PROG = "python -m durably_reflex"
+PROG = "durably-reflex"  # the console script; `python -m durably_reflex` is the same command
 USAGE_ERROR = 2
 # How long in-flight HTTP requests get once the server stops listening: at most this, at most
 # --stop-timeout, at least HTTP_DRAIN_MIN. API calls take milliseconds, and event streams are ended
@@ -407,6 +407,17 @@ class _StartError(Exception):
 
 
 # -- commands ----------------------------------------------------------------------------------------
+def _require_server() -> None:
+    """`serve` runs the API on uvicorn, which the core package does not install."""
+    try:
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "serve needs an ASGI server: pip install 'durably-reflex[server]' (uvicorn), "
+            "or mount create_durably_handler(durably) on a server of your own"
+        ) from None
+
+
 def _uvicorn_server(config: Any) -> Any:
     import uvicorn
 
@@ -515,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         return _dashboard_cli.run(args)
     _configure_logging(args.log_level)
     try:
+        if args.command == "serve":
+            _require_server()
         value = import_target(args.target)
         with asyncio.Runner() as runner:
             durably = runner.run(resolve_durably(value, args.target))

@@ -454,7 +454,7 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
             build_parser().parse_args([*args, "--help"])
         assert exited.value.code == 0
         text = capsys.readouterr().out
-        assert text.startswith(" ".join(["usage: python -m durably_reflex", *args])), text
+        assert text.startswith(" ".join(["usage: durably-reflex", *args])), text
         assert all(option in text for option in options), text
     with pytest.raises(SystemExit) as exited:
         build_parser().parse_args(["serve", "app:durably", "--port", "70000"])
@@ -464,4 +464,16 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
     from durably_reflex._cli import main
 
     assert main([]) == 2  # no command: the help, on stderr
-    assert "usage: python -m durably_reflex" in capsys.readouterr().err
+    assert "usage: durably-reflex" in capsys.readouterr().err
+
+
+def test_serve_without_an_asgi_server_says_which_extra_to_install(tmp_path: Path) -> None:
+    """The core package has no uvicorn (`pip install durably-reflex`): `serve` says so in one line.
+    A `None` in `sys.modules` makes its import fail exactly as a missing package does."""
+    code = "import sys; sys.modules['uvicorn'] = None; from durably_reflex._cli import main; sys.exit(main(['serve', 'jobs:durably']))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: serve needs an ASGI server: pip install 'durably-reflex[server]' (uvicorn), "
+        "or mount create_durably_handler(durably) on a server of your own"
+    ]

@@ -138,7 +138,7 @@ def build_pages(durably: Durably, *, forward_headers: Sequence[str] = ()) -> Das
                     rx.fragment(),
                 ),
                 rx.grid(
-                    trigger_form(job),
+                    trigger_form(job, attach=False),  # the card attaches it
                     rx.box(
                         rx.text("Input schema", size="2", weight="bold"),
                         rx.code_block(
