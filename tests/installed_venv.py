@@ -22,24 +22,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.reflex_server import DROPPED_ENV, DROPPED_ENV_PREFIXES
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 README = REPO_ROOT / "README.md"
 EXTRAS = "reflex,server"
 INSTALL_TIMEOUT = 600.0  # pip with the local mirror and its cache: ~20 s here; a cold cache is slower
 # Variables of this process that would make the venv's commands see the checkout or its venv, or
-# change how Reflex runs (the harness's own ports and URLs, pytest's presence).
-_DROPPED_ENV = {
-    "PYTHONPATH",
-    "PYTHONHOME",
-    "VIRTUAL_ENV",
-    "PORT",
-    "REFLEX_FRONTEND_PORT",
-    "REFLEX_BACKEND_PORT",
-    "REFLEX_BACKEND_HOST",
-    "REFLEX_API_URL",
-    "REFLEX_DEPLOY_URL",
-    "REFLEX_ENV_MODE",
-}
+# change how Reflex runs (the browser harness's list: its ports and URLs, pytest's presence).
+_DROPPED_ENV = DROPPED_ENV | {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"}
 _STASH_KEY = pytest.StashKey["InstalledVenv"]()
 
 
@@ -70,7 +61,7 @@ class InstalledVenv:
         point at the checkout, the venv's node-bin and bin first on PATH (nothing of the checkout on
         it), no user site-packages; then `extra`."""
         env = {
-            key: value for key, value in os.environ.items() if key not in _DROPPED_ENV and not key.startswith("PYTEST_")
+            key: value for key, value in os.environ.items() if key not in _DROPPED_ENV and not key.startswith(DROPPED_ENV_PREFIXES)
         }
         inherited = [
             part for part in env.get("PATH", "").split(os.pathsep) if part and not part.startswith(str(REPO_ROOT))

@@ -10,12 +10,14 @@ same venv and driven in Chromium, is tests/browser/test_installed_app.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,58 +122,51 @@ def test_serve_runs_a_job_of_the_users_module_and_exits_0_on_sigterm(venv: Insta
     (folder / "jobs.py").write_text(JOBS_MODULE)
     port = free_port()
     api = f"http://{HOST}:{port}/api/durably"
-    server = subprocess.Popen(
-        [venv.bin("durably-reflex"), "serve", "jobs:durably", "--port", str(port)],
-        cwd=folder,
-        env=venv.env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with command([venv.bin("durably-reflex"), "serve", "jobs:durably", "--port", str(port)], folder, venv) as server:
         deadline = time.monotonic() + SERVE_TIMEOUT
         jobs = _poll(lambda: _get(f"{api}/jobs"), deadline, server)
         assert [job["name"] for job in jobs] == ["double"]
         run_id = _post(f"{api}/trigger", {"jobName": "double", "input": {"n": 21}})["runId"]
         run = _poll(lambda: _completed(_get(f"{api}/run?runId={run_id}")), deadline, server)
         assert run["output"] == {"doubled": 42}
-        server.send_signal(signal.SIGTERM)
-        output, _ = server.communicate(timeout=30)
-        assert server.returncode == 0, output
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.communicate(timeout=10)
+        code, output = stop(server)
+        assert code == 0, output
 
 
 def test_a_worker_process_runs_what_another_process_triggers_with_the_readme_jobs_module(venv: InstalledVenv) -> None:
     folder = venv.workdir("worker")
     write_files(folder, {"myapp/jobs.py": readme_app_files()["myapp/jobs.py"]})
     (folder / "trigger_and_watch.py").write_text(TRIGGER_AND_WATCH)
-    worker = subprocess.Popen(
-        [venv.bin("durably-reflex"), "worker", "myapp.jobs:durably"],
-        cwd=folder,
-        env=venv.env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with command([venv.bin("durably-reflex"), "worker", "myapp.jobs:durably"], folder, venv) as worker:
         result = venv.run(["python", "trigger_and_watch.py"], folder, timeout=90)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "completed {'count': 2}"
-        worker.send_signal(signal.SIGTERM)
-        output, _ = worker.communicate(timeout=30)
-        assert worker.returncode == 0, output
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.communicate(timeout=10)
+        code, output = stop(worker)
+        assert code == 0, output
 
 
 # -- helpers ------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def command(args: list[str | Path], folder: Path, venv: InstalledVenv) -> Iterator[subprocess.Popen[str]]:
+    """The venv's command running in `folder`, its output collected; killed if still alive after."""
+    process = subprocess.Popen(
+        args, cwd=folder, env=venv.env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+
+
+def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
+    """SIGTERM, as a service manager stops it: its exit code and its whole output."""
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    return process.returncode, output
+
+
 def _get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.load(response)

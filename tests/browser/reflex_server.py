@@ -58,8 +58,8 @@ START_TIMEOUT = float(os.environ.get("REFLEX_TEST_START_TIMEOUT", "480"))
 STOP_TIMEOUT = 15.0
 # Inherited variables that would change how the app runs: Reflex's per-run ports and URLs (set
 # by the harness itself), and pytest's (Reflex behaves differently when it thinks it is under test).
-_DROPPED_ENV_PREFIXES = ("PYTEST_",)
-_DROPPED_ENV = {
+DROPPED_ENV_PREFIXES = ("PYTEST_",)
+DROPPED_ENV = {
     "PORT",
     "REFLEX_FRONTEND_PORT",
     "REFLEX_BACKEND_PORT",
@@ -150,7 +150,7 @@ def app_environment(extra: Mapping[str, str] | None = None, port: int | None = N
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in _DROPPED_ENV and not key.startswith(_DROPPED_ENV_PREFIXES)
+        if key not in DROPPED_ENV and not key.startswith(DROPPED_ENV_PREFIXES)
     }
     venv = Path(sys.prefix)
     path = [str(venv / "node-bin"), str(venv / "bin")]
