@@ -24,6 +24,7 @@ from ._errors import (
     RunNotFoundError,
     RunStateError,
     StepOutputError,
+    StorageUnavailableError,
     WaitTimeoutError,
 )
 from ._events import Event, RunSubscription
@@ -178,6 +179,7 @@ __all__ = [
     "StepFail",
     "StepOutputError",
     "StepStart",
+    "StorageUnavailableError",
     "TypedDurablyClient",
     "UnexpectedResponseError",
     "WaitTimeoutError",

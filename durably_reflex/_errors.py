@@ -2,28 +2,55 @@
 
 Callers catch `DurablyError` for anything of ours; the HTTP layer maps the subclasses to status codes
 (`NotFoundError` → 404, `ConflictError` → 409, `InvalidInputError` → 400) without string matching.
+Every class carries a stable `code` (`RUN_NOT_FOUND`, `INVALID_INPUT`, ...): it goes on the wire
+with the message, so a client maps errors by code, never by their wording.
+
+    DurablyError                      DURABLY_ERROR
+    ├── NotFoundError                 NOT_FOUND
+    │   ├── JobNotFoundError          JOB_NOT_FOUND
+    │   └── RunNotFoundError          RUN_NOT_FOUND
+    ├── ConflictError                 CONFLICT
+    │   └── RunStateError             RUN_STATE_CONFLICT
+    ├── JobDefinitionError            INVALID_JOB_DEFINITION
+    ├── InvalidInputError             INVALID_INPUT
+    ├── InvalidArgumentError          INVALID_ARGUMENT
+    ├── DuplicateStepError            DUPLICATE_STEP
+    ├── StepOutputError               INVALID_STEP_OUTPUT
+    ├── RunCancelledError             RUN_CANCELLED
+    ├── ClaimLostError                CLAIM_LOST
+    ├── RunFailedError                RUN_FAILED
+    ├── WaitTimeoutError              WAIT_TIMEOUT
+    └── StorageUnavailableError       STORAGE_UNAVAILABLE
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class DurablyError(Exception):
     """Base class of every error raised by durably-reflex."""
 
+    code: ClassVar[str] = "DURABLY_ERROR"
+
 
 class NotFoundError(DurablyError, LookupError):
     """Something named by the caller does not exist."""
 
+    code = "NOT_FOUND"
+
 
 class JobNotFoundError(NotFoundError):
+    code = "JOB_NOT_FOUND"
+
     def __init__(self, job_name: str) -> None:
         super().__init__(f"Job not found: {job_name}")
         self.job_name = job_name
 
 
 class RunNotFoundError(NotFoundError):
+    code = "RUN_NOT_FOUND"
+
     def __init__(self, run_id: str) -> None:
         super().__init__(f"Run not found: {run_id}")
         self.run_id = run_id
@@ -32,9 +59,13 @@ class RunNotFoundError(NotFoundError):
 class ConflictError(DurablyError):
     """The request is well formed but the run's current state does not allow it."""
 
+    code = "CONFLICT"
+
 
 class RunStateError(ConflictError):
     """Retry, cancel or delete asked of a run whose status forbids it."""
+
+    code = "RUN_STATE_CONFLICT"
 
     def __init__(self, action: str, status: str, run_id: str) -> None:
         wording = "already cancelled" if (action, status) == ("cancel", "cancelled") else status
@@ -47,12 +78,16 @@ class RunStateError(ConflictError):
 class JobDefinitionError(DurablyError, ValueError):
     """A job definition or registration is malformed (duplicate name, bad schema, ...)."""
 
+    code = "INVALID_JOB_DEFINITION"
+
 
 class InvalidInputError(DurablyError, ValueError):
     """Input (or a job's output) failed its pydantic model.
 
     `errors` keeps pydantic's structured list so callers can show each message by its field path.
     """
+
+    code = "INVALID_INPUT"
 
     def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
@@ -62,9 +97,13 @@ class InvalidInputError(DurablyError, ValueError):
 class InvalidArgumentError(DurablyError, ValueError):
     """A query argument is out of range or of the wrong kind (a negative limit, an unknown status)."""
 
+    code = "INVALID_ARGUMENT"
+
 
 class DuplicateStepError(DurablyError):
     """`step.run` was called twice with one name in one execution; replay by name would be ambiguous."""
+
+    code = "DUPLICATE_STEP"
 
     def __init__(self, step_name: str) -> None:
         super().__init__(f'Step "{step_name}" was already run in this execution: step names must be unique per run')
@@ -74,9 +113,13 @@ class DuplicateStepError(DurablyError):
 class StepOutputError(DurablyError, TypeError):
     """A step returned a value that cannot be stored as JSON, so it could never be replayed."""
 
+    code = "INVALID_STEP_OUTPUT"
+
 
 class RunCancelledError(DurablyError):
     """The run was cancelled: raised at the job's next `step.run`, and by `trigger_and_wait`."""
+
+    code = "RUN_CANCELLED"
 
     def __init__(self, run_id: str) -> None:
         super().__init__(f"Run was cancelled: {run_id}")
@@ -86,6 +129,8 @@ class RunCancelledError(DurablyError):
 class ClaimLostError(DurablyError):
     """This worker no longer owns the run (it was recovered and claimed elsewhere); stop quietly."""
 
+    code = "CLAIM_LOST"
+
     def __init__(self, run_id: str) -> None:
         super().__init__(f"Run {run_id} is no longer owned by this worker")
         self.run_id = run_id
@@ -93,6 +138,8 @@ class ClaimLostError(DurablyError):
 
 class RunFailedError(DurablyError):
     """`trigger_and_wait` saw the run fail; carries the run's error message and traceback."""
+
+    code = "RUN_FAILED"
 
     def __init__(self, run_id: str, error: str | None, error_stack: str | None = None) -> None:
         super().__init__(error or "Run failed")
@@ -104,7 +151,21 @@ class RunFailedError(DurablyError):
 class WaitTimeoutError(DurablyError, TimeoutError):
     """`trigger_and_wait` gave up waiting; the run itself keeps going."""
 
+    code = "WAIT_TIMEOUT"
+
     def __init__(self, run_id: str, timeout: float) -> None:
         super().__init__(f"trigger_and_wait timeout after {timeout:g}s (run {run_id} keeps going)")
         self.run_id = run_id
         self.timeout = timeout
+
+
+class StorageUnavailableError(DurablyError):
+    """The database cannot be reached (down, restarting, its disk full) for longer than the caller can
+    wait. Never a run's failure: the engine waits for the database and the run resumes; the HTTP API
+    answers 503 with `Retry-After`."""
+
+    code = "STORAGE_UNAVAILABLE"
+
+    def __init__(self, message: str, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
