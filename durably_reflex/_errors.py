@@ -20,7 +20,8 @@ with the message, so a client maps errors by code, never by their wording.
     ├── ClaimLostError                CLAIM_LOST
     ├── RunFailedError                RUN_FAILED
     ├── WaitTimeoutError              WAIT_TIMEOUT
-    └── StorageUnavailableError       STORAGE_UNAVAILABLE
+    ├── StorageUnavailableError       STORAGE_UNAVAILABLE
+    └── SchemaVersionError            SCHEMA_TOO_NEW
 """
 
 from __future__ import annotations
@@ -169,3 +170,18 @@ class StorageUnavailableError(DurablyError):
     def __init__(self, message: str, retry_after: float = 5.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class SchemaVersionError(DurablyError):
+    """The database was migrated by a newer durably-reflex than this one. Migrations only go forward,
+    so this code refuses it rather than misread it: upgrade durably-reflex."""
+
+    code = "SCHEMA_TOO_NEW"
+
+    def __init__(self, database_version: int, code_version: int) -> None:
+        super().__init__(
+            f"The database schema is at version {database_version}, newer than this durably-reflex knows "
+            f"(version {code_version}): upgrade durably-reflex; migrations only go forward"
+        )
+        self.database_version = database_version
+        self.code_version = code_version

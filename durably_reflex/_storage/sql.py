@@ -22,11 +22,9 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Dialect,
-    Index,
     Select,
     delete,
     func,
-    insert,
     select,
     text,
     union_all,
@@ -36,6 +34,7 @@ from sqlalchemy import (
 from .._clock import now_ms
 from .._errors import RunNotFoundError, RunStateError
 from .._records import LogEntry, Progress, Run, RunStatus, Step, from_ms
+from . import migrations
 from .base import (
     Announce,
     Claim,
@@ -53,12 +52,9 @@ from .base import (
 )
 from .group_commit import GroupCommit
 from .tables import (
-    SCHEMA_VERSION,
-    DurablyTable,
     EventRow,
     LogRow,
     RunRow,
-    SchemaVersionRow,
     StepRow,
     WatchRow,
 )
@@ -250,7 +246,6 @@ def log_from_row(row: Sequence[Any]) -> LogEntry:
 _runs = RunRow.__table__  # type: ignore[attr-defined]
 _steps = StepRow.__table__  # type: ignore[attr-defined]
 _logs = LogRow.__table__  # type: ignore[attr-defined]
-_versions = SchemaVersionRow.__table__  # type: ignore[attr-defined]
 _events = EventRow.__table__  # type: ignore[attr-defined]
 _watch = WatchRow.__table__  # type: ignore[attr-defined]
 _completed_steps_of_run = (_steps.c.run_id == _runs.c.id) & (_steps.c.status == "completed")
@@ -290,14 +285,6 @@ def _merged_page(query: RunQuery, limit: int) -> Select[Any]:
     return (
         select(merged.c.id).order_by(merged.c.created_at.desc(), merged.c.id.desc()).limit(limit).offset(query.offset)
     )
-
-
-# Indexes of durably_runs that each later schema version added (version 1 made the tables).
-_RUN_INDEXES_ADDED: dict[int, tuple[str, ...]] = {2: ("ix_durably_runs_job_status",)}
-
-
-def _runs_index(name: str) -> Index:
-    return next(index for index in _runs.indexes if index.name == name)
 
 
 logger = logging.getLogger("durably_reflex")
@@ -411,21 +398,12 @@ class SqlStorage(Storage):
                 self._flusher.start()
 
     def _migrate(self, session: SqlSession) -> None:
-        """Bring the schema to SCHEMA_VERSION in one transaction.
-
-        `create_all` makes missing tables with every index of the current version, so a new database
-        is at SCHEMA_VERSION at once (one row); a database made at an earlier version gets the indexes
-        added since (`_RUN_INDEXES_ADDED`), one row per version applied."""
+        """Bring the schema to the current version (see `migrations`) in one transaction that holds
+        the migration lock."""
         self.lock_for_migration(session)
-        DurablyTable.metadata.create_all(session.sa, checkfirst=True)
-        current = session.sa.execute(select(func.max(_versions.c.version))).scalar()
-        if current is None:
-            session.sa.execute(insert(_versions).values(version=SCHEMA_VERSION, applied_at=now_ms()))
-            return
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            for index_name in _RUN_INDEXES_ADDED.get(version, ()):
-                _runs_index(index_name).create(session.sa, checkfirst=True)
-            session.sa.execute(insert(_versions).values(version=version, applied_at=now_ms()))
+        applied = migrations.migrate(session.sa)
+        if applied:
+            logger.info("durably storage: schema migrated to version %s", applied[-1])
 
     def lock_for_migration(self, session: SqlSession) -> None:
         """Keep other processes out of the schema until this transaction ends (where they could meet)."""

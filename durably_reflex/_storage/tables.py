@@ -7,11 +7,12 @@ JSON columns are TEXT holding compact JSON: the engine encodes once and the wire
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Text
 from sqlmodel import Field, SQLModel
 
-# Version 1: the tables. Version 2: ix_durably_runs_job_status, for counting runs per job and status.
-SCHEMA_VERSION = 2
+# The version these tables are at: the last step of `migrations.MIGRATIONS`, which says what each
+# version changed. A schema change here comes with a migration step that makes it in old databases.
+SCHEMA_VERSION = 3
 
 
 class DurablyTable(SQLModel):
@@ -30,13 +31,17 @@ def _millis(nullable: bool = False) -> Column:
 class RunRow(DurablyTable, table=True):
     __tablename__ = "durably_runs"
     __table_args__ = (
-        Index("ix_durably_runs_job_idempotency", "job_name", "idempotency_key", unique=True),
+        # An idempotency key names one run per tenant and job.
+        Index("ix_durably_runs_idempotency", "scope", "job_name", "idempotency_key", unique=True),
         Index("ix_durably_runs_status_created", "status", "created_at", "id"),
         Index("ix_durably_runs_status_concurrency", "status", "concurrency_key"),
         Index("ix_durably_runs_job_created", "job_name", "created_at"),
         Index("ix_durably_runs_created", "created_at", "id"),
         # Covers the dashboard's counts per job and status: an index scan, never a table scan.
         Index("ix_durably_runs_job_status", "job_name", "status"),
+        # A tenant's runs, newest first, and its counts per job and status, without reading the others'.
+        Index("ix_durably_runs_scope_created", "scope", "created_at", "id"),
+        Index("ix_durably_runs_scope_job_status", "scope", "job_name", "status"),
     )
 
     id: str = Field(primary_key=True)
@@ -58,6 +63,9 @@ class RunRow(DurablyTable, table=True):
     heartbeat_at: int = Field(sa_column=_millis())
     created_at: int = Field(sa_column=_millis())
     updated_at: int = Field(sa_column=_millis())
+    # The tenant the run belongs to ("" for none): idempotency and concurrency keys, listings and
+    # counts of a scoped caller stay inside it. Last, as version 3 added it to existing tables.
+    scope: str = Field(default="", sa_column=Column(String, nullable=False, server_default=""))
 
 
 class StepRow(DurablyTable, table=True):
