@@ -6,6 +6,12 @@ One task per process tails the log while anyone is subscribed (every `interval` 
 database announces new events: PostgreSQL), and hands
 each event to the subscribers of its run and to those of all runs, as the stored JSON (streams send
 it as it is) with the event decoded only when someone needs its fields.
+
+A subscriber that stops reading (its client stopped reading, and the stream waits on the socket)
+would otherwise hold every event logged since: each subscription holds at most `MAX_BACKLOG_BYTES`
+of events its stream has not taken, and one that falls further behind is ended (`overflowed`). Its
+client reconnects with `Last-Event-ID` and reads what it missed from the event log, page by page, as
+any resuming stream does.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from ._storage.base import Storage, StoredEvent
 logger = logging.getLogger("durably_reflex")
 
 _PAGE = 1000
+
+# Bytes of events a subscription holds for a stream that has not taken them yet (see the docstring).
+MAX_BACKLOG_BYTES = 4 * 1024 * 1024
 
 
 class FeedItem:
@@ -46,21 +55,44 @@ class FeedItem:
 
 
 class FeedSubscription:
-    """Feed items in log order, optionally of one run. `next_batch()` returns all that are waiting."""
+    """Feed items in log order, optionally of one run. `next_batch()` returns what is waiting: first
+    the items logged before the subscription began (read from the log a page at a time), then those
+    that arrived meanwhile and since."""
 
     def __init__(self, feed: EventFeed, run_id: str | None) -> None:
         self.run_id = run_id
         self._feed = feed
         self._items: deque[FeedItem] = deque()
+        self._backlog = 0  # bytes of event JSON in `_items`
+        self._catch_up: tuple[int, int] | None = None  # (after id, until id) still to read from the log
         self._waiter: asyncio.Future[None] | None = None
         self._last_id = 0
         self.ended = False
+        self.overflowed = False
 
     def offer(self, item: FeedItem) -> None:
+        if self.ended:
+            return
         self._items.append(item)
+        self._backlog += len(item.body)
+        if self._backlog > MAX_BACKLOG_BYTES and len(self._items) > 1:
+            self._overflow()
+            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _overflow(self) -> None:
+        """The stream fell too far behind: drop what it has not taken and end it (see the module docstring)."""
+        logger.info(
+            "durably event feed: a stream fell more than %d bytes behind; ending it (it resumes with Last-Event-ID)",
+            MAX_BACKLOG_BYTES,
+        )
+        self._items.clear()
+        self._backlog = 0
+        self.overflowed = True
+        self.close()
+        self.end()
 
     def skip_through(self, event_id: int) -> None:
         """Ignore items up to this id (a snapshot already reflects them)."""
@@ -72,12 +104,22 @@ class FeedSubscription:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    def replay(self, items: list[FeedItem]) -> None:
-        """Items logged before this subscription began; they go first."""
-        self._items.extendleft(reversed(items))
+    def catch_up(self, after: int, until: int) -> None:
+        """Items logged after `after` up to `until` (before this subscription began) go first."""
+        if after < until:
+            self._catch_up = (after, until)
 
     async def next_batch(self, timeout: float | None = None) -> list[FeedItem]:
-        """Every item waiting (in log order, none twice), or [] if none came within `timeout` seconds."""
+        """The items waiting (in log order, none twice), or [] if none came within `timeout` seconds
+        or the subscription has ended."""
+        if self.ended:
+            return []
+        while self._catch_up is not None:
+            after, until = self._catch_up
+            page = await self._feed.read_page(after, self.run_id, until)
+            self._catch_up = (page[-1].id, until) if len(page) == _PAGE and page[-1].id < until else None
+            if batch := self._take(page):
+                return batch
         if not self._items:
             loop = asyncio.get_running_loop()
             waiter = self._waiter = loop.create_future()
@@ -88,10 +130,15 @@ class FeedSubscription:
                 self._waiter = None
                 if timer is not None:
                     timer.cancel()
+        items = list(self._items)
+        self._items.clear()
+        self._backlog = 0
+        return self._take(items)
+
+    def _take(self, items: list[FeedItem]) -> list[FeedItem]:
         batch = []
-        while self._items:
-            item = self._items.popleft()
-            if item.id > self._last_id:  # replayed items may also arrive live
+        for item in items:
+            if item.id > self._last_id:  # items read from the log may also arrive live
                 self._last_id = item.id
                 batch.append(item)
         return batch
@@ -115,6 +162,7 @@ class EventFeed:
     def __init__(self, storage: Storage, interval: float = 0.01) -> None:
         self.interval = interval
         self._storage = storage
+        self._renewed_at = float("-inf")  # when this process last set the watch mark (monotonic)
         self._all_runs: set[FeedSubscription] = set()
         self._by_run: dict[str, set[FeedSubscription]] = {}
         self._count = 0
@@ -126,13 +174,15 @@ class EventFeed:
         """Events from now on; with `after`, first those logged after that id (if still kept)."""
         subscription = FeedSubscription(self, run_id)
         async with self._starting:
-            # A mark about to lapse counts as lapsed: other processes may see it lapse before our renewal.
-            if not self._storage.events_watched(margin=3 * self._storage.watch_refresh):
-                # Nobody watched: other processes are not logging events. Ask them to, and give them
-                # time to notice before the caller reads the state it will follow, so nothing falls
-                # between that state and the first logged event.
-                await self._storage.watch_events(now_ms() + int(self.WATCH_GRACE * 1000))
-                await asyncio.sleep(2 * self._storage.watch_refresh)
+            if self._renewal_due():
+                asked_at = now_ms()
+                before = await self._renew_watch()
+                # A mark about to lapse counts as lapsed: other processes may see it lapse before our renewal.
+                if before < asked_at + int(3 * self._storage.watch_refresh * 1000):
+                    # Nobody watched: other processes are not logging events. Give them time to
+                    # notice our mark (see `WatchMark`) before the caller reads the state it will
+                    # follow, so nothing falls between that state and the first logged event.
+                    await asyncio.sleep(2 * self._storage.watch_refresh)
             if self._task is None or self._task.done():
                 self._position = await self._storage.last_event_id()
                 self._task = asyncio.get_running_loop().create_task(self._tail(), name="durably-event-feed")
@@ -142,8 +192,8 @@ class EventFeed:
                 self._by_run.setdefault(run_id, set()).add(subscription)
             self._count += 1
             position = self._position
-        if after is not None and after < position:
-            subscription.replay(await self._read(after, run_id, until=position))
+        if after is not None:
+            subscription.catch_up(after, position)
         return subscription
 
     def unsubscribe(self, subscription: FeedSubscription) -> None:
@@ -168,25 +218,28 @@ class EventFeed:
     def subscriber_count(self) -> int:
         return self._count
 
-    async def _read(self, after: int, run_id: str | None, until: int) -> list[FeedItem]:
-        items: list[FeedItem] = []
-        while after < until:
-            page = await self._storage.read_events(after, run_id=run_id, limit=_PAGE)
-            items.extend(FeedItem(stored) for stored in page if stored.id <= until)
-            if len(page) < _PAGE:
-                break
-            after = page[-1].id
-        return items
+    async def read_page(self, after: int, run_id: str | None, until: int) -> list[FeedItem]:
+        """Up to one page of logged items after `after`, none beyond `until`."""
+        page = await self._storage.read_events(after, run_id=run_id, limit=_PAGE)
+        return [FeedItem(stored) for stored in page if stored.id <= until]
+
+    def _renewal_due(self) -> bool:
+        return time.monotonic() >= self._renewed_at + self.WATCH_GRACE / 6
+
+    async def _renew_watch(self) -> int:
+        """Ask every process to log events for another `WATCH_GRACE`; returns the mark as it stood."""
+        before = await self._storage.watch_events(now_ms() + int(self.WATCH_GRACE * 1000))
+        self._renewed_at = time.monotonic()
+        return before
 
     async def _tail(self) -> None:
-        next_watch = 0.0
         while self._count:
-            if time.monotonic() >= next_watch:
-                next_watch = time.monotonic() + self.WATCH_GRACE / 6
+            if self._renewal_due():
                 try:
-                    await self._storage.watch_events(now_ms() + int(self.WATCH_GRACE * 1000))
+                    await self._renew_watch()
                 except Exception:
                     logger.exception("durably event feed: could not ask for events to be logged")
+                    self._renewed_at = time.monotonic()  # try again at the next renewal, not every tick
             try:
                 page = await self._storage.read_events(self._position, limit=_PAGE)
             except Exception:

@@ -18,6 +18,7 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from .._records import LogEntry, Run, Step
+from .watch import WATCH_REFRESH
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +122,8 @@ Announce = Callable[[Run], None]
 
 
 class Storage(ABC):
-    # How often a process re-reads whether anyone watches events (see `events_watched`).
-    watch_refresh: float = 0.1
+    # How often a process that logs events re-reads whether anyone watches them (see `events_watched`).
+    watch_refresh: float = WATCH_REFRESH
 
     # -- schema -----------------------------------------------------------------------------------
     @abstractmethod
@@ -249,13 +250,16 @@ class Storage(ABC):
         await asyncio.sleep(poll)
 
     @abstractmethod
-    async def watch_events(self, until: int) -> None:
-        """Ask every process sharing the database to log events until `until` (epoch ms)."""
+    async def watch_events(self, until: int) -> int:
+        """Ask every process sharing the database to log events until `until` (epoch ms). Returns
+        the mark as it stood before (epoch ms, 0 if never set)."""
 
     @abstractmethod
-    def events_watched(self, margin: float = 0.0) -> bool:
-        """Whether some process asked for events until at least `margin` seconds from now (the mark
-        is re-read every `watch_refresh` seconds)."""
+    def events_watched(self) -> bool:
+        """Whether an event made now should be logged: some process asked for events until later
+        than now, or this process is not sure (see `watch.WatchMark`: a process re-reads the mark
+        only while it logs, at most every `watch_refresh` seconds). Cheap: no I/O on the caller's
+        thread."""
 
     @abstractmethod
     def prune_events(self, before: int) -> None:

@@ -56,8 +56,8 @@ from .tables import (
     LogRow,
     RunRow,
     StepRow,
-    WatchRow,
 )
+from .watch import WatchMark
 
 STORED_RUN_COLUMNS = (
     "id",
@@ -247,7 +247,6 @@ _runs = RunRow.__table__  # type: ignore[attr-defined]
 _steps = StepRow.__table__  # type: ignore[attr-defined]
 _logs = LogRow.__table__  # type: ignore[attr-defined]
 _events = EventRow.__table__  # type: ignore[attr-defined]
-_watch = WatchRow.__table__  # type: ignore[attr-defined]
 _completed_steps_of_run = (_steps.c.run_id == _runs.c.id) & (_steps.c.status == "completed")
 _run_columns = [
     *(_runs.c[name] for name in STORED_RUN_COLUMNS),
@@ -345,7 +344,7 @@ class SqlStorage(Storage):
         self._events: list[NewEvent] = []
         self._buffered = threading.Condition(self._buffer_lock)
         self._closing = False
-        self._watched_until = 0
+        self._watch_mark = WatchMark(self.watch_refresh)
         self._flusher: threading.Thread | None = None  # started with the schema: nothing opens before use
         prepare = self._prepare
         self._insert_run = prepare(f"""
@@ -583,9 +582,6 @@ class SqlStorage(Storage):
         params.update(owner=owner, now=now)
 
         def take(session: SqlSession) -> list[Claim]:
-            # A run about to start learns at once whether anyone watches events (else within a second).
-            row = session.execute(self._watched).fetchone()
-            self._watched_until = row[0] if row else 0
             claims = []
             for _ in range(limit):
                 row = self.claim_next(session, statement, params)
@@ -596,6 +592,8 @@ class SqlStorage(Storage):
                 run = run_from_row((*row[:-1], len(steps), next_index))
                 completed = {name: _json(output) for name, output, _ in steps}
                 claims.append(Claim(run=run, attempt=row[-1], completed_steps=completed))
+            if claims:  # runs about to start learn at once whether anyone watches their events
+                self._read_watch_mark(session)
             return claims
 
         return self._writer.run_blocking(take)
@@ -657,16 +655,17 @@ class SqlStorage(Storage):
 
     def _flush_when_idle(self) -> None:
         """Commit buffered writes that no other write carried within `FLUSH_DELAY` (say, a job that
-        reported progress and then computes for a while); and, about once a second, learn whether
-        any process is watching events."""
-        next_look = 0.0
+        reported progress and then computes for a while); and look at the watch mark when the engine
+        asks (see `WatchMark`: never while the process is idle)."""
         while True:
-            if time.monotonic() >= next_look:
-                next_look = time.monotonic() + self.watch_refresh
+            look_in = self._watch_mark.look_due()
+            if look_in == 0.0:
                 self._refresh_watched()
+                continue
             with self._buffer_lock:
                 if not (self._progress or self._logs or self._events or self._closing):
-                    self._buffered.wait(self.watch_refresh)
+                    # Woken by a write to buffer, by closing, or by `events_watched` asking for a look.
+                    self._buffered.wait(self.watch_refresh if look_in is None else look_in)
                 if self._closing:
                     return
                 if not (self._progress or self._logs or self._events):
@@ -859,24 +858,30 @@ class SqlStorage(Storage):
 
         return await self._reader.run(read, write=False)
 
-    async def watch_events(self, until: int) -> None:
-        def write(session: SqlSession) -> None:
+    async def watch_events(self, until: int) -> int:
+        def write(session: SqlSession) -> int:
+            row = session.execute(self._watched).fetchone()
             session.execute(self._watch_until, until=until)
+            return int(row[0]) if row else 0
 
-        self._watched_until = max(self._watched_until, until)
-        await self._writer.run(write)
+        self._watch_mark.raise_to(until)
+        return await self._writer.run(write)
 
-    def events_watched(self, margin: float = 0.0) -> bool:
-        return self._watched_until > now_ms() + int(margin * 1000)
+    def events_watched(self) -> bool:
+        return self._watch_mark.wanted(now_ms())
+
+    def _read_watch_mark(self, session: SqlSession) -> None:
+        started = time.monotonic()
+        row = session.execute(self._watched).fetchone()
+        self._watch_mark.seen(row[0] if row else None, started)
 
     def _refresh_watched(self) -> None:
+        """One look at the watch mark, from the flusher thread; a failure is logged once per streak."""
+        self._watch_mark.looking()
         try:
-            until = self._reader.run_blocking(
-                lambda session: session.sa.execute(select(_watch.c.until)).scalar(), write=False
-            )
-        except Exception:
-            return  # not migrated yet, or a hiccup: keep what we knew
-        self._watched_until = until or 0
+            self._reader.run_blocking(self._read_watch_mark, write=False)
+        except Exception as error:
+            self._watch_mark.failed(error)
 
     def prune_events(self, before: int) -> None:
         # Ids grow with time: find the first event to keep walking from the oldest (no index on time).
