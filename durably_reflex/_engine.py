@@ -212,22 +212,29 @@ class Durably:
         *,
         idempotency_key: str | None = None,
         concurrency_key: str | None = None,
+        scope: str | None = None,
     ) -> Run:
         """Create a pending run. The input is validated first; if invalid, no run is created.
 
         With an idempotency key, a run of this job with the same key is returned as it is instead.
+        `scope` names the tenant the run belongs to (see `get_runs`): its idempotency and concurrency
+        keys are then that tenant's own, never shared with other tenants' runs or unscoped ones.
         """
-        (run,) = await self._create_runs(job_name, [BatchItem(input, idempotency_key, concurrency_key)], batch=False)
+        item = BatchItem(input, idempotency_key, concurrency_key)
+        (run,) = await self._create_runs(job_name, [item], batch=False, scope=scope)
         return run
 
-    async def batch_trigger(self, job_name: str, items: Iterable[Any]) -> list[Run]:
+    async def batch_trigger(self, job_name: str, items: Iterable[Any], *, scope: str | None = None) -> list[Run]:
         """Create many runs in one transaction: all inputs are validated first, so either every run
         is created or none is. Items are inputs, or `BatchItem`s when they carry keys."""
         batch = [item if isinstance(item, BatchItem) else BatchItem(item) for item in items]
-        return await self._create_runs(job_name, batch, batch=True)
+        return await self._create_runs(job_name, batch, batch=True, scope=scope)
 
-    async def _create_runs(self, job_name: str, items: list[BatchItem], *, batch: bool) -> list[Run]:
+    async def _create_runs(
+        self, job_name: str, items: list[BatchItem], *, batch: bool, scope: str | None = None
+    ) -> list[Run]:
         definition = self._job(job_name)
+        _check_key("scope", scope)
         await self.migrate()
         now = now_ms()
         new_runs = []
@@ -241,7 +248,9 @@ class Durably:
                     error.args = (f"at index {position}: {error}", *error.args[1:])
                 raise
             new_runs.append(
-                NewRun(new_id(), definition.name, input_json, item.idempotency_key, item.concurrency_key, now)
+                NewRun(
+                    new_id(), definition.name, input_json, item.idempotency_key, item.concurrency_key, now, scope or ""
+                )
             )
         if not new_runs:
             return []
@@ -263,9 +272,12 @@ class Durably:
         timeout: float | None = None,
         idempotency_key: str | None = None,
         concurrency_key: str | None = None,
+        scope: str | None = None,
     ) -> RunResult:
         """Trigger, then wait for the run to settle (see `wait_for_run`)."""
-        run = await self.trigger(job_name, input, idempotency_key=idempotency_key, concurrency_key=concurrency_key)
+        run = await self.trigger(
+            job_name, input, idempotency_key=idempotency_key, concurrency_key=concurrency_key, scope=scope
+        )
         return await self.wait_for_run(run.id, timeout=timeout)
 
     async def wait_for_run(self, run_id: str, *, timeout: float | None = None) -> RunResult:
@@ -308,13 +320,16 @@ class Durably:
             unsubscribe()
 
     # -- queries ----------------------------------------------------------------------------------
-    async def get_run(self, run_id: str) -> Run | None:
-        return await self.storage.get_run(run_id)
+    async def get_run(self, run_id: str, *, scope: str | None = None) -> Run | None:
+        """The run, or None; with a `scope`, a run of another tenant is None too (as if missing)."""
+        _check_key("scope", scope)
+        return await self.storage.get_run(run_id, scope)
 
-    async def get_run_snapshot(self, run_id: str) -> tuple[Run | None, int]:
-        """The run and the id of the newest logged event, read together: a stream that shows this
-        run and then follows `feed` skips the events up to that id (the run already reflects them)."""
-        return await self.storage.get_run_and_last_event_id(run_id)
+    async def get_run_snapshot(self, run_id: str, *, scope: str | None = None) -> tuple[Run | None, int]:
+        """The run (as `get_run`) and the id of the newest logged event, read together: a stream that
+        shows this run and then follows `feed` skips the events up to that id (the run reflects them)."""
+        _check_key("scope", scope)
+        return await self.storage.get_run_and_last_event_id(run_id, scope)
 
     async def get_runs(
         self,
@@ -323,8 +338,10 @@ class Durably:
         status: str | Sequence[str] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        scope: str | None = None,
     ) -> list[Run]:
-        """Runs newest first, filtered by job name(s) and status(es)."""
+        """Runs newest first, filtered by job name(s) and status(es); with a `scope`, only the runs
+        triggered with that scope (a tenant's). Without one, every run, whatever its scope."""
         statuses = _as_tuple("status", status)
         for value in statuses:
             if value not in RunStatus.__members__.values():
@@ -333,7 +350,10 @@ class Durably:
         for name, number in (("limit", limit), ("offset", offset)):
             if number is not None and (isinstance(number, bool) or not isinstance(number, int) or number < 0):
                 raise InvalidArgumentError(f"{name} must be a whole number of at least 0, got {number!r}")
-        query = RunQuery(job_names=_as_tuple("job_name", job_name), statuses=statuses, limit=limit, offset=offset)
+        _check_key("scope", scope)
+        query = RunQuery(
+            job_names=_as_tuple("job_name", job_name), statuses=statuses, limit=limit, offset=offset, scope=scope
+        )
         return await self.storage.get_runs(query)
 
     async def get_run_stats(
@@ -343,6 +363,7 @@ class Durably:
         since: datetime | None = None,
         bucket_seconds: int = 3600,
         buckets: int = 24,
+        scope: str | None = None,
     ) -> RunStats:
         """Runs per status, per job and status, and runs created per time bucket and status: what a
         dashboard's counters and chart show, counted by the database however many runs there are.
@@ -351,7 +372,8 @@ class Durably:
         Buckets are `bucket_seconds` long and aligned to multiples of it since the epoch (UTC), so
         successive calls chart the same intervals. The series has `buckets` of them, oldest first:
         from the one holding `since` (a naive datetime is UTC) or else ending with the current one.
-        A run counts in the bucket it was created in, under the status it has now.
+        A run counts in the bucket it was created in, under the status it has now. With a `scope`,
+        only that tenant's runs count (see `get_runs`).
         """
         job_names = None if job_name is None else _as_tuple("job_name", job_name)
         for name, value, most in (
@@ -360,6 +382,7 @@ class Durably:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
                 raise InvalidArgumentError(f"{name} must be a whole number from 1 to {most}, got {value!r}")
+        _check_key("scope", scope)
         if since is not None and not isinstance(since, datetime):
             raise InvalidArgumentError(f"since must be a datetime, got {since!r}")
         bucket_ms = bucket_seconds * 1000
@@ -368,7 +391,7 @@ class Durably:
         else:
             aware = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
             start = round(aware.timestamp() * 1000) // bucket_ms * bucket_ms
-        query = StatsQuery(job_names=job_names, start=start, bucket_ms=bucket_ms, buckets=buckets)
+        query = StatsQuery(job_names=job_names, start=start, bucket_ms=bucket_ms, buckets=buckets, scope=scope)
         return _run_stats(await self.storage.count_runs(query), query)
 
     async def get_steps(self, run_id: str) -> list[Step]:

@@ -730,3 +730,39 @@ def test_create_durably_rejects_a_database_it_cannot_store_runs_in():
 @pytest.mark.parametrize("url", ["postgresql://localhost/jobs", "postgresql+psycopg://u:p@localhost:5433/jobs"])
 def test_create_durably_accepts_postgresql_urls_without_connecting(url):
     assert type(create_durably(url).storage).__name__ == "PostgresStorage"
+
+
+# -- tenant scopes --------------------------------------------------------------------------------
+async def test_get_runs_with_a_scope_lists_only_the_runs_triggered_with_it(durably):
+    durably.register(a=define_job(name="job-a", run=simple), b=define_job(name="job-b", run=simple))
+    mine = [(await durably.trigger(job, {"n": 1}, scope="tenant-1")).id for job in ("job-a", "job-b", "job-a")]
+    theirs = [(await durably.trigger(job, {"n": 1}, scope="tenant-2")).id for job in ("job-a", "job-b")]
+    unscoped = (await durably.trigger("job-a", {"n": 1})).id
+
+    assert [run.id for run in await durably.get_runs(scope="tenant-1")] == mine[::-1]
+    assert [run.id for run in await durably.get_runs(scope="tenant-1", job_name="job-a")] == [mine[2], mine[0]]
+    # Several jobs, a page: each job's newest of the tenant, merged.
+    page = await durably.get_runs(scope="tenant-1", job_name=["job-a", "job-b"], limit=2, offset=1)
+    assert [run.id for run in page] == [mine[1], mine[0]]
+    assert [run.id for run in await durably.get_runs(scope="tenant-2", status=["pending", "failed"])] == theirs[::-1]
+    assert [run.id for run in await durably.get_runs()] == [unscoped, *theirs[::-1], *mine[::-1]]
+
+
+async def test_get_run_with_another_scope_is_none_as_for_a_missing_run(durably):
+    durably.register(job=define_job(name="simple", run=simple))
+    run = await durably.trigger("simple", {"n": 1}, scope="tenant-1")
+
+    assert await durably.get_run(run.id, scope="tenant-2") is None
+    assert (await durably.get_run(run.id, scope="tenant-1")).id == run.id
+    assert (await durably.get_run(run.id)).id == run.id
+    assert (await durably.get_run_snapshot(run.id, scope="tenant-2"))[0] is None
+
+
+@pytest.mark.parametrize("scope", ["", 7, "x" * 256])
+async def test_a_scope_must_be_a_non_empty_string(durably, scope):
+    durably.register(job=define_job(name="simple", run=simple))
+    with pytest.raises(InvalidArgumentError, match="scope"):
+        await durably.trigger("simple", {"n": 1}, scope=scope)
+    with pytest.raises(InvalidArgumentError, match="scope"):
+        await durably.get_runs(scope=scope)
+    assert await durably.get_runs() == []

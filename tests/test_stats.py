@@ -1,7 +1,8 @@
 """Run statistics for the dashboard: `Durably.get_run_stats`, `GET /stats` on a real server, and
 `DurablyClient.get_stats`. Counts per status (every status always present), per job, and a series of
 runs created per aligned time bucket (oldest first, empty buckets included); bad parameters are
-400s; `visible_jobs` scopes what a caller counts; version 2 of the schema adds the index they use.
+400s; `visible_jobs` and `scope` limit what a caller counts (tests/test_migrations.py: the indexes
+they use reach databases of earlier versions).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from engine_helpers import query_db
 
 from durably_reflex import (
     Durably,
@@ -19,6 +19,7 @@ from durably_reflex import (
     RunStats,
     StatusCounts,
     create_durably,
+    define_job,
 )
 from durably_reflex._client import DurablyClient
 from durably_reflex._ids import new_id
@@ -249,25 +250,19 @@ async def test_get_run_stats_rejects_invalid_arguments(durably: Durably, argumen
         await durably.get_run_stats(**arguments)
 
 
-# -- the schema ------------------------------------------------------------------------------------
-def run_indexes(db_url: str) -> set[str]:
-    if db_url.startswith("sqlite:"):
-        return {row[0] for row in query_db(db_url, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'durably_runs'")}
-    return {row[0] for row in query_db(db_url, "SELECT indexname FROM pg_indexes WHERE tablename = 'durably_runs'")}
+async def test_get_run_stats_with_a_scope_count_only_that_scopes_runs(durably: Durably) -> None:
+    durably.register(a=define_job(name="job-a", run=_nothing), b=define_job(name="job-b", run=_nothing))
+    for job, scope in (("job-a", "tenant-1"), ("job-b", "tenant-1"), ("job-a", "tenant-2"), ("job-a", None)):
+        await durably.trigger(job, scope=scope)
+
+    mine = await durably.get_run_stats(scope="tenant-1")
+    everyone = await durably.get_run_stats()
+
+    assert (mine.counts.pending, sum(bucket.pending for bucket in mine.series)) == (2, 2)
+    assert {name: counts.pending for name, counts in mine.by_job.items()} == {"job-a": 1, "job-b": 1}
+    assert (await durably.get_run_stats("job-a", scope="tenant-2")).counts.pending == 1
+    assert everyone.counts.pending == 4
 
 
-def schema_versions(db_url: str) -> list[int]:
-    return [row[0] for row in query_db(db_url, "SELECT version FROM durably_schema_versions ORDER BY version")]
-
-
-async def test_a_version_1_database_gains_the_job_status_index(durably: Durably, db_url: str) -> None:
-    assert "ix_durably_runs_job_status" in run_indexes(db_url) and schema_versions(db_url) == [2]  # new: at 2 at once
-    await durably.close()
-    query_db(db_url, "DROP INDEX ix_durably_runs_job_status")  # the database as version 1 left it
-    query_db(db_url, "UPDATE durably_schema_versions SET version = 1")
-    reopened = create_durably(db_url)
-    try:
-        await reopened.migrate()
-    finally:
-        await reopened.close()
-    assert "ix_durably_runs_job_status" in run_indexes(db_url) and schema_versions(db_url) == [1, 2]
+async def _nothing(step: Any, input: Any) -> None:
+    return None

@@ -799,3 +799,44 @@ async def test_an_input_model_with_aliases_round_trips_through_storage(durably):
     result = await durably.trigger_and_wait("aliased", {"rowCount": 3}, timeout=5)
     assert result.output == {"rows": 3}
     assert (await durably.get_run(result.id)).input == {"rowCount": 3}
+
+
+# -- tenant scopes --------------------------------------------------------------------------------
+async def test_an_idempotency_key_is_per_scope(durably: Durably):
+    durably.register(job=import_job)
+    first = await durably.trigger("import", {"count": 1}, idempotency_key="k", scope="tenant-1")
+
+    other = await durably.trigger("import", {"count": 2}, idempotency_key="k", scope="tenant-2")
+    unscoped = await durably.trigger("import", {"count": 3}, idempotency_key="k")
+    again = await durably.trigger("import", {"count": 4}, idempotency_key="k", scope="tenant-1")
+
+    assert len({first.id, other.id, unscoped.id}) == 3
+    assert (other.input, unscoped.input) == ({"count": 2, "rows": [], "limit": 10, "label": "default"},
+                                             {"count": 3, "rows": [], "limit": 10, "label": "default"})  # fmt: skip
+    assert again.id == first.id
+
+
+async def test_a_concurrency_key_held_in_one_scope_does_not_hold_another_scopes_run(db_url):
+    release = Gate()
+
+    async def hold(step, input):
+        if input["wait"]:
+            await release.wait(10)
+
+    durably = create_durably(db_url, **{**FAST, "max_concurrent_runs": 4})
+    try:
+        durably.register(job=define_job(name="hold", run=hold))
+        await durably.start()
+        holder = await durably.trigger("hold", {"wait": True}, concurrency_key="k", scope="tenant-1")
+        await wait_for_status(durably, holder.id, RunStatus.RUNNING)
+        same_scope = await durably.trigger("hold", {"wait": False}, concurrency_key="k", scope="tenant-1")
+
+        other_scope = await durably.trigger("hold", {"wait": False}, concurrency_key="k", scope="tenant-2")
+
+        await wait_for_status(durably, other_scope.id, RunStatus.COMPLETED)
+        assert (await durably.get_run(same_scope.id)).status is RunStatus.PENDING  # still behind the holder
+        release.set()
+        await wait_for_status(durably, same_scope.id, RunStatus.COMPLETED)
+    finally:
+        release.set()
+        await durably.close(timeout=5)

@@ -29,6 +29,7 @@ class NewRun:
     idempotency_key: str | None
     concurrency_key: str | None
     created_at: int
+    scope: str = ""  # the tenant ("" for none): keys are unique within it
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,7 @@ class RunQuery:
     statuses: tuple[str, ...] = ()
     limit: int | None = None
     offset: int = 0
+    scope: str | None = None  # only the runs of this tenant (None: every run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,7 @@ class StatsQuery:
     start: int
     bucket_ms: int
     buckets: int
+    scope: str | None = None  # only the runs of this tenant (None: every run)
 
 
 class RunCounts(NamedTuple):
@@ -133,17 +136,18 @@ class Storage(ABC):
     # -- runs on behalf of callers ----------------------------------------------------------------
     @abstractmethod
     async def insert_runs(self, runs: list[NewRun], announce: Announce | None = None) -> list[tuple[Run, bool]]:
-        """Create runs in one transaction. A run whose (job, idempotency key) exists is not created:
-        the existing run comes back with `False`. `announce(run)` is called for each created run
-        before the commit, so its event comes before anything a worker does with it."""
+        """Create runs in one transaction. A run whose (scope, job, idempotency key) exists is not
+        created: the existing run comes back with `False`. `announce(run)` is called for each created
+        run before the commit, so its event comes before anything a worker does with it."""
 
     @abstractmethod
-    async def get_run(self, run_id: str) -> Run | None: ...
+    async def get_run(self, run_id: str, scope: str | None = None) -> Run | None:
+        """The run, or None if there is none; with a `scope`, None too for a run of another tenant."""
 
     @abstractmethod
-    async def get_run_and_last_event_id(self, run_id: str) -> tuple[Run | None, int]:
-        """The run and the newest logged event id, read together: every event up to that id is
-        already reflected in the run, so a stream that starts from this run skips them."""
+    async def get_run_and_last_event_id(self, run_id: str, scope: str | None = None) -> tuple[Run | None, int]:
+        """The run (as `get_run`) and the newest logged event id, read together: every event up to
+        that id is already reflected in the run, so a stream that starts from this run skips them."""
 
     @abstractmethod
     async def get_runs(self, query: RunQuery) -> list[Run]:
@@ -179,8 +183,8 @@ class Storage(ABC):
     @abstractmethod
     def claim(self, owner: str, job_names: tuple[str, ...], limit: int, now: int) -> list[Claim]:
         """Atomically take up to `limit` pending runs of these jobs, oldest first, skipping runs whose
-        concurrency key is held by a running run. Blocking, like every verb a worker calls from its
-        own threads."""
+        concurrency key is held by a running run of the same scope. Blocking, like every verb a
+        worker calls from its own threads."""
 
     @abstractmethod
     def record_step(self, step: StepRecord) -> StepWrite:

@@ -12,7 +12,8 @@ Where SQLite's single writer made things safe by itself, PostgreSQL needs saying
   different runs without waiting for each other. A run with a concurrency key is taken only by a
   transaction holding that key's advisory lock, which checks, in a statement started after it got the
   lock, that no run with the key is running: two claimers of one key are serialised through the lock
-  and the second sees the first's commit, so at most one run per key runs, across machines.
+  and the second sees the first's commit, so at most one run per key runs, across machines. A key
+  belongs to its run's scope (tenant): the lock and the check are of the (scope, key) pair.
 - Step writes lock the run's row (`FOR SHARE`) while checking the claim generation: a recovery or a
   new claim either waits for the write's commit (and then sees the step) or wins first (and the write
   is refused as a lost claim). A retried step write (after a connection broke at commit) is skipped
@@ -82,10 +83,11 @@ class PostgresStorage(SqlStorage):
     # The claim's first statement: the oldest claimable pending run, row-locked, skipping runs other
     # claimers hold (and runs this claim already passed over for their concurrency key).
     claim_sql = """
-        SELECT r.id, r.concurrency_key FROM durably_runs r
+        SELECT r.id, r.concurrency_key, r.scope FROM durably_runs r
         WHERE r.status = 'pending' AND r.job_name IN ({job_names})
           AND (r.concurrency_key IS NULL OR NOT EXISTS (
-              SELECT 1 FROM durably_runs b WHERE b.status = 'running' AND b.concurrency_key = r.concurrency_key))
+              SELECT 1 FROM durably_runs b
+              WHERE b.status = 'running' AND b.concurrency_key = r.concurrency_key AND b.scope = r.scope))
           AND NOT (r.id = ANY(:skipped))
         ORDER BY r.created_at, r.id
         LIMIT 1
@@ -135,9 +137,12 @@ class PostgresStorage(SqlStorage):
         super().__init__(engine.dialect, writer, reader)
         self.url = parsed
         prepare = self._prepare
-        self._key_lock = prepare(f"SELECT pg_try_advisory_xact_lock({_KEY_LOCKS}, hashtext(:key))")
+        # A key is a tenant's: (scope, key) is locked and looked up (a hash collision only delays a claim).
+        self._key_lock = prepare(
+            f"SELECT pg_try_advisory_xact_lock({_KEY_LOCKS}, hashtext(CAST(:scope AS TEXT) || '/' || CAST(:key AS TEXT)))"
+        )
         self._key_running = prepare(
-            "SELECT 1 FROM durably_runs WHERE status = 'running' AND concurrency_key = :key LIMIT 1"
+            "SELECT 1 FROM durably_runs WHERE status = 'running' AND concurrency_key = :key AND scope = :scope LIMIT 1"
         )
         self._take = prepare(f"""
             UPDATE durably_runs
@@ -160,12 +165,12 @@ class PostgresStorage(SqlStorage):
             candidate = session.execute(statement, **params, skipped=skipped).fetchone()
             if candidate is None:
                 return None
-            run_id, key = candidate
+            run_id, key, scope = candidate
             # A new statement after the lock: its snapshot includes every claim of this key that
             # committed before we got the lock (and ours in this transaction).
             if key is not None and not (
-                session.execute(self._key_lock, key=key).fetchone()[0]
-                and session.execute(self._key_running, key=key).fetchone() is None
+                session.execute(self._key_lock, key=key, scope=scope).fetchone()[0]
+                and session.execute(self._key_running, key=key, scope=scope).fetchone() is None
             ):
                 skipped.append(run_id)
                 continue

@@ -260,6 +260,12 @@ _run_columns = [
 _NEWEST_FIRST = (_runs.c.created_at.desc(), _runs.c.id.desc())
 
 
+def _run_in_scope(run_id: str, scope: str | None) -> Select[Any]:
+    """One run by id; with a scope, only if it is that tenant's (another's reads as missing)."""
+    statement = select(*_run_columns).where(_runs.c.id == run_id)
+    return statement if scope is None else statement.where(_runs.c.scope == scope)
+
+
 def _merged_page(query: RunQuery, limit: int) -> Select[Any]:
     """The ids of one page of runs of several jobs (or statuses), newest first: the newest
     `offset + limit` of each from its own index range, merged and cut. Filtering on them all at
@@ -270,6 +276,8 @@ def _merged_page(query: RunQuery, limit: int) -> Select[Any]:
     else:
         column, values = _runs.c.status, query.statuses
         others = [_runs.c.job_name.in_(query.job_names)] if query.job_names else []
+    if query.scope is not None:
+        others.append(_runs.c.scope == query.scope)
     members = []
     for value in dict.fromkeys(values):
         newest = (
@@ -313,7 +321,7 @@ class SqlStorage(Storage):
             WHERE r.status = 'pending' AND r.job_name IN ({{job_names}})
               AND (r.concurrency_key IS NULL OR NOT EXISTS (
                   SELECT 1 FROM durably_runs b
-                  WHERE b.status = 'running' AND b.concurrency_key = r.concurrency_key))
+                  WHERE b.status = 'running' AND b.concurrency_key = r.concurrency_key AND b.scope = r.scope))
             ORDER BY r.created_at, r.id
             LIMIT 1)
         RETURNING {STORED_RUN_SQL}, attempt
@@ -349,8 +357,8 @@ class SqlStorage(Storage):
         prepare = self._prepare
         self._insert_run = prepare(f"""
             INSERT INTO durably_runs (id, job_name, input, status, idempotency_key, concurrency_key,
-                attempt, heartbeat_at, created_at, updated_at)
-            VALUES (:id, :job_name, :input, 'pending', :idem, :conc, 0, :now, :now, :now)
+                attempt, heartbeat_at, created_at, updated_at, scope)
+            VALUES (:id, :job_name, :input, 'pending', :idem, :conc, 0, :now, :now, :now, :scope)
             ON CONFLICT DO NOTHING
             RETURNING {STORED_RUN_SQL}, 0, 0""")
         self._completed_steps = prepare(
@@ -420,6 +428,7 @@ class SqlStorage(Storage):
                     idem=run.idempotency_key,
                     conc=run.concurrency_key,
                     now=run.created_at,
+                    scope=run.scope,
                 ).fetchone()
                 if row is not None:
                     created.append((run_from_row(row), True))
@@ -430,7 +439,9 @@ class SqlStorage(Storage):
                 same = (
                     _runs.c.id == run.id
                     if run.idempotency_key is None
-                    else (_runs.c.job_name == run.job_name) & (_runs.c.idempotency_key == run.idempotency_key)
+                    else (_runs.c.scope == run.scope)
+                    & (_runs.c.job_name == run.job_name)
+                    & (_runs.c.idempotency_key == run.idempotency_key)
                 )
                 existing = session.sa.execute(select(*_run_columns).where(same)).one()
                 created.append((run_from_row(existing), False))
@@ -438,16 +449,20 @@ class SqlStorage(Storage):
 
         return await self._writer.run(insert_all)
 
-    async def get_run(self, run_id: str) -> Run | None:
+    async def get_run(self, run_id: str, scope: str | None = None) -> Run | None:
+        statement = _run_in_scope(run_id, scope)
+
         def read(session: SqlSession) -> Run | None:
-            row = session.sa.execute(select(*_run_columns).where(_runs.c.id == run_id)).fetchone()
+            row = session.sa.execute(statement).fetchone()
             return None if row is None else run_from_row(row)
 
         return await self._reader.run(read, write=False)
 
-    async def get_run_and_last_event_id(self, run_id: str) -> tuple[Run | None, int]:
+    async def get_run_and_last_event_id(self, run_id: str, scope: str | None = None) -> tuple[Run | None, int]:
+        statement = _run_in_scope(run_id, scope)
+
         def read(session: SqlSession) -> tuple[Run | None, int]:
-            row = session.sa.execute(select(*_run_columns).where(_runs.c.id == run_id)).fetchone()
+            row = session.sa.execute(statement).fetchone()
             last = session.sa.execute(select(func.coalesce(func.max(_events.c.id), 0))).scalar_one()
             return (None if row is None else run_from_row(row)), last
 
@@ -455,6 +470,8 @@ class SqlStorage(Storage):
 
     async def get_runs(self, query: RunQuery) -> list[Run]:
         statement = select(*_run_columns).order_by(*_NEWEST_FIRST)
+        if query.scope is not None:
+            statement = statement.where(_runs.c.scope == query.scope)
         if query.limit is not None and (len(set(query.job_names)) > 1 or len(set(query.statuses)) > 1):
             statement = statement.where(_runs.c.id.in_(_merged_page(query, query.limit)))
         else:
@@ -481,6 +498,9 @@ class SqlStorage(Storage):
         if query.job_names is not None:
             by_job = by_job.where(job_name.in_(query.job_names))
             created = created.where(job_name.in_(query.job_names))
+        if query.scope is not None:
+            by_job = by_job.where(_runs.c.scope == query.scope)
+            created = created.where(_runs.c.scope == query.scope)
         buckets = created.subquery()
         by_bucket = select(buckets.c.bucket, buckets.c.status, func.count()).group_by(
             buckets.c.bucket, buckets.c.status
