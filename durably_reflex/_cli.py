@@ -437,12 +437,14 @@ def _uvicorn_server(config: Any) -> Any:
 async def serve(args: argparse.Namespace, durably: Durably, sock: socket.socket, shutdown: Shutdown) -> int:
     import uvicorn
 
+    from ._http_protocol import TimedH11Protocol
     from .server import create_durably_handler
 
     try:
         app = EndStreamsOnShutdown(create_durably_handler(durably, base_path=args.base_path))
         config = uvicorn.Config(
             app,
+            http=TimedH11Protocol,  # closes connections that never send a request head, or never read
             log_level=args.log_level,
             lifespan="off",
             timeout_graceful_shutdown=min(HTTP_DRAIN_SECONDS, max(args.stop_timeout, HTTP_DRAIN_MIN)),

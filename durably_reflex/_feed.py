@@ -254,7 +254,8 @@ class EventFeed:
                 await self._storage.wait_for_events(self.interval)
 
     def _dispatch(self, item: FeedItem) -> None:
-        for subscription in self._all_runs:
+        # Over copies: a subscription that overflows leaves the feed while being offered the item.
+        for subscription in tuple(self._all_runs):
             subscription.offer(item)
-        for subscription in self._by_run.get(item.run_id, ()):
+        for subscription in tuple(self._by_run.get(item.run_id, ())):
             subscription.offer(item)

@@ -1,21 +1,27 @@
-"""Clients that stop reading, against a REAL server (uvicorn on 127.0.0.1) and raw sockets: a stream
-whose client stops reading is ended once it falls `MAX_BACKLOG_BYTES` behind (the server does not
-hold events for it without bound), and the client resumes from the event log with `Last-Event-ID`,
-missing nothing.
+"""Slow clients, against a REAL server (uvicorn on 127.0.0.1) and raw sockets: a stream whose client
+stops reading is ended once it falls `MAX_BACKLOG_BYTES` behind (the server does not hold events
+for it without bound), and the client resumes from the event log with `Last-Event-ID`, missing
+nothing; `serve`'s protocol closes connections that never send a request head (or send it a byte at
+a time) and aborts those whose client stopped reading (timeouts shortened here).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
+import uvicorn
 from pydantic import BaseModel
 
-from durably_reflex import define_job
+from durably_reflex import Durably, define_job
 from durably_reflex._feed import MAX_BACKLOG_BYTES
-from tests.server_fixtures import WAIT, Serve, migrated_template, parse_frame, serve_fixture  # noqa: F401
+from durably_reflex._http_protocol import TimedH11Protocol
+from durably_reflex.server import create_durably_handler
+from tests.server_fixtures import WAIT, Serve, _Server, migrated_template, parse_frame, serve_fixture  # noqa: F401
 
 CHUNK = 32 * 1024  # bytes of data per log line: few events make many megabytes
 
@@ -69,9 +75,21 @@ def sse_frames(response: bytes) -> list[Any]:
 
 
 async def wait_for(predicate: Any, what: str) -> None:
-    async with asyncio.timeout(WAIT):
-        while not predicate():
-            await asyncio.sleep(0.01)
+    """Poll `predicate` (a server-side state this test cannot be told of) until it holds."""
+    deadline = time.monotonic() + WAIT
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting: {what}"
+        await asyncio.sleep(0.01)
+
+
+async def logged_ids(server: Any, run_id: str, count: int) -> list[int]:
+    """The run's event ids once all `count` are logged (the last rides on a commit after the run's)."""
+    deadline = time.monotonic() + WAIT
+    while len(events := await server.durably.storage.read_events(0, run_id=run_id, limit=10_000)) < count:
+        assert time.monotonic() < deadline, f"{len(events)} of {count} events logged"
+        await asyncio.sleep(0.01)
+    assert len(events) == count
+    return [event.id for event in events]
 
 
 async def test_a_client_that_stops_reading_is_ended_and_resumes_with_last_event_id(serve: Serve) -> None:
@@ -89,11 +107,104 @@ async def test_a_client_that_stops_reading_is_ended_and_resumes_with_last_event_
     response = await asyncio.to_thread(read_response, stuck)
     stuck.close()
     received = sse_frames(response)
-    logged = [event.id for event in await server.durably.storage.read_events(0, run_id=run_id, limit=10_000)]
-    assert len(logged) == lines + 3  # run:trigger, run:start, the lines, run:complete
+    logged = await logged_ids(server, run_id, lines + 3)  # run:trigger, run:start, the lines, run:complete
     assert 0 < len(received) < len(logged)
     assert [frame.id for frame in received] == logged[: len(received)]  # what came, came in order
 
     resumed = await server.stream("/runs/subscribe", headers={"Last-Event-ID": str(received[-1].id)})
     rest = [await resumed.next() for _ in range(len(logged) - len(received))]
     assert [frame.id for frame in rest] == logged[len(received) :]
+
+
+# -- serve's connection timeouts -------------------------------------------------------------------
+@contextlib.asynccontextmanager
+async def timed_server(durably: Durably, **timeouts: float) -> AsyncIterator[tuple[_Server, int]]:
+    """uvicorn serving the API with `serve`'s protocol, its timeouts set to `timeouts`."""
+    protocol = type("ShortTimeouts", (TimedH11Protocol,), timeouts)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(create_durably_handler(durably), http=protocol, lifespan="off", log_level="warning")
+    server = _Server(config)
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    try:
+        await wait_for(lambda: server.started or task.done(), "uvicorn started")
+        yield server, sock.getsockname()[1]
+    finally:
+        server.exit()
+        server.force_exit = True
+        with contextlib.suppress(BaseException):
+            async with asyncio.timeout(WAIT):
+                await task
+
+
+def closed_by_server(client: socket.socket) -> bool:
+    """Read until the server closes the connection (EOF or reset); False if it stays open for WAIT."""
+    client.settimeout(WAIT)
+    try:
+        while client.recv(1 << 16):
+            pass
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return False
+    return True
+
+
+async def test_a_connection_that_sends_nothing_is_closed(serve: Serve) -> None:
+    server = await serve(start_worker=False)
+    async with timed_server(server.durably, header_timeout=0.2) as (_, port):
+        client = socket.create_connection(("127.0.0.1", port))
+        with client:
+            assert await asyncio.to_thread(closed_by_server, client)
+
+
+async def test_a_request_head_sent_a_byte_at_a_time_is_closed(serve: Serve) -> None:
+    server = await serve(start_worker=False)
+    async with timed_server(server.durably, header_timeout=0.5) as (_, port):
+        client = socket.create_connection(("127.0.0.1", port))
+        head = b"GET /api/durably/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 10_000
+        sent = 0
+        with client, contextlib.suppress(OSError):  # the server may reset the connection mid-send
+            deadline = time.monotonic() + WAIT
+            while time.monotonic() < deadline:
+                client.send(head[sent : sent + 1])
+                sent += 1
+                await asyncio.sleep(0.02)  # a slow client: each byte well within any per-read timeout
+        assert sent < len(head), "the server kept waiting for the request head"
+
+
+async def test_a_prompt_request_on_a_kept_alive_connection_is_answered(serve: Serve) -> None:
+    server = await serve(start_worker=False)
+    async with timed_server(server.durably, header_timeout=0.5) as (_, port):
+        client = socket.create_connection(("127.0.0.1", port))
+        with client:
+            client.settimeout(WAIT)
+            for _ in range(2):
+                client.sendall(b"GET /api/durably/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert (await asyncio.to_thread(read_one_response, client)).startswith(b"HTTP/1.1 200")
+
+
+def read_one_response(client: socket.socket) -> bytes:
+    """One whole response with a Content-Length body."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += client.recv(1 << 16)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
+    while len(body) < length:
+        body += client.recv(1 << 16)
+    return head
+
+
+async def test_a_client_that_stops_reading_is_aborted_after_the_write_stall_timeout(serve: Serve) -> None:
+    server = await serve(jobs=JOBS)
+    async with timed_server(server.durably, write_stall_timeout=0.5) as (uvicorn_server, port):
+        stuck = await asyncio.to_thread(open_stuck_stream, port, "/api/durably/runs/subscribe")
+        await wait_for(lambda: server.durably.feed.subscriber_count == 1, "the stream subscribed")
+        run_id = await server.trigger("chatter", {"lines": 3 * MAX_BACKLOG_BYTES // CHUNK})
+        await server.wait_status(run_id, "completed")
+        connections = uvicorn_server.server_state.connections
+        await wait_for(lambda: not connections, "the stalled connection was aborted")
+        stuck.close()
