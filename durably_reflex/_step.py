@@ -28,6 +28,7 @@ from ._errors import (
     DuplicateStepError,
     RunCancelledError,
     StepOutputError,
+    StorageUnavailableError,
 )
 from ._events import (
     LOG_WRITE,
@@ -38,6 +39,7 @@ from ._events import (
     EventBus,
 )
 from ._ids import new_id
+from ._persist import persist
 from ._storage.base import NewLog, StepRecord, StepWrite, Storage
 
 LOG_LEVELS = ("info", "warn", "error")
@@ -142,7 +144,7 @@ class StepContext:
             _current_step.reset(token)
 
         completed_at = now_ms()
-        written = self._storage.record_step(
+        written = self._record(
             StepRecord(
                 id=new_id(),
                 run_id=self.run_id,
@@ -169,7 +171,7 @@ class StepContext:
     def _record_failure(self, name: str, index: int, started_at: int, error: Exception) -> None:
         self.failed_step_name = name
         message = describe_error(error)
-        written = self._storage.record_step(
+        written = self._record(
             StepRecord(
                 id=new_id(),
                 run_id=self.run_id,
@@ -188,6 +190,15 @@ class StepContext:
             self.end(ClaimLostError)
             raise ClaimLostError(self.run_id) from error
         self._post(STEP_FAIL, stepName=name, stepIndex=index, error=message)
+
+    def _record(self, step: StepRecord) -> StepWrite:
+        """Write the step, waiting for the database however long it is away: a step that ran is
+        written, not run again. Only the end of this execution stops the waiting."""
+        try:
+            return persist(lambda: self._storage.record_step(step), until=self.signal)
+        except StorageUnavailableError:
+            self.raise_if_ended()  # interrupted or cancelled meanwhile: the usual way out
+            raise
 
     # -- cancellation -----------------------------------------------------------------------------
     def end(self, reason: type[RunCancelledError] | type[ClaimLostError]) -> None:

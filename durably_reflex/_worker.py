@@ -9,6 +9,12 @@ only its events travel to the server's loop, without waiting.
 Idle slots sleep until a trigger or retry in this process wakes them, or `polling_interval` passes
 (for runs triggered by other processes). One more thread heartbeats the runs in progress and, every
 `polling_interval`, hands back runs abandoned by dead or silent workers.
+
+An unavailable database (`StorageUnavailableError`: down, restarting, its disk full) fails no run:
+step writes and a run's outcome wait for it (`_persist.py`), claims and heartbeats pause, and a run
+this worker could not hand back is handed back once the database is back. Nobody's heartbeat could be
+written during the outage, so for `stale_threshold` after one this worker judges no run stale: the
+runs of workers that are alive would be taken from them.
 """
 
 from __future__ import annotations
@@ -24,10 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._clock import now_ms
-from ._errors import ClaimLostError, RunCancelledError
+from ._errors import ClaimLostError, RunCancelledError, StorageUnavailableError
 from ._events import RUN_COMPLETE, RUN_FAIL, RUN_START, EventBus
 from ._jobs import JobDefinition
 from ._owners import current_owner, owner_is_dead
+from ._persist import persist
 from ._step import StepContext, describe_error, encode_json, format_stack
 from ._storage.base import Claim, Storage
 
@@ -91,6 +98,8 @@ class Worker:
         self._maintenance: threading.Thread | None = None
         self._stopping = threading.Event()
         self._runs_done = threading.Event()
+        self._hand_backs: set[tuple[str, int]] = set()  # runs to hand back once the database takes it
+        self._outage_seen = -float("inf")  # time.monotonic() when a call last met an unavailable database
 
     @property
     def is_running(self) -> bool:
@@ -135,6 +144,12 @@ class Worker:
         if self._maintenance is not None:
             await asyncio.to_thread(self._maintenance.join)
             self._maintenance = None
+        if self._hand_backs and not await asyncio.to_thread(self._hand_back):
+            logger.warning(
+                "durably worker: stopped without handing back run(s) %s: the database is unavailable; "
+                "they are resumed once found stale or their owner dead",
+                ", ".join(run_id for run_id, _ in sorted(self._hand_backs)),
+            )
 
     def _interrupt(self) -> None:
         with self._lock:
@@ -177,6 +192,9 @@ class Worker:
             return None
         try:
             claims = self._storage.claim(self._owner, tuple(jobs), 1, now_ms())
+        except StorageUnavailableError:
+            self._outage_seen = time.monotonic()  # storage waited for it (and logs the outage once)
+            return None
         except Exception:
             logger.exception("durably worker: claiming failed; trying again in %ss", self._options.polling_interval)
             self._stopping.wait(self._options.polling_interval)
@@ -219,8 +237,16 @@ class Worker:
                 self._fail(claim, context, error)
                 return
             finished = now_ms()
-            outcome = self._storage.finish_run(
-                run.id, attempt, "completed", finished, output_json=output_json, keep_logs=self._options.log_retention
+            outcome = self._settle(
+                context,
+                lambda: self._storage.finish_run(
+                    run.id,
+                    attempt,
+                    "completed",
+                    finished,
+                    output_json=output_json,
+                    keep_logs=self._options.log_retention,
+                ),
             )
             if outcome is None:
                 events.post(
@@ -230,6 +256,8 @@ class Worker:
                     output=json.loads(output_json),
                     duration=finished - started_at,
                 )
+        except StorageUnavailableError:
+            return  # the execution ended (interrupted, cancelled) while the database was away
         except Exception:
             logger.exception("durably worker: run %s could not be settled; it will be resumed", run.id)
             self._release(run.id, attempt)
@@ -240,14 +268,18 @@ class Worker:
 
     def _fail(self, claim: Claim, context: StepContext, error: Exception) -> None:
         message, stack = describe_error(error), format_stack(error)
-        outcome = self._storage.finish_run(
-            claim.run.id,
-            claim.attempt,
-            "failed",
-            now_ms(),
-            error=message,
-            error_stack=stack,
-            keep_logs=self._options.log_retention,
+        failed_at = now_ms()
+        outcome = self._settle(
+            context,
+            lambda: self._storage.finish_run(
+                claim.run.id,
+                claim.attempt,
+                "failed",
+                failed_at,
+                error=message,
+                error_stack=stack,
+                keep_logs=self._options.log_retention,
+            ),
         )
         if outcome is None:
             self._bus.post(
@@ -259,11 +291,37 @@ class Worker:
                 errorStack=stack,
             )
 
-    def _release(self, run_id: str, attempt: int) -> None:
+    def _settle(self, context: StepContext, finish: Callable[[], str | None]) -> str | None:
+        """A run's outcome is written however long the database is away, unless the execution ends
+        meanwhile (then `StorageUnavailableError`)."""
         try:
-            self._storage.release(run_id, attempt, now_ms())
-        except Exception:
-            logger.exception("durably worker: could not hand back run %s; it will be recovered when stale", run_id)
+            return persist(finish, until=context.signal)
+        except StorageUnavailableError:
+            self._outage_seen = time.monotonic()
+            raise
+
+    def _release(self, run_id: str, attempt: int) -> None:
+        """Hand the run back as pending, now, or once the database takes it (see `_hand_back`)."""
+        with self._lock:
+            self._hand_backs.add((run_id, attempt))
+        self._hand_back()
+
+    def _hand_back(self) -> bool:
+        """Hand back the runs waiting for it; stop at the first the database cannot take (the
+        maintenance thread tries again every `polling_interval`). True when none is left."""
+        with self._lock:
+            waiting = sorted(self._hand_backs)
+        for run_id, attempt in waiting:
+            try:
+                self._storage.release(run_id, attempt, now_ms())
+            except StorageUnavailableError:
+                self._outage_seen = time.monotonic()
+                return False
+            except Exception:
+                logger.exception("durably worker: could not hand back run %s; it will be recovered when stale", run_id)
+            with self._lock:
+                self._hand_backs.discard((run_id, attempt))
+        return True
 
     # -- heartbeats and recovery ------------------------------------------------------------------
     def _maintain(self) -> None:
@@ -278,6 +336,8 @@ class Worker:
                 self._heartbeat()
             if time.monotonic() >= next_recovery and not self._stopping.is_set():
                 next_recovery = time.monotonic() + self._options.polling_interval
+                if self._hand_backs and self._hand_back():
+                    self.wake()
                 if self._recover():
                     self.wake()
             if time.monotonic() >= next_pruning and not self._stopping.is_set():
@@ -291,6 +351,9 @@ class Worker:
             return
         try:
             outcome = self._storage.heartbeat_blocking(claims, now_ms())
+        except StorageUnavailableError:
+            self._outage_seen = time.monotonic()
+            return
         except Exception:
             logger.exception("durably worker: heartbeat failed")
             return
@@ -308,13 +371,20 @@ class Worker:
     def _prune_events(self) -> None:
         try:
             self._storage.prune_events(now_ms() - int(self._options.event_retention * 1000))
+        except StorageUnavailableError:
+            self._outage_seen = time.monotonic()
         except Exception:
             logger.exception("durably worker: pruning the event log failed")
 
     def _recover(self) -> list[str]:
         stale_before = now_ms() - int(self._options.stale_threshold * 1000)
+        if time.monotonic() - self._outage_seen < self._options.stale_threshold:
+            stale_before = 0  # heartbeats could not be written lately: only dead owners' runs are abandoned
         try:
             recovered = self._storage.recover(stale_before, owner_is_dead, now_ms())
+        except StorageUnavailableError:
+            self._outage_seen = time.monotonic()
+            return []
         except Exception:
             logger.exception("durably worker: recovering abandoned runs failed")
             return []

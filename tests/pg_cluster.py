@@ -72,8 +72,11 @@ class PgCluster:
         self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.root / "server.log"), "-o", " ".join(self._options))
         return self
 
-    def stop(self) -> None:
-        self._pg_ctl("stop", "-m", "immediate", "-w", check=False)
+    def stop(self, mode: str = "immediate") -> None:
+        """`immediate` kills the server (with this cluster's fsync=off and synchronous_commit=off, the
+        last acknowledged commits may be lost, as after a crash); `fast` ends every connection and
+        shuts down cleanly."""
+        self._pg_ctl("stop", "-m", mode, "-w", check=False)
 
     def restart(self) -> None:
         """Stop (terminating every connection) and start again on the same port."""

@@ -11,14 +11,19 @@ If one operation raises, the group is rolled back and its operations are run aga
 each, so every operation stays atomic and only the faulty one fails. Event-loop code awaits `run()`,
 which does the same on a small thread pool: the event loop never waits on the database.
 
-A connection that breaks (a database server restarted, a network cut) is dropped and opened again;
-with a `reconnect_window`, operations that met the break are retried, for that many seconds, until
-the server answers again: callers wait through a restart instead of failing.
+When the database is unavailable (a server restarting or down, a network cut, a full disk: whatever
+the connection's `is_unavailable` says, or a connection that broke or cannot be opened), a broken
+connection is dropped and the operations that met the outage wait for the database: one caller at a
+time tries again (with backoff, from 50 ms to 1 s), the others wait for its outcome. A caller waits
+at most `patience` seconds, then gets `StorageUnavailableError`: an HTTP request answers 503 at once
+instead of hanging, and a worker, which is in no hurry, simply calls again (see `_persist.py`). The
+outage is logged when it starts and when it ends, not per retry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -27,6 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from .._errors import StorageUnavailableError
+
 T = TypeVar("T")
 C = TypeVar("C", bound="Transactional")
 
@@ -34,6 +41,10 @@ logger = logging.getLogger("durably_reflex")
 
 _TRANSIENT_RETRIES = 8
 _GROUPS_PER_LEADER = 8  # then leadership passes on, so a leader's own caller is not kept waiting
+DEFAULT_PATIENCE = "2"  # seconds a caller waits for an unavailable database (URL option reconnect_timeout)
+# While the database is unavailable, one caller tries it again after each backoff, which doubles.
+_FIRST_BACKOFF = 0.05
+_MOST_BACKOFF = 1.0
 
 
 class Transactional(Protocol):
@@ -44,6 +55,7 @@ class Transactional(Protocol):
     def rollback(self) -> None: ...
     def close(self) -> None: ...
     def is_transient(self, error: BaseException) -> bool: ...
+    def is_unavailable(self, error: BaseException) -> bool: ...
     def is_broken(self) -> bool: ...
 
 
@@ -58,6 +70,7 @@ class _Queued:
     # costs far less to make than an Event, and this is made once per operation.)
     waiter: Any = None
     promoted: bool = False  # woken to lead, not because its operation ran
+    unavailable: bool = False  # not done: the database was unavailable (the caller waits and tries again)
     result: Any = None
     error: BaseException | None = None
 
@@ -76,24 +89,68 @@ class GroupCommit(Generic[C]):
         threads: int = 8,
         before_group: Callable[[C], None] | None = None,
         before_commit: Callable[[C], None] | None = None,
-        reconnect_window: float = 0.0,
+        patience: float = float(DEFAULT_PATIENCE),
     ) -> None:
         """`before_group(connection)` runs first in every write transaction and `before_commit(connection)`
-        last: buffered writes ride along. `reconnect_window`: seconds to keep retrying an operation
-        whose connection broke (0: fail at once; the next operation reconnects)."""
+        last: buffered writes ride along. `patience`: seconds a caller waits for an unavailable
+        database before `StorageUnavailableError`."""
         self._connect = connect
         self._before_group = before_group
         self._before_commit = before_commit
-        self._reconnect_window = reconnect_window
+        self.patience = patience
         self._connection: C | None = None
         self._lock = threading.Lock()
         self._queue: list[_Queued] = []
         self._leading = False
         self._closed = False
+        # The outage, if any: since when, the last error, when and whether someone tries again.
+        self._state = threading.Condition(self._lock)
+        self._down_since: float | None = None
+        self._down_error: BaseException | None = None
+        self._backoff = _FIRST_BACKOFF
+        self._probe_at = 0.0
+        self._probing = False
+        self._loop_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
 
     def run_blocking(self, operation: Operation[C, T], *, write: bool = True) -> T:
-        """Run `operation(connection)` in a committed transaction, from any thread but the event loop's."""
+        """Run `operation(connection)` in a committed transaction, from any thread but the event loop's.
+        Raises `StorageUnavailableError` if the database stays unavailable for `patience` seconds."""
+        return self._run_by(operation, write, time.monotonic() + self.patience)
+
+    async def run(self, operation: Operation[C, T], *, write: bool = True) -> T:
+        """`run_blocking` for event-loop code, on this connection's own small thread pool. During an
+        outage the waiting is done here, on the loop: the pool's threads stay free for the callers
+        whose turn it is."""
+        deadline = time.monotonic() + self.patience
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._state:
+                now = time.monotonic()
+                if self._down_since is None or now >= deadline or (not self._probing and now >= self._probe_at):
+                    break
+                changed = loop.create_future()
+                self._loop_waiters.append((loop, changed))
+                until = deadline if self._probing else min(deadline, self._probe_at)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed, until - now)
+        return await loop.run_in_executor(self._pool, lambda: self._run_by(operation, write, deadline))
+
+    def _run_by(self, operation: Operation[C, T], write: bool, deadline: float) -> T:
+        while True:
+            probing = self._await_database(deadline)
+            try:
+                item = self._submit(operation, write)
+            finally:
+                if probing:
+                    with self._state:
+                        self._probing = False
+                        self._changed()
+            if not item.unavailable:
+                return item.outcome()
+
+    def _submit(self, operation: Operation[C, T], write: bool) -> _Queued:
+        """Queue the operation and see it run (leading its group, or waiting for the leader)."""
         item = _Queued(operation, write)
         with self._lock:
             if self._closed:
@@ -107,14 +164,68 @@ class GroupCommit(Generic[C]):
         if not leads:
             item.waiter.acquire()  # released by the leader that ran it, or that hands over the lead
             if not item.promoted:
-                return item.outcome()
+                return item
         self._lead()
-        return item.outcome()
+        return item
 
-    async def run(self, operation: Operation[C, T], *, write: bool = True) -> T:
-        """`run_blocking` for event-loop code, on this connection's own small thread pool."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: self.run_blocking(operation, write=write))
+    # -- outages ----------------------------------------------------------------------------------
+    def _await_database(self, deadline: float) -> bool:
+        """Return when this caller may try the database: at once while it is up; during an outage,
+        when it is this caller's turn to try it again (True: report back through `_probing`).
+        Raises `StorageUnavailableError` at `deadline`, or when the connection is closed meanwhile."""
+        with self._state:
+            while self._down_since is not None:
+                now = time.monotonic()
+                if now >= deadline or self._closed:
+                    raise self._unavailable(now)
+                if not self._probing and now >= self._probe_at:
+                    self._probing = True
+                    return True
+                until = deadline if self._probing else min(deadline, self._probe_at)
+                self._state.wait(until - now)
+        return False
+
+    def _changed(self) -> None:
+        """Wake every caller waiting out an outage, threads and event loops (hold `_state`)."""
+        self._state.notify_all()
+        waiters, self._loop_waiters = self._loop_waiters, []
+        for loop, future in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop is closed
+                loop.call_soon_threadsafe(_settle, future)
+
+    def _unavailable(self, now: float) -> StorageUnavailableError:
+        assert self._down_since is not None
+        error = StorageUnavailableError(
+            f"The database is unavailable (for {now - self._down_since:.0f} s so far); try again shortly",
+            retry_after=max(1.0, self.patience),
+        )
+        error.__cause__ = self._down_error
+        return error
+
+    def _mark_down(self, error: BaseException) -> None:
+        with self._state:
+            self._down_error = error
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                self._backoff = _FIRST_BACKOFF
+                logger.warning(
+                    "database unavailable (%s); waiting for it (callers in a hurry give up after %gs)",
+                    _one_line(error),
+                    self.patience,
+                )
+            else:
+                self._backoff = min(self._backoff * 2, _MOST_BACKOFF)
+            self._probe_at = time.monotonic() + self._backoff
+            self._changed()
+
+    def _mark_up(self) -> None:
+        if self._down_since is None:  # the usual case: no lock taken
+            return
+        with self._state:
+            if self._down_since is not None:
+                logger.warning("database available again after %.1fs", time.monotonic() - self._down_since)
+                self._down_since = self._down_error = None
+                self._changed()
 
     def run_later(self, operation: Operation[C, Any]) -> None:
         """Queue a write nobody waits for (buffered progress and logs); a failure is logged."""
@@ -128,8 +239,9 @@ class GroupCommit(Generic[C]):
 
     def close(self) -> None:
         """Finish queued work, then close the connection. Blocks: call it off the event loop."""
-        with self._lock:
+        with self._state:
             self._closed = True
+            self._changed()  # callers waiting out an outage give up now
         self._pool.shutdown(wait=True)
         while True:
             with self._lock:
@@ -167,41 +279,46 @@ class GroupCommit(Generic[C]):
                 connection = self._connected()
                 results = self._transaction(connection, write, [item.operation for item in group])
             except BaseException as error:  # whatever failed, each operation then runs alone
-                self._after_failure(error)
+                if self._failure(error) == "unavailable":
+                    self._postpone(group, error)
+                    return
             else:
+                self._mark_up()
                 for item, result in zip(group, results, strict=True):
                     item.result = result
                 return
-        for item in group:
+        for position, item in enumerate(group):
             self._run_alone(item)
+            if item.unavailable:  # the rest would only meet the outage too
+                self._postpone(group[position + 1 :], item.error)
+                return
+
+    def _postpone(self, items: list[_Queued], error: BaseException | None) -> None:
+        assert error is not None
+        self._mark_down(error)
+        for item in items:
+            item.unavailable, item.error = True, error
 
     def _run_alone(self, item: _Queued) -> None:
         retries = 0
-        reconnect_deadline: float | None = None
         while True:
             try:
                 (item.result,) = self._transaction(self._connected(), item.write, [item.operation])
                 item.error = None
+                self._mark_up()
                 return
             except Exception as error:  # handed to the operation's caller
                 item.error = error
-                if self._after_failure(error):
-                    if reconnect_deadline is None:
-                        reconnect_deadline = time.monotonic() + self._reconnect_window
-                        if self._reconnect_window:
-                            logger.warning("database connection lost (%s); reconnecting", error)
-                    if time.monotonic() >= reconnect_deadline:
-                        return
-                    time.sleep(0.2)
+                kind = self._failure(error)
+                if kind == "transient" and retries < _TRANSIENT_RETRIES:
+                    time.sleep(min(0.01 * 2**retries, 1.0))
+                    retries += 1
                     continue
-                if (
-                    self._connection is None
-                    or not self._connection.is_transient(error)
-                    or retries == _TRANSIENT_RETRIES
-                ):
-                    return
-                time.sleep(min(0.01 * 2**retries, 1.0))
-                retries += 1
+                if kind == "unavailable" or (kind == "transient" and self._is_unavailable(error)):
+                    item.unavailable = True
+                else:
+                    self._mark_up()  # the database answered: the operation itself failed
+                return
 
     def _transaction(self, connection: C, write: bool, operations: list[Callable[[C], Any]]) -> list[Any]:
         connection.begin(write=write)
@@ -218,21 +335,28 @@ class GroupCommit(Generic[C]):
             self._connection = self._connect()
         return self._connection
 
-    def _after_failure(self, error: BaseException) -> bool:
-        """Roll back; if the connection is gone (or could not be opened), drop it so the next
-        operation reconnects. True when the failure was the connection's, not the operation's."""
+    def _failure(self, error: BaseException) -> str:
+        """Roll back, and say what failed: "unavailable" (the database: the connection broke or could
+        not be opened, and is dropped so the next try reconnects; or the connection says so),
+        "transient" (worth trying again at once: a lock, a serialization failure) or "operation"."""
         connection = self._connection
         if connection is None:
-            return not isinstance(error, (KeyboardInterrupt, SystemExit))
+            return "operation" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "unavailable"
         _rollback_quietly(connection)
-        if not connection.is_broken():
-            return False
-        self._connection = None
-        try:
-            connection.close()
-        except Exception:
-            logger.debug("closing a broken connection failed", exc_info=True)
-        return True
+        if connection.is_broken():
+            self._connection = None
+            try:
+                connection.close()
+            except Exception:
+                logger.debug("closing a broken connection failed", exc_info=True)
+            return "unavailable"
+        if connection.is_transient(error):
+            return "transient"
+        return "unavailable" if connection.is_unavailable(error) else "operation"
+
+    def _is_unavailable(self, error: BaseException) -> bool:
+        connection = self._connection
+        return connection is not None and connection.is_unavailable(error)
 
 
 def _rollback_quietly(connection: Transactional) -> None:
@@ -240,3 +364,12 @@ def _rollback_quietly(connection: Transactional) -> None:
         connection.rollback()
     except Exception:
         logger.debug("rollback failed", exc_info=True)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -25,8 +25,10 @@ Where SQLite's single writer made things safe by itself, PostgreSQL needs saying
   same transaction sends a NOTIFY, which wakes the feed of every process at once.
 - Reads that must agree with each other (a run and the newest event id) share a REPEATABLE READ
   snapshot; migrations hold an advisory lock, so processes starting together migrate one at a time.
-- A broken connection (a server restart) is opened again, and the operations that met it are
-  retried for `reconnect_timeout` seconds (URL option, default 60): workers wait through a restart.
+- A broken connection (a server restart) is opened again; while the server is unavailable (down,
+  restarting, its disk full, refusing connections) callers wait for it, for `reconnect_timeout`
+  seconds (URL option, default 2) before `StorageUnavailableError` (see group_commit.py). Workers
+  call again until it is back, however long that takes: an outage never fails a run.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from psycopg import errors as pg_errors
 from sqlalchemy import URL, create_engine, make_url
 from sqlalchemy.pool import NullPool
 
-from .group_commit import GroupCommit
+from .group_commit import DEFAULT_PATIENCE, GroupCommit
 from .sql import STORED_RUN_SQL, Prepared, SqlSession, SqlStorage, pop_url_option
 
 logger = logging.getLogger("durably_reflex")
@@ -57,6 +59,11 @@ CHANNEL = "durably_events"
 # While the listener is connected, the feed re-reads at least this often anyway (a safety net).
 _NOTIFIED_POLL = 1.0
 _MAX_KEY_SKIPS = 16
+# SQLSTATEs of a server that cannot serve now (not of a statement that is wrong): connection
+# exceptions, insufficient resources (disk full, too many connections), system errors (I/O), and
+# admin or crash shutdown / cannot connect now; read-only transactions meet a standby after failover.
+_UNAVAILABLE_CLASSES = ("08", "53", "58")
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "57P04", "57P05", "25006"})
 
 
 class PostgresSession(SqlSession):
@@ -73,12 +80,23 @@ class PostgresSession(SqlSession):
             error, pg_errors.SerializationFailure | pg_errors.DeadlockDetected | pg_errors.LockNotAvailable
         )
 
+    def is_unavailable(self, error: BaseException) -> bool:
+        """The server cannot serve us now, whatever we ask: shutting down or starting up, out of disk
+        or connections, an I/O error, a read-only standby (a failover), or no connection at all."""
+        error = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's error
+        if not isinstance(error, psycopg.Error):
+            return False
+        state = error.sqlstate
+        if state is None:
+            return isinstance(error, psycopg.OperationalError)  # the client's: the connection failed
+        return state.startswith(_UNAVAILABLE_CLASSES) or state in _UNAVAILABLE_STATES
+
     def is_broken(self) -> bool:
         return bool(self.raw.closed or self.raw.broken)
 
 
 class PostgresStorage(SqlStorage):
-    """`postgresql://user:password@host/db` (or `postgresql+psycopg://`); `?reconnect_timeout=60`."""
+    """`postgresql://user:password@host/db` (or `postgresql+psycopg://`); `?reconnect_timeout=2`."""
 
     # The claim's first statement: the oldest claimable pending run, row-locked, skipping runs other
     # claimers hold (and runs this claim already passed over for their concurrency key).
@@ -116,7 +134,7 @@ class PostgresStorage(SqlStorage):
     def __init__(self, url: str | URL) -> None:
         parsed = make_url(url)
         options = dict(parsed.query)
-        self.reconnect_timeout = float(pop_url_option(options, "reconnect_timeout", "60"))
+        self.reconnect_timeout = float(pop_url_option(options, "reconnect_timeout", DEFAULT_PATIENCE))
         parsed = parsed.set(drivername="postgresql+psycopg", query=options)
         engine = create_engine(parsed, poolclass=NullPool, connect_args={"connect_timeout": 10})
         self._conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -129,10 +147,10 @@ class PostgresStorage(SqlStorage):
             connect,
             before_group=self.flush_before_group,
             before_commit=self.flush_before_commit,
-            reconnect_window=self.reconnect_timeout,
+            patience=self.reconnect_timeout,
         )
         reader: GroupCommit[PostgresSession] = GroupCommit(
-            "durably-pg-reader", connect, reconnect_window=self.reconnect_timeout
+            "durably-pg-reader", connect, patience=self.reconnect_timeout
         )
         super().__init__(engine.dialect, writer, reader)
         self.url = parsed
@@ -242,17 +260,19 @@ class _Listener:
 
     def _listen(self) -> None:
         backoff = 0.1
+        reported = False  # the disconnection is logged once, not at every failed reconnection
         while not self._closing.is_set():
             try:
                 with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10) as connection:
                     connection.execute(f"LISTEN {CHANNEL}")
-                    self.connected, backoff = True, 0.1
+                    self.connected, backoff, reported = True, 0.1, False
                     self._wake()  # whatever was logged while we were not listening
                     while not self._closing.is_set():
                         for _ in connection.notifies(timeout=0.25):
                             self._wake()
             except psycopg.Error as error:
-                if not self._closing.is_set():
+                if not (self._closing.is_set() or reported):
+                    reported = True
                     logger.warning("durably event listener: %s; polling until it reconnects", error)
             finally:
                 self.connected = False

@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 
 from .._clock import now_ms
-from .._errors import RunNotFoundError, RunStateError
+from .._errors import RunNotFoundError, RunStateError, StorageUnavailableError
 from .._records import LogEntry, Progress, Run, RunStatus, Step, from_ms
 from . import migrations
 from .base import (
@@ -146,6 +146,9 @@ class SqlSession:
         self.sa.close()
 
     def is_transient(self, error: BaseException) -> bool:
+        return False
+
+    def is_unavailable(self, error: BaseException) -> bool:
         return False
 
     def is_broken(self) -> bool:
@@ -696,6 +699,8 @@ class SqlStorage(Storage):
             if pending:
                 try:
                     self._writer.run_blocking(_nothing)  # an empty write: the buffers ride on it
+                except StorageUnavailableError:
+                    pass  # the buffers wait for the database (the outage is logged once, by the writer)
                 except Exception:
                     logger.exception("durably storage: writing buffered progress, logs and events failed")
                     time.sleep(1.0)
@@ -925,7 +930,10 @@ class SqlStorage(Storage):
             self._buffered.notify()
         if self._flusher is not None:
             await asyncio.to_thread(self._flusher.join)
-        await asyncio.to_thread(self._writer.run_blocking, _nothing)  # the last buffered writes
+        try:
+            await asyncio.to_thread(self._writer.run_blocking, _nothing)  # the last buffered writes
+        except StorageUnavailableError as error:
+            logger.warning("durably storage: closing without the last progress, logs and events: %s", error)
         await asyncio.to_thread(self._writer.close)
         if self._reader is not self._writer:
             await asyncio.to_thread(self._reader.close)

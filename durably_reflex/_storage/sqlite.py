@@ -16,10 +16,13 @@ from typing import Any
 from sqlalchemy import URL, create_engine, make_url
 from sqlalchemy.pool import NullPool
 
-from .group_commit import GroupCommit
+from .group_commit import DEFAULT_PATIENCE, GroupCommit
 from .sql import SqlSession, SqlStorage, pop_url_option
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+# Primary result codes of a database that cannot be written now (the extended codes keep them in
+# their low byte): SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN.
+_UNAVAILABLE_CODES = frozenset({5, 6, 8, 10, 13, 14})
 
 
 class SqliteSession(SqlSession):
@@ -31,9 +34,18 @@ class SqliteSession(SqlSession):
         message = str(error).lower()
         return isinstance(error, sqlite3.OperationalError) and ("locked" in message or "busy" in message)
 
+    def is_unavailable(self, error: BaseException) -> bool:
+        """The file cannot be written now: its disk is full, failing or read-only, or another
+        process holds the lock beyond `busy_timeout` (once the transient retries are spent)."""
+        error = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's error
+        code = getattr(error, "sqlite_errorcode", None)
+        return isinstance(error, sqlite3.Error) and code is not None and code & 0xFF in _UNAVAILABLE_CODES
+
 
 class SqliteStorage(SqlStorage):
-    """Options come from the URL query: `sqlite:///jobs.db?synchronous=FULL&busy_timeout=30`.
+    """Options come from the URL query: `sqlite:///jobs.db?synchronous=FULL&busy_timeout=30`, and
+    `reconnect_timeout` (seconds, default 2): how long a call waits for a file that cannot be written
+    (a full disk, say) before `StorageUnavailableError`.
 
     `synchronous=NORMAL` (the default, with WAL) loses nothing when a process is killed; a power cut
     or OS crash may lose the last commits (never corrupts). `synchronous=FULL` makes every commit
@@ -51,6 +63,7 @@ class SqliteStorage(SqlStorage):
         if synchronous not in SYNCHRONOUS_LEVELS:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}, got {synchronous!r}")
         busy_timeout = float(pop_url_option(options, "busy_timeout", "30"))
+        patience = float(pop_url_option(options, "reconnect_timeout", DEFAULT_PATIENCE))
         in_memory = parsed.database in (None, "", ":memory:")
         engine = create_engine(
             parsed.set(query=options),
@@ -73,8 +86,9 @@ class SqliteStorage(SqlStorage):
             connect,
             before_group=self.flush_before_group,
             before_commit=self.flush_before_commit,
+            patience=patience,
         )
-        reader = writer if in_memory else GroupCommit("durably-sqlite-reader", connect)
+        reader = writer if in_memory else GroupCommit("durably-sqlite-reader", connect, patience=patience)
         super().__init__(engine.dialect, writer, reader)
         self.url = parsed
 
