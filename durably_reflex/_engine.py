@@ -21,6 +21,7 @@ from ._errors import (
     RunCancelledError,
     RunFailedError,
     RunNotFoundError,
+    StorageUnavailableError,
     WaitTimeoutError,
 )
 from ._events import (
@@ -285,7 +286,8 @@ class Durably:
 
         Raises RunFailedError or RunCancelledError if it fails or is cancelled, and WaitTimeoutError
         after `timeout` seconds (the run keeps going). Runs executed by other processes are noticed
-        by re-reading the run every `polling_interval`.
+        by re-reading the run every `polling_interval`. An outage of the database only delays the
+        answer: the run itself waits for the database too.
         """
         settled = asyncio.Event()
 
@@ -298,17 +300,10 @@ class Durably:
         try:
             while True:
                 settled.clear()
-                run = await self.get_run(run_id)
-                if run is None:
-                    raise RunNotFoundError(run_id)
-                if run.status is RunStatus.COMPLETED:
-                    handle = self._handles_by_name.get(run.job_name)
-                    output = run.output if handle is None else handle.definition.load_output(run.output)
-                    return RunResult(id=run.id, output=output)
-                if run.status is RunStatus.FAILED:
-                    raise RunFailedError(run.id, run.error, run.error_stack)
-                if run.status is RunStatus.CANCELLED:
-                    raise RunCancelledError(run.id)
+                with contextlib.suppress(StorageUnavailableError):
+                    result = self._result_if_settled(run_id, await self.get_run(run_id))
+                    if result is not None:
+                        return result
                 wait = self.options.polling_interval
                 if deadline is not None:
                     wait = min(wait, deadline - time.monotonic())
@@ -318,6 +313,20 @@ class Durably:
                     await asyncio.wait_for(settled.wait(), wait)
         finally:
             unsubscribe()
+
+    def _result_if_settled(self, run_id: str, run: Run | None) -> RunResult | None:
+        """The output of a completed run; None while it is pending or running; else raises why not."""
+        if run is None:
+            raise RunNotFoundError(run_id)
+        if run.status is RunStatus.COMPLETED:
+            handle = self._handles_by_name.get(run.job_name)
+            output = run.output if handle is None else handle.definition.load_output(run.output)
+            return RunResult(id=run.id, output=output)
+        if run.status is RunStatus.FAILED:
+            raise RunFailedError(run.id, run.error, run.error_stack)
+        if run.status is RunStatus.CANCELLED:
+            raise RunCancelledError(run.id)
+        return None
 
     # -- queries ----------------------------------------------------------------------------------
     async def get_run(self, run_id: str, *, scope: str | None = None) -> Run | None:

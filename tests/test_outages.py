@@ -14,6 +14,7 @@ step write, or took runs whose heartbeats the outage kept from being written wou
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import resource
@@ -30,6 +31,9 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from pydantic import BaseModel
+
+from durably_reflex import create_durably, define_job
 
 ROOT = Path(__file__).resolve().parent.parent
 PATIENCE = 0.5  # reconnect_timeout of the tests' URLs
@@ -251,3 +255,43 @@ def test_stopping_the_server_while_its_database_is_unavailable_exits_0_and_anoth
         first.kill()
         if second is not None:
             second.kill()
+
+
+class Gated(BaseModel):
+    gate: str
+
+
+_GATES: dict[str, threading.Event] = {}
+
+
+async def gated_run(step: Any, input: Gated) -> dict[str, str]:
+    await step.run("first", lambda: "one")
+    return {"second": await step.run("second", lambda: "two" if _GATES[input.gate].wait(30) else "timed out")}
+
+
+gated = define_job(name="gated", input=Gated, run=gated_run)
+
+
+async def test_trigger_and_wait_waits_through_an_outage_longer_than_the_reconnect_timeout(
+    pg_cluster: Any, pg_url: str
+) -> None:
+    durably = create_durably(f"{pg_url}?reconnect_timeout={PATIENCE}", polling_interval=0.05,
+                             heartbeat_interval=0.1, stale_threshold=STALE).register(gated=gated)  # fmt: skip
+    _GATES["outage"] = gate = threading.Event()
+    await durably.init()
+    try:
+        waiting = asyncio.create_task(durably.jobs.gated.trigger_and_wait({"gate": "outage"}, timeout=30))
+        async with asyncio.timeout(10):
+            while not await durably.get_runs(status="running"):
+                await asyncio.sleep(0.01)
+        await asyncio.to_thread(pg_cluster.stop, "fast")
+        try:
+            await asyncio.sleep(OUTAGE)  # the outage: the waiter's reads fail meanwhile
+            gate.set()
+        finally:
+            await asyncio.to_thread(pg_cluster.start)
+        result = await waiting
+        assert result.output == {"second": "two"}
+    finally:
+        await durably.close(timeout=5)
+
