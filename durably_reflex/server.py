@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ._engine import MAX_BUCKET_SECONDS, MAX_STATS_BUCKETS, Durably
+from ._engine import MAX_BUCKET_SECONDS, MAX_KEY_LENGTH, MAX_STATS_BUCKETS, Durably
 from ._errors import (
     ConflictError,
     DurablyError,
@@ -60,15 +60,19 @@ class DurablyAuth:
     - `can_trigger(caller, job_name, input)`: False answers 403.
     - `can_access_run(caller, run)`: False answers 404, as if the run did not exist (no probing).
     - `visible_jobs(caller)`: the job names the caller may list, count and stream (None: all).
+    - `scope(caller)`: the caller's tenant, a string (None: no tenant, every run is visible). Runs the
+      caller triggers belong to its scope; its idempotency and concurrency keys are its scope's own;
+      listings, counts, streams and run routes see only its scope's runs (another's is a 404).
 
-    `/stats` counts whole jobs, so it is scoped by `visible_jobs` only (`can_access_run` judges one
-    run at a time, which a count never reads).
+    `/stats` counts whole jobs, so it is scoped by `scope` and `visible_jobs` only (`can_access_run`
+    judges one run at a time, which a count never reads).
     """
 
     authenticate: Callable[[Request], Any]
     can_trigger: Callable[[Any, str, Any], Any] | None = None
     can_access_run: Callable[[Any, Run], Any] | None = None
     visible_jobs: Callable[[Any], Any] | None = None
+    scope: Callable[[Any], Any] | None = None
 
 
 class ApiError(Exception):
@@ -203,7 +207,9 @@ class _Api:
         can_trigger = None if self._auth is None else self._auth.can_trigger
         if can_trigger is not None and not await _call(can_trigger, caller, job_name, run_input):
             raise ApiError(403, f"Not allowed to trigger {job_name}")
-        run = await self.durably.trigger(job_name, {} if run_input is None else run_input, **keys)
+        run = await self.durably.trigger(
+            job_name, {} if run_input is None else run_input, **keys, scope=await self._scope(caller)
+        )
         return JSONResponse({"runId": run.id})
 
     @_endpoint
@@ -242,7 +248,11 @@ class _Api:
         limit = _integer(params, "limit", default=100, maximum=MAX_PAGE)
         offset = _integer(params, "offset", default=0)
         runs = await self.durably.get_runs(
-            job_name=job_names or None, status=statuses or None, limit=limit, offset=offset
+            job_name=job_names or None,
+            status=statuses or None,
+            limit=limit,
+            offset=offset,
+            scope=await self._scope(caller),
         )
         if self._auth is not None and self._auth.can_access_run is not None:
             # Filtered after the page is read: a page may come back short (use visible_jobs to scope
@@ -261,7 +271,9 @@ class _Api:
         visible = await self._visible_jobs(caller)
         if visible is not None:  # a list, even empty: what the caller may not see counts as nothing
             job_names = [name for name in job_names if name in visible] if job_names else sorted(visible)
-        stats = await self.durably.get_run_stats(job_names, bucket_seconds=bucket_seconds, buckets=buckets)
+        stats = await self.durably.get_run_stats(
+            job_names, bucket_seconds=bucket_seconds, buckets=buckets, scope=await self._scope(caller)
+        )
         return JSONResponse(stats.to_wire())
 
     @_endpoint
@@ -331,7 +343,7 @@ class _Api:
         resume_after = _last_event_id(request)
         subscription = await self.durably.feed.subscribe(run_id=run_id, after=resume_after)
         try:
-            stored, shown_through = await self.durably.get_run_snapshot(run_id)
+            stored, shown_through = await self.durably.get_run_snapshot(run_id, scope=await self._scope(caller))
             run = await self._check_readable(caller, run_id, stored)
         except BaseException:
             subscription.close()
@@ -369,16 +381,21 @@ class _Api:
                 return None
             return _reduced_frame(item)
 
+        scope = await self._scope(caller)
+        can_access_run = None if self._auth is None else self._auth.can_access_run
         admit = None
-        if self._auth is not None and self._auth.can_access_run is not None:
-            can_access_run, decided = self._auth.can_access_run, dict[str, bool]()
+        if scope is not None or can_access_run is not None:
+            decided: dict[str, bool] = {}
 
             async def admit(item: FeedItem) -> bool:
+                """Whether the caller may see this run's events: judged once per run, by reading it."""
                 if item.run_id not in decided:
                     if len(decided) > 10_000:
                         decided.clear()
-                    run = await self.durably.get_run(item.run_id)
-                    decided[item.run_id] = run is not None and bool(await _call(can_access_run, caller, run))
+                    run = await self.durably.get_run(item.run_id, scope=scope)
+                    decided[item.run_id] = run is not None and (
+                        can_access_run is None or bool(await _call(can_access_run, caller, run))
+                    )
                 return decided[item.run_id]
 
         async def frames() -> AsyncIterator[bytes]:
@@ -467,7 +484,18 @@ class _Api:
         return await self._readable_run(await self._caller(request), run_id)
 
     async def _readable_run(self, caller: Any, run_id: str) -> Run:
-        return await self._check_readable(caller, run_id, await self.durably.get_run(run_id))
+        run = await self.durably.get_run(run_id, scope=await self._scope(caller))
+        return await self._check_readable(caller, run_id, run)
+
+    async def _scope(self, caller: Any) -> str | None:
+        """The caller's tenant (see `DurablyAuth.scope`); None: the caller sees every run."""
+        if self._auth is None or self._auth.scope is None:
+            return None
+        scope = await _call(self._auth.scope, caller)
+        if scope is not None and not (isinstance(scope, str) and 0 < len(scope) <= MAX_KEY_LENGTH):
+            # The deployment's bug, not the caller's: a logged 500, not a 400.
+            raise TypeError(f"DurablyAuth.scope must return None or a non-empty string, got {scope!r}")
+        return scope
 
     async def _check_readable(self, caller: Any, run_id: str, run: Run | None) -> Run:
         """`run`, if it exists and the caller may see it; otherwise "not found" (hiding that it exists)."""

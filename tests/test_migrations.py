@@ -37,7 +37,9 @@ def make_database(db_url: str, version: int) -> None:
     with engine.begin() as connection:
         for statement in ddl(version, backend):
             connection.exec_driver_sql(statement)
-        connection.exec_driver_sql(f"INSERT INTO durably_schema_versions (version, applied_at) VALUES ({version}, {T0})")
+        connection.exec_driver_sql(
+            f"INSERT INTO durably_schema_versions (version, applied_at) VALUES ({version}, {T0})"
+        )
     engine.dispose()
 
 
@@ -48,8 +50,12 @@ def put_old_rows(db_url: str) -> None:
         " output, attempt, started_at, completed_at, heartbeat_at, created_at, updated_at)"
         " VALUES (?, 'old-job', ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)"
     )
-    query_db(db_url, insert_run, "done", '{"n":1}', "completed", None, None, '{"ok":true}', 1, T0, T0 + 5, T0, T0, T0 + 5)
-    query_db(db_url, insert_run, "waiting", '{"n":2}', "pending", "key-1", "conc-1", None, 0, None, None, T0, T0 + 1, T0 + 1)
+    query_db(
+        db_url, insert_run, "done", '{"n":1}', "completed", None, None, '{"ok":true}', 1, T0, T0 + 5, T0, T0, T0 + 5
+    )
+    query_db(
+        db_url, insert_run, "waiting", '{"n":2}', "pending", "key-1", "conc-1", None, 0, None, None, T0, T0 + 1, T0 + 1
+    )
     query_db(
         db_url,
         "INSERT INTO durably_steps (id, run_id, name, step_index, status, output, started_at, completed_at)"
