@@ -200,3 +200,17 @@ async def test_a_caller_without_a_scope_sees_and_acts_on_every_tenants_runs(tena
     assert await t.status(t.admin, a_run) == "pending"
     assert_json(await t.admin.post("/cancel", params={"runId": a_run}), 200)
     assert await t.status(t.a, a_run) == "cancelled"
+
+
+async def test_a_scope_hook_returning_a_non_string_is_a_logged_500_not_the_callers_fault(
+    serve: Serve, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    durably = create_durably(db_url, **FAST).register(**JOBS)
+    broken = DurablyAuth(authenticate=tenant_of, scope=lambda tenant: 42)
+    server = await serve(durably=durably, auth=broken, start_worker=False)
+    client = server.new_client(headers={"x-tenant": "a"})
+
+    response = await client.get("/runs")
+
+    assert response.status_code == 500 and "42" not in response.text
+    assert "DurablyAuth.scope must return None or a non-empty string, got 42" in caplog.text
