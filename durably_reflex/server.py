@@ -2,7 +2,8 @@
 Reflex's backend (`rx.App(api_transformer=handler)`), on FastAPI or Starlette, or runs alone.
 
 Routes, bodies and SSE framing follow Durably 0.7's handler, so its React client can drive it; the
-errors are honest (`{"error": ...}` with 400, 401, 403, 404, 409 or 413, never a 500 for bad input),
+errors are honest (`{"error": ..., "code": ...}` with 400, 401, 403, 404, 405, 409, 413, 415 or 503,
+never a 500 for bad input),
 and streams start with the run as it stands, resume by `Last-Event-ID`, and see runs executed by
 workers in other processes (through the event log).
 """
@@ -14,8 +15,9 @@ import functools
 import inspect
 import json
 import logging
+import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,15 +26,19 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from ._engine import MAX_BUCKET_SECONDS, MAX_KEY_LENGTH, MAX_STATS_BUCKETS, Durably
+from . import _params
+from ._engine import MAX_KEY_LENGTH, Durably
 from ._errors import (
     ConflictError,
     DurablyError,
     InvalidArgumentError,
     InvalidInputError,
+    JobNotFoundError,
     NotFoundError,
     RunNotFoundError,
+    StorageUnavailableError,
 )
 from ._events import EVENT_TYPES, RUN_COMPLETE, RUN_DELETE, RUN_PROGRESS, SETTLED_TYPES, Event
 from ._feed import FeedItem, FeedSubscription
@@ -42,8 +48,6 @@ from ._sse import KEEP_ALIVE, EventStreamResponse, frame
 
 logger = logging.getLogger("durably_reflex")
 
-MAX_ID_LENGTH = 255
-MAX_PAGE = 1000
 RUN_SNAPSHOT = "run:snapshot"
 _RUN_ENDED = frozenset({RUN_COMPLETE, RUN_DELETE})  # a run's stream closes after these
 
@@ -75,11 +79,34 @@ class DurablyAuth:
     scope: Callable[[Any], Any] | None = None
 
 
+# The `code` of answers the HTTP layer gives on its own (the engine's errors carry their class's code).
+HTTP_CODES: dict[int, str] = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    500: "INTERNAL_ERROR",
+    503: StorageUnavailableError.code,
+}
+# Methods the catch-all route answers (405, or 204 for OPTIONS) on a path that exists.
+_ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, details: list[dict[str, Any]] | None = None) -> None:
+    """An answer the HTTP layer decides on (a malformed body, a refused caller); raising one from an
+    auth hook on purpose keeps its status and message."""
+
+    def __init__(
+        self, status: int, message: str, details: list[dict[str, Any]] | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.details = details
+        self.code = code or HTTP_CODES.get(status, "HTTP_ERROR")
 
 
 def create_durably_handler(
@@ -112,11 +139,12 @@ def create_durably_handler(
         Route(f"{base}/openapi.json", api.openapi(base), methods=["GET"]),
     ]
     allowed = {
-        route.path: sorted(m for r in routes if r.path == route.path for m in r.methods or ()) for route in routes
+        route.path: sorted({m for r in routes if r.path == route.path for m in r.methods or ()} | {"OPTIONS"})
+        for route in routes
     }
-    routes.append(
-        Route(f"{base}/{{rest:path}}", api.unrouted(allowed), methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-    )
+    # An ASGI endpoint takes every method, so no route's partial match (Starlette's own 405, naming
+    # only that route's methods) answers for a path served by several routes.
+    routes.append(Route(f"{base}/{{rest:path}}", _Unrouted(allowed)))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -128,7 +156,7 @@ def create_durably_handler(
 
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
-    return JSONResponse({"error": error.detail}, status_code=error.status_code, headers=error.headers)
+    return _error(error.status_code, str(error.detail), headers=error.headers)
 
 
 def _endpoint(handler: Callable[..., Awaitable[Answer]]) -> Callable[..., Awaitable[Answer]]:
@@ -140,17 +168,21 @@ def _endpoint(handler: Callable[..., Awaitable[Answer]]) -> Callable[..., Awaita
             await self.durably.migrate()
             return await handler(self, request)
         except ApiError as error:
-            return _error(error.status, str(error), error.details)
+            return _error(error.status, str(error), error.details, code=error.code)
+        except HTTPException as error:  # raised on purpose, by an auth hook say
+            return _error(error.status_code, str(error.detail), headers=error.headers)
+        except StorageUnavailableError as error:
+            logger.warning("durably API: %s %s: %s", request.method, request.url.path, error)
+            retry_after = str(max(1, math.ceil(error.retry_after)))
+            return _error(503, str(error), code=error.code, headers={"Retry-After": retry_after})
         except InvalidInputError as error:
-            return _error(400, str(error), _jsonable(error.errors))
-        except InvalidArgumentError as error:
-            return _error(400, str(error))
+            return _error(400, str(error), _jsonable(error.errors), code=error.code)
         except NotFoundError as error:
-            return _error(404, str(error))
+            return _error(404, str(error), code=error.code)
         except ConflictError as error:
-            return _error(409, str(error))
-        except DurablyError as error:
-            return _error(400, str(error))
+            return _error(409, str(error), code=error.code)
+        except DurablyError as error:  # InvalidArgumentError and the rest: the caller asked amiss
+            return _error(400, str(error), code=error.code)
         except Exception:
             logger.exception("durably API: %s %s failed", request.method, request.url.path)
             return _error(500, "Internal server error")
@@ -158,11 +190,19 @@ def _endpoint(handler: Callable[..., Awaitable[Answer]]) -> Callable[..., Awaita
     return wrapped
 
 
-def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": message}
+def _error(
+    status: int,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    *,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """`{"error": message, "code": code}` (plus `details` for input errors): clients map by `code`."""
+    body: dict[str, Any] = {"error": message, "code": code or HTTP_CODES.get(status, "HTTP_ERROR")}
     if details:
         body["details"] = details
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _jsonable(value: Any) -> Any:
@@ -195,14 +235,16 @@ class _Api:
         job_name = body.get("jobName")
         if not isinstance(job_name, str) or not job_name:
             raise ApiError(400, "jobName is required")
-        if self.durably.get_job(job_name) is None:
-            raise ApiError(404, f"Job not found: {job_name}")
+        _params.text("jobName", job_name)
+        visible = await self._visible_jobs(caller)
+        if self.durably.get_job(job_name) is None or (visible is not None and job_name not in visible):
+            raise JobNotFoundError(job_name)  # a job the caller may not see does not exist for it
         keys = {}
         for field, argument in (("idempotencyKey", "idempotency_key"), ("concurrencyKey", "concurrency_key")):
             value = body.get(field)
             if value is not None and not isinstance(value, str):
                 raise ApiError(400, f"{field} must be a string")
-            keys[argument] = value
+            keys[argument] = None if value is None else _params.text(field, value)
         run_input = body.get("input")
         can_trigger = None if self._auth is None else self._auth.can_trigger
         if can_trigger is not None and not await _call(can_trigger, caller, job_name, run_input):
@@ -214,18 +256,21 @@ class _Api:
 
     @_endpoint
     async def retry(self, request: Request) -> Response:
+        _no_body(request)
         run = await self._visible_run(request)
         await self.durably.retry(run.id)
         return JSONResponse(SUCCESS)
 
     @_endpoint
     async def cancel(self, request: Request) -> Response:
+        _no_body(request)
         run = await self._visible_run(request)
         await self.durably.cancel(run.id)
         return JSONResponse(SUCCESS)
 
     @_endpoint
     async def delete_run(self, request: Request) -> Response:
+        _no_body(request)
         run = await self._visible_run(request)
         await self.durably.delete_run(run.id)
         return JSONResponse(SUCCESS)
@@ -235,18 +280,18 @@ class _Api:
     async def runs(self, request: Request) -> Response:
         caller = await self._caller(request)
         params = request.query_params
-        job_names = [name for name in params.getlist("jobName") if name]
-        statuses = [status for status in params.getlist("status") if status]
+        job_names = _params.text_values("jobName", params.getlist("jobName"))
+        statuses = _params.text_values("status", params.getlist("status"))
         for status in statuses:
             if status not in RunStatus.__members__.values():
-                raise ApiError(400, f"Unknown status {status!r}: expected one of {', '.join(RunStatus)}")
+                raise InvalidArgumentError(f"Unknown status {status!r}: expected one of {', '.join(RunStatus)}")
         visible = await self._visible_jobs(caller)
         if visible is not None:
             job_names = [name for name in job_names if name in visible] if job_names else sorted(visible)
             if not job_names:
                 return JSONResponse([])
-        limit = _integer(params, "limit", default=100, maximum=MAX_PAGE)
-        offset = _integer(params, "offset", default=0)
+        limit = _params.LIMIT.read(params)
+        offset = _params.OFFSET.read(params)
         runs = await self.durably.get_runs(
             job_name=job_names or None,
             status=statuses or None,
@@ -265,9 +310,9 @@ class _Api:
         """Counts per status and job, and a series of runs created per bucket (see `get_run_stats`)."""
         caller = await self._caller(request)
         params = request.query_params
-        bucket_seconds = _integer(params, "bucketSeconds", default=3600, minimum=1, maximum=MAX_BUCKET_SECONDS)
-        buckets = _integer(params, "buckets", default=24, minimum=1, maximum=MAX_STATS_BUCKETS)
-        job_names: list[str] | None = [name for name in params.getlist("jobName") if name] or None
+        bucket_seconds = _params.BUCKET_SECONDS.read(params)
+        buckets = _params.BUCKETS.read(params)
+        job_names: list[str] | None = _params.text_values("jobName", params.getlist("jobName")) or None
         visible = await self._visible_jobs(caller)
         if visible is not None:  # a list, even empty: what the caller may not see counts as nothing
             job_names = [name for name in job_names if name in visible] if job_names else sorted(visible)
@@ -288,10 +333,8 @@ class _Api:
     @_endpoint
     async def logs(self, request: Request) -> Response:
         run = await self._visible_run(request)
-        after = request.query_params.get("after") or None
-        if after is not None and len(after) > MAX_ID_LENGTH:
-            raise ApiError(400, "after is too long")
-        limit = _integer(request.query_params, "limit", default=MAX_PAGE, maximum=10 * MAX_PAGE)
+        after = _single_text(request, "after")
+        limit = _params.LOG_LIMIT.read(request.query_params)
         logs = await self.durably.get_logs(run.id, after_id=after, limit=limit)
         return JSONResponse([entry.to_wire() for entry in logs])
 
@@ -317,21 +360,6 @@ class _Api:
             return JSONResponse(document)
 
         return serve
-
-    def unrouted(self, allowed: dict[str, list[str]]) -> Handler:
-        """404 for a path we do not serve; 405 (with `Allow`) for a method a path does not take."""
-
-        async def answer(request: Request) -> Response:
-            methods = allowed.get(request.url.path)
-            if methods:
-                response = _error(
-                    405, f"{request.method} is not allowed on {request.url.path}: use {', '.join(methods)}"
-                )
-                response.headers["Allow"] = ", ".join(methods)
-                return response
-            return _error(404, f"Not found: {request.method} {request.url.path}")
-
-        return answer
 
     # -- streams ----------------------------------------------------------------------------------
     @_endpoint
@@ -367,7 +395,7 @@ class _Api:
         (repeatable) keeps only those event types: a page that only switches to new runs need not
         be sent every progress update."""
         caller = await self._caller(request)
-        job_name = request.query_params.get("jobName") or None
+        job_name = _single_text(request, "jobName")
         types = _event_types(request.query_params.getlist("type"))
         visible = await self._visible_jobs(caller)
         subscription = await self.durably.feed.subscribe(after=_last_event_id(request))
@@ -465,10 +493,12 @@ class _Api:
             return None
         try:
             caller = await _call(self._auth.authenticate, request)
-        except ApiError:
-            raise
-        except Exception as error:
-            raise ApiError(401, str(error) or "Unauthorized") from None
+        except (ApiError, HTTPException):
+            raise  # raised on purpose: its status and message stand
+        except Exception:
+            # A bug in the hook, or what it calls: logged, never shown (its text may say too much).
+            logger.exception("durably API: the authenticate hook raised on %s %s", request.method, request.url.path)
+            raise ApiError(401, "Unauthorized") from None
         if caller is None:
             raise ApiError(401, "Unauthorized")
         return caller
@@ -511,6 +541,9 @@ class _Api:
         return run
 
     async def _json_body(self, request: Request) -> dict[str, Any]:
+        """The request's JSON object: `application/json` in UTF-8 only (a form or `text/plain` post,
+        which a browser sends cross-site without asking, is refused), at most `max_body_bytes`."""
+        _require_json(request)
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_body:
             raise ApiError(413, f"Request body is larger than {self._max_body} bytes")
@@ -520,13 +553,7 @@ class _Api:
             if size > self._max_body:
                 raise ApiError(413, f"Request body is larger than {self._max_body} bytes")
             chunks.append(chunk)
-        try:
-            body = json.loads(b"".join(chunks) or b"null")
-        except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
-            raise ApiError(400, f"Malformed JSON body: {error}") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "The body must be a JSON object")
-        return body
+        return _parse_json_object(b"".join(chunks))
 
 
 def reduce_event(event: Event) -> dict[str, Any]:
@@ -566,39 +593,100 @@ def _add(chunks: list[bytes], chunk: bytes | None) -> None:
 
 
 def _run_id(request: Request) -> str:
-    run_id = request.query_params.get("runId")
-    if not run_id:
-        raise ApiError(400, "runId query parameter is required")
-    if len(run_id) > MAX_ID_LENGTH:
-        raise ApiError(400, f"runId is too long (at most {MAX_ID_LENGTH} characters)")
+    run_id = _single_text(request, "runId")
+    if run_id is None:
+        raise InvalidArgumentError("runId query parameter is required")
     return run_id
 
 
-def _integer(params: Any, name: str, *, default: int, minimum: int = 0, maximum: int | None = None) -> int:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f" and at most {maximum}" if maximum is not None else ""
-        raise ApiError(400, f"{name} must be at least {minimum}{bound}, got {value}")
-    return value
+def _single_text(request: Request, name: str) -> str | None:
+    """A query parameter given at most once, checked by `_params.text` (None: absent or empty)."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise InvalidArgumentError(f"{name} is given {len(values)} times: give it once")
+    return _params.text(name, values[0]) if values and values[0] else None
 
 
 def _event_types(requested: list[str]) -> frozenset[str] | None:
     """The event types a stream is limited to (None: all); an unknown type is the caller's mistake."""
-    wanted = frozenset(part for value in requested for part in value.split(",") if part)
+    wanted = frozenset(_params.text_values("type", (part for value in requested for part in value.split(","))))
     if unknown := sorted(wanted - set(EVENT_TYPES)):
-        raise ApiError(400, f"unknown event type {unknown[0]!r}; expected some of {', '.join(EVENT_TYPES)}")
+        raise InvalidArgumentError(f"unknown event type {unknown[0]!r}; expected some of {', '.join(EVENT_TYPES)}")
     return wanted or None
 
 
 def _last_event_id(request: Request) -> int | None:
-    raw = request.headers.get("last-event-id", "")
-    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 19 else None  # else: start afresh
+    """Where a reconnecting stream resumes (None: a fresh viewer, as with an empty id, which an
+    EventSource never sends); a malformed id is a 400."""
+    raw = request.headers.get("last-event-id", "").strip()
+    return _params.LAST_EVENT_ID.parse(raw) if raw else None
+
+
+def _require_json(request: Request) -> None:
+    """415 unless the body is declared `application/json` (charset, if named, utf-8)."""
+    media_type, _, parameters = request.headers.get("content-type", "").partition(";")
+    if media_type.strip().lower() != "application/json":
+        raise ApiError(415, "The body must be application/json")
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise ApiError(415, "The body must be UTF-8 encoded JSON")
+
+
+def _no_body(request: Request) -> None:
+    """Commands that take no body (retry, cancel, delete) still refuse a form or text post: the
+    kind of request a browser sends cross-site without asking first."""
+    if "content-type" in request.headers:
+        _require_json(request)
+
+
+def _parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A JSON object from strict UTF-8 (no byte-order mark, no UTF-16), without NaN or Infinity,
+    whose every string is valid Unicode (so every backend can store it)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ApiError(400, f"The body is not UTF-8: {error.reason} at byte {error.start}") from None
+    if text.startswith("\ufeff"):
+        raise ApiError(400, "The body must not start with a byte-order mark")
+    try:
+        body = json.loads(text or "null", parse_constant=_no_constant)
+    except (ValueError, RecursionError) as error:
+        raise ApiError(400, f"Malformed JSON body: {error}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "The body must be a JSON object")
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "The body holds a lone surrogate (\\uD800-\\uDFFF): not valid Unicode text") from None
+    except RecursionError:
+        raise ApiError(400, "The body is nested too deeply") from None
+    return body
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+class _Unrouted:
+    """404 for a path we do not serve; for a path we do, 405 for a method it does not take and 204
+    for OPTIONS, both with `Allow` naming every method of the path."""
+
+    def __init__(self, allowed: dict[str, list[str]]) -> None:
+        self._allowed = allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method, path = scope["method"], scope["path"]
+        methods = self._allowed.get(path)
+        response: Response
+        if not methods:
+            response = _error(404, f"Not found: {method} {path}")
+        elif method == "OPTIONS":
+            response = Response(status_code=204, headers={"Allow": ", ".join(methods)})
+        else:
+            response = _error(405, f"{method} is not allowed on {path}: use {', '.join(methods)}")
+            response.headers["Allow"] = ", ".join(methods)
+        await response(scope, receive, send)
 
 
 async def _call(function: Callable[..., Any], *args: Any) -> Any:

@@ -551,11 +551,15 @@ def assert_json(response: httpx.Response, status: int) -> Any:
     return response.json()
 
 
-def assert_error(response: httpx.Response, status: int, *fragments: str) -> dict[str, Any]:
-    """An honest JSON error: the status, `{"error": ...}` (maybe with details), no trace."""
+def assert_error(response: httpx.Response, status: int, *fragments: str, code: str | None = None) -> dict[str, Any]:
+    """An honest JSON error: the status, `{"error": ..., "code": ...}` (maybe with details), no trace;
+    `code`, if given, is the stable code expected."""
     body = assert_json(response, status)
-    assert isinstance(body, dict) and set(body) <= {"error", "details"}, body
+    assert isinstance(body, dict) and {"error", "code"} <= set(body) <= {"error", "code", "details"}, body
     assert isinstance(body["error"], str) and body["error"], body
+    assert re.fullmatch(r"[A-Z][A-Z_]*", body["code"]), body
+    if code is not None:
+        assert body["code"] == code, body
     assert "Traceback" not in response.text and 'File "' not in response.text, response.text
     for fragment in fragments:
         assert fragment in body["error"], f"{fragment!r} not in {body['error']!r}"

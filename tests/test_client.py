@@ -317,7 +317,7 @@ async def test_bad_requests_are_typed_errors_with_the_servers_message(client: Du
 
     with pytest.raises(InvalidArgumentError, match="bogus"):
         await client.get_runs(status="bogus")
-    with pytest.raises(InvalidArgumentError, match="^limit must be at least 0"):
+    with pytest.raises(InvalidArgumentError, match="^limit must be a whole number from 0 to 1000"):
         await client.get_runs(limit=-1)
     with pytest.raises(PayloadTooLargeError, match="larger than 1048576 bytes"):
         await client.trigger("import-csv", {"rows": [{"name": "x" * 1_100_000}]})

@@ -446,7 +446,7 @@ async def test_a_missing_or_empty_run_id_answers_400_on_every_run_route(server: 
         for params in ({}, {"runId": ""}):
             with case(method, path, params):
                 error = assert_error(await request(server, method, path, params=params), 400)
-                assert error == {"error": "runId query parameter is required"}
+                assert error == {"error": "runId query parameter is required", "code": "INVALID_ARGUMENT"}
 
 
 async def test_a_300_character_run_id_answers_400_on_every_run_route(server: LiveServer) -> None:
@@ -473,7 +473,7 @@ async def test_an_unknown_route_under_the_base_path_answers_404_json(server: Liv
 
 
 async def test_a_wrong_method_on_a_route_answers_405_json_naming_the_allowed_ones(server: LiveServer) -> None:
-    for method, path, allowed in (("POST", "/runs", "GET, HEAD"), ("PUT", "/run", "DELETE, GET, HEAD"), ("GET", "/trigger", "POST")):
+    for method, path, allowed in (("POST", "/runs", "GET, HEAD, OPTIONS"), ("PUT", "/run", "DELETE, GET, HEAD, OPTIONS"), ("GET", "/trigger", "OPTIONS, POST")):
         with case(method, path):
             response = await request(server, method, path)
             assert_error(response, 405, f"{method} is not allowed")

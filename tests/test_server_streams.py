@@ -289,12 +289,20 @@ async def test_runs_subscribe_resumes_after_last_event_id(serve: Serve) -> None:
     assert [frame.raw for frame in again[:2]] == [frame.raw for frame in frames[1:]]
 
 
-async def test_a_last_event_id_that_is_not_a_log_id_is_ignored(server: LiveServer) -> None:
+async def test_an_empty_last_event_id_is_a_fresh_viewer(server: LiveServer) -> None:
     run_id, gate = await held_run(server, steps=1)
-    for value in ("abc", "-1", "1.5", ""):
-        stream, run = await subscribe(server, run_id, headers={"Last-Event-ID": value})
-        assert run["status"] == "running", value
-        await stream.close()
+    stream, run = await subscribe(server, run_id, headers={"Last-Event-ID": ""})
+    assert run["status"] == "running"
+    await stream.close()
+    GATES.open(gate)
+
+
+@pytest.mark.parametrize("path", ["/subscribe", "/runs/subscribe"])
+async def test_a_last_event_id_that_is_not_an_event_id_answers_400(server: LiveServer, path: str) -> None:
+    run_id, gate = await held_run(server, steps=1)
+    for value in (b"abc", b"-1", b"1.5", b"+1", b"1_0", "\u0661".encode(), b"9223372036854775808", b"9" * 30):
+        response = await server.client.get(path, params={"runId": run_id}, headers={"Last-Event-ID": value})
+        assert_error(response, 400, "Last-Event-ID", code="INVALID_ARGUMENT")
     GATES.open(gate)
 
 
