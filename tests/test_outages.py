@@ -45,10 +45,11 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux prl
 
 
 class Server:
-    """`durably-reflex serve tests.outage_jobs:durably` on a free port; stdout and stderr are read
-    by threads (pipes, never files: the SQLite outage takes the process's files away)."""
+    """`durably-reflex serve tests.outage_jobs:durably` on a free port (or, `command="worker"`, a
+    worker alone); stdout and stderr are read by threads (pipes, never files: the SQLite outage
+    takes the process's files away)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, command: str = "serve") -> None:
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -56,8 +57,8 @@ class Server:
             "DURABLY_OUTAGE_STALE": str(STALE),
         }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "durably_reflex", "serve", "tests.outage_jobs:durably", "--port", "0",
-             "--stop-timeout", "1"],
+            [sys.executable, "-m", "durably_reflex", command, "tests.outage_jobs:durably", "--stop-timeout", "1",
+             *(["--port", "0"] if command == "serve" else [])],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         self.out: list[str] = []
@@ -68,10 +69,11 @@ class Server:
         ]
         for reader in self._readers:
             reader.start()
-        banner = wait_until(lambda: next((line for line in self.out if "durably-reflex API on" in line), None),
-                            30, "the server's banner", alive=self)  # fmt: skip
-        self.base = banner.split(" on ", 1)[1].split(" ", 1)[0]
-        self.http = httpx.Client(base_url=self.base, timeout=10 * PATIENCE, trust_env=False)
+        marker = "durably-reflex API on" if command == "serve" else "durably-reflex worker running"
+        banner = wait_until(lambda: next((line for line in self.out if marker in line), None),
+                            30, f"{command}'s banner", alive=self)  # fmt: skip
+        base = banner.split(" on ", 1)[1].split(" ", 1)[0] if command == "serve" else "http://unused.invalid"
+        self.http = httpx.Client(base_url=base, timeout=10 * PATIENCE, trust_env=False)
 
     def steps(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in list(self.out) if line.startswith("{")]
@@ -116,9 +118,9 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, alive: S
 
 # -- the two kinds of outage -----------------------------------------------------------------------
 class Outage:
-    """`begin()` makes the database unavailable to the server, `end()` gives it back."""
+    """`begin(processes)` makes the database unavailable to them, `end(processes)` gives it back."""
 
-    def __init__(self, url: str, begin: Callable[[Server], None], end: Callable[[Server], None]) -> None:
+    def __init__(self, url: str, begin: Callable[[list[Server]], None], end: Callable[[list[Server]], None]) -> None:
         self.url, self.begin, self.end = url, begin, end
 
 
@@ -126,25 +128,26 @@ class Outage:
 def outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outage]:
     if request.param == "sqlite":
 
-        def limit(server: Server, size: int) -> None:
-            if server.proc.poll() is None:  # (a server that has exited needs no disk back)
-                resource.prlimit(server.proc.pid, resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
+        def limit(processes: list[Server], size: int) -> None:
+            for server in processes:
+                if server.proc.poll() is None:  # (a server that has exited needs no disk back)
+                    resource.prlimit(server.proc.pid, resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
 
         yield Outage(
             f"sqlite:///{tmp_path / 'outage.db'}?reconnect_timeout={PATIENCE}",
-            lambda server: limit(server, 1),
-            lambda server: limit(server, resource.RLIM_INFINITY),
+            lambda processes: limit(processes, 1),
+            lambda processes: limit(processes, resource.RLIM_INFINITY),
         )
         return
     cluster = request.getfixturevalue("pg_cluster")
     url = request.getfixturevalue("pg_url")
     stopped = threading.Event()
 
-    def stop(_: Server) -> None:
+    def stop(_: list[Server]) -> None:
         stopped.set()
         cluster.stop("fast")  # every connection is ended, new ones are refused (and no commit is lost)
 
-    def start(_: Server) -> None:
+    def start(_: list[Server]) -> None:
         if stopped.is_set():
             cluster.start()
             stopped.clear()
@@ -152,7 +155,7 @@ def outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outage]:
     try:
         yield Outage(f"{url}?reconnect_timeout={PATIENCE}", stop, start)
     finally:
-        start(None)  # type: ignore[arg-type]  # the rest of the session needs the server, whatever happened
+        start([])  # the rest of the session needs the server, whatever happened
 
 
 def stored(url: str, sql: str) -> list[tuple[Any, ...]]:
@@ -166,17 +169,17 @@ def stored(url: str, sql: str) -> list[tuple[Any, ...]]:
         return db.execute(sql).fetchall()
 
 
-def trigger_runs(server: Server) -> list[str]:
+def trigger_runs(server: Server, count: int = RUNS) -> list[str]:
     run_ids = []
-    for _ in range(RUNS):
+    for _ in range(count):
         response = server.http.post("/trigger", json={"jobName": "paced", "input": {"steps": STEPS}})
         assert response.status_code == 200, response.text
         run_ids.append(response.json()["runId"])
     return run_ids
 
 
-def each_under_way(server: Server, run_ids: list[str]) -> bool:
-    started = Counter(line["run"] for line in server.steps())
+def each_under_way(processes: list[Server], run_ids: list[str]) -> bool:
+    started = Counter(line["run"] for server in processes for line in server.steps())
     return all(started[run_id] >= 3 for run_id in run_ids)
 
 
@@ -191,18 +194,21 @@ def test_an_outage_longer_than_the_reconnect_timeout_fails_no_run_and_the_api_an
     outage: Outage,
 ) -> None:
     server = Server(outage.url)
+    worker = Server(outage.url, "worker")  # another process: it must not take the server's runs, nor they its
+    processes = [server, worker]
     try:
-        run_ids = trigger_runs(server)
-        wait_until(lambda: each_under_way(server, run_ids), 30, "every run to be under way", alive=server)
+        run_ids = trigger_runs(server, RUNS * 2)
+        wait_until(lambda: each_under_way(processes, run_ids), 30, "every run to be under way", alive=server)
+        assert all(process.steps() for process in processes)
 
-        outage.begin(server)
+        outage.begin(processes)
         began = time.monotonic()
         answers = []
         try:
             while time.monotonic() - began < OUTAGE:
                 answers.append(server.http.post("/trigger", json={"jobName": "paced", "input": {"steps": 1}}))
         finally:
-            outage.end(server)
+            outage.end(processes)
         assert answers
         for response in answers:
             check_unavailable(response)
@@ -215,14 +221,16 @@ def test_an_outage_longer_than_the_reconnect_timeout_fails_no_run_and_the_api_an
         assert server.http.get("/runs").status_code == 200
         assert {(run_id, status, attempt, error) for run_id, status, attempt, error in rows} == {
             (run_id, "completed", 1, None) for run_id in run_ids
-        }, server.stderr()  # nothing failed, nothing was taken from its live worker
-        executions = Counter((line["run"], line["step"]) for line in server.steps())
+        }, server.stderr() + worker.stderr()  # nothing failed, nothing was taken from its live worker
+        executions = Counter((line["run"], line["step"]) for process in processes for line in process.steps())
         assert executions == Counter({(run_id, i): 1 for run_id in run_ids for i in range(STEPS)})
-        log = server.stderr()
-        assert log.count("database unavailable") <= 2, log  # once per connection (writer, reader), not per retry
-        assert "database available again" in log
+        for process in processes:
+            log = process.stderr()
+            assert log.count("database unavailable") <= 2, log  # once per connection (writer, reader), not per retry
+            assert "database available again" in log
     finally:
         server.kill()
+        worker.kill()
 
 
 def test_stopping_the_server_while_its_database_is_unavailable_exits_0_and_another_resumes_its_runs(
@@ -232,12 +240,12 @@ def test_stopping_the_server_while_its_database_is_unavailable_exits_0_and_anoth
     second = None
     try:
         run_ids = trigger_runs(first)
-        wait_until(lambda: each_under_way(first, run_ids), 30, "every run to be under way", alive=first)
-        outage.begin(first)
+        wait_until(lambda: each_under_way([first], run_ids), 30, "every run to be under way", alive=first)
+        outage.begin([first])
         try:
             assert first.stop() == 0, first.stderr()  # runs interrupted after --stop-timeout 1
         finally:
-            outage.end(first)
+            outage.end([first])
         assert "stopped without handing back run(s)" in first.stderr()
 
         second = Server(outage.url)  # the first's runs: their owner is dead, so they resume at once
