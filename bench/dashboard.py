@@ -44,6 +44,8 @@ SPAN_MS = 7 * 24 * 3600 * 1000
 BATCH = 5000
 TARGET_RUNS_MS = 20.0
 STEP_OUTPUT = '{"rows":100}'
+# The most names one filter takes (server.MAX_FILTER_VALUES): the seeded jobs and names of none.
+MANY_NAMES = [*JOBS, *(f"other-job-{i}" for i in range(100 - len(JOBS)))]
 
 
 def seed_runs(db_url: str, n: int, *, seed: int = 1) -> None:
@@ -171,6 +173,10 @@ async def measure(db_url: str, repeat: int) -> list[list[str]]:
          lambda: durably.get_runs(job_name=["sync-crm", "send-email"], limit=21)),
         ("/runs?status=failed&status=cancelled&limit=21", [("status", "failed"), ("status", "cancelled"), ("limit", 21)],
          lambda: durably.get_runs(status=["failed", "cancelled"], limit=21)),
+        ("/runs?jobName=<100 names>&limit=21", [*(("jobName", name) for name in MANY_NAMES), ("limit", 21)],
+         lambda: durably.get_runs(job_name=MANY_NAMES, limit=21)),
+        ("/runs?jobName=<100 names>&offset=1000", [*(("jobName", name) for name in MANY_NAMES), ("limit", 21), ("offset", 1000)],
+         lambda: durably.get_runs(job_name=MANY_NAMES, limit=21, offset=1000)),
         ("/runs?limit=21&offset=50000", {"limit": 21, "offset": 50000}, lambda: durably.get_runs(limit=21, offset=50000)),
         ("/stats", {}, lambda: durably.get_run_stats()),
         ("/stats?jobName=sync-crm", {"jobName": "sync-crm"}, lambda: durably.get_run_stats("sync-crm")),

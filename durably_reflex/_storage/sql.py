@@ -20,14 +20,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Connection,
     Dialect,
     Select,
+    cast,
     delete,
     func,
     select,
     text,
-    union_all,
     update,
 )
 
@@ -269,31 +270,44 @@ def _run_in_scope(run_id: str, scope: str | None) -> Select[Any]:
     return statement if scope is None else statement.where(_runs.c.scope == scope)
 
 
-def _merged_page(query: RunQuery, limit: int) -> Select[Any]:
+def _merged_page(query: RunQuery, limit: int, dialect: str) -> Select[Any]:
     """The ids of one page of runs of several jobs (or statuses), newest first: the newest
     `offset + limit` of each from its own index range, merged and cut. Filtering on them all at
-    once makes the database sort every run they have (0.3 s at 100,000 runs, against 1 ms)."""
+    once makes the database sort every run they have (0.3 s at 100,000 runs, against 1 ms).
+
+    The values travel as one JSON array parameter, joined as a table (`json_each` on SQLite,
+    `json_array_elements_text` on PostgreSQL) to a correlated "newest of this value" subquery: the
+    statement is the same whatever the number of values, so building, planning and running it cost
+    one index range per value, not a UNION term each (500 terms broke SQLite; 2,000 took PostgreSQL
+    12 s to plan)."""
     if len(set(query.job_names)) > 1:
-        column, values = _runs.c.job_name, query.job_names
+        name, values = "job_name", query.job_names
         others = [_runs.c.status.in_(query.statuses)] if query.statuses else []
     else:
-        column, values = _runs.c.status, query.statuses
+        name, values = "status", query.statuses
         others = [_runs.c.job_name.in_(query.job_names)] if query.job_names else []
     if query.scope is not None:
         others.append(_runs.c.scope == query.scope)
-    members = []
-    for value in dict.fromkeys(values):
-        newest = (
-            select(_runs.c.id, _runs.c.created_at)
-            .where(column == value, *others)
-            .order_by(*_NEWEST_FIRST)
-            .limit(query.offset + limit)
-            .subquery()
-        )
-        members.append(select(newest.c.id, newest.c.created_at))
-    merged = union_all(*members).subquery()
+    distinct = list(dict.fromkeys(values))
+    if dialect == "postgresql":  # JSON's bind type encodes the list
+        each = func.json_array_elements_text(cast(distinct, JSON)).table_valued("value").render_derived()
+    else:
+        each = func.json_each(json.dumps(distinct)).table_valued("value")
+    newest = (
+        select(_runs.c.id)
+        .where(_runs.c[name] == each.c.value, *others)
+        .order_by(*_NEWEST_FIRST)
+        .limit(query.offset + limit)
+        .correlate(each)
+    )
+    page = _runs.alias("page")
     return (
-        select(merged.c.id).order_by(merged.c.created_at.desc(), merged.c.id.desc()).limit(limit).offset(query.offset)
+        select(page.c.id)
+        .select_from(each)
+        .join(page, page.c.id.in_(newest))
+        .order_by(page.c.created_at.desc(), page.c.id.desc())
+        .limit(limit)
+        .offset(query.offset)
     )
 
 
@@ -476,7 +490,7 @@ class SqlStorage(Storage):
         if query.scope is not None:
             statement = statement.where(_runs.c.scope == query.scope)
         if query.limit is not None and (len(set(query.job_names)) > 1 or len(set(query.statuses)) > 1):
-            statement = statement.where(_runs.c.id.in_(_merged_page(query, query.limit)))
+            statement = statement.where(_runs.c.id.in_(_merged_page(query, query.limit, self._dialect.name)))
         else:
             if query.job_names:
                 statement = statement.where(_runs.c.job_name.in_(query.job_names))
