@@ -46,6 +46,7 @@ from ._errors import (
     RunFailedError,
     RunNotFoundError,
     RunStateError,
+    StorageUnavailableError,
     WaitTimeoutError,
 )
 from ._jobs import JobDefinition
@@ -131,41 +132,71 @@ _RUN_STATE = re.compile(r"^Cannot (?P<action>\w+) (?P<status>already cancelled|\
 def error_from_response(response: httpx.Response, route: str) -> DurablyError:
     """The typed exception for an error answer of `route` (e.g. "trigger"), with the server's message.
 
-    The class follows the status code and, where one code covers several cases, the message the
-    server's engine wrote (`Run not found: <id>`, `Cannot retry completed run: <id>`).
+    By the body's stable `code` first (`RUN_NOT_FOUND`, `STORAGE_UNAVAILABLE`, ...). A server that
+    sends none (Durably's own Node server) is read by status code and, where one status covers
+    several cases, by the message its engine wrote (`Run not found: <id>`, `Cannot retry completed
+    run: <id>`).
     """
-    message, details = _error_body(response)
+    message, details, code = _error_body(response)
     status = response.status_code
-    error: DurablyError
-    if status == 400:
-        error = InvalidInputError(message, details) if route == "trigger" else InvalidArgumentError(message)
-    elif status in (401, 403):
-        error = AuthError(message, status)
-    elif status == 404:
-        error = _not_found(message)
-    elif status == 409:
-        error = _conflict(message)
-    elif status == 413:
-        error = PayloadTooLargeError(message)
-    elif status >= 500:
-        error = ServerError(message, status)
-    else:
-        error = UnexpectedResponseError(message, status)
+    by_code = _BY_CODE.get(code or "")
+    error = by_code(message, details, response) if by_code is not None else _by_status(message, details, status, route)
     error.args = (message,)  # the server's words exactly, whatever the class would have phrased
     return error
 
 
-def _error_body(response: httpx.Response) -> tuple[str, list[dict[str, Any]]]:
-    """`(message, details)` from `{"error": ..., "details": [...]}`, or the bare text of the answer."""
+def _by_status(message: str, details: list[dict[str, Any]], status: int, route: str) -> DurablyError:
+    if status == 400:
+        return InvalidInputError(message, details) if route == "trigger" else InvalidArgumentError(message)
+    if status in (401, 403):
+        return AuthError(message, status)
+    if status == 404:
+        return _not_found(message)
+    if status == 409:
+        return _conflict(message)
+    if status == 413:
+        return PayloadTooLargeError(message)
+    if status >= 500:
+        return ServerError(message, status)
+    return UnexpectedResponseError(message, status)
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """`Retry-After` in seconds (the delta form; a date or nothing reads as 5 s)."""
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.isascii() and value.isdigit() else 5.0
+
+
+ErrorFactory = Callable[[str, list[dict[str, Any]], httpx.Response], DurablyError]
+_BY_CODE: dict[str, ErrorFactory] = {
+    InvalidInputError.code: lambda message, details, response: InvalidInputError(message, details),
+    InvalidArgumentError.code: lambda message, details, response: InvalidArgumentError(message),
+    NotFoundError.code: lambda message, details, response: _not_found(message),
+    RunNotFoundError.code: lambda message, details, response: _not_found(message),
+    JobNotFoundError.code: lambda message, details, response: _not_found(message),
+    ConflictError.code: lambda message, details, response: _conflict(message),
+    RunStateError.code: lambda message, details, response: _conflict(message),
+    "UNAUTHORIZED": lambda message, details, response: AuthError(message, response.status_code),
+    "FORBIDDEN": lambda message, details, response: AuthError(message, response.status_code),
+    "PAYLOAD_TOO_LARGE": lambda message, details, response: PayloadTooLargeError(message),
+    StorageUnavailableError.code: lambda message, details, response: StorageUnavailableError(
+        message, _retry_after(response)
+    ),
+}
+
+
+def _error_body(response: httpx.Response) -> tuple[str, list[dict[str, Any]], str | None]:
+    """`(message, details, code)` from `{"error": ..., "code": ..., "details": [...]}`, or the bare
+    text of the answer (no code)."""
     try:
         body = response.json()
     except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        details = body.get("details")
-        return body["error"], details if isinstance(details, list) else []
+        details, code = body.get("details"), body.get("code")
+        return body["error"], details if isinstance(details, list) else [], code if isinstance(code, str) else None
     text = response.text.strip()
-    return text or f"HTTP {response.status_code} {response.reason_phrase}".strip(), []
+    return text or f"HTTP {response.status_code} {response.reason_phrase}".strip(), [], None
 
 
 def _not_found(message: str) -> NotFoundError:
@@ -289,7 +320,7 @@ class EventStream:
                             yield event
                             if self._is_last(event):
                                 return
-                except (httpx.TransportError, ServerError) as error:
+                except (httpx.TransportError, ServerError, StorageUnavailableError) as error:
                     logger.info("event stream %s dropped (%r); reconnecting", self._route, error)
                 failures += 1
                 self._set_state("reconnecting")

@@ -29,6 +29,7 @@ from durably_reflex._client import (
     create_durably_client,
     reconnect_delay,
 )
+from durably_reflex._errors import StorageUnavailableError
 from durably_reflex._records import Progress, RunStatus
 from durably_reflex._wire_events import (
     EVENT_CLASSES,
@@ -179,6 +180,44 @@ async def test_other_statuses() -> None:
     assert type(error) is ServerError and error.status_code == 503 and str(error) == "HTTP 503 Service Unavailable"
     error = await answer(418, {"error": "teapot"})
     assert type(error) is UnexpectedResponseError and error.status_code == 418
+
+
+async def test_the_code_decides_the_class_whatever_the_status_or_wording() -> None:
+    cases = [
+        (400, {"error": "limit must be from 0 to 1000", "code": "INVALID_ARGUMENT"}, "trigger", InvalidArgumentError),
+        (422, {"error": "rows: field required", "code": "INVALID_INPUT"}, "trigger", InvalidInputError),
+        (404, {"error": "Run not found: r1", "code": "RUN_NOT_FOUND"}, "retry", RunNotFoundError),
+        (404, {"error": "Job not found: nope", "code": "JOB_NOT_FOUND"}, "trigger", JobNotFoundError),
+        (404, {"error": "Not found: GET /nothing", "code": "NOT_FOUND"}, "retry", NotFoundError),
+        (409, {"error": "Cannot retry completed run: r1", "code": "RUN_STATE_CONFLICT"}, "retry", RunStateError),
+        (409, {"error": "Somebody else holds it", "code": "CONFLICT"}, "cancel", ConflictError),
+        (401, {"error": "Unauthorized", "code": "UNAUTHORIZED"}, "retry", AuthError),
+        (403, {"error": "Not allowed", "code": "FORBIDDEN"}, "trigger", AuthError),
+        (413, {"error": "Too big", "code": "PAYLOAD_TOO_LARGE"}, "trigger", PayloadTooLargeError),
+    ]
+    for status, body, call, expected in cases:
+        error = await answer(status, body, call)
+        assert type(error) is expected and str(error) == body["error"], (body, error)
+
+
+async def test_an_unknown_code_falls_back_to_the_status() -> None:
+    error = await answer(400, {"error": "Malformed JSON body", "code": "BAD_REQUEST"}, "trigger")
+    assert type(error) is InvalidInputError
+    error = await answer(415, {"error": "The body must be application/json", "code": "UNSUPPORTED_MEDIA_TYPE"})
+    assert type(error) is UnexpectedResponseError and error.status_code == 415
+    error = await answer(500, {"error": "Internal server error", "code": "INTERNAL_ERROR"})
+    assert type(error) is ServerError and error.status_code == 500
+
+
+async def test_503_storage_unavailable_is_a_storage_unavailable_error_with_the_retry_after() -> None:
+    body = {"error": "The database cannot be reached", "code": "STORAGE_UNAVAILABLE"}
+    for retry_after, expected in (("7", 7.0), (None, 5.0)):
+        headers = {} if retry_after is None else {"Retry-After": retry_after}
+        transport = httpx.MockTransport(lambda request, headers=headers: httpx.Response(503, json=body, headers=headers))
+        async with httpx.AsyncClient(transport=transport) as http:
+            with pytest.raises(StorageUnavailableError) as caught:
+                await DurablyClient("http://test/api/durably", http=http).get_runs()
+        assert str(caught.value) == body["error"] and caught.value.retry_after == expected
 
 
 # -- backoff and the typed client's shape ---------------------------------------------------------------
