@@ -23,6 +23,7 @@ import time
 from collections import deque
 
 from ._clock import now_ms
+from ._errors import StorageUnavailableError
 from ._events import Event
 from ._storage.base import Storage, StoredEvent
 
@@ -237,13 +238,16 @@ class EventFeed:
             if self._renewal_due():
                 try:
                     await self._renew_watch()
+                except StorageUnavailableError:
+                    pass  # the storage logs the outage once; streams carry on once it is back
                 except Exception:
                     logger.exception("durably event feed: could not ask for events to be logged")
                     self._renewed_at = time.monotonic()  # try again at the next renewal, not every tick
             try:
                 page = await self._storage.read_events(self._position, limit=_PAGE)
-            except Exception:
-                logger.exception("durably event feed: reading the event log failed")
+            except Exception as error:
+                if not isinstance(error, StorageUnavailableError):  # an outage is logged by the storage
+                    logger.exception("durably event feed: reading the event log failed")
                 await asyncio.sleep(max(self.interval, 1.0))
                 continue
             for stored in page:
