@@ -52,8 +52,8 @@ async def test_an_event_written_while_an_earlier_one_is_uncommitted_waits_for_it
             "INSERT INTO durably_events (run_id, type, body, created_at) VALUES ('earlier', 'x', '{}', 0) RETURNING id"
         ).fetchone()
 
-        storage.append_event(_event("later"))  # flushed by the storage's own writer within ms
-        await asyncio.sleep(0.3)
+        storage.append_event(_event("later"))  # flushed by the storage's own writer
+        await _until_a_session_waits_for_an_advisory_lock(pg_url)  # the later writer is queued behind
         assert await storage.read_events(0) == []  # the later one did not overtake
 
         earlier.commit()
@@ -62,6 +62,17 @@ async def test_an_event_written_while_an_earlier_one_is_uncommitted_waits_for_it
     finally:
         earlier.close()
         await durably.close()
+
+
+async def _until_a_session_waits_for_an_advisory_lock(pg_url: str, timeout: float = 10.0) -> None:
+    """Until PostgreSQL shows a session blocked on an advisory lock: the state that proves a writer
+    is held back (rather than merely slow)."""
+    with psycopg.connect(pg_url, autocommit=True) as observer:
+        async with asyncio.timeout(timeout):
+            while not observer.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ).fetchone()[0]:
+                await asyncio.sleep(0.01)
 
 
 async def test_a_tailer_sees_every_event_of_concurrent_writers_once_in_id_order(pg_url):

@@ -657,7 +657,8 @@ async def test_a_stopped_worker_leaves_new_runs_pending_until_started_again(dura
     await durably.stop()
 
     run = await durably.trigger("import", {"count": 1})
-    await asyncio.sleep(0.3)
+    # No slot thread is left to claim it (the trigger's wake-up found no worker).
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("durably-slot-")]
     assert (await durably.get_run(run.id)).status is RunStatus.PENDING
 
     await durably.start()
@@ -718,11 +719,15 @@ async def test_wait_for_run_of_an_already_completed_run_returns_at_once(durably)
 async def test_a_freed_slot_is_refilled_at_once_despite_a_long_polling_interval(db_url):
     release = Gate()
     finished_at = {}
+    running = {"now": 0, "peak": 0}
 
     async def work(step, input):
+        running["now"] += 1
+        running["peak"] = max(running["peak"], running["now"])
         if input["first"]:
             await release.wait(5)
         finished_at[input["first"]] = time.monotonic()
+        running["now"] -= 1
 
     durably = create_durably(db_url, polling_interval=30.0)
     try:
@@ -731,12 +736,12 @@ async def test_a_freed_slot_is_refilled_at_once_despite_a_long_polling_interval(
         first = await durably.trigger("work", {"first": True})
         await wait_for_status(durably, first.id, RunStatus.RUNNING)
         second = await durably.trigger("work", {"first": False})  # waits for the only slot
-        await asyncio.sleep(0.1)
         assert (await durably.get_run(second.id)).status is RunStatus.PENDING
 
         release.set()
         await wait_for_status(durably, second.id, RunStatus.COMPLETED, timeout=3)
 
+        assert running["peak"] == 1  # the second never ran beside the first: it waited for the slot
         assert finished_at[False] - finished_at[True] < 1
     finally:
         release.set()
