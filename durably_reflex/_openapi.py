@@ -1,24 +1,51 @@
-"""The OpenAPI 3.1 document of the HTTP API (served at `<base>/openapi.json`)."""
+"""The OpenAPI 3.1 document of the HTTP API (served at `<base>/openapi.json`), precise enough for
+tools to trust: each job's input typed (the `/trigger` body is a choice per `jobName`), every status
+code and error body a route answers declared, a response schema for every route, and links from
+`/trigger`'s `runId` to the run routes. A schema-driven fuzzer holds the server to it
+(tests/test_fuzz.py).
+
+Parameter bounds come from `_params`, so the document and the server cannot disagree.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
-from ._engine import MAX_BUCKET_SECONDS, MAX_STATS_BUCKETS
-from ._records import LogEntry, Run, RunStats, Step
+from . import _params
+from ._events import EVENT_TYPES
+from ._jobs import JobDefinition
+from ._records import LogEntry, Run, RunStats, RunStatus, Step
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _SUCCESS = {"type": "object", "properties": {"success": {"const": True}}, "required": ["success"]}
-_RUN_ID = {
-    "name": "runId",
-    "in": "query",
-    "required": True,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+_TEXT = _params.TEXT_SCHEMA
+_RUN_ID = {"name": "runId", "in": "query", "required": True, "schema": {**_TEXT, "minLength": 1}}
+_LAST_EVENT_ID = {
+    "name": "Last-Event-ID",
+    "in": "header",
+    "description": "Resume after this event id (as an EventSource sends it on reconnecting)",
+    "schema": {"type": "string", "pattern": "^[0-9]{0,19}$"},
 }
 _SSE = {
-    "description": "Server-Sent Events: `id: <n>` and `data: <JSON event>` lines",
+    "description": "Server-Sent Events: `id: <n>` and `data: <JSON event>` lines, until the stream ends",
     "content": {"text/event-stream": {"schema": {"type": "string"}}},
 }
+_REASONS = {
+    400: "Bad request: a malformed or out-of-range parameter or body (`details`: the input's errors)",
+    401: "Unauthorized: the authenticate hook refused the caller",
+    403: "Forbidden: can_trigger refused",
+    404: "Not found: no such run or job (or one the caller may not see)",
+    409: "Conflict with the run's status",
+    413: "Body too large",
+    415: "The body is not UTF-8 application/json",
+    503: "The database cannot be reached: try again after Retry-After seconds",
+}
+# What every route may answer besides its own: a refused caller, an unreachable database.
+_ALWAYS = (401, 503)
+# The run routes `/trigger`'s answer links to, by operation id.
+_RUN_LINKS = ("getRun", "getSteps", "getLogs", "subscribeRun", "retryRun", "cancelRun", "deleteRun")
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -26,24 +53,21 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    reasons = {
-        400: "Bad request",
-        401: "Unauthorized",
-        403: "Forbidden",
-        404: "Not found",
-        409: "Conflict with the run's status",
-        413: "Body too large",
+    responses = {str(code): _json(_ERROR, _REASONS[code]) for code in sorted({*codes, *_ALWAYS})}
+    responses["503"]["headers"] = {
+        "Retry-After": {"description": "Seconds to wait", "schema": {"type": "string", "pattern": "^[0-9]+$"}}
     }
-    return {str(code): _json(_ERROR, reasons[code]) for code in codes}
+    return responses
 
 
 def _operation(
+    operation_id: str,
     summary: str,
     responses: dict[str, Any],
     parameters: list[dict[str, Any]] | None = None,
     body: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    operation: dict[str, Any] = {"summary": summary, "responses": responses}
+    operation: dict[str, Any] = {"operationId": operation_id, "summary": summary, "responses": responses}
     if parameters:
         operation["parameters"] = parameters
     if body:
@@ -55,170 +79,37 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def openapi_document(base: str) -> dict[str, Any]:
-    array = lambda name: {"type": "array", "items": _ref(name)}  # noqa: E731
-    trigger_body = {
-        "type": "object",
-        "required": ["jobName"],
-        "properties": {
-            "jobName": {"type": "string", "minLength": 1},
-            "input": {"description": "The job's input; validated with its input schema (see /jobs)"},
-            "idempotencyKey": {"type": "string"},
-            "concurrencyKey": {"type": "string"},
-        },
+def _bounded(bound: _params.Bounded, description: str | None = None) -> dict[str, Any]:
+    parameter: dict[str, Any] = {"name": bound.name, "in": "query", "schema": bound.schema()}
+    if description:
+        parameter["description"] = description
+    return parameter
+
+
+def _repeated(name: str, items: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "description": description,
+        "schema": {"type": "array", "items": items, "maxItems": _params.MAX_FILTER_VALUES},
+        "style": "form",
+        "explode": True,
     }
-    list_params: list[dict[str, Any]] = [
-        {
-            "name": "jobName",
-            "in": "query",
-            "schema": {"type": "array", "items": {"type": "string"}},
-            "style": "form",
-            "explode": True,
-        },
-        {
-            "name": "status",
-            "in": "query",
-            "schema": {"type": "array", "items": {"enum": ["pending", "running", "completed", "failed", "cancelled"]}},
-            "style": "form",
-            "explode": True,
-        },
-        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 100}},
-        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
-    ]
-    stats_params: list[dict[str, Any]] = [
-        {
-            "name": "jobName",
-            "in": "query",
-            "schema": {"type": "array", "items": {"type": "string"}},
-            "style": "form",
-            "explode": True,
-            "description": "Count only these jobs (default: every job the caller may see)",
-        },
-        {
-            "name": "bucketSeconds",
-            "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_BUCKET_SECONDS, "default": 3600},
-            "description": "Length of a series bucket; buckets are aligned to multiples of it since the epoch (UTC)",
-        },
-        {
-            "name": "buckets",
-            "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_STATS_BUCKETS, "default": 24},
-            "description": "Buckets in the series, the last one holding the current time",
-        },
-    ]
-    paths = {
-        "/trigger": {
-            "post": _operation(
-                "Create a run",
-                {
-                    "200": _json(
-                        {"type": "object", "properties": {"runId": {"type": "string"}}, "required": ["runId"]}
-                    ),
-                    **_errors(400, 401, 403, 404, 413),
-                },
-                body=trigger_body,
-            )
-        },
-        "/runs": {
-            "get": _operation("List runs, newest first", {"200": _json(array("Run")), **_errors(400, 401)}, list_params)
-        },
-        "/stats": {
-            "get": _operation(
-                "Runs per status and job, and runs created per time bucket and status",
-                {"200": _json(_ref("RunStats")), **_errors(400, 401)},
-                stats_params,
-            )
-        },
-        "/run": {
-            "get": _operation("Get a run", {"200": _json(_ref("Run")), **_errors(400, 401, 404)}, [_RUN_ID]),
-            "delete": _operation(
-                "Delete a finished run", {"200": _json(_SUCCESS), **_errors(400, 401, 404, 409)}, [_RUN_ID]
-            ),
-        },
-        "/steps": {
-            "get": _operation(
-                "A run's steps, in order", {"200": _json(array("Step")), **_errors(400, 401, 404)}, [_RUN_ID]
-            )
-        },
-        "/logs": {
-            "get": _operation(
-                "A run's stored logs, oldest first",
-                {"200": _json(array("LogEntry")), **_errors(400, 401, 404)},
-                [
-                    _RUN_ID,
-                    {
-                        "name": "after",
-                        "in": "query",
-                        "schema": {"type": "string"},
-                        "description": "Only logs after this log id",
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 0, "maximum": 10000, "default": 1000},
-                    },
-                ],
-            )
-        },
-        "/jobs": {
-            "get": _operation(
-                "Registered jobs with their input and output JSON Schemas",
-                {
-                    "200": _json(
-                        {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {"name": {"type": "string"}, "inputSchema": {}, "outputSchema": {}},
-                            },
-                        }
-                    ),
-                    **_errors(401),
-                },
-            )
-        },
-        "/retry": {
-            "post": _operation(
-                "Retry a failed or cancelled run", {"200": _json(_SUCCESS), **_errors(400, 401, 404, 409)}, [_RUN_ID]
-            )
-        },
-        "/cancel": {
-            "post": _operation(
-                "Cancel a pending or running run", {"200": _json(_SUCCESS), **_errors(400, 401, 404, 409)}, [_RUN_ID]
-            )
-        },
-        "/subscribe": {
-            "get": _operation(
-                "One run's events: a run:snapshot first, then live until run:complete",
-                {"200": _SSE, **_errors(400, 401, 404)},
-                [_RUN_ID],
-            )
-        },
-        "/runs/subscribe": {
-            "get": _operation(
-                "Reduced notifications of all runs",
-                {"200": _SSE, **_errors(401)},
-                [
-                    {"name": "jobName", "in": "query", "schema": {"type": "string"}},
-                    {
-                        "name": "type",
-                        "in": "query",
-                        "description": "only these event types (repeatable)",
-                        "schema": {"type": "array", "items": {"type": "string"}},
-                        "style": "form",
-                        "explode": True,
-                    },
-                ],
-            )
-        },
-    }
-    schemas = {
+
+
+def openapi_document(base: str, jobs: Iterable[JobDefinition] = ()) -> dict[str, Any]:
+    """The document for the API under `base` serving `jobs` (their inputs type `/trigger`)."""
+    schemas: dict[str, Any] = {
         "Error": {
             "type": "object",
-            "properties": {"error": {"type": "string"}, "details": {"type": "array"}},
-            "required": ["error"],
+            "properties": {
+                "error": {"type": "string", "description": "A clear message"},
+                "code": {"type": "string", "pattern": "^[A-Z][A-Z_]*$", "description": "Stable: map errors by it"},
+                "details": {"type": "array", "items": {"type": "object"}},
+            },
+            "required": ["error", "code"],
         },
+        "Success": _SUCCESS,
         # Validation mode: the records' catch-all timestamp serializer would make every serialization schema `{}`.
         **{
             model.__name__: model.model_json_schema(
@@ -229,6 +120,139 @@ def openapi_document(base: str) -> dict[str, Any]:
     }
     for schema in list(schemas.values()):
         schemas.update(schema.pop("$defs", {}))
+    trigger_body = _trigger_body(list(jobs), schemas)
+    array = lambda name: {"type": "array", "items": _ref(name)}  # noqa: E731
+    statuses = {"enum": [status.value for status in RunStatus]}
+    list_params = [
+        _repeated("jobName", _TEXT, "Only runs of these jobs"),
+        _repeated("status", statuses, "Only runs in these statuses"),
+        _bounded(_params.LIMIT),
+        _bounded(_params.OFFSET),
+    ]
+    stats_params = [
+        _repeated("jobName", _TEXT, "Count only these jobs (default: every job the caller may see)"),
+        _bounded(
+            _params.BUCKET_SECONDS,
+            "Length of a series bucket; buckets are aligned to multiples of it since the epoch (UTC)",
+        ),
+        _bounded(_params.BUCKETS, "Buckets in the series, the last one holding the current time"),
+    ]
+    links = {
+        f"{operation_id[0].upper()}{operation_id[1:]}": {
+            "operationId": operation_id,
+            "parameters": {"runId": "$response.body#/runId"},
+        }
+        for operation_id in _RUN_LINKS
+    }
+    run_id_answer = {"type": "object", "properties": {"runId": {"type": "string"}}, "required": ["runId"]}
+    paths = {
+        "/trigger": {
+            "post": _operation(
+                "trigger",
+                "Create a run (or find the run of the same idempotency key)",
+                {"200": {**_json(run_id_answer), "links": links}, **_errors(400, 403, 404, 413, 415)},
+                body=trigger_body,
+            )
+        },
+        "/runs": {
+            "get": _operation(
+                "listRuns", "List runs, newest first", {"200": _json(array("Run")), **_errors(400)}, list_params
+            )
+        },
+        "/stats": {
+            "get": _operation(
+                "getStats",
+                "Runs per status and job, and runs created per time bucket and status",
+                {"200": _json(_ref("RunStats")), **_errors(400)},
+                stats_params,
+            )
+        },
+        "/run": {
+            "get": _operation("getRun", "Get a run", {"200": _json(_ref("Run")), **_errors(400, 404)}, [_RUN_ID]),
+            "delete": _operation(
+                "deleteRun",
+                "Delete a finished run",
+                {"200": _json(_ref("Success")), **_errors(400, 404, 409, 415)},
+                [_RUN_ID],
+            ),
+        },
+        "/steps": {
+            "get": _operation(
+                "getSteps", "A run's steps, in order", {"200": _json(array("Step")), **_errors(400, 404)}, [_RUN_ID]
+            )
+        },
+        "/logs": {
+            "get": _operation(
+                "getLogs",
+                "A run's stored logs, oldest first",
+                {"200": _json(array("LogEntry")), **_errors(400, 404)},
+                [
+                    _RUN_ID,
+                    {"name": "after", "in": "query", "schema": _TEXT, "description": "Only logs after this log id"},
+                    _bounded(_params.LOG_LIMIT),
+                ],
+            )
+        },
+        "/jobs": {
+            "get": _operation(
+                "listJobs",
+                "Registered jobs with their input and output JSON Schemas",
+                {
+                    "200": _json(
+                        {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "inputSchema": {"type": ["object", "null"]},
+                                    "outputSchema": {"type": ["object", "null"]},
+                                },
+                                "required": ["name", "inputSchema", "outputSchema"],
+                            },
+                        }
+                    ),
+                    **_errors(),
+                },
+            )
+        },
+        "/retry": {
+            "post": _operation(
+                "retryRun",
+                "Retry a failed or cancelled run",
+                {"200": _json(_ref("Success")), **_errors(400, 404, 409, 415)},
+                [_RUN_ID],
+            )
+        },
+        "/cancel": {
+            "post": _operation(
+                "cancelRun",
+                "Cancel a pending or running run",
+                {"200": _json(_ref("Success")), **_errors(400, 404, 409, 415)},
+                [_RUN_ID],
+            )
+        },
+        "/subscribe": {
+            "get": _operation(
+                "subscribeRun",
+                "One run's events: a run:snapshot first, then live until run:complete",
+                {"200": _SSE, **_errors(400, 404)},
+                [_RUN_ID, _LAST_EVENT_ID],
+            )
+        },
+        "/runs/subscribe": {
+            "get": _operation(
+                "subscribeRuns",
+                "Reduced notifications of all runs (or one job's)",
+                {"200": _SSE, **_errors(400)},
+                [
+                    {"name": "jobName", "in": "query", "schema": _TEXT},
+                    _repeated("type", {"enum": list(EVENT_TYPES)}, "Only these event types"),
+                    _LAST_EVENT_ID,
+                ],
+            )
+        },
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "durably-reflex API", "version": "1"},
@@ -236,3 +260,62 @@ def openapi_document(base: str) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": schemas},
     }
+
+
+def _trigger_body(jobs: list[JobDefinition], schemas: dict[str, Any]) -> dict[str, Any]:
+    """One object schema per job (its `jobName`, its input's JSON Schema), discriminated by
+    `jobName`; each input's `$defs` become components of their own, named after the job."""
+    branches: dict[str, str] = {}
+    for job in sorted(jobs, key=lambda job: job.name):
+        name = _component_name(job.name)
+        while f"Trigger.{name}" in schemas:  # "a.b" and "a_b" both read a_b
+            name += "_"
+        input_schema = job.input_schema()
+        body: dict[str, Any] = {
+            "type": "object",
+            "properties": {
+                "jobName": {"const": job.name},
+                "idempotencyKey": _TEXT,
+                "concurrencyKey": _TEXT,
+            },
+            "required": ["jobName"],
+        }
+        if input_schema is None:
+            body["properties"]["input"] = {"description": "Anything JSON: the job declares no input model"}
+        else:
+            defs = {f"{name}.{key}": value for key, value in input_schema.pop("$defs", {}).items()}
+            for key, value in defs.items():
+                schemas[f"Input.{key}"] = _rewrite_refs(value, name)
+            schemas[f"Input.{name}"] = _rewrite_refs(input_schema, name)
+            body["properties"]["input"] = _ref(f"Input.{name}")
+            if input_schema.get("required"):
+                body["required"] = ["jobName", "input"]
+        schemas[f"Trigger.{name}"] = body
+        branches[job.name] = f"#/components/schemas/Trigger.{name}"
+    if not branches:
+        return {"type": "object", "properties": {"jobName": _TEXT}, "required": ["jobName"]}
+    return {
+        "oneOf": [{"$ref": ref} for ref in branches.values()],
+        "discriminator": {"propertyName": "jobName", "mapping": branches},
+    }
+
+
+def _component_name(job_name: str) -> str:
+    """A component name OpenAPI allows (`^[a-zA-Z0-9._-]+$`) for a job name that may hold anything."""
+    return re.sub(r"[^a-zA-Z0-9_-]", "_", job_name) or "_"
+
+
+def _rewrite_refs(schema: Any, prefix: str) -> Any:
+    """`#/$defs/X` references, pointed at the component `Input.<prefix>.X`."""
+    if isinstance(schema, dict):
+        return {
+            key: (
+                f"#/components/schemas/Input.{prefix}.{value.removeprefix('#/$defs/')}"
+                if key == "$ref" and isinstance(value, str) and value.startswith("#/$defs/")
+                else _rewrite_refs(value, prefix)
+            )
+            for key, value in schema.items()
+        }
+    if isinstance(schema, list):
+        return [_rewrite_refs(item, prefix) for item in schema]
+    return schema

@@ -67,6 +67,10 @@ BUCKETS = Bounded("buckets", default=24, minimum=1, maximum=MAX_STATS_BUCKETS)
 LAST_EVENT_ID = Bounded("Last-Event-ID", default=0, minimum=0, maximum=MAX_EVENT_ID)
 
 
+# `text`'s rule as JSON Schema, for the OpenAPI document (a lone surrogate cannot travel as UTF-8).
+TEXT_SCHEMA: dict[str, Any] = {"type": "string", "maxLength": MAX_ID_LENGTH, "pattern": "^[^\\u0000]*$"}
+
+
 def text(name: str, value: str) -> str:
     """`value` if every backend can store and compare it: at most `MAX_ID_LENGTH` characters, no NUL
     (PostgreSQL's text refuses it) and no lone surrogate (not encodable as UTF-8)."""
@@ -80,12 +84,12 @@ def text(name: str, value: str) -> str:
 
 
 def text_values(name: str, values: Iterable[str]) -> list[str]:
-    """A repeated filter's distinct non-empty values, in order, each checked by `text`, at most
-    `MAX_FILTER_VALUES` of them (so a request's cost stays bounded)."""
-    distinct = list(dict.fromkeys(value for value in values if value))
-    if len(distinct) > MAX_FILTER_VALUES:
-        raise InvalidArgumentError(f"{name} is given {len(distinct)} values: at most {MAX_FILTER_VALUES}")
-    return [text(name, value) for value in distinct]
+    """A repeated filter's distinct non-empty values, in order, each checked by `text`; at most
+    `MAX_FILTER_VALUES` may be given (so a request's cost stays bounded)."""
+    given = list(values)
+    if len(given) > MAX_FILTER_VALUES:
+        raise InvalidArgumentError(f"{name} is given {len(given)} values: at most {MAX_FILTER_VALUES}")
+    return [text(name, value) for value in dict.fromkeys(given) if value]
 
 
 def _encodable(value: str) -> bool:

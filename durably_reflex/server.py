@@ -42,6 +42,7 @@ from ._errors import (
 )
 from ._events import EVENT_TYPES, RUN_COMPLETE, RUN_DELETE, RUN_PROGRESS, SETTLED_TYPES, Event
 from ._feed import FeedItem, FeedSubscription
+from ._jobs import JobDefinition
 from ._openapi import openapi_document
 from ._records import Run, RunStatus
 from ._sse import KEEP_ALIVE, EventStreamResponse, frame
@@ -51,9 +52,9 @@ logger = logging.getLogger("durably_reflex")
 RUN_SNAPSHOT = "run:snapshot"
 _RUN_ENDED = frozenset({RUN_COMPLETE, RUN_DELETE})  # a run's stream closes after these
 
-Handler = Callable[[Request], Awaitable[Response]]
 # What an endpoint answers with: a JSON response, or a live event stream (an ASGI app of its own).
 Answer = Response | EventStreamResponse
+Handler = Callable[[Request], Awaitable[Answer]]
 
 
 @dataclass(frozen=True)
@@ -354,12 +355,26 @@ class _Api:
         )
 
     def openapi(self, base: str) -> Handler:
-        document = openapi_document(base)
+        """The OpenAPI document, typing the inputs of the jobs the caller may see (made once per
+        set of jobs: registering more later shows them)."""
+        documents: dict[tuple[str, ...], dict[str, Any]] = {}
 
-        async def serve(request: Request) -> Response:
-            return JSONResponse(document)
+        @_endpoint
+        async def serve(self: _Api, request: Request) -> Response:
+            visible = await self._visible_jobs(await self._caller(request))
+            jobs = [job for job in self._definitions() if visible is None or job.name in visible]
+            key = tuple(sorted(job.name for job in jobs))
+            if key not in documents:
+                if len(documents) > 64:
+                    documents.clear()
+                documents[key] = openapi_document(base, jobs)
+            return JSONResponse(documents[key])
 
-        return serve
+        return functools.partial(serve, self)
+
+    def _definitions(self) -> list[JobDefinition]:
+        """Each registered job once (one may be registered under several keys)."""
+        return list({id(handle): handle.definition for handle in self.durably.jobs.values()}.values())
 
     # -- streams ----------------------------------------------------------------------------------
     @_endpoint
