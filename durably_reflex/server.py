@@ -61,10 +61,13 @@ Handler = Callable[[Request], Awaitable[Answer]]
 class DurablyAuth:
     """Optional access control; each hook may be a plain function or a coroutine function.
 
-    - `authenticate(request)` returns the caller (any object); raising or returning None answers 401.
-    - `can_trigger(caller, job_name, input)`: False answers 403.
+    - `authenticate(request)` returns the caller (any object); returning None answers 401. An
+      exception it raises is logged and answered with a plain 401 (its text may say too much); an
+      `ApiError` or Starlette `HTTPException` raised on purpose keeps its status and message.
+    - `can_trigger(caller, job_name, input)`: False answers 403 (asked only for a job the caller sees).
     - `can_access_run(caller, run)`: False answers 404, as if the run did not exist (no probing).
-    - `visible_jobs(caller)`: the job names the caller may list, count and stream (None: all).
+    - `visible_jobs(caller)`: the job names the caller may list, count, stream and trigger (None:
+      all); any other job is a 404, as if it did not exist.
     - `scope(caller)`: the caller's tenant, a string (None: no tenant, every run is visible). Runs the
       caller triggers belong to its scope; its idempotency and concurrency keys are its scope's own;
       listings, counts, streams and run routes see only its scope's runs (another's is a 404).
