@@ -511,8 +511,8 @@ class _Api:
             return None
         try:
             caller = await _call(self._auth.authenticate, request)
-        except (ApiError, HTTPException):
-            raise  # raised on purpose: its status and message stand
+        except (ApiError, HTTPException, StorageUnavailableError):
+            raise  # raised on purpose (or the database is away, a 503): its status and message stand
         except Exception:
             # A bug in the hook, or what it calls: logged, never shown (its text may say too much).
             logger.exception("durably API: the authenticate hook raised on %s %s", request.method, request.url.path)

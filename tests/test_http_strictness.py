@@ -13,6 +13,7 @@ import pytest
 from starlette.exceptions import HTTPException
 
 from durably_reflex import create_durably
+from durably_reflex._errors import StorageUnavailableError
 from durably_reflex._params import MAX_FILTER_VALUES, MAX_OFFSET
 from durably_reflex.server import ApiError, DurablyAuth
 from tests.server_fixtures import (
@@ -247,6 +248,16 @@ async def test_an_error_an_authenticate_hook_raises_on_purpose_keeps_its_status_
 
     server = await serve(auth=DurablyAuth(authenticate=refuse), start_worker=False)
     assert assert_error(await server.client.get("/runs"), status)["error"] == message
+
+
+async def test_an_unreachable_database_is_a_503_with_retry_after_in_whole_seconds(serve: Serve) -> None:
+    def authenticate(request: Any) -> Any:  # a hook that reads the same database, say
+        raise StorageUnavailableError("The database cannot be reached", retry_after=2.5)
+
+    server = await serve(auth=DurablyAuth(authenticate=authenticate), start_worker=False)
+    response = await server.client.get("/runs")
+    body = assert_error(response, 503, code="STORAGE_UNAVAILABLE")
+    assert body["error"] == "The database cannot be reached" and response.headers["retry-after"] == "3"
 
 
 async def test_triggering_a_job_visible_jobs_hides_is_a_404_before_can_trigger_is_asked(serve: Serve) -> None:
