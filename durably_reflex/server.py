@@ -96,8 +96,6 @@ HTTP_CODES: dict[int, str] = {
     500: "INTERNAL_ERROR",
     503: StorageUnavailableError.code,
 }
-# Methods the catch-all route answers (405, or 204 for OPTIONS) on a path that exists.
-_ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 class ApiError(Exception):
