@@ -63,8 +63,9 @@ def seed_runs(db_url: str, n: int, *, seed: int = 1) -> None:
     engine = create_engine(db_url)
     try:
         with engine.connect() as connection:
-            connection.exec_driver_sql("PRAGMA synchronous=OFF")  # seeding: no fsync per batch
-            connection.commit()
+            if engine.dialect.name == "sqlite":
+                connection.exec_driver_sql("PRAGMA synchronous=OFF")  # seeding: no fsync per batch
+                connection.commit()
             for first in range(0, n, BATCH):
                 runs, steps = [], []
                 for i in range(first, min(n, first + BATCH)):

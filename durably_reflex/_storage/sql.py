@@ -29,6 +29,7 @@ from sqlalchemy import (
     func,
     select,
     text,
+    true,
     update,
 )
 
@@ -289,11 +290,26 @@ def _merged_page(query: RunQuery, limit: int, dialect: str) -> Select[Any]:
     if query.scope is not None:
         others.append(_runs.c.scope == query.scope)
     distinct = list(dict.fromkeys(values))
-    if dialect == "postgresql":  # JSON's bind type encodes the list
+    if dialect == "postgresql":  # a LATERAL join: one index range per value (JSON's bind type encodes the list)
         each = func.json_array_elements_text(cast(distinct, JSON)).table_valued("value").render_derived()
-    else:
-        each = func.json_each(json.dumps(distinct)).table_valued("value")
-    newest = (
+        newest = (
+            select(_runs.c.id, _runs.c.created_at)
+            .where(_runs.c[name] == each.c.value, *others)
+            .order_by(*_NEWEST_FIRST)
+            .limit(query.offset + limit)
+            .lateral()
+        )
+        return (
+            select(newest.c.id)
+            .select_from(each)
+            .join(newest, true())
+            .order_by(newest.c.created_at.desc(), newest.c.id.desc())
+            .limit(limit)
+            .offset(query.offset)
+        )
+    # SQLite has no LATERAL; a correlated IN per value is its equivalent.
+    each = func.json_each(json.dumps(distinct)).table_valued("value")
+    newest_ids = (
         select(_runs.c.id)
         .where(_runs.c[name] == each.c.value, *others)
         .order_by(*_NEWEST_FIRST)
@@ -304,7 +320,7 @@ def _merged_page(query: RunQuery, limit: int, dialect: str) -> Select[Any]:
     return (
         select(page.c.id)
         .select_from(each)
-        .join(page, page.c.id.in_(newest))
+        .join(page, page.c.id.in_(newest_ids))
         .order_by(page.c.created_at.desc(), page.c.id.desc())
         .limit(limit)
         .offset(query.offset)
