@@ -103,12 +103,24 @@ def run(args: argparse.Namespace) -> int:
         target=args.target,
         auth=args.auth,
         api_url=f"http://{_bracket(api_host(args.host))}:{backend_port}",
+        reload_paths=watched_sources(args.target),
     )
     print(
         f"durably-reflex dashboard on http://{_bracket(shown_host(args.host))}:{args.port} (building in {build_dir})",
         flush=True,
     )
     return run_group(reflex_command(args), cwd=build_dir, env=env, stop_timeout=args.stop_timeout)
+
+
+def watched_sources(target: str) -> list[Path]:
+    """What `--dev` reloads on: this package's code (the dashboard's pages) and the file of the
+    user's module, imported already by the checks. Not the folders around them, where a database
+    being written would restart the backend over and over."""
+    sources = [Path(__file__).resolve().parent]
+    module = sys.modules.get(target.partition(":")[0])
+    if module is not None and module.__file__ is not None:
+        sources.append(Path(module.__file__).resolve())
+    return sources
 
 
 def reflex_command(args: argparse.Namespace) -> list[str]:

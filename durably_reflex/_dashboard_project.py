@@ -9,7 +9,7 @@ import importlib.util
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 APP_MODULE = "durably_reflex.dashboard.app"
@@ -88,10 +88,14 @@ def reflex_environment(
     target: str,
     auth: str | None,
     api_url: str,
+    reload_paths: Sequence[Path] = (),
 ) -> dict[str, str]:
     """The environment of `reflex run`: `base` plus Node.js first on PATH, npm rather than bun (Reflex
     would download bun from outside the package registries), no telemetry or version check, the
-    user's folder importable, the engine and auth to serve, and the backend's URL."""
+    user's folder importable, the engine and auth to serve, the backend's URL, and what `--dev`
+    reloads on: `reload_paths` only. Left to itself Reflex would watch the folder above the app
+    module's package (site-packages, or a whole checkout), where any SQLite `-wal` file that changes
+    restarts the backend, whose worker writes again: a reload loop."""
     env = dict(base)
     node_bin = build_dir / NODE_BIN
     env["PATH"] = os.pathsep.join(
@@ -109,6 +113,8 @@ def reflex_environment(
     env["REFLEX_CHECK_LATEST_VERSION"] = "0"
     env["REFLEX_TELEMETRY_ENABLED"] = "false"
     env["REFLEX_API_URL"] = api_url
+    if reload_paths:
+        env["REFLEX_HOT_RELOAD_OVERRIDE_PATHS"] = ":".join(str(path) for path in reload_paths)  # Reflex splits on ":"
     for name in ("NPM_CONFIG_FUND", "NPM_CONFIG_UPDATE_NOTIFIER", "NPM_CONFIG_AUDIT"):
         env.setdefault(name, "false")
     if not env.get("NPM_CONFIG_REGISTRY") and (registry := npm_registry(env)):

@@ -21,7 +21,8 @@ import psutil
 import pytest
 
 from durably_reflex._cli import build_parser
-from durably_reflex._dashboard_cli import is_public, public_host_warning, reflex_command
+from durably_reflex._dashboard_cli import is_public, public_host_warning, reflex_command, watched_sources
+from durably_reflex._dashboard_targets import load_durably
 from durably_reflex._dashboard_project import APP_MODULE, NODE_BIN, reflex_environment, write_project
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,6 +198,31 @@ def test_reflex_runs_with_npm_node_first_the_users_folder_importable_and_the_eng
     assert env["DURABLY_WORKDIR"] == str(tmp_path)  # the user's module is imported from there
     assert (env["REFLEX_USE_NPM"], env["REFLEX_CHECK_LATEST_VERSION"]) == ("1", "0")
     assert env["REFLEX_API_URL"] == "http://localhost:3000"
+
+
+def test_dev_mode_reloads_on_the_dashboards_code_and_the_users_module_only(user_dir: Path) -> None:
+    """Reflex would watch the folder above the app module's package (site-packages, or a checkout),
+    where a SQLite -wal file that changes restarts the backend, whose worker writes again."""
+    import durably_reflex
+
+    sys.path.insert(0, str(user_dir))
+    try:
+        load_durably("jobs_module:durably")
+        sources = watched_sources("jobs_module:durably")
+    finally:
+        sys.path.remove(str(user_dir))
+        sys.modules.pop("jobs_module", None)
+    assert sources == [Path(durably_reflex.__file__).resolve().parent, (user_dir / "jobs_module.py").resolve()]
+    env = reflex_environment(
+        {},
+        build_dir=user_dir / "build",
+        user_dir=user_dir,
+        target="jobs_module:durably",
+        auth=None,
+        api_url="http://localhost:3001",
+        reload_paths=sources,
+    )
+    assert env["REFLEX_HOT_RELOAD_OVERRIDE_PATHS"].split(":") == [str(path) for path in sources]
 
 
 # -- stopping a process tree -------------------------------------------------------------------------
