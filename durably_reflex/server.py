@@ -38,6 +38,7 @@ from ._errors import (
     JobNotFoundError,
     NotFoundError,
     RunNotFoundError,
+    SchemaVersionError,
     StorageUnavailableError,
 )
 from ._events import EVENT_TYPES, RUN_COMPLETE, RUN_DELETE, RUN_PROGRESS, SETTLED_TYPES, Event
@@ -50,6 +51,7 @@ from ._sse import KEEP_ALIVE, EventStreamResponse, frame
 logger = logging.getLogger("durably_reflex")
 
 RUN_SNAPSHOT = "run:snapshot"
+SCHEMA_RETRY_AFTER = 60  # seconds: a database newer than this server waits for the server's upgrade
 _RUN_ENDED = frozenset({RUN_COMPLETE, RUN_DELETE})  # a run's stream closes after these
 
 # What an endpoint answers with: a JSON response, or a live event stream (an ASGI app of its own).
@@ -177,6 +179,9 @@ def _endpoint(handler: Callable[..., Awaitable[Answer]]) -> Callable[..., Awaita
             logger.warning("durably API: %s %s: %s", request.method, request.url.path, error)
             retry_after = str(max(1, math.ceil(error.retry_after)))
             return _error(503, str(error), code=error.code, headers={"Retry-After": retry_after})
+        except SchemaVersionError as error:  # the deployment's mistake (an old server on a new database)
+            logger.error("durably API: %s", error)
+            return _error(503, str(error), code=error.code, headers={"Retry-After": str(SCHEMA_RETRY_AFTER)})
         except InvalidInputError as error:
             return _error(400, str(error), _jsonable(error.errors), code=error.code)
         except NotFoundError as error:

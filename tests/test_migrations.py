@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, inspect
 
 from durably_reflex import RunStatus, SchemaVersionError, create_durably, define_job
 from durably_reflex._storage.migrations import MIGRATIONS
+from durably_reflex.server import create_durably_handler
 from durably_reflex._storage.tables import SCHEMA_VERSION
 from tests.conftest import FAST
 from tests.engine_helpers import query_db
@@ -199,6 +201,23 @@ async def test_a_database_newer_than_the_code_is_refused_and_left_alone(db_url):
         await durably.close()
     assert schema_of(db_url) == before
     assert versions_recorded(db_url) == [SCHEMA_VERSION, newer]
+
+
+async def test_the_api_on_a_database_newer_than_the_code_answers_503_schema_too_new(db_url):
+    """An old server left running after a newer one migrated the database: not the caller's mistake
+    (no 4xx), and it says what to do."""
+    await migrate(db_url)
+    query_db(db_url, "INSERT INTO durably_schema_versions (version, applied_at) VALUES (?, ?)", SCHEMA_VERSION + 1, T0)
+    durably = create_durably(db_url, **FAST)
+    transport = httpx.ASGITransport(app=create_durably_handler(durably))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.get("/api/durably/runs")
+    finally:
+        await durably.close()
+    assert response.status_code == 503
+    assert response.json()["code"] == "SCHEMA_TOO_NEW" and "upgrade durably-reflex" in response.json()["error"]
+    assert response.headers["retry-after"].isdigit()
 
 
 async def _return_input(step: Any, input: Any) -> Any:

@@ -27,7 +27,7 @@ def schema_of(doc: dict[str, Any], ref: str) -> dict[str, Any]:
 
 
 async def test_the_document_is_valid_openapi_3_1(serve: Serve) -> None:
-    validator = pytest.importorskip("openapi_spec_validator")
+    import openapi_spec_validator as validator
     validator.validate(await document(await serve(start_worker=False)))
 
 
