@@ -35,9 +35,10 @@ if [ ! -x "$PY" ]; then
     fi
 fi
 
-# 2. Python requirements, skipped when requirements.txt, the interpreter and the
-#    venv's location are unchanged since the last successful install.
-want="$( { cat requirements.txt; "$PY" -VV; echo "$VENV"; } | sha256sum | cut -d' ' -f1)"
+# 2. Python requirements (requirements.txt installs the project with the ranges of
+#    pyproject.toml), skipped when both files, the interpreter and the venv's
+#    location are unchanged since the last successful install.
+want="$( { cat requirements.txt pyproject.toml; "$PY" -VV; echo "$VENV"; } | sha256sum | cut -d' ' -f1)"
 if [ "${FORCE_SETUP:-0}" != "0" ] || [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
     say "installing requirements.txt into .venv (first time takes a minute)"
     "$PY" -m pip install --quiet -r requirements.txt
