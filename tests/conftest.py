@@ -25,6 +25,21 @@ _database_numbers = itertools.count(1)
 BROWSER_TESTS = Path(__file__).resolve().parent / "browser"
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Server tests run on both backends too: a test whose server makes its own database (the
+    `serve`/`server` fixtures, through `server_backend`) runs once per backend, unless the test
+    already picks its database with `db_url` (it is parametrized by that)."""
+    if "server_backend" in metafunc.fixturenames and "db_url" not in metafunc.fixturenames:
+        metafunc.parametrize("server_backend", BACKENDS)
+
+
+@pytest.fixture
+def server_backend() -> str:
+    """The database a test server makes for itself (tests/server_fixtures.py): both backends by
+    `pytest_generate_tests`; SQLite where a test picks its own database with `db_url`."""
+    return "sqlite"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests run last: Playwright's sync API keeps an event loop running in the main thread
     for as long as its (session-wide) browser lives, and pytest-asyncio's tests cannot run beside it."""

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import re
 import shutil
 import socket
@@ -491,11 +492,25 @@ def database_url(path: Path) -> str:
 
 
 @pytest.fixture(name="serve")
-async def serve_fixture(tmp_path: Path, migrated_template: Path) -> AsyncIterator[Serve]:
-    """`await serve(**options)` → a LiveServer; after the test its server is stopped and its engine
-    closed (an engine passed in with `durably=` is handed over too)."""
+async def serve_fixture(
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_template: Path, server_backend: str
+) -> AsyncIterator[Serve]:
+    """`await serve(**options)` → a LiveServer on a fresh database of `server_backend`; after the
+    test its server is stopped and its engine closed (an engine passed in with `durably=` is handed
+    over too), and its PostgreSQL databases dropped."""
     started: list[LiveServer] = []
     numbers = itertools.count(1)
+    cluster = request.getfixturevalue("pg_cluster") if server_backend == "postgresql" else None
+    databases: list[str] = []
+
+    def new_database() -> str:
+        number = next(numbers)
+        if cluster is None:  # a copy of a migrated file: migrating anew each time is slow
+            path = tmp_path / f"server-{number}.db"
+            shutil.copyfile(migrated_template, path)
+            return database_url(path)
+        databases.append(f"server_{os.getpid()}_{id(databases)}_{number}")
+        return str(cluster.create_database(databases[-1]))
 
     async def start(
         *,
@@ -507,9 +522,7 @@ async def serve_fixture(tmp_path: Path, migrated_template: Path) -> AsyncIterato
         **handler_options: Any,
     ) -> LiveServer:
         if durably is None:
-            path = tmp_path / f"server-{next(numbers)}.db"
-            shutil.copyfile(migrated_template, path)
-            durably = create_durably(f"sqlite:///{path}", max_concurrent_runs=4, **FAST)
+            durably = create_durably(new_database(), max_concurrent_runs=4, **FAST)
             durably.register(**(JOBS if jobs is None else jobs))
         try:
             await (durably.init() if start_worker else durably.migrate())
@@ -527,6 +540,8 @@ async def serve_fixture(tmp_path: Path, migrated_template: Path) -> AsyncIterato
         for server in reversed(started):
             await server.close()
         await asyncio.gather(*(server.durably.close(timeout=5) for server in started))
+        for name in databases:
+            cluster.drop_database(name)
 
 
 @pytest.fixture(name="server")
