@@ -192,11 +192,6 @@ class ServerThread:
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'server.db'}"
-
-
-@pytest.fixture
 def server(db_url: str) -> Iterator[ServerThread]:
     running = ServerThread(db_url, free_port()).start()
     yield running

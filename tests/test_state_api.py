@@ -122,7 +122,7 @@ def test_a_mixin_alone_is_not_a_state_subclass_it_with_rx_state() -> None:
 
 # -- a real server: what a tab sees ---------------------------------------------------------------------
 @pytest.fixture
-def tenant_server(tmp_path: Path) -> Iterator[ServerThread]:
+def tenant_server(db_url: str) -> Iterator[ServerThread]:
     """A server whose auth hook knows the caller from a session cookie, and shows each caller only
     the runs of the jobs they may see: alice the imports, bob the flaky job."""
 
@@ -132,7 +132,7 @@ def tenant_server(tmp_path: Path) -> Iterator[ServerThread]:
     def visible_jobs(caller: str) -> list[str]:
         return {"alice": ["import-csv"], "bob": ["flaky"]}.get(caller, [])
 
-    server = ServerThread(f"sqlite:///{tmp_path / 'tenants.db'}", free_port(), DurablyAuth(authenticate, visible_jobs=visible_jobs))
+    server = ServerThread(db_url, free_port(), DurablyAuth(authenticate, visible_jobs=visible_jobs))
     server.start()
     yield server
     server.stop()

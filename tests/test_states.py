@@ -234,8 +234,8 @@ async def test_updates_wait_while_the_tab_is_away_and_apply_when_it_is_back() ->
 
 # -- sources against a real server ----------------------------------------------------------------------
 @pytest.fixture
-def server(tmp_path: Any) -> AsyncIterator[ServerThread]:
-    running = ServerThread(f"sqlite:///{tmp_path / 'states.db'}", free_port()).start()
+def server(db_url: str) -> AsyncIterator[ServerThread]:
+    running = ServerThread(db_url, free_port()).start()
     yield running
     running.stop()
 
