@@ -27,6 +27,7 @@ EXTRA_OF_PART = {
     "dashboard": "reflex",
     "_dashboard_cli.py": "reflex",
     "_storage/postgres.py": "postgres",
+    "_http_protocol.py": "server",  # `serve`'s uvicorn protocol, imported by that command only
 }
 # Imported inside a function, only where that extra is in use: the command line's `serve`, and the
 # client asking a Reflex app's config for the default API URL once Reflex is loaded.
