@@ -8,6 +8,12 @@ A run executes on a thread of its own with its own event loop (see `worker.py`),
 the API and the UI share. So a synchronous step function is simply called, and its checkpoint is
 written on the same thread: no hand-off between threads per step, and however slow or CPU-bound a
 step is, the server's loop stays free.
+
+A step running when its run is cancelled either finishes its work regardless (it never looks at
+`step.signal` or `step.is_cancelled`): it is recorded `completed`, as in Durably 0.7, and replays on
+retry; or it sees the cancel and stops early: whatever it then returns or raises is unfinished
+work, so it is recorded `cancelled` (where the run stopped), never replayed (a retry runs it again),
+and `step.run` raises `RunCancelledError` at once.
 """
 
 from __future__ import annotations
@@ -55,6 +61,28 @@ def encode_json(value: Any, what: str) -> str:
         raise StepOutputError(f"{what} is not JSON-serializable, so it could not be stored: {error}") from None
 
 
+class CancelSignal(threading.Event):
+    """`step.signal`: a `threading.Event` that counts the times code saw it set (`wait` or `is_set`
+    answering True), so that a step which saw its run's cancel can be told from one that finished
+    its work regardless (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = 0  # increments may race between threads; only "more than before" matters
+
+    def is_set(self) -> bool:
+        answer = super().is_set()
+        if answer:
+            self.seen += 1
+        return answer
+
+    def wait(self, timeout: float | None = None) -> bool:
+        answer = super().wait(timeout)
+        if answer:
+            self.seen += 1
+        return answer
+
+
 class StepLogger:
     """`step.log.info("saved", {"row": 3})`: stored with the run and streamed as `log:write`."""
 
@@ -92,7 +120,7 @@ class StepContext:
         self.log = StepLogger(self)
         # Set when this execution should stop (the run was cancelled, taken over, or the worker is
         # shutting down): long step functions may poll or wait on it.
-        self.signal = threading.Event()
+        self.signal = CancelSignal()
         self.failed_step_name: str | None = None
         self._attempt = attempt
         self._completed = completed_steps
@@ -107,7 +135,10 @@ class StepContext:
     @property
     def is_cancelled(self) -> bool:
         """Whether the run was cancelled (not merely interrupted by a worker shutting down)."""
-        return self._ended is RunCancelledError
+        cancelled = self._ended is RunCancelledError
+        if cancelled:
+            self.signal.seen += 1  # the code asking has seen the cancel, as through the signal
+        return cancelled
 
     # -- steps ------------------------------------------------------------------------------------
     async def run(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -129,20 +160,29 @@ class StepContext:
 
         token = _current_step.set(name)
         started_at = now_ms()
+        seen_before = self.signal.seen
         self._post(STEP_START, stepName=name, stepIndex=index)
         try:
             value = fn(*args, **kwargs)
             if inspect.isawaitable(value):
                 value = await value
             output_json = encode_json(value, f'The result of step "{name}"')
-        except (RunCancelledError, ClaimLostError):
+        except ClaimLostError:
             raise
         except Exception as error:
+            if self._saw_cancel(seen_before) or (isinstance(error, RunCancelledError) and self.is_cancelled):
+                self._record_cancelled(name, index, started_at, None, describe_error(error))
+                raise RunCancelledError(self.run_id) from error
+            if isinstance(error, RunCancelledError):
+                raise
             self._record_failure(name, index, started_at, error)
             raise
         finally:
             _current_step.reset(token)
 
+        if self._saw_cancel(seen_before):
+            self._record_cancelled(name, index, started_at, output_json, None)
+            raise RunCancelledError(self.run_id)
         completed_at = now_ms()
         written = self._record(
             StepRecord(
@@ -167,6 +207,34 @@ class StepContext:
         output = json.loads(output_json)  # what a replay returns, so both paths give the same value
         self._post(STEP_COMPLETE, stepName=name, stepIndex=index, output=output, duration=completed_at - started_at)
         return output
+
+    def _saw_cancel(self, seen_before: int) -> bool:
+        """Whether the run was cancelled and the step's code saw it while it ran."""
+        return self._ended is RunCancelledError and self.signal.seen > seen_before
+
+    def _record_cancelled(
+        self, name: str, index: int, started_at: int, output_json: str | None, error: str | None
+    ) -> None:
+        """Record a step that stopped early on its run's cancel: never replayed, so a retry runs it
+        again; what it returned (or why it raised) is kept for whoever looks."""
+        written = self._record(
+            StepRecord(
+                id=new_id(),
+                run_id=self.run_id,
+                attempt=self._attempt,
+                name=name,
+                step_index=index,
+                status="cancelled",
+                output_json=output_json,
+                error=error,
+                error_stack=None,
+                started_at=started_at,
+                completed_at=now_ms(),
+            )
+        )
+        if written is StepWrite.CLAIM_LOST:
+            self.end(ClaimLostError)
+            raise ClaimLostError(self.run_id)
 
     def _record_failure(self, name: str, index: int, started_at: int, error: Exception) -> None:
         self.failed_step_name = name

@@ -314,8 +314,70 @@ async def test_cancel_sets_the_step_signal_so_a_long_sync_step_can_stop_early(du
     assert observed["is_cancelled"] is True
     assert "after ran" not in observed
     (saved,) = await durably.get_steps(run.id)
-    assert (saved.name, saved.status, saved.output) == ("long", "completed", "stopped early")
+    # It saw the cancel and stopped early: unfinished work, recorded where the run stopped.
+    assert (saved.name, saved.status, saved.output) == ("long", "cancelled", "stopped early")
     assert (await durably.get_run(run.id)).status is RunStatus.CANCELLED
+
+
+async def test_a_step_stopped_early_by_the_cancel_is_not_replayed_a_retry_runs_it_again(durably):
+    entered = Gate()
+    calls = collections.Counter()
+
+    async def job(step, input):
+        def batch():
+            calls["batch"] += 1
+            entered.set()
+            return "partial" if step.signal.wait(5 if calls["batch"] == 1 else 0) else "whole"
+
+        return await step.run("batch", batch)
+
+    durably.register(job=define_job(name="job", run=job))
+    events = collect(durably)
+    await durably.start()
+    run = await durably.trigger("job", {})
+    await entered.wait(5)
+    await durably.cancel(run.id)
+    async with asyncio.timeout(5):
+        while not await durably.get_steps(run.id):
+            await asyncio.sleep(0.01)
+    stopped = await durably.get_run(run.id)
+    assert (stopped.step_count, stopped.current_step_index) == (0, 0)  # nothing counts as done
+    assert "step:complete" not in [e["type"] for e in events]
+
+    await durably.retry(run.id)
+    done = await wait_for_status(durably, run.id, RunStatus.COMPLETED, RunStatus.FAILED)
+
+    assert (done.status, done.output, calls["batch"]) == (RunStatus.COMPLETED, "whole", 2)
+    assert [(s.status, s.output) for s in await durably.get_steps(run.id)] == [
+        ("cancelled", "partial"),
+        ("completed", "whole"),
+    ]
+
+
+async def test_a_step_that_raises_on_seeing_the_cancel_is_recorded_cancelled_with_its_reason(durably):
+    entered = Gate()
+
+    async def job(step, input):
+        def batch():
+            entered.set()
+            if step.signal.wait(5):
+                raise InterruptedError("stopped at row 7")
+
+        await step.run("batch", batch)
+
+    durably.register(job=define_job(name="job", run=job))
+    await durably.start()
+    run = await durably.trigger("job", {})
+    await entered.wait(5)
+    await durably.cancel(run.id)
+    async with asyncio.timeout(5):
+        while not await durably.get_steps(run.id):
+            await asyncio.sleep(0.01)
+
+    (saved,) = await durably.get_steps(run.id)
+    assert (saved.status, saved.error, saved.output) == ("cancelled", "stopped at row 7", None)
+    final = await durably.get_run(run.id)
+    assert (final.status, final.error) == (RunStatus.CANCELLED, None)
 
 
 @pytest.mark.parametrize(
