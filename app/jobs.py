@@ -5,7 +5,7 @@
   the steps that had already succeeded.
 - `slow-cleanup`: a minute of slow steps, to cancel midway (the running step stops at once).
 - `send-newsletter`: a typed, nested input (enum, lists, a nested object, a list of objects), so
-  the trigger form has something to generate.
+  the trigger form has something to generate; its progress counts recipients sent.
 
 The dashboard serves the engine named by `$DURABLY_APP` ("module:attribute"), this module's
 `durably` by default: point it at your own to watch your jobs.
@@ -146,14 +146,31 @@ class NewsletterOutput(BaseModel):
     dry_run: bool
 
 
+NEWSLETTER_BATCHES = 4
+
+
+def batch_sizes(total: int, batches: int) -> list[int]:
+    """`total` split into `batches` sizes that differ by one at most and add up to `total` (every
+    recipient is sent to, however the audience divides)."""
+    size, extra = divmod(total, batches)
+    return [size + (1 if batch < extra else 0) for batch in range(batches)]
+
+
 @define_job(name="send-newsletter", input=NewsletterInput, output=NewsletterOutput)
 async def send_newsletter(step: StepContext, input: NewsletterInput) -> NewsletterOutput:
-    audience = await step.run("select-audience", lambda: 40 * len(input.audience.countries) + len(input.extra_recipients))
+    audience = await step.run(
+        "select-audience", lambda: 40 * len(input.audience.countries) + len(input.extra_recipients)
+    )
     step.log.info(f"{audience} recipients in {input.audience.segment}", input.audience.model_dump())
     sent = 0
-    for batch in range(4):
-        sent += await step.run(f"send-batch-{batch + 1}", lambda: (time.sleep(0.4), audience // 4)[1])
-        step.progress(batch + 1, 4, f"{sent} of {audience} {'simulated' if input.dry_run else 'sent'}")
+    for batch, size in enumerate(batch_sizes(audience, NEWSLETTER_BATCHES)):
+
+        def send(size: int = size) -> int:
+            time.sleep(0.4)
+            return size
+
+        sent += await step.run(f"send-batch-{batch + 1}", send)
+        step.progress(sent, audience, f"{sent} of {audience} {'simulated' if input.dry_run else 'sent'}")
     return NewsletterOutput(sent=sent, dry_run=input.dry_run)
 
 
