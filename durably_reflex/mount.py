@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
 DEFAULT_BASE_PATH = "/api/durably"
+_CORS_OPTIONS = ("cors_origins", "cors_credentials", "cors_headers")
 
 
 def mount_durably(
@@ -36,7 +37,14 @@ def mount_durably(
 ) -> Starlette:
     """Serve `durably`'s API under `base_path` on `app`'s backend, and (with `run_worker`) run its
     worker while the backend runs. `handler_options` go to `create_durably_handler` (auth,
-    progress_interval, ...). Returns the handler."""
+    progress_interval, expose_error_stack, ...), except the `cors_*` ones: Reflex wraps the API in
+    its own CORS middleware, which answers first, so `cors_allowed_origins` in rxconfig.py decides
+    which origins may call it. Returns the handler."""
+    if given := sorted(name for name in _CORS_OPTIONS if handler_options.get(name)):
+        raise ValueError(
+            f"mount_durably does not take {', '.join(given)}: Reflex's own CORS middleware wraps the API "
+            "and answers first; set cors_allowed_origins in rxconfig.py instead"
+        )
     handler = create_durably_handler(durably, base_path, **handler_options)
     transformers = app.api_transformer
     if transformers is None:

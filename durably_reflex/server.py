@@ -4,8 +4,10 @@ Reflex's backend (`rx.App(api_transformer=handler)`), on FastAPI or Starlette, o
 Routes, bodies and SSE framing follow Durably 0.7's handler, so its React client can drive it; the
 errors are honest (`{"error": ..., "code": ...}` with 400, 401, 403, 404, 405, 409, 413, 415 or 503,
 never a 500 for bad input),
-and streams start with the run as it stands, resume by `Last-Event-ID`, and see runs executed by
-workers in other processes (through the event log).
+and streams start with the run as it stands (a `run:snapshot`, then the same told as Durably 0.7
+events, for its client: see `_replay`), resume by `Last-Event-ID`, and see runs executed by workers
+in other processes (through the event log). Browsers of other origins may call it only when
+`cors_origins` lists them; tracebacks (`errorStack`) go only to callers `expose_error_stack` allows.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ import inspect
 import json
 import logging
 import math
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -41,11 +46,12 @@ from ._errors import (
     SchemaVersionError,
     StorageUnavailableError,
 )
-from ._events import EVENT_TYPES, RUN_COMPLETE, RUN_DELETE, RUN_PROGRESS, SETTLED_TYPES, Event
+from ._events import EVENT_TYPES, RUN_COMPLETE, RUN_DELETE, RUN_FAIL, RUN_PROGRESS, SETTLED_TYPES, Event
 from ._feed import FeedItem, FeedSubscription
 from ._jobs import JobDefinition
 from ._openapi import openapi_document
-from ._records import Run, RunStatus
+from ._records import Run, RunStatus, Step
+from ._replay import ReplayGuard, failed_step_name, replay_events
 from ._sse import KEEP_ALIVE, EventStreamResponse, frame
 
 logger = logging.getLogger("durably_reflex")
@@ -113,6 +119,10 @@ class ApiError(Exception):
         self.code = code or HTTP_CODES.get(status, "HTTP_ERROR")
 
 
+# Whether a caller is sent tracebacks: for everyone, for no one, or decided per caller (see below).
+ExposeErrorStack = bool | Callable[[Any], Any]
+
+
 def create_durably_handler(
     durably: Durably,
     base_path: str = "/api/durably",
@@ -121,11 +131,28 @@ def create_durably_handler(
     progress_interval: float = 0.1,
     keepalive_interval: float = 15.0,
     auth: DurablyAuth | None = None,
+    expose_error_stack: ExposeErrorStack = False,
+    cors_origins: Sequence[str] = (),
+    cors_credentials: bool = False,
+    cors_headers: Sequence[str] = (),
 ) -> Starlette:
     """The API for `durably` under `base_path`. `progress_interval` throttles `run:progress` per run
     on each stream (the latest value is always delivered); `keepalive_interval` spaces the comment
-    lines that keep idle streams (and dead-connection detection) alive."""
-    api = _Api(durably, max_body_bytes, progress_interval, keepalive_interval, auth)
+    lines that keep idle streams (and dead-connection detection) alive.
+
+    `expose_error_stack`: whether a failed run's traceback (`errorStack` of runs, steps and
+    `run:fail`, which names the server's files) reaches the caller. False (the default) sends
+    null; True sends it to everyone; a function of the caller (what `auth.authenticate` returned,
+    None without auth; plain or async) decides per request.
+
+    `cors_origins`: the browser origins (`https://app.example.com`) allowed to call the API from
+    their pages, event streams included; `"*"` allows any, without credentials. None by default:
+    browsers then keep other sites' pages from reading its answers. `cors_credentials` lets those
+    pages send cookies (never with `"*"`); `cors_headers` names request headers they may send
+    besides `Authorization`, `Content-Type` and `Last-Event-ID` (a custom auth header, say).
+    """
+    cors = _cors_middleware(cors_origins, cors_credentials, cors_headers)
+    api = _Api(durably, max_body_bytes, progress_interval, keepalive_interval, auth, expose_error_stack)
     base = "/" + base_path.strip("/") if base_path.strip("/") else ""
     routes = [
         Route(f"{base}/trigger", api.trigger, methods=["POST"]),
@@ -155,7 +182,45 @@ def create_durably_handler(
         yield
         durably.feed.end_all()  # open streams would hold the server's shutdown up indefinitely
 
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error}, lifespan=lifespan)
+    return Starlette(routes=routes, middleware=cors, exception_handlers={HTTPException: _http_error}, lifespan=lifespan)
+
+
+CORS_METHODS = ("GET", "POST", "DELETE")
+CORS_HEADERS = ("Authorization", "Content-Type", "Last-Event-ID")
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s]+")
+
+
+def _cors_middleware(origins: Sequence[str], credentials: bool, headers: Sequence[str]) -> list[Middleware]:
+    """Starlette's CORS middleware for these origins (none: no middleware). It answers preflights
+    and adds the headers to every answer, event streams and errors included."""
+    if isinstance(origins, str):
+        raise TypeError(f"cors_origins must be a list of origins, not the string {origins!r}")
+    if not origins:
+        if credentials or headers:
+            raise ValueError("cors_credentials and cors_headers need cors_origins: no origin is allowed yet")
+        return []
+    allowed = []
+    for origin in origins:
+        if origin == "*":
+            if credentials:
+                # Starlette would then echo any origin back with credentials: every site could act
+                # as the signed-in user.
+                raise ValueError("cors_origins '*' cannot go with cors_credentials=True: list the origins")
+        elif not _ORIGIN.fullmatch(origin.lower()):
+            raise ValueError(
+                f"cors_origins: {origin!r} is not an origin: scheme://host[:port], with no path or trailing slash"
+            )
+        allowed.append(origin.lower())  # browsers send scheme and host in lower case
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=allowed,
+            allow_methods=CORS_METHODS,
+            allow_headers=[*CORS_HEADERS, *headers],
+            allow_credentials=credentials,
+            expose_headers=["Retry-After"],  # how long a 503 asks the client to wait
+        )
+    ]
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -227,12 +292,14 @@ class _Api:
         progress_interval: float,
         keepalive_interval: float,
         auth: DurablyAuth | None,
+        expose_error_stack: ExposeErrorStack,
     ) -> None:
         self.durably = durably
         self._max_body = max_body_bytes
         self._progress_interval = progress_interval
         self._keepalive = keepalive_interval
         self._auth = auth
+        self._expose_error_stack = expose_error_stack
 
     # -- commands ---------------------------------------------------------------------------------
     @_endpoint
@@ -310,7 +377,8 @@ class _Api:
             # Filtered after the page is read: a page may come back short (use visible_jobs to scope
             # whole jobs in the query itself).
             runs = [run for run in runs if await _call(self._auth.can_access_run, caller, run)]
-        return JSONResponse([run.to_wire() for run in runs])
+        stack = await self._shows_stack(caller)
+        return JSONResponse([_wire(run, stack) for run in runs])
 
     @_endpoint
     async def stats(self, request: Request) -> Response:
@@ -330,12 +398,18 @@ class _Api:
 
     @_endpoint
     async def run(self, request: Request) -> Response:
-        return JSONResponse((await self._visible_run(request)).to_wire())
+        run_id = _run_id(request)
+        caller = await self._caller(request)
+        run = await self._readable_run(caller, run_id)
+        return JSONResponse(_wire(run, await self._shows_stack(caller)))
 
     @_endpoint
     async def steps(self, request: Request) -> Response:
-        run = await self._visible_run(request)
-        return JSONResponse([step.to_wire() for step in await self.durably.get_steps(run.id)])
+        run_id = _run_id(request)
+        caller = await self._caller(request)
+        run = await self._readable_run(caller, run_id)
+        stack = await self._shows_stack(caller)
+        return JSONResponse([_wire(step, stack) for step in await self.durably.get_steps(run.id)])
 
     @_endpoint
     async def logs(self, request: Request) -> Response:
@@ -385,7 +459,11 @@ class _Api:
     # -- streams ----------------------------------------------------------------------------------
     @_endpoint
     async def subscribe(self, request: Request) -> Answer:
-        """One run's events: the run as it stands first, then everything after, until it completes."""
+        """One run's events: the run as it stands first, then everything after, until it completes.
+
+        A fresh viewer gets a `run:snapshot`, then the same state told as Durably 0.7 events (see
+        `_replay`), then live events the snapshot does not already reflect. A viewer resuming with
+        `Last-Event-ID` has that state: it gets the snapshot, then every event after its id."""
         run_id = _run_id(request)
         caller = await self._caller(request)
         # Listen first, read second: whatever happens in between arrives on the feed (perhaps twice).
@@ -394,18 +472,41 @@ class _Api:
         try:
             stored, shown_through = await self.durably.get_run_snapshot(run_id, scope=await self._scope(caller))
             run = await self._check_readable(caller, run_id, stored)
+            stack = await self._shows_stack(caller)
+            opening = [{"type": RUN_SNAPSHOT, "runId": run.id, "jobName": run.job_name, "run": _wire(run, stack)}]
+            guard = None
+            if resume_after is None:  # a fresh viewer: events the snapshot already shows would go back in time
+                subscription.skip_through(shown_through)
+                replayed, guard = await self._replay(run, stack)
+                opening += replayed
         except BaseException:
             subscription.close()
             raise
-        if resume_after is None:  # a fresh viewer: events the snapshot already shows would go back in time
-            subscription.skip_through(shown_through)
-        return EventStreamResponse(self._run_frames(run, subscription))
+        return EventStreamResponse(self._run_frames(run, b"".join(map(frame, opening)), subscription, guard, stack))
 
-    async def _run_frames(self, run: Run, subscription: FeedSubscription) -> AsyncIterator[bytes]:
+    async def _replay(self, run: Run, stack: bool) -> tuple[list[Event], ReplayGuard]:
+        """The run told as Durably 0.7 events, and the guard that keeps live events from repeating them.
+        Logs are read after the snapshot: any that are newer arrive live too, and the guard drops them."""
+        logs = await self.durably.get_logs(run.id)
+        step_name = None
+        if run.status is RunStatus.FAILED:
+            step_name = failed_step_name(run, await self.durably.get_steps(run.id))
+        events = replay_events(run, logs, failed_step_name=step_name, error_stack=stack)
+        return events, ReplayGuard(run, [entry.id for entry in logs])
+
+    async def _run_frames(
+        self, run: Run, opening: bytes, subscription: FeedSubscription, guard: ReplayGuard | None, stack: bool
+    ) -> AsyncIterator[bytes]:
+        def render(item: FeedItem) -> bytes:
+            if item.type == RUN_FAIL and not stack:
+                return frame({**item.event, "errorStack": None}, item.id)
+            return _full_frame(item)
+
         try:
-            yield frame({"type": RUN_SNAPSHOT, "runId": run.id, "jobName": run.job_name, "run": run.to_wire()})
+            yield opening
             if run.status is not RunStatus.COMPLETED:
-                async for chunk in self._stream(subscription, _full_frame, end_on=_RUN_ENDED):
+                admit = None if guard is None else guard.admit
+                async for chunk in self._stream(subscription, render, end_on=_RUN_ENDED, admit=admit):
                     yield chunk
         finally:
             subscription.close()
@@ -538,6 +639,11 @@ class _Api:
         run = await self.durably.get_run(run_id, scope=await self._scope(caller))
         return await self._check_readable(caller, run_id, run)
 
+    async def _shows_stack(self, caller: Any) -> bool:
+        """Whether this caller is sent tracebacks (see `create_durably_handler`'s `expose_error_stack`)."""
+        expose = self._expose_error_stack
+        return expose if isinstance(expose, bool) else bool(await _call(expose, caller))
+
     async def _scope(self, caller: Any) -> str | None:
         """The caller's tenant (see `DurablyAuth.scope`); None: the caller sees every run."""
         if self._auth is None or self._auth.scope is None:
@@ -595,6 +701,14 @@ def reduce_event(event: Event) -> dict[str, Any]:
             data=event.get("data"),
         )
     return reduced
+
+
+def _wire(record: Run | Step, stack: bool) -> dict[str, Any]:
+    """The record's wire form; its `errorStack` null unless the caller may see tracebacks."""
+    wire = record.to_wire()
+    if not stack:
+        wire["errorStack"] = None
+    return wire
 
 
 def _full_frame(item: FeedItem) -> bytes:

@@ -178,7 +178,7 @@ class ServerThread:
     async def _serve(self) -> None:
         await self.durably.init()
         config = uvicorn.Config(
-            create_durably_handler(self.durably, auth=self.auth),
+            create_durably_handler(self.durably, auth=self.auth, expose_error_stack=True),  # the client carries it
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
