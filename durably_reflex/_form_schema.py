@@ -9,7 +9,11 @@ How values are entered:
 - strings, numbers, integers: a text input; enums: a select; booleans: a checkbox;
 - a list of scalars: a textarea, one item per line (blank lines skipped);
 - a nested object: a group of the fields above, its members named "parent.member";
-- anything else (lists of objects, dicts, unions, tuples, recursive models): JSON in a textarea.
+- a list of objects whose members are all scalars (`rows`): repeatable sub-forms, one row per item,
+  rows added and removed in the page. A row has a key that stays with it (the page keeps the keys in
+  order), and its inputs are named "list.<key>.member"; errors are keyed by item index as pydantic
+  keys them ("list.2.member"), and `input_name_errors` moves them onto the row's inputs;
+- anything else (other lists of objects, dicts, unions, tuples, recursive models): JSON in a textarea.
 
 A blank field is left out, so the model's default applies (or pydantic reports it as required); a
 blank field with no default is null when the model allows null. An optional nested object is sent
@@ -24,7 +28,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-FieldKind = Literal["string", "integer", "number", "boolean", "enum", "list", "json", "group"]
+FieldKind = Literal["string", "integer", "number", "boolean", "enum", "list", "json", "group", "rows"]
 SCALAR_KINDS: frozenset[str] = frozenset({"string", "integer", "number", "boolean", "enum"})
 ROOT_PATH = "input"  # an untyped (or non-object) input is one JSON field, named as pydantic's root error
 
@@ -52,6 +56,7 @@ class FormField:
     options: tuple[Any, ...] = ()  # allowed values of an enum, or of a list's items
     item_kind: FieldKind | None = None  # a list's items, entered one per line
     format: str | None = None  # the JSON Schema string format ("date", "email", ...)
+    members: tuple[FormField, ...] = ()  # `rows`: one item's fields, keyed within the item
 
     @property
     def path(self) -> str:
@@ -65,7 +70,18 @@ class FormField:
     @property
     def owns_nested_errors(self) -> bool:
         """Errors below this path ("rows.0.name") belong to this input, as it holds the whole value."""
-        return self.kind in ("list", "json")
+        return self.kind in ("list", "json", "rows")
+
+    @property
+    def default_rows(self) -> list[dict[str, Any]]:
+        """`rows`: the items its default holds (the rows a form starts with, keyed 0, 1, ...)."""
+        if self.kind != "rows" or not isinstance(self.default, list):
+            return []
+        return [item if isinstance(item, dict) else {} for item in self.default]
+
+    def row_input(self, key: int | str, member: FormField) -> str:
+        """`rows`: the name of one row's input for `member` ("list.<key>.member")."""
+        return f"{self.path}.{key}.{member.path}"
 
 
 class _InvalidField(Exception):
@@ -97,6 +113,9 @@ def _members(
         kind, options, item_kind = _kind(resolved, root)
         if kind == "group" and refs & seen:  # a recursive model: no end to its fields
             kind = "json"
+        members = _row_members(resolved, root) if kind == "json" else ()
+        if members:
+            kind = "rows"
         field = FormField(
             keys=(*keys, name),
             label=prop.get("title") or _humanize(name),
@@ -109,10 +128,22 @@ def _members(
             options=options,
             item_kind=item_kind,
             format=resolved.get("format"),
+            members=members,
         )
         yield field
         if kind == "group":
             yield from _members(resolved, field.keys, root, value, seen | refs)
+
+
+def _row_members(node: Mapping[str, Any], root: Mapping[str, Any]) -> tuple[FormField, ...]:
+    """An array of objects whose members are all scalars: those members (else none: JSON it is)."""
+    if node.get("type") != "array" or not isinstance(node.get("items"), dict) or "prefixItems" in node:
+        return ()
+    item, _, refs = _resolve(node["items"], root)
+    if item.get("type") != "object" or not item.get("properties"):
+        return ()
+    members = tuple(_members(item, (), root, None, refs))
+    return members if all(member.kind in SCALAR_KINDS for member in members) else ()
 
 
 def _resolve(node: Mapping[str, Any], root: Mapping[str, Any]) -> tuple[dict[str, Any], bool, frozenset[str]]:
@@ -190,6 +221,8 @@ def initial_value(field: FormField) -> str | bool:
     """The input's initial content: the default as text (a checkbox: whether it starts checked)."""
     if field.kind == "boolean":
         return field.default is True
+    if field.kind == "rows":
+        return ""  # its rows are sub-forms (`initial_rows`)
     if not field.has_default or field.default is None:
         return ""
     if field.kind == "list" and isinstance(field.default, list):
@@ -199,10 +232,42 @@ def initial_value(field: FormField) -> str | bool:
     return option_text(field.default)
 
 
+def initial_rows(field: FormField) -> list[dict[str, str | bool]]:
+    """`rows`: each default row's inputs' initial content, by member path."""
+    return [
+        {
+            member.path: initial_value(
+                FormField(member.keys, member.label, member.kind, has_default=True, default=row[member.path])
+                if member.path in row
+                else member
+            )
+            for member in field.members
+        }
+        for row in field.default_rows
+    ]
+
+
+def blank_row(field: FormField) -> dict[str, str | bool]:
+    """`rows`: the inputs' initial content in a row added in the page (each member's default)."""
+    return {member.path: initial_value(member) for member in field.members}
+
+
+def row_keys(field: FormField, rows: Mapping[str, list[int]] | None) -> list[int]:
+    """`rows`: the keys of its rows in order: as the page keeps them, else its default rows'."""
+    if rows is not None and field.path in rows:
+        return list(rows[field.path])
+    return list(range(len(field.default_rows)))
+
+
 # -- form data -> input --------------------------------------------------------------------------------
-def form_to_input(schema: Mapping[str, Any] | None, form_data: Mapping[str, Any]) -> tuple[Any, dict[str, str]]:
+def form_to_input(
+    schema: Mapping[str, Any] | None,
+    form_data: Mapping[str, Any],
+    rows: Mapping[str, list[int]] | None = None,
+) -> tuple[Any, dict[str, str]]:
     """The job input from the browser's form data (keyed by field path), and the conversion errors
-    by field path ("n", "tags.2"). With errors the input is incomplete and must not be sent."""
+    by field path ("n", "tags.2"). With errors the input is incomplete and must not be sent.
+    `rows`: the row keys of each `rows` field, in order (see `row_keys`)."""
     fields = form_fields(schema)
     values: dict[tuple[str, ...], Any] = {}
     touched: list[tuple[str, ...]] = []  # fields whose value is not just their default
@@ -211,7 +276,10 @@ def form_to_input(schema: Mapping[str, Any] | None, form_data: Mapping[str, Any]
         if field.kind == "group":
             continue
         try:
-            value = _convert(field, form_data.get(field.path))
+            if field.kind == "rows":
+                value = _rows(field, row_keys(field, rows), form_data, errors)
+            else:
+                value = _convert(field, form_data.get(field.path))
         except _InvalidField as problem:
             errors.update(problem.errors)
             touched.append(field.keys)
@@ -240,6 +308,56 @@ def form_to_input(schema: Mapping[str, Any] | None, form_data: Mapping[str, Any]
         elif field.keys in values:
             _place(result, field.keys, values[field.keys])
     return result, errors
+
+
+def _rows(field: FormField, keys: list[int], form_data: Mapping[str, Any], errors: dict[str, str]) -> Any:
+    """One item per row, in the rows' order. A member that does not convert is left out of its
+    item and its error added to `errors`, keyed by the item's index as pydantic keys them: the
+    model still sees the other rows and members, so their errors show at the same time.
+    No rows for an optional list whose default is not a list (None, say): left out, so it applies."""
+    if not keys and not field.required and not isinstance(field.default, list):
+        return _OMIT
+    items = []
+    for index, key in enumerate(keys):
+        item: dict[str, Any] = {}
+        for member in field.members:
+            try:
+                value = _convert(member, form_data.get(field.row_input(key, member)))
+            except _InvalidField as problem:
+                errors.update({f"{field.path}.{index}.{path}": message for path, message in problem.errors.items()})
+                continue
+            if value is not _OMIT:
+                item[member.path] = value
+        items.append(item)
+    return items
+
+
+def merge_errors(conversion: Mapping[str, str], model: Mapping[str, str]) -> dict[str, str]:
+    """Every error of a form at once: the conversion errors, and the model's errors about the other
+    fields (the model saw a converted value missing, so what it says there is about the gap)."""
+
+    def overlaps(path: str) -> bool:
+        return any(path == key or path.startswith(f"{key}.") or key.startswith(f"{path}.") for key in conversion)
+
+    return {**{path: message for path, message in model.items() if not overlaps(path)}, **conversion}
+
+
+def input_name_errors(
+    errors: Mapping[str, str], fields: list[FormField], rows: Mapping[str, list[int]] | None = None
+) -> dict[str, str]:
+    """Errors keyed by the input that shows them: a `rows` item's index ("list.2.name") becomes its
+    row's key ("list.<key>.name"); other paths are the inputs' names already."""
+    by_path = {field.path: field for field in fields if field.kind == "rows"}
+    named: dict[str, str] = {}
+    for path, message in errors.items():
+        for prefix, field in by_path.items():
+            head, _, rest = path.removeprefix(f"{prefix}.").partition(".")
+            keys = row_keys(field, rows)
+            if path.startswith(f"{prefix}.") and head.isdigit() and int(head) < len(keys):
+                path = f"{prefix}.{keys[int(head)]}" + (f".{rest}" if rest else "")
+                break
+        named[path] = message
+    return named
 
 
 def _place(target: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:

@@ -17,7 +17,16 @@ from pydantic import BaseModel, Field, ValidationError
 
 from durably_reflex import InvalidInputError, create_durably, define_job
 from durably_reflex._client import JobClient, create_durably_client
-from durably_reflex._form_schema import FormField, form_fields, form_to_input, initial_value
+from durably_reflex._form_schema import (
+    FormField,
+    blank_row,
+    form_fields,
+    form_to_input,
+    initial_rows,
+    initial_value,
+    input_name_errors,
+    merge_errors,
+)
 from durably_reflex.components.trigger_form import trigger_form
 from durably_reflex.states import UseJobState
 from durably_reflex.states.hooks import use_job
@@ -95,7 +104,7 @@ def test_every_model_field_becomes_a_form_field_in_order_a_nested_model_a_group_
         ("billing", "group"),
         ("billing.city", "string"),
         ("billing.zip_code", "integer"),
-        ("rows", "json"),  # a list of objects is entered as JSON
+        ("rows", "rows"),  # a list of objects of scalars: repeatable rows of its members
     ]
 
 
@@ -140,7 +149,7 @@ def test_defaults_prefill_the_inputs_as_text_lists_one_item_a_line_and_json_inde
         "on": True,
         "mode": "b",
         "tags": "x\ny",
-        "rows": json.dumps([{"name": "r", "qty": 1}], indent=2),
+        "rows": "",  # its rows are sub-forms
         "note": "",
         "address.city": "Oslo",  # a nested model's default fills in its members
         "address.zip_code": "",
@@ -192,9 +201,9 @@ def test_a_filled_form_becomes_nested_json_input_that_the_model_accepts() -> Non
     form = {
         "title": "March", "batch_size": "50", "ratio": "0.25", "dry_run": "on", "mode": "replace",
         "priority": "high", "note": "urgent", "tags": "a\nb", "counts": "1\n2\n3", "address.city": "Oslo",
-        "address.zip_code": "150", "billing.city": "Bergen", "rows": '[{"name": "r1", "qty": 2}]',
+        "address.zip_code": "150", "billing.city": "Bergen", "rows.0.name": "r1", "rows.0.qty": "2",
     }  # fmt: skip
-    data, errors = form_to_input(SCHEMA, form)
+    data, errors = form_to_input(SCHEMA, form, {"rows": [0]})
     assert errors == {}
     assert data == {
         "title": "March", "batch_size": 50, "ratio": 0.25, "dry_run": True, "mode": "replace", "priority": "high",
@@ -207,7 +216,10 @@ def test_a_filled_form_becomes_nested_json_input_that_the_model_accepts() -> Non
 def test_blank_fields_are_left_out_so_the_model_defaults_apply() -> None:
     form = {**REQUIRED_ONLY, "batch_size": "", "note": "  ", "tags": "", "rows": "", "address.zip_code": ""}
     data, errors = form_to_input(SCHEMA, form)
-    assert (data, errors) == ({"title": "March", "dry_run": False, "counts": [1], "address": {"city": "Oslo"}}, {})
+    # (no rows in a list of objects is its default, [], as the form shows it)
+    assert (data, errors) == (
+        {"title": "March", "dry_run": False, "counts": [1], "address": {"city": "Oslo"}, "rows": []}, {},
+    )  # fmt: skip
     model = ImportInput.model_validate(data)
     assert (model.batch_size, model.note, model.tags, model.billing) == (100, None, [], None)
 
@@ -292,8 +304,13 @@ def test_a_bad_list_item_is_keyed_by_its_index_among_the_items_as_the_model_keys
 
 
 def test_bad_json_unknown_enum_values_and_infinite_numbers_are_errors_too() -> None:
-    form = {**REQUIRED_ONLY, "rows": "[{name: 1}]", "mode": "merge", "ratio": "inf"}
-    data, errors = form_to_input(SCHEMA, form)
+    class Mixed(BaseModel):
+        mode: Literal["append", "replace"] = "append"
+        ratio: float = 0.5
+        rows: list[dict[str, int]] = []  # no members to make rows of: JSON
+
+    form = {"rows": "[{name: 1}]", "mode": "merge", "ratio": "inf"}
+    data, errors = form_to_input(Mixed.model_json_schema(), form)
     assert errors["rows"].startswith("Invalid JSON: ")
     assert errors["mode"] == "Input should be 'append' or 'replace'"
     assert errors["ratio"] == "Input should be a finite number"
@@ -311,6 +328,80 @@ def test_a_model_without_fields_has_no_fields_and_an_empty_input() -> None:
 
     assert form_fields(Nothing.model_json_schema()) == []
     assert form_to_input(Nothing.model_json_schema(), {}) == ({}, {})
+
+
+# -- lists of objects: repeatable rows ------------------------------------------------------------------------
+class Contact(BaseModel):
+    name: str
+    email: str = ""
+    vip: bool = False
+
+
+class Mailing(BaseModel):
+    contacts: list[Contact] = [Contact(name="Ada", email="ada@example.com"), Contact(name="Alan")]
+
+
+MAILING = Mailing.model_json_schema()
+
+
+def test_a_list_of_objects_of_scalars_is_rows_of_its_members_else_json() -> None:
+    class Nested(BaseModel):
+        rows: list[ImportInput] = []  # members that are lists and objects: JSON
+
+    [contacts] = form_fields(MAILING)
+    assert (contacts.kind, [(m.path, m.kind, m.required) for m in contacts.members]) == (
+        "rows", [("name", "string", True), ("email", "string", False), ("vip", "boolean", False)],
+    )  # fmt: skip
+    assert [field.kind for field in form_fields(Nested.model_json_schema())] == ["json"]
+
+
+def test_the_default_items_are_the_first_rows_and_an_added_row_starts_from_the_members_defaults() -> None:
+    [contacts] = form_fields(MAILING)
+    assert initial_rows(contacts) == [
+        {"name": "Ada", "email": "ada@example.com", "vip": False},
+        {"name": "Alan", "email": "", "vip": False},
+    ]
+    assert blank_row(contacts) == {"name": "", "email": "", "vip": False}
+
+
+def test_rows_become_the_items_in_the_order_of_their_keys_named_by_key() -> None:
+    form = {"contacts.1.name": "Alan", "contacts.4.name": "Grace", "contacts.4.vip": "on", "contacts.0.name": "Ada"}
+    data, errors = form_to_input(MAILING, form, {"contacts": [1, 4]})  # row 0 removed, row 4 added
+    assert errors == {}
+    assert data == {"contacts": [{"name": "Alan", "vip": False}, {"name": "Grace", "vip": True}]}
+    assert form_to_input(MAILING, {"contacts.0.name": "Ada"}, {"contacts": []}) == ({"contacts": []}, {})
+
+
+def test_without_row_keys_from_the_page_the_default_rows_are_read() -> None:
+    data, _ = form_to_input(MAILING, {"contacts.0.name": "Ada", "contacts.1.name": "Alan", "contacts.2.name": "x"})
+    assert [item["name"] for item in data["contacts"]] == ["Ada", "Alan"]
+
+
+def test_a_rows_error_is_keyed_by_item_index_then_moved_onto_its_rows_inputs() -> None:
+    rows = {"contacts": [3, 7]}
+    data, errors = form_to_input(MAILING, {"contacts.3.name": "Ada", "contacts.7.vip": "perhaps"}, rows)
+    assert errors == {"contacts.1.vip": "Input should be a valid boolean, unable to interpret input"}
+    with pytest.raises(ValidationError) as raised:  # the second row has no name: the model's error, same keying
+        Mailing.model_validate({"contacts": [{"name": "Ada"}, {}]})
+    assert [error["loc"] for error in raised.value.errors()] == [("contacts", 1, "name")]
+    fields = form_fields(MAILING)
+    named = input_name_errors({**errors, "contacts.1.name": "Field required", "contacts": "bad"}, fields, rows)
+    assert named == {
+        "contacts.7.vip": "Input should be a valid boolean, unable to interpret input",
+        "contacts.7.name": "Field required",
+        "contacts": "bad",
+    }
+
+
+def test_every_invalid_field_is_reported_at_once_conversion_and_model_errors_together() -> None:
+    conversion = {"batch_size": "not an integer", "counts.1": "not an integer"}
+    model = {"title": "too short", "counts": "Field required", "batch_size": "Field required", "address.city": "missing"}
+    assert merge_errors(conversion, model) == {
+        "batch_size": "not an integer",
+        "counts.1": "not an integer",
+        "title": "too short",
+        "address.city": "missing",
+    }
 
 
 # -- an untyped job ------------------------------------------------------------------------------------------
@@ -333,6 +424,7 @@ class FormView:
         self.current_run_id, self.status, self.output, self.error, self.progress = "run-0", "completed", 1, None, None
         self.logs: list[Any] = []
         self.run, self.steps, self.connection, self.field_errors = None, [], "open", {}
+        self.form_rows: dict[str, list[int]] = {}
         self.triggered: list[Any] = []
 
     async def __aenter__(self) -> FormView:
@@ -358,11 +450,29 @@ async def test_submit_form_with_a_field_that_does_not_convert_shows_it_and_creat
     assert (view.error, view.status, view.current_run_id) == ("Invalid input", None, None)
 
 
+async def test_submit_form_shows_every_invalid_field_at_once_and_creates_no_run(client: Any) -> None:
+    view = form_view(client.import_rows)
+    await view.submit_form({"title": "March", "batch_size": "ten", "address.city": ""})
+    assert view.triggered == []
+    assert set(view.field_errors) == {"batch_size", "counts", "address.city"}
+
+
+async def test_submit_form_shows_a_rows_error_on_the_input_of_its_row(client: Any) -> None:
+    view = form_view(client.import_rows)
+    view.form_rows = {"rows": [5, 9]}
+    await view.submit_form({**REQUIRED_ONLY, "rows.5.name": "a", "rows.9.qty": "two"})
+    assert view.triggered == []
+    assert view.field_errors == {
+        "rows.9.qty": "Input should be a valid integer, unable to parse string as an integer",
+        "rows.9.name": "Field required",
+    }
+
+
 async def test_submit_form_triggers_with_the_converted_input(client: Any) -> None:
     view = form_view(client.import_rows)
     await view.submit_form({**REQUIRED_ONLY, "tags": "a\nb"})
     assert view.triggered == [
-        {"title": "March", "dry_run": False, "tags": ["a", "b"], "counts": [1], "address": {"city": "Oslo"}}
+        {"title": "March", "dry_run": False, "tags": ["a", "b"], "counts": [1], "address": {"city": "Oslo"}, "rows": []}
     ]
 
 
@@ -380,7 +490,9 @@ def test_trigger_form_renders_a_named_input_per_field_with_errors_from_the_state
     page = str(form)
     for field in form_fields(SCHEMA):
         assert f'id:"trigger-import-rows-{field.path}"' in page
-        if field.kind != "group":
+        if field.kind == "rows":  # a row's inputs: named by the list, the row's key and the member
+            assert '(("rows."+(JSON.stringify(item_rx_state_)))+".qty")' in page
+        elif field.kind != "group":
             assert f'name:"{field.path}"' in page
             assert f'field_errors_rx_state_?.["{field.path}"]' in page
     assert '"Import"' in page and 'defaultValue:"100"' in page

@@ -9,7 +9,9 @@ On `attach` (put it in a component's `on_mount`) the state
 
 `trigger(input)` validates the input against the job's model before sending it (field errors land
 in `field_errors`, nothing is sent), shows `pending` at once and follows the new run. `submit_form`
-does the same for the flat data of a `trigger_form` submission.
+does the same for the flat data of a `trigger_form` submission, reporting every invalid field at
+once. Triggering again while a run is going starts another run (and follows it); `is_triggering`
+is true only while the request is on its way.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import reflex as rx
 from .._client import DurablyClient, JobClient
 from .._errors import DurablyError, InvalidInputError, RunCancelledError, RunFailedError
 from .._events import RUN_START, RUN_TRIGGER
-from .._form_schema import form_to_input
+from .._form_schema import FormField, form_fields, form_to_input, input_name_errors, merge_errors, row_keys
 from .._records import RunStatus
 from .._wire_events import RunStart, RunTrigger
 from .consumers import Consumer, consumer_of, consuming
@@ -46,7 +48,11 @@ class UseJobState(RunViewState, mixin=True):
     # -- state beyond the run's fields ------------------------------------------------------------
     field_errors: rx.Field[dict[str, str]] = rx.field(
         default_factory=dict
-    )  # input field ("rows.0.name") -> message, from the last trigger
+    )  # input field ("rows.0.name"; a form's row input "rows.<key>.name") -> message, from the last trigger
+    is_triggering: rx.Field[bool] = rx.field(False)  # a trigger request is on its way
+    # A trigger form's repeatable rows: list field path -> its rows' keys in order (absent: the
+    # default rows, keyed 0, 1, ...). Keys stay with their rows, so a removed row takes its inputs.
+    form_rows: rx.Field[dict[str, list[int]]] = rx.field(default_factory=dict)
 
     @rx.event(background=True)
     async def attach(self) -> AsyncIterator[Any]:
@@ -73,15 +79,47 @@ class UseJobState(RunViewState, mixin=True):
     async def submit_form(self, form_data: dict[str, Any]) -> Any:
         """Trigger from a `trigger_form` submission, whose flat fields (named by dotted path) become
         the job's input. A field that does not convert (a number that is not one, bad JSON) is
-        reported under its input like a model error, and no run is created."""
+        reported under its input like a model error, together with the model's errors about the
+        other fields, and no run is created."""
         cls = self.__class__
-        input, errors = form_to_input(cls.job.definition.input_schema() if cls.job is not None else None, form_data)
+        schema = cls.job.definition.input_schema() if cls.job is not None else None
+        async with self:
+            rows = dict(self.form_rows)
+        input, errors = form_to_input(schema, form_data, rows)
+        if cls.job is not None:
+            try:
+                cls.job.definition.validate_input(input)
+            except InvalidInputError as error:
+                errors = merge_errors(errors, field_errors(error))
         if errors:
             async with self:
                 clear_run(self)
-                self.connection, self.error, self.field_errors = "idle", "Invalid input", errors
+                self.connection, self.error = "idle", "Invalid input"
+                self.field_errors = input_name_errors(errors, form_fields(schema), rows)
             return
         await self._trigger(input)
+
+    @rx.event
+    def add_form_row(self, path: str) -> None:
+        """Add an empty row to the form's list `path` (a `rows` field), after the others."""
+        field = self._rows_field(path)
+        if field is not None:
+            keys = row_keys(field, self.form_rows)
+            # A key no row had: a default row's key would bring back that row's values.
+            self.form_rows = {**self.form_rows, path: [*keys, max([len(field.default_rows) - 1, *keys]) + 1]}
+
+    @rx.event
+    def remove_form_row(self, path: str, key: int) -> None:
+        """Remove the row `key` from the form's list `path`, its inputs and errors with it."""
+        field = self._rows_field(path)
+        if field is not None:
+            self.form_rows = {**self.form_rows, path: [k for k in row_keys(field, self.form_rows) if k != int(key)]}
+            prefix = f"{path}.{int(key)}"
+            self.field_errors = {
+                name: message
+                for name, message in self.field_errors.items()
+                if name != prefix and not name.startswith(f"{prefix}.")
+            }
 
     @rx.event(background=True)
     async def trigger_and_wait(self, input: Any = None) -> Any:
@@ -116,11 +154,17 @@ class UseJobState(RunViewState, mixin=True):
             self._follow(consumer, None)
 
     # -- internals --------------------------------------------------------------------------------
+    def _rows_field(self, path: str) -> FormField | None:
+        job = self.__class__.job
+        fields = form_fields(job.definition.input_schema()) if job is not None else []
+        return next((field for field in fields if field.kind == "rows" and field.path == path), None)
+
     async def _trigger(self, input: Any) -> str | None:
         cls = self.__class__
         async with self:
             clear_run(self)
             self.status, self.field_errors, self.connection = "pending", {}, "idle"
+            self.is_triggering = True
             api = self.api()
         try:
             if cls.job is not None:  # typed: a bad input is reported here, with nothing sent
@@ -128,14 +172,15 @@ class UseJobState(RunViewState, mixin=True):
             run_id = await api.trigger(cls.job_name, input)
         except InvalidInputError as error:
             async with self:
-                self.status, self.error = None, str(error)
+                self.status, self.error, self.is_triggering = None, str(error), False
                 self.field_errors = field_errors(error)
             return None
         except DurablyError as error:
             async with self:
-                self.status, self.error = None, str(error)
+                self.status, self.error, self.is_triggering = None, str(error), False
             return None
         async with self:
+            self.is_triggering = False
             if self.current_run_id is None:  # the latest-runs stream may have switched to it already
                 self.current_run_id = run_id
             consumer = consumer_of(self)
