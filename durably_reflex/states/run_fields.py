@@ -79,6 +79,7 @@ def apply_run_event(view: RunFields, event: WireEvent, *, max_logs: int) -> bool
         case RunCancel(timestamp=moment):
             view.status = "cancelled"
             _stamp_run(view, completed_at=_iso(moment))
+            _stop_running_steps(view, _iso(moment))
         case RunRetry():
             view.status, view.error = "pending", None
         case RunProgress(progress=progress):
@@ -168,18 +169,104 @@ def step_row(step: Step) -> dict[str, Any]:
 
 
 def put_step(view: RunFields, change: dict[str, Any]) -> None:
-    """Merge a step's change into its row (by index), adding the row when the step is new."""
+    """Merge a step's change into its row (by index), adding the row when the step is new. Each
+    row also gets `started_ms` and `ended_ms` (epoch milliseconds, None while it runs): a
+    timeline places its bar with them."""
     steps = list(view.steps)
     for position, row in enumerate(steps):
         if row["index"] == change["index"]:
-            steps[position] = {**row, **change}
+            steps[position] = _with_epoch_times({**row, **change})
             break
     else:
         steps.append(
-            {"output": None, "error": None, "completed_at": None, "duration_ms": None, "duration_text": "", **change}
+            _with_epoch_times(
+                {
+                    "output": None,
+                    "error": None,
+                    "completed_at": None,
+                    "duration_ms": None,
+                    "duration_text": "",
+                    **change,
+                }
+            )
         )
         steps.sort(key=lambda row: row["index"])
     view.steps = steps
+
+
+def _with_epoch_times(row: dict[str, Any]) -> dict[str, Any]:
+    row["started_ms"] = _epoch_ms(row.get("started_at"))
+    row["ended_ms"] = _epoch_ms(row.get("completed_at"))
+    return row
+
+
+def _epoch_ms(iso: str | None) -> int | None:
+    return None if not iso else round(datetime.fromisoformat(iso).timestamp() * 1000)
+
+
+def _stop_running_steps(view: RunFields, moment: str | None) -> None:
+    """A cancel ends the step that was running, as the worker records a step that sees it: where
+    the run stopped. (A step that ignores the cancel and completes is marked so by its event.)"""
+    for row in view.steps:
+        if row["status"] == "running":
+            put_step(view, {"index": row["index"], "status": "cancelled", "completed_at": moment})
+
+
+# -- what a run view shows beside its fields --------------------------------------------------------
+def timeline_bounds(steps: list[dict[str, Any]], now_ms: int) -> tuple[int, int]:
+    """(origin, span) in epoch milliseconds of a timeline of `steps`: from the first step's start to
+    the last end (now, while a step runs); the span is at least 1 ms."""
+    placed = [row for row in steps if row.get("started_ms") is not None]
+    if not placed:
+        return now_ms, 1
+    origin = min(row["started_ms"] for row in placed)
+    ends = [now_ms if row.get("ended_ms") is None else row["ended_ms"] for row in placed]
+    end = max(*ends, *(row["started_ms"] for row in placed))  # a clock a moment behind the last start
+    return origin, max(1, end - origin)
+
+
+def stopped_step(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The step where a failed or cancelled run stopped: the last one (by index) that failed, was
+    cancelled or was still running; None when every step it began completed."""
+    for row in reversed(steps):
+        if row["status"] in ("failed", "cancelled", "running"):
+            return row
+    return None
+
+
+def stop_summary(status: str | None, steps: list[dict[str, Any]], progress: dict[str, Any] | None) -> str:
+    """Where a failed or cancelled run stopped, for people ("" for other statuses):
+    'Cancelled at step "batch-8" (7 steps completed; 7 of 60 batches, 12%)'."""
+    if status not in ("failed", "cancelled"):
+        return ""
+    done = sum(1 for row in steps if row["status"] == "completed")
+    verb = "Failed" if status == "failed" else "Cancelled"
+    at = stopped_step(steps)
+    if at is not None:
+        where = f'{verb} at step "{at["name"]}"'
+    elif done:
+        where = f'{verb} after step "{steps[-1]["name"]}"'
+    else:
+        where = f"{verb} before its first step"
+    details = [f"{done} step{'s' if done != 1 else ''} completed"] if at is not None or done else []
+    message, share = (progress or {}).get("message"), percent(progress)
+    if message or share is not None:
+        details.append(", ".join(str(part) for part in (message, None if share is None else f"{share}%") if part))
+    return where + (f" ({'; '.join(details)})" if details else "")
+
+
+def first_line(text: str | None) -> str:
+    """The first non-blank line of an error message ("" for none): a table's cell shows it."""
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def short_id(run_id: str) -> str:
+    """A run id short enough for a table: its last 8 characters. A run id (a ULID) begins with its
+    creation time, so runs created together share their first characters, never their last."""
+    return run_id[-8:]
 
 
 def _iso(moment: datetime | None) -> str | None:

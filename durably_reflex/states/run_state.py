@@ -10,14 +10,17 @@ completed is "closed", not an error.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any, ClassVar
 
 import reflex as rx
 
 from .._client import ClientConnectionError, DurablyClient, ServerError
+from .._clock import now_ms
 from .._errors import DurablyError, RunNotFoundError
 from .._wire_events import RunSnapshot
 from .base import DurablyState
@@ -26,15 +29,21 @@ from .run_fields import (
     add_logs,
     apply_run_event,
     clear_run,
+    first_line,
+    format_duration,
     log_line,
     percent,
     put_step,
     step_row,
+    stop_summary,
+    timeline_bounds,
 )
 
 logger = logging.getLogger(__name__)
 
 RUN_SOURCE = "run"  # the consumer's source that follows the current run
+CLOCK_SOURCE = "clock"  # the consumer's source that moves `clock_ms` while the run runs
+CLOCK_INTERVAL = 1.0  # seconds: how often a running run's timeline grows
 
 
 class RunViewState(DurablyState, mixin=True):
@@ -62,6 +71,9 @@ class RunViewState(DurablyState, mixin=True):
     )  # timeline rows: index, name, status, started_at, duration_ms, ...
     connection: rx.Field[str] = rx.field("idle")
     level_filter: rx.Field[str] = rx.field("")  # "" = every level; a log viewer's choice
+    # A log viewer hides the lines up to this id ("": none), which a reload shows again.
+    logs_hidden_through: rx.Field[str] = rx.field("")
+    clock_ms: rx.Field[int] = rx.field(0)  # epoch ms, moved every second while the run runs
 
     @rx.var
     def is_pending(self) -> bool:
@@ -105,10 +117,56 @@ class RunViewState(DurablyState, mixin=True):
         """The output as indented JSON, for display ("" before there is one)."""
         return "" if self.output is None else json.dumps(self.output, indent=2, ensure_ascii=False)
 
+    @rx.var
+    def error_line(self) -> str:
+        """The error's first line (a card or a row shows it; the whole error is on the run's page)."""
+        return first_line(self.error)
+
+    @rx.var
+    def duration_text(self) -> str:
+        """How long the run took, from its start to its end ("" until it has ended)."""
+        run = self.run or {}
+        started, ended = run.get("started_at"), run.get("completed_at")
+        if not started or not ended or self.status in ("pending", "running"):
+            return ""
+        return format_duration(_ms_between(started, ended))
+
+    @rx.var(deps=["steps", "clock_ms"], auto_deps=False)
+    def timeline_origin_ms(self) -> int:
+        """Where the steps' time axis begins (epoch ms): the first step's start."""
+        return timeline_bounds(self.steps, self.clock_ms)[0]
+
+    @rx.var(deps=["steps", "clock_ms"], auto_deps=False)
+    def timeline_span_ms(self) -> int:
+        """How long the steps' time axis is (ms): to the last step's end, or now while one runs."""
+        return timeline_bounds(self.steps, self.clock_ms)[1]
+
+    @rx.var(deps=["status", "steps", "progress"], auto_deps=False)
+    def stop_summary(self) -> str:
+        """Where a failed or cancelled run stopped ("" otherwise)."""
+        return stop_summary(self.status, self.steps, self.progress)
+
+    @rx.var(deps=["logs", "logs_hidden_through"], auto_deps=False)
+    def hidden_log_count(self) -> int:
+        marker = self.logs_hidden_through
+        return sum(1 for line in self.logs if line["id"] <= marker) if marker else 0
+
     # -- events -----------------------------------------------------------------------------------
     @rx.event
     def clear_logs(self) -> None:
+        """Forget the log lines this tab holds (the stored logs stay: a reload fetches them again);
+        a viewer hides lines with `hide_earlier_logs` instead."""
         self.logs = []
+
+    @rx.event
+    def hide_earlier_logs(self) -> None:
+        """Hide the lines shown so far (new ones still appear); `show_all_logs` brings them back."""
+        if self.logs:
+            self.logs_hidden_through = self.logs[-1]["id"]
+
+    @rx.event
+    def show_all_logs(self) -> None:
+        self.logs_hidden_through = ""
 
     @rx.event
     def set_level_filter(self, level: str) -> None:
@@ -146,7 +204,26 @@ class RunViewState(DurablyState, mixin=True):
         if self.current_run_id != run_id:
             clear_run(self, run_id)
             self.connection = "idle"
+            self.logs_hidden_through = ""
+        self.clock_ms = now_ms()
         self._follow(consumer, run_id)
+
+
+def _ms_between(start_iso: str, end_iso: str) -> float:
+    return (datetime.fromisoformat(end_iso) - datetime.fromisoformat(start_iso)).total_seconds() * 1000
+
+
+async def tick_clock(consumer: Consumer) -> None:
+    """Source: every `CLOCK_INTERVAL`, move the state's `clock_ms` if its run is running (its
+    timeline's running bar grows; a finished run's timeline does not change)."""
+    while True:
+        await asyncio.sleep(CLOCK_INTERVAL)
+        consumer.post(_tick)
+
+
+def _tick(state: Any) -> None:
+    if state.status == "running":
+        state.clock_ms = now_ms()
 
 
 async def follow_run(consumer: Consumer, client: DurablyClient, run_id: str) -> None:
@@ -227,6 +304,7 @@ class UseJobRunState(RunViewState, mixin=True):
         async with consuming(token, name) as consumer:
             target = run_id or self.__class__.default_run_id
             consumer.post(lambda state: state._switch(consumer, target))
+            consumer.start_source(CLOCK_SOURCE, tick_clock(consumer))
             async for event in self._consume(consumer):
                 yield event
 
