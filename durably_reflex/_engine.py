@@ -205,6 +205,13 @@ class Durably:
     def is_running(self) -> bool:
         return self._worker.is_running
 
+    @property
+    def is_leading(self) -> bool:
+        """Whether this worker leads the workers sharing the database: it alone looks for pending
+        and abandoned runs every `polling_interval` and rings the others (idle followers make no
+        statement at all). Leadership moves to another worker when this one stops or falls silent."""
+        return self._worker.leading
+
     # -- triggering -------------------------------------------------------------------------------
     async def trigger(
         self,
@@ -262,7 +269,7 @@ class Durably:
             ),
         )
         self._bus.flush()
-        self._worker.wake()
+        self._worker.work_added(sum(is_new for _, is_new in created))
         return [run for run, _ in created]
 
     async def trigger_and_wait(
@@ -417,7 +424,7 @@ class Durably:
             run_id, now_ms(), self._announce(lambda run: self._bus.post(RUN_RETRY, runId=run.id, jobName=run.job_name))
         )
         self._bus.flush()
-        self._worker.wake()
+        self._worker.work_added(1)
         return run
 
     async def cancel(self, run_id: str) -> Run:

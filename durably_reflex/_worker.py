@@ -6,9 +6,12 @@ its thread. Job code therefore never runs on the server's event loop (a step tha
 seconds without yielding delays neither the API nor the UI), and a run costs no thread hand-offs:
 only its events travel to the server's loop, without waiting.
 
-Idle slots sleep until a trigger or retry in this process wakes them, or `polling_interval` passes
-(for runs triggered by other processes). One more thread heartbeats the runs in progress and, every
-`polling_interval`, hands back runs abandoned by dead or silent workers.
+Idle slots sleep until they are woken: by a trigger or retry in this process, or by a ring from
+another (see `_storage/coordination.py`). One worker among those sharing the database leads: every
+`polling_interval` it alone surveys the database, hands back runs abandoned by dead or silent
+workers, wakes its own slots for pending runs and rings the other workers for what it cannot take.
+Idle followers make no statement at all: idle cost does not grow with the number of workers. One
+more thread per worker heartbeats its runs in progress (and surveys, when the worker leads).
 
 An unavailable database (`StorageUnavailableError`: down, restarting, its disk full) fails no run:
 step writes and a run's outcome wait for it (`_persist.py`), claims and heartbeats pause, and a run
@@ -37,6 +40,7 @@ from ._owners import current_owner, owner_is_dead
 from ._persist import persist
 from ._step import StepContext, describe_error, encode_json, format_stack
 from ._storage.base import Claim, Storage
+from ._storage.coordination import Coordination, Ring, Solo
 
 logger = logging.getLogger("durably_reflex")
 
@@ -95,6 +99,8 @@ class Worker:
         # may be claimed again while its old execution winds down, and both must be tracked.
         self._executions: dict[tuple[str, int], _Execution] = {}
         self._slots: list[threading.Thread] = []
+        self._busy = 0  # slots with a claimed run
+        self._coordination: Coordination = Solo()
         self._maintenance: threading.Thread | None = None
         self._stopping = threading.Event()
         self._runs_done = threading.Event()
@@ -105,11 +111,36 @@ class Worker:
     def is_running(self) -> bool:
         return bool(self._slots) and not self._stopping.is_set()
 
+    @property
+    def leading(self) -> bool:
+        """Whether this worker leads the workers of its database now (see coordination.py)."""
+        return self.is_running and self._coordination.leading
+
     def wake(self) -> None:
-        """Look for work now (a run was triggered or retried in this process)."""
+        """Idle slots look for work now."""
         with self._work:
             self._wakes += 1
             self._work.notify_all()
+
+    def work_added(self, count: int) -> None:
+        """`count` runs became pending in this process (triggered, retried): idle slots here look for
+        them at once, and the leading worker hears of those they cannot take."""
+        idle = self._idle_slots() if self.is_running else 0
+        if count > idle:
+            self._storage.ring_leader(count - idle)
+        if idle:
+            self.wake()
+
+    def _idle_slots(self) -> int:
+        with self._lock:
+            return self._options.max_concurrent_runs - self._busy
+
+    def _on_ring(self, ring: Ring, count: int) -> None:
+        """A ring from another process (on the coordination's thread). The leader passes on what it
+        cannot take itself."""
+        if ring is Ring.LEADER and count > self._idle_slots():
+            self._coordination.ring_workers()
+        self.wake()
 
     def cancel_local(self, run_id: str) -> None:
         """Tell an execution in this process that its run was cancelled (its signal fires at once)."""
@@ -126,9 +157,14 @@ class Worker:
         self._runs_done.clear()
         if sys.getswitchinterval() > SWITCH_INTERVAL:
             sys.setswitchinterval(SWITCH_INTERVAL)  # process-wide: keeps the server's loop responsive
-        await asyncio.to_thread(self._recover)  # runs of dead workers first, so they resume at once
+        recovered = await asyncio.to_thread(self._recover)  # runs of dead workers first: they resume at once
+        self._coordination = await asyncio.to_thread(
+            self._storage.coordinate, self._on_ring, self._options.polling_interval
+        )
         self._maintenance = _thread(self._maintain, "durably-maintenance")
         self._slots = [_thread(self._serve, f"durably-slot-{i}") for i in range(self._options.max_concurrent_runs)]
+        if recovered:
+            self.work_added(len(recovered))
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop claiming and let running runs finish. After `timeout` seconds, interrupt them and
@@ -144,6 +180,8 @@ class Worker:
         if self._maintenance is not None:
             await asyncio.to_thread(self._maintenance.join)
             self._maintenance = None
+        await asyncio.to_thread(self._coordination.close)
+        self._coordination = Solo()
         if self._hand_backs and not await asyncio.to_thread(self._hand_back):
             logger.warning(
                 "durably worker: stopped without handing back run(s) %s: the database is unavailable; "
@@ -178,11 +216,15 @@ class Worker:
                     wakes = self._wakes
                 claim = self._claim()
                 if claim is not None:
-                    loop.run_until_complete(self._execute(claim, self._jobs()[claim.run.job_name]))
+                    try:
+                        loop.run_until_complete(self._execute(claim, self._jobs()[claim.run.job_name]))
+                    finally:
+                        with self._lock:
+                            self._busy -= 1
                     continue
                 with self._work:
                     if self._wakes == wakes and not self._stopping.is_set():
-                        self._work.wait(self._options.polling_interval)
+                        self._work.wait()  # for a wake: here, a ring, or the leader's survey
         finally:
             loop.close()
 
@@ -199,7 +241,11 @@ class Worker:
             logger.exception("durably worker: claiming failed; trying again in %ss", self._options.polling_interval)
             self._stopping.wait(self._options.polling_interval)
             return None
-        return claims[0] if claims else None
+        if not claims:
+            return None
+        with self._lock:
+            self._busy += 1
+        return claims[0]
 
     # -- executing (on a slot's own loop) ---------------------------------------------------------
     async def _execute(self, claim: Claim, job: JobDefinition) -> None:
@@ -311,38 +357,72 @@ class Worker:
         maintenance thread tries again every `polling_interval`). True when none is left."""
         with self._lock:
             waiting = sorted(self._hand_backs)
-        for run_id, attempt in waiting:
-            try:
-                self._storage.release(run_id, attempt, now_ms())
-            except StorageUnavailableError:
-                self._outage_seen = time.monotonic()
-                return False
-            except Exception:
-                logger.exception("durably worker: could not hand back run %s; it will be recovered when stale", run_id)
-            with self._lock:
-                self._hand_backs.discard((run_id, attempt))
-        return True
+        handed_back = 0
+        try:
+            for run_id, attempt in waiting:
+                try:
+                    handed_back += self._storage.release(run_id, attempt, now_ms())
+                except StorageUnavailableError:
+                    self._outage_seen = time.monotonic()
+                    return False
+                except Exception:
+                    logger.exception(
+                        "durably worker: could not hand back run %s; it will be recovered when stale", run_id
+                    )
+                with self._lock:
+                    self._hand_backs.discard((run_id, attempt))
+            return True
+        finally:
+            if handed_back:
+                self._storage.ring_leader(handed_back)
 
     # -- heartbeats and recovery ------------------------------------------------------------------
     def _maintain(self) -> None:
-        """Heartbeat until every run has finished; recover abandoned runs (and forget old events)
-        until stop() begins."""
+        """Heartbeat until every run has finished; until stop() begins, hand back what could not be,
+        and, while this worker leads, survey (see `_survey`) and forget old events."""
         next_beat = time.monotonic() + self._options.heartbeat_interval
-        next_recovery = time.monotonic() + self._options.polling_interval
+        next_survey = time.monotonic() + self._options.polling_interval
         next_pruning = time.monotonic()
-        while not self._runs_done.wait(max(0.0, min(next_beat, next_recovery) - time.monotonic())):
+        while not self._runs_done.wait(max(0.0, min(next_beat, next_survey) - time.monotonic())):
             if time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + self._options.heartbeat_interval
                 self._heartbeat()
-            if time.monotonic() >= next_recovery and not self._stopping.is_set():
-                next_recovery = time.monotonic() + self._options.polling_interval
-                if self._hand_backs and self._hand_back():
-                    self.wake()
-                if self._recover():
-                    self.wake()
-            if time.monotonic() >= next_pruning and not self._stopping.is_set():
+            if time.monotonic() < next_survey or self._stopping.is_set():
+                continue
+            next_survey = time.monotonic() + self._options.polling_interval
+            if self._hand_backs and self._hand_back():
+                self.wake()
+            if not self._coordination.leading:
+                continue
+            self._survey()
+            if time.monotonic() >= next_pruning:
                 next_pruning = time.monotonic() + min(60.0, self._options.event_retention / 2)
                 self._prune_events()
+
+    def _survey(self) -> None:
+        """The leader's look around: abandoned runs go back to pending; pending runs wake this
+        worker's idle slots, and ring the other workers when there are more than those slots, or
+        runs of jobs this worker does not have."""
+        idle = self._idle_slots()
+        try:
+            survey = self._storage.survey(self._stale_before(), owner_is_dead, now_ms(), limit=idle + 1)
+        except StorageUnavailableError:
+            self._outage_seen = time.monotonic()
+            return
+        except Exception:
+            logger.exception("durably worker: surveying the database failed")
+            return
+        if survey.recovered:
+            logger.warning(
+                "durably worker: resuming %d abandoned run(s): %s", len(survey.recovered), ", ".join(survey.recovered)
+            )
+        if not survey.pending_jobs:
+            return
+        if idle:
+            self.wake()
+        jobs = self._jobs()
+        if len(survey.pending_jobs) > idle or any(job not in jobs for job in survey.pending_jobs):
+            self._coordination.ring_workers()
 
     def _heartbeat(self) -> None:
         with self._lock:
@@ -376,12 +456,15 @@ class Worker:
         except Exception:
             logger.exception("durably worker: pruning the event log failed")
 
-    def _recover(self) -> list[str]:
-        stale_before = now_ms() - int(self._options.stale_threshold * 1000)
+    def _stale_before(self) -> int:
+        """Runs whose heartbeat is older than this (epoch ms) are abandoned."""
         if time.monotonic() - self._outage_seen < self._options.stale_threshold:
-            stale_before = 0  # heartbeats could not be written lately: only dead owners' runs are abandoned
+            return 0  # heartbeats could not be written lately: only dead owners' runs are abandoned
+        return now_ms() - int(self._options.stale_threshold * 1000)
+
+    def _recover(self) -> list[str]:
         try:
-            recovered = self._storage.recover(stale_before, owner_is_dead, now_ms())
+            recovered = self._storage.recover(self._stale_before(), owner_is_dead, now_ms())
         except StorageUnavailableError:
             self._outage_seen = time.monotonic()
             return []

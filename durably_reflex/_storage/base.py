@@ -18,6 +18,7 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from .._records import LogEntry, Run, Step
+from .coordination import Coordination, OnRing, Solo
 from .watch import WATCH_REFRESH
 
 
@@ -119,6 +120,13 @@ class Heartbeat:
 
     cancelled: list[tuple[str, int]] = field(default_factory=list)  # (run id, attempt)
     lost: list[tuple[str, int]] = field(default_factory=list)
+
+
+class Survey(NamedTuple):
+    """What the leading worker's look at the database found (see `Storage.survey`)."""
+
+    pending_jobs: list[str]  # the jobs of the oldest pending runs (up to the limit asked), recovered ones included
+    recovered: list[str]  # runs handed back to pending (their worker died or went silent)
 
 
 Announce = Callable[[Run], None]
@@ -229,6 +237,23 @@ class Storage(ABC):
     def recover(self, stale_before: int, owner_is_dead: Callable[[str], bool], now: int) -> list[str]:
         """Running runs whose heartbeat is older than `stale_before`, or whose owner is known dead,
         go back to pending. Returns their ids."""
+
+    @abstractmethod
+    def survey(self, stale_before: int, owner_is_dead: Callable[[str], bool], now: int, limit: int) -> Survey:
+        """The leading worker's look around, every `polling_interval` (blocking): `recover` what
+        needs it, and say which jobs the oldest `limit` pending runs belong to. Reads only when
+        nothing needs recovering: an idle database costs the leader one read transaction."""
+
+    # -- the workers' rings (see coordination.py) --------------------------------------------------
+    def coordinate(self, on_ring: OnRing, polling_interval: float) -> Coordination:
+        """A seat for one worker among those of this database: whether it leads, and its rings.
+        `Solo` (always leading, never rung) where the database offers no way to ring."""
+        return Solo()
+
+    @abstractmethod
+    def ring_leader(self, count: int) -> None:
+        """Tell the leading worker that `count` runs became pending that this process cannot start
+        at once; never waits, never raises."""
 
     @abstractmethod
     def prune_logs(self, run_id: str, keep: int) -> None:

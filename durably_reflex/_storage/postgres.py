@@ -1,9 +1,10 @@
 """PostgreSQL: what many processes on many machines sharing one database need, and nothing else. The
 only module that knows it is talking to PostgreSQL (through psycopg 3).
 
-Per process, three connections: a writer that group-commits (one commit carries many runs' step
-writes, so more writer connections would only add commits), a reader, and, once someone streams
-events, a listener. A hundred worker processes are three hundred connections: size
+Per process, up to four connections: a writer that group-commits (one commit carries many runs'
+step writes, so more writer connections would only add commits), a reader, once someone streams
+events a listener, and in a process that runs a worker, the workers' coordination (LISTEN for rings,
+see coordination.py). A hundred worker processes are three hundred connections: size
 `max_connections`, or put PgBouncer in session mode in front.
 
 Where SQLite's single writer made things safe by itself, PostgreSQL needs saying so:
@@ -37,7 +38,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -45,6 +46,7 @@ from psycopg import errors as pg_errors
 from sqlalchemy import URL, create_engine, make_url
 from sqlalchemy.pool import NullPool
 
+from .coordination import Coordination, Lease, OnRing, Ring, decode_ring, encode_ring
 from .group_commit import DEFAULT_PATIENCE, GroupCommit
 from .sql import STORED_RUN_SQL, Prepared, SqlSession, SqlStorage, pop_url_option
 
@@ -56,6 +58,9 @@ _GLOBAL_LOCKS = 0x64757202  # (space, _EVENTS) and (space, _MIGRATION)
 _EVENTS = 1
 _MIGRATION = 2
 CHANNEL = "durably_events"
+WORKERS_CHANNEL = "durably_workers"
+_ALIVE = "alive"  # the leader's message on WORKERS_CHANNEL, every polling interval (see `Lease`)
+_HELLO = "hello"  # a newcomer's: the leader answers alive at once
 # While the listener is connected, the feed re-reads at least this often anyway (a safety net).
 _NOTIFIED_POLL = 1.0
 _MAX_KEY_SKIPS = 16
@@ -171,6 +176,7 @@ class PostgresStorage(SqlStorage):
         self._events_lock = prepare(f"SELECT pg_advisory_xact_lock({_GLOBAL_LOCKS}, {_EVENTS})")
         self._notify = prepare(f"SELECT pg_notify('{CHANNEL}', '')")
         self._migration_lock = prepare(f"SELECT pg_advisory_xact_lock({_GLOBAL_LOCKS}, {_MIGRATION})")
+        self._ring = prepare(f"SELECT pg_notify('{WORKERS_CHANNEL}', :message)")
         self._listener: _Listener | None = None
 
     # -- what PostgreSQL needs said ---------------------------------------------------------------
@@ -199,6 +205,18 @@ class PostgresStorage(SqlStorage):
         session.execute(self._events_lock)  # held to the commit: ids are handed out in commit order
         session.execute_many(self._insert_event, rows)
         session.execute(self._notify)  # delivered at commit, to every listening process
+
+    # -- the workers' rings ------------------------------------------------------------------------
+    def coordinate(self, on_ring: OnRing, polling_interval: float) -> Coordination:
+        return _Coordination(self._conninfo, on_ring, polling_interval, self._send_ring)
+
+    def ring_leader(self, count: int) -> None:
+        self._send_ring(encode_ring(Ring.LEADER, count))
+
+    def _send_ring(self, message: str) -> None:
+        """NOTIFY from the writer's pool: delivered once that commit is made; the caller goes on."""
+        with contextlib.suppress(RuntimeError):  # the storage is closing
+            self._writer.run_later(lambda session: session.execute(self._ring, message=message))
 
     # -- being told of new events -----------------------------------------------------------------
     async def wait_for_events(self, poll: float) -> None:
@@ -278,6 +296,76 @@ class _Listener:
                 self.connected = False
             self._closing.wait(backoff)
             backoff = min(backoff * 2, 5.0)
+
+
+class _Coordination(Coordination):
+    """The workers of a PostgreSQL database. Each LISTENs on `WORKERS_CHANNEL` on a connection of
+    its own, where rings arrive and the leader says it is alive (see `Lease`): while idle, the
+    leader makes one statement per interval for that, and a follower none."""
+
+    def __init__(self, conninfo: str, on_ring: OnRing, polling_interval: float, send: Callable[[str], None]) -> None:
+        self._conninfo = conninfo
+        self._on_ring = on_ring
+        self._send = send
+        self._lease = Lease(polling_interval)
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="durably-coordination", daemon=True)
+        self._thread.start()
+
+    @property
+    def leading(self) -> bool:
+        return self._lease.leading
+
+    def ring_workers(self) -> None:
+        self._send(encode_ring(Ring.WORKERS, 0, self._lease.me))
+
+    def close(self) -> None:
+        self._closing.set()
+        self._thread.join()
+
+    def _serve(self) -> None:
+        backoff = 0.1
+        reported = False  # a lost connection is logged once, not at every failed reconnection
+        while not self._closing.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10) as connection:
+                    connection.execute(f"LISTEN {WORKERS_CHANNEL}")
+                    connection.execute("SELECT pg_notify(%s, %s)", (WORKERS_CHANNEL, f"{_HELLO}:{self._lease.me}"))
+                    backoff, reported = 0.1, False
+                    self._on_ring(Ring.WORKERS, 0)  # whatever was rung while we were not listening
+                    while not self._closing.is_set():
+                        if self._lease.tick():
+                            connection.execute(
+                                "SELECT pg_notify(%s, %s)", (WORKERS_CHANNEL, f"{_ALIVE}:{self._lease.me}")
+                            )
+                        for notification in connection.notifies(timeout=min(0.5, self._lease.next_tick())):
+                            self._heard(notification.payload)
+                            if self._lease.next_tick() == 0:
+                                break  # a newcomer asked who leads: answer now
+            except psycopg.Error as error:
+                if not (self._closing.is_set() or reported):
+                    reported = True
+                    logger.warning("durably coordination: %s; this worker waits to be rung until it reconnects", error)
+            self._lease.lost_touch()
+            self._closing.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def _heard(self, message: str) -> None:
+        kind, _, sender = message.partition(":")
+        if kind == _ALIVE:
+            self._lease.heard(sender)
+            return
+        if kind == _HELLO:
+            if self._lease.leading and sender != self._lease.me:
+                self._lease.speak_up()
+            return
+        ring = decode_ring(message)
+        if ring is None or ring[2] == self._lease.me or (ring[0] is Ring.LEADER and not self._lease.leading):
+            return
+        try:
+            self._on_ring(ring[0], ring[1])
+        except Exception:
+            logger.exception("durably coordination: handling a ring failed")
 
 
 def _settle(future: asyncio.Future[None]) -> None:

@@ -51,6 +51,7 @@ from .base import (
     StepWrite,
     Storage,
     StoredEvent,
+    Survey,
 )
 from .group_commit import GroupCommit
 from .tables import (
@@ -415,6 +416,12 @@ class SqlStorage(Storage):
             UPDATE durably_runs SET heartbeat_at = :now
             WHERE id = :run_id AND attempt = :attempt AND status = 'running'""")
         self._status_of = prepare("SELECT status, attempt FROM durably_runs WHERE id = :run_id")
+        self._running = prepare(
+            "SELECT id, owner, heartbeat_at, attempt, job_name FROM durably_runs WHERE status = 'running'"
+        )
+        self._oldest_pending = prepare(
+            "SELECT job_name FROM durably_runs WHERE status = 'pending' ORDER BY status, created_at, id LIMIT :limit"
+        )
         self._watched = prepare("SELECT until FROM durably_watch WHERE id = 1")
         self._watch_until = prepare("""
             INSERT INTO durably_watch (id, until) VALUES (1, :until)
@@ -866,26 +873,33 @@ class SqlStorage(Storage):
 
     def recover(self, stale_before: int, owner_is_dead: Callable[[str], bool], now: int) -> list[str]:
         def reset(session: SqlSession) -> list[str]:
-            running = session.sa.execute(
-                select(_runs.c.id, _runs.c.owner, _runs.c.heartbeat_at, _runs.c.attempt).where(
-                    _runs.c.status == RunStatus.RUNNING
-                )
-            ).fetchall()
-            recovered = []
-            for run_id, owner, heartbeat_at, attempt in running:
-                if heartbeat_at < stale_before or (owner is not None and owner_is_dead(owner)):
-                    # Only the claim judged here: where writers run side by side (PostgreSQL), another
-                    # process may have recovered it and a worker claimed it again meanwhile.
-                    reset = session.sa.execute(
-                        update(_runs)
-                        .where(_runs.c.id == run_id, _runs.c.status == RunStatus.RUNNING, _runs.c.attempt == attempt)
-                        .values(status=RunStatus.PENDING.value, owner=None, updated_at=now)
-                    )
-                    if reset.rowcount:
-                        recovered.append(run_id)
-            return recovered
+            running = session.execute(self._running).fetchall()
+            return self._reset(session, _abandoned(running, stale_before, owner_is_dead), now)
 
         return self._writer.run_blocking(reset)
+
+    def survey(self, stale_before: int, owner_is_dead: Callable[[str], bool], now: int, limit: int) -> Survey:
+        def look(session: SqlSession) -> tuple[list[str], list[Sequence[Any]]]:
+            pending = [row[0] for row in session.execute(self._oldest_pending, limit=limit)]
+            return pending, session.execute(self._running).fetchall()
+
+        pending_jobs, running = self._reader.run_blocking(look, write=False)
+        abandoned = _abandoned(running, stale_before, owner_is_dead)
+        if not abandoned:
+            return Survey(pending_jobs, [])
+        recovered = self._writer.run_blocking(lambda session: self._reset(session, abandoned, now))
+        jobs = {run_id: job for run_id, _, _, _, job in abandoned}
+        return Survey((pending_jobs + [jobs[run_id] for run_id in recovered])[:limit], recovered)
+
+    def _reset(self, session: SqlSession, abandoned: list[Sequence[Any]], now: int) -> list[str]:
+        """Abandoned running runs back to pending. Only the claim judged abandoned: where writers run
+        side by side (PostgreSQL), another process may have recovered a run and a worker claimed it
+        again meanwhile."""
+        return [
+            run_id
+            for run_id, _, _, attempt, _ in abandoned
+            if session.execute(self._release, run_id=run_id, attempt=attempt, now=now).rowcount
+        ]
 
     def prune_logs(self, run_id: str, keep: int) -> None:
         def prune(session: SqlSession) -> None:
@@ -967,3 +981,11 @@ class SqlStorage(Storage):
         await asyncio.to_thread(self._writer.close)
         if self._reader is not self._writer:
             await asyncio.to_thread(self._reader.close)
+
+
+def _abandoned(
+    running: Sequence[Sequence[Any]], stale_before: int, owner_is_dead: Callable[[str], bool]
+) -> list[Sequence[Any]]:
+    """The rows of `SqlStorage._running` whose heartbeat is older than `stale_before` or whose
+    owner is known dead."""
+    return [row for row in running if row[2] < stale_before or (row[1] is not None and owner_is_dead(row[1]))]

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import URL, create_engine, make_url
 from sqlalchemy.pool import NullPool
 
+from .coordination import Coordination, OnRing, Ring, Solo, file_coordination, rendezvous, ring_folder
 from .group_commit import DEFAULT_PATIENCE, GroupCommit
 from .sql import SqlSession, SqlStorage, pop_url_option
 
@@ -91,6 +92,20 @@ class SqliteStorage(SqlStorage):
         reader = writer if in_memory else GroupCommit("durably-sqlite-reader", connect, patience=patience)
         super().__init__(engine.dialect, writer, reader)
         self.url = parsed
+        # Workers of an in-memory database share this process: its worker is alone.
+        database = parsed.database
+        self._meeting = (
+            rendezvous(database) if database and not in_memory and not database.startswith("file:") else None
+        )
+
+    def coordinate(self, on_ring: OnRing, polling_interval: float) -> Coordination:
+        if self._meeting is None:
+            return Solo()
+        return file_coordination(self._meeting, on_ring, polling_interval)
+
+    def ring_leader(self, count: int) -> None:
+        if self._meeting is not None:
+            ring_folder(self._meeting, Ring.LEADER, count)
 
 
 def _enable_wal(raw: Any, busy_timeout: float) -> None:
