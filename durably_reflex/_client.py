@@ -10,6 +10,11 @@ Errors come back as the engine's own exception classes (`RunNotFoundError`, `Run
 engine handles them unchanged. Event streams reconnect by themselves with `Last-Event-ID`, so a
 dropped connection or a restarted server costs the consumer nothing but a fresh snapshot.
 
+It also speaks to Durably's own Node server (0.7 as the seed documents it, 0.15 as on npm): their
+names are mapped (`_node_wire`), routes they lack raise `FeatureNotSupportedError` (a
+`NotFoundError`) instead of a bare not-found, `retry` falls back to `/retrigger`, and a run's stream
+reads the run's state itself where the server sends no snapshot (`ServerTraits`).
+
 `create_durably_client(durably)` adds per-job typed access from the server's job definitions: inputs
 are validated locally and outputs parsed into the job's output model. It reads only the definitions,
 never the engine's storage, so it also works in a process that merely imports the jobs.
@@ -25,8 +30,9 @@ import os
 import random
 import re
 import sys
-import types
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+import types as types_module
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, Self
 
 import httpx
@@ -38,6 +44,7 @@ from pydantic.alias_generators import to_camel
 from ._errors import (
     ConflictError,
     DurablyError,
+    FeatureNotSupportedError,
     InvalidArgumentError,
     InvalidInputError,
     JobNotFoundError,
@@ -50,6 +57,7 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._jobs import JobDefinition
+from ._node_wire import LEASED, run_from_wire, run_status
 from ._records import LogEntry, Run, RunResult, RunStats, RunStatus, Step
 from ._registry import ByKey
 from ._wire_events import (
@@ -58,6 +66,8 @@ from ._wire_events import (
     RunDelete,
     RunFail,
     RunSnapshot,
+    StreamEvent,
+    StreamGap,
     WireEvent,
     parse_event,
 )
@@ -68,6 +78,9 @@ DEFAULT_BASE_PATH = "/api/durably"
 STREAM_READ_TIMEOUT = 45.0
 RECONNECT_INITIAL_DELAY = 0.1
 RECONNECT_MAX_DELAY = 5.0
+# A durably-reflex server starts a run's stream with its snapshot at once; a server still silent
+# this long after connecting may send none (Node Durably, on a pending run): the run is read instead.
+FIRST_FRAME_WAIT = 1.0
 
 ConnectionState = Literal["connecting", "open", "reconnecting", "closed"]
 StateListener = Callable[[ConnectionState], None]
@@ -124,41 +137,71 @@ class UnexpectedResponseError(DurablyError):
         self.status_code = status_code
 
 
-_RUN_NOT_FOUND = re.compile(r"^Run not found: (?P<id>.+)$")
+_RUN_NOT_FOUND = re.compile(r"^Run not found(?:: (?P<id>.+))?$")
 _JOB_NOT_FOUND = re.compile(r"^Job not found: (?P<name>.+)$")
 _RUN_STATE = re.compile(r"^Cannot (?P<action>\w+) (?P<status>already cancelled|\w+) run: (?P<id>.+)$")
+_INVALID_INPUT = re.compile(r"^(?:.*: )?Invalid input\b")
+_ACTIONS = {"retrigger": "retry"}  # Durably 0.15's word for what is a retry here
 
 
-def error_from_response(response: httpx.Response, route: str) -> DurablyError:
-    """The typed exception for an error answer of `route` (e.g. "trigger"), with the server's message.
+def error_from_response(response: httpx.Response, route: str, run_id: str | None = None) -> DurablyError:
+    """The typed exception for an error answer of `route` (e.g. "trigger"), with the server's message;
+    `run_id` is the run the request named, if any.
 
     By the body's stable `code` first (`RUN_NOT_FOUND`, `STORAGE_UNAVAILABLE`, ...). A server that
     sends none (Durably's own Node server) is read by status code and, where one status covers
     several cases, by the message its engine wrote (`Run not found: <id>`, `Cannot retry completed
-    run: <id>`).
+    run: <id>`), even under a 500, which Durably 0.7 answers for most refusals. A 404 without a
+    Durably error body (a bare `Not Found`) means the server has no such route:
+    `FeatureNotSupportedError`.
     """
-    message, details, code = _error_body(response)
-    status = response.status_code
-    by_code = _BY_CODE.get(code or "")
-    error = by_code(message, details, response) if by_code is not None else _by_status(message, details, status, route)
-    error.args = (message,)  # the server's words exactly, whatever the class would have phrased
+    body = _error_body(response)
+    by_code = _BY_CODE.get(body.code or "")
+    if by_code is not None:
+        error = by_code(body.message, body.details, response)
+    else:
+        error = _by_status(response, body, route, run_id)
+    if not isinstance(error, FeatureNotSupportedError) and not _inferred_run_id(error, body.message):
+        error.args = (body.message,)  # the server's words exactly, whatever the class would have phrased
     return error
 
 
-def _by_status(message: str, details: list[dict[str, Any]], status: int, route: str) -> DurablyError:
+def _by_status(response: httpx.Response, body: _ErrorBody, route: str, run_id: str | None) -> DurablyError:
+    """An error of a server that sends no code, from its status and its engine's words."""
+    message, status = body.message, response.status_code
     if status == 400:
-        return InvalidInputError(message, details) if route == "trigger" else InvalidArgumentError(message)
+        return InvalidInputError(message, body.details) if route == "trigger" else InvalidArgumentError(message)
     if status in (401, 403):
         return AuthError(message, status)
     if status == 404:
-        return _not_found(message)
+        if not body.is_durably_error:
+            return FeatureNotSupportedError(f"{response.request.method} /{route}")
+        return _not_found(message, run_id)
     if status == 409:
         return _conflict(message)
     if status == 413:
         return PayloadTooLargeError(message)
     if status >= 500:
-        return ServerError(message, status)
+        return _refusal(message, route, run_id) or ServerError(message, status)
     return UnexpectedResponseError(message, status)
+
+
+def _refusal(message: str, route: str, run_id: str | None) -> DurablyError | None:
+    """The refusal a 5xx message states in the engine's words (Durably 0.7 answers 500 for an
+    unknown run, a state conflict and an invalid input), or None for a real server failure."""
+    if _RUN_NOT_FOUND.match(message) or _JOB_NOT_FOUND.match(message):
+        return _not_found(message, run_id)
+    if _RUN_STATE.match(message):
+        return _conflict(message)
+    if route == "trigger" and _INVALID_INPUT.match(message):
+        return InvalidInputError(message)
+    return None
+
+
+def _inferred_run_id(error: DurablyError, message: str) -> bool:
+    """Whether the error names a run the server's message left out ("Run not found"): its own
+    message, with the id, is then the better one."""
+    return isinstance(error, RunNotFoundError) and error.run_id not in message
 
 
 def _retry_after(response: httpx.Response) -> float:
@@ -185,23 +228,32 @@ _BY_CODE: dict[str, ErrorFactory] = {
 }
 
 
-def _error_body(response: httpx.Response) -> tuple[str, list[dict[str, Any]], str | None]:
-    """`(message, details, code)` from `{"error": ..., "code": ..., "details": [...]}`, or the bare
-    text of the answer (no code)."""
+@dataclass(frozen=True)
+class _ErrorBody:
+    message: str
+    details: list[dict[str, Any]]
+    code: str | None
+    is_durably_error: bool  # a JSON `{"error": ...}`, not a bare text (a route the server lacks)
+
+
+def _error_body(response: httpx.Response) -> _ErrorBody:
+    """What `{"error": ..., "code": ..., "details": [...]}` says, or the bare text of the answer."""
     try:
         body = response.json()
     except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         details, code = body.get("details"), body.get("code")
-        return body["error"], details if isinstance(details, list) else [], code if isinstance(code, str) else None
+        return _ErrorBody(
+            body["error"], details if isinstance(details, list) else [], code if isinstance(code, str) else None, True
+        )
     text = response.text.strip()
-    return text or f"HTTP {response.status_code} {response.reason_phrase}".strip(), [], None
+    return _ErrorBody(text or f"HTTP {response.status_code} {response.reason_phrase}".strip(), [], None, False)
 
 
-def _not_found(message: str) -> NotFoundError:
-    if match := _RUN_NOT_FOUND.match(message):
-        return RunNotFoundError(match["id"])
+def _not_found(message: str, run_id: str | None = None) -> NotFoundError:
+    if (match := _RUN_NOT_FOUND.match(message)) and (match["id"] or run_id):
+        return RunNotFoundError(match["id"] or run_id or "")
     if match := _JOB_NOT_FOUND.match(message):
         return JobNotFoundError(match["name"])
     return NotFoundError(message)
@@ -209,8 +261,8 @@ def _not_found(message: str) -> NotFoundError:
 
 def _conflict(message: str) -> ConflictError:
     if match := _RUN_STATE.match(message):
-        status = "cancelled" if match["status"] == "already cancelled" else match["status"]
-        return RunStateError(match["action"], status, match["id"])
+        status = "cancelled" if match["status"] == "already cancelled" else run_status(match["status"])
+        return RunStateError(_ACTIONS.get(match["action"], match["action"]), status, match["id"])
     return ConflictError(message)
 
 
@@ -232,6 +284,20 @@ _JOBS = TypeAdapter(list[JobInfo])
 
 
 # -- event streams ------------------------------------------------------------------------------------
+@dataclass
+class ServerTraits:
+    """What a client has learned of its server's dialect, from its answers (never assumed), shared
+    by the clients of one API (`with_headers`). A durably-reflex server and Durably's Node server
+    differ here; see `_node_wire` for the names they give the same things."""
+
+    # Whether `/subscribe` starts each connection with the run's state (`run:snapshot`); None until
+    # a run's stream has told. Without it, a run's stream reads the run itself on every connection.
+    sends_snapshots: bool | None = None
+    # What the server calls a run a worker is executing: "running", or "leased" (Durably 0.15), as
+    # a `status` filter of `/runs` must say it; learned when the server refuses "running".
+    running_status: str = RunStatus.RUNNING.value
+
+
 def reconnect_delay(failures: int) -> float:
     """Backoff before reconnect number `failures`: 0.1 s doubling up to 5 s, jittered down by up to
     half so that many clients cut off together by a server restart do not come back in lockstep."""
@@ -245,10 +311,13 @@ class EventStream:
     When the connection breaks (network error, server restart, a stream of a run that ends before
     `run:complete`), it reconnects with backoff and sends `Last-Event-ID`, so the server resumes
     after the last event seen. A run stream (`/subscribe`) starts every connection with a
-    `RunSnapshot`, which is yielded too: consumers reset their state from it. A run stream ends after
-    `run:complete` (or a snapshot of a completed run) and after `run:delete`; `/runs/subscribe`
-    never ends by itself. Errors the server states (404 for an unknown run, 401/403) are raised, not
-    retried.
+    `RunSnapshot`, which is yielded too: consumers reset their state from it. From a server that
+    sends none (Durably's Node server), the stream reads the run (`GET /run`) on each connection
+    and yields that as the snapshot. A run stream ends after `run:complete` (or a snapshot of a
+    completed run) and after `run:delete`, and where the server itself closes it once the run has
+    failed or was cancelled (Node Durably 0.15); `/runs/subscribe` never ends by itself, and after a
+    reconnect that could not resume it yields a `StreamGap` first. Errors the server states (404 for
+    an unknown run, 401/403) are raised, not retried.
 
     `state` (and the optional `on_state` callback) follow the connection for UIs: "connecting",
     "open", "reconnecting", "closed". Close it with `aclose()` or `async with`, from the task that
@@ -262,17 +331,19 @@ class EventStream:
         params: dict[str, str | list[str]],
         *,
         follows_run: bool,
+        types: Sequence[str] | None = None,
         on_state: StateListener | None = None,
     ) -> None:
         self._client = client
         self._route = route
         self._params = params
         self._follows_run = follows_run
+        self._types = frozenset(types or ())  # only these, where the server ignores the filter
         self._on_state = on_state
         self._state: ConnectionState | None = None
         events = self._run()
         # An `async def` with `yield` makes an AsyncGeneratorType, whose `ag_running` aclose() checks.
-        assert isinstance(events, types.AsyncGeneratorType)
+        assert isinstance(events, types_module.AsyncGeneratorType)
         self._events = events
         self.last_event_id: str | None = None
         self.reconnects = 0
@@ -291,7 +362,7 @@ class EventStream:
     def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> WireEvent:
+    async def __anext__(self) -> StreamEvent:
         return await self._events.__anext__()
 
     async def aclose(self) -> None:
@@ -308,19 +379,26 @@ class EventStream:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _run(self) -> AsyncGenerator[WireEvent, None]:
+    async def _run(self) -> AsyncGenerator[StreamEvent, None]:
         failures = 0
         self._set_state("connecting")
         try:
             while True:
+                resumable = self.reconnects == 0 or self.last_event_id is not None
+                last: StreamEvent | None = None
                 try:
-                    async with contextlib.aclosing(self._connection()) as events:
+                    async with contextlib.aclosing(self._connection(resumable)) as events:
                         async for event in events:
                             failures = 0
+                            if self._types and event.type not in self._types and not isinstance(event, StreamGap):
+                                continue
                             yield event
                             if self._is_last(event):
                                 return
-                except (httpx.TransportError, ServerError, StorageUnavailableError) as error:
+                            last = event
+                    if self._closed_once_settled(last):
+                        return
+                except (httpx.TransportError, ClientConnectionError, ServerError, StorageUnavailableError) as error:
                     logger.info("event stream %s dropped (%r); reconnecting", self._route, error)
                 failures += 1
                 self._set_state("reconnecting")
@@ -329,29 +407,91 @@ class EventStream:
         finally:
             self._set_state("closed")
 
-    async def _connection(self) -> AsyncGenerator[WireEvent, None]:
-        """One connection's events; returns when the server ends the stream."""
+    async def _connection(self, resumable: bool) -> AsyncGenerator[StreamEvent, None]:
+        """One connection's events; returns when the server ends the stream. `resumable`: whether
+        the server can go on where the previous connection stopped (there was none, or it had an id)."""
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
         if self.last_event_id is not None:
             headers["Last-Event-ID"] = self.last_event_id
         timeout = httpx.Timeout(self._client.timeout, read=STREAM_READ_TIMEOUT)
         async with self._client._open_stream(self._route, self._params, headers, timeout) as response:
             self._set_state("open")
-            async with contextlib.aclosing(EventSource(response).aiter_sse()) as frames:
-                async for frame in frames:
-                    if frame.id:  # the first frame of a connection may have none: keep the last one
-                        self.last_event_id = frame.id
-                    event = _decode(frame.data)
-                    if event is not None:
+            async with contextlib.aclosing(self._frames(response)) as frames:
+                if self._follows_run:
+                    async for event in self._run_state_first(frames):
                         yield event
+                    return
+                if not resumable:
+                    yield StreamGap()
+                async for event in frames:
+                    yield event
 
-    def _is_last(self, event: WireEvent) -> bool:
+    async def _frames(self, response: httpx.Response) -> AsyncGenerator[WireEvent, None]:
+        """The typed events of an open response, keeping the last event id for a reconnect."""
+        async with contextlib.aclosing(EventSource(response).aiter_sse()) as frames:
+            async for frame in frames:
+                if frame.id:  # the first frame of a connection may have none: keep the last one
+                    self.last_event_id = frame.id
+                event = _decode(frame.data)
+                if event is not None:
+                    yield event
+
+    async def _run_state_first(self, frames: AsyncGenerator[WireEvent, None]) -> AsyncIterator[WireEvent]:
+        """A run's events with its state first: the server's snapshot, or the run read from `/run`
+        when the server sends none (learned from a connection's first frame, or read anyway when
+        the server stays silent for `FIRST_FRAME_WAIT`, as Node Durably does on a pending run)."""
+        traits = self._client.traits
+        if traits.sends_snapshots is False:
+            yield await self._read_snapshot()
+            async for event in frames:
+                yield event
+            return
+        first: asyncio.Future[WireEvent | None] = asyncio.ensure_future(anext(frames, None))
+        try:
+            done, _ = await asyncio.wait({first}, timeout=FIRST_FRAME_WAIT)
+            read_already = not done
+            if read_already:
+                yield await self._read_snapshot()
+            opening = await first
+        finally:
+            if not first.done():
+                first.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await first
+        if opening is None:
+            return
+        traits.sends_snapshots = isinstance(opening, RunSnapshot)
+        if not traits.sends_snapshots and not read_already:
+            yield await self._read_snapshot()
+        yield opening
+        async for event in frames:
+            yield event
+
+    async def _read_snapshot(self) -> RunSnapshot:
+        """The followed run as it stands, as a snapshot event; RunNotFoundError if it is gone."""
+        run_id = str(self._params["runId"])
+        run = await self._client.get_run(run_id)
+        if run is None:
+            raise RunNotFoundError(run_id)
+        return RunSnapshot(run_id=run.id, job_name=run.job_name, run=run)
+
+    def _is_last(self, event: StreamEvent) -> bool:
         """Whether a run stream is over: the run completed (nothing follows) or was deleted."""
         if not self._follows_run:
             return False
         if isinstance(event, RunSnapshot):
             return event.run.status is RunStatus.COMPLETED
         return isinstance(event, (RunComplete, RunDelete))
+
+    def _closed_once_settled(self, last: StreamEvent | None) -> bool:
+        """Whether the server ended a run's stream because the run failed or was cancelled, as a
+        server without snapshots may (Durably 0.15): connecting again would only hear that again.
+        (A durably-reflex server keeps the stream open through both, for a retry to follow.)"""
+        if not self._follows_run or self._client.traits.sends_snapshots is not False:
+            return False
+        if isinstance(last, RunSnapshot):
+            return last.run.status in (RunStatus.FAILED, RunStatus.CANCELLED)
+        return isinstance(last, (RunFail, RunCancel))
 
 
 def _decode(data: str) -> WireEvent | None:
@@ -372,6 +512,7 @@ class DurablyClient:
     It owns its `httpx.AsyncClient` unless one is passed as `http` (then closing it is the caller's
     job). `timeout` (seconds) applies to every request; event streams keep it for connecting but wait
     up to `STREAM_READ_TIMEOUT` between frames. `headers` are sent with every request (auth tokens).
+    `traits` holds what it has learned of the server's dialect (see `ServerTraits`).
     """
 
     def __init__(
@@ -389,6 +530,7 @@ class DurablyClient:
         # No cap on connections: every open event stream holds one (a UI server follows many).
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
         self.http = http if http is not None else httpx.AsyncClient(limits=limits)
+        self.traits = ServerTraits()
 
     def with_headers(self, headers: Mapping[str, str]) -> DurablyClient:
         """A client of the same API, over the same connection pool, that also sends `headers`: one
@@ -396,7 +538,9 @@ class DurablyClient:
         to this client. Without headers, this client itself."""
         if not headers:
             return self
-        return DurablyClient(self.api, http=self.http, timeout=self.timeout, headers={**self.headers, **headers})
+        client = DurablyClient(self.api, http=self.http, timeout=self.timeout, headers={**self.headers, **headers})
+        client.traits = self.traits  # one server, one dialect
+        return client
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -412,9 +556,11 @@ class DurablyClient:
     def _url(self, route: str) -> str:
         return f"{self.api}/{route}"
 
-    async def _request(self, method: str, route: str, *, params: Any = None, body: Any = None) -> httpx.Response:
-        """Send one request; errors come back as typed exceptions, network failures as
-        `ClientConnectionError`."""
+    async def _request(
+        self, method: str, route: str, *, params: Any = None, body: Any = None, run_id: str | None = None
+    ) -> httpx.Response:
+        """Send one request (about `run_id`, if one); errors come back as typed exceptions, network
+        failures as `ClientConnectionError`."""
         headers = dict(self.headers)
         content = None
         if body is not None:
@@ -428,7 +574,7 @@ class DurablyClient:
         except httpx.TransportError as error:
             raise ClientConnectionError(f"{method} {url} failed: {error!r}") from error
         if response.is_error:
-            raise error_from_response(response, route)
+            raise error_from_response(response, route, run_id)
         return response
 
     @contextlib.asynccontextmanager
@@ -441,7 +587,8 @@ class DurablyClient:
         ) as response:
             if response.is_error:
                 await response.aread()
-                raise error_from_response(response, route)
+                run_id = params.get("runId")
+                raise error_from_response(response, route, run_id if isinstance(run_id, str) else None)
             content_type = response.headers.get("content-type", "")
             if not content_type.startswith("text/event-stream"):
                 raise UnexpectedResponseError(
@@ -517,10 +664,10 @@ class DurablyClient:
     async def get_run(self, run_id: str) -> Run | None:
         """The run, or None if the server does not know it."""
         try:
-            response = await self._request("GET", "run", params={"runId": run_id})
+            response = await self._request("GET", "run", params={"runId": run_id}, run_id=run_id)
         except RunNotFoundError:
             return None
-        return Run.model_validate(response.json())
+        return Run.model_validate(run_from_wire(response.json()))
 
     async def get_runs(
         self,
@@ -531,14 +678,32 @@ class DurablyClient:
         offset: int = 0,
     ) -> list[Run]:
         """Runs newest first, filtered by job name(s) and status(es)."""
-        params = [("jobName", name) for name in _as_list(job_name)]
-        params += [("status", value) for value in _as_list(status)]
+        statuses = _as_list(status)
+        try:
+            return await self._get_runs(_as_list(job_name), statuses, limit, offset)
+        except InvalidArgumentError as error:
+            if not self._learned_leased(statuses, error):
+                raise
+        return await self._get_runs(_as_list(job_name), statuses, limit, offset)
+
+    async def _get_runs(self, job_names: list[str], statuses: list[str], limit: int | None, offset: int) -> list[Run]:
+        running = self.traits.running_status
+        params = [("jobName", name) for name in job_names]
+        params += [("status", running if value == RunStatus.RUNNING else value) for value in statuses]
         if limit is not None:
             params.append(("limit", str(limit)))
         if offset:
             params.append(("offset", str(offset)))
         response = await self._request("GET", "runs", params=params)
-        return _RUNS.validate_python(response.json())
+        return _RUNS.validate_python([run_from_wire(run) for run in response.json()])
+
+    def _learned_leased(self, statuses: list[str], error: InvalidArgumentError) -> bool:
+        """Whether refusing "running" taught that the server says "leased" (Durably 0.15)."""
+        refused = RunStatus.RUNNING in statuses and LEASED in str(error)
+        if refused and self.traits.running_status != LEASED:
+            self.traits.running_status = LEASED
+            return True
+        return False
 
     async def get_stats(
         self,
@@ -548,7 +713,8 @@ class DurablyClient:
         buckets: int | None = None,
     ) -> RunStats:
         """Runs per status and per job, and runs created per time bucket (the server's defaults: 24
-        buckets of an hour, the last holding now); counts only the jobs named, if any."""
+        buckets of an hour, the last holding now); counts only the jobs named, if any.
+        FeatureNotSupportedError from a server without `/stats` (Durably's Node server)."""
         params = [("jobName", name) for name in _as_list(job_name)]
         if bucket_seconds is not None:
             params.append(("bucketSeconds", str(bucket_seconds)))
@@ -559,36 +725,48 @@ class DurablyClient:
 
     async def get_steps(self, run_id: str) -> list[Step]:
         """The run's settled steps in step order."""
-        response = await self._request("GET", "steps", params={"runId": run_id})
+        response = await self._request("GET", "steps", params={"runId": run_id}, run_id=run_id)
         return _STEPS.validate_python(response.json())
 
     async def get_logs(self, run_id: str, *, after: str | None = None, limit: int | None = None) -> list[LogEntry]:
-        """The run's stored log entries oldest first; `after` (a log id) pages forward."""
+        """The run's stored log entries oldest first; `after` (a log id) pages forward.
+        FeatureNotSupportedError from a server that stores none (Durably's Node server): its logs
+        are only in the run's event stream."""
         params = {"runId": run_id}
         if after is not None:
             params["after"] = after
         if limit is not None:
             params["limit"] = str(limit)
-        response = await self._request("GET", "logs", params=params)
+        response = await self._request("GET", "logs", params=params, run_id=run_id)
         return _LOGS.validate_python(response.json())
 
     async def list_jobs(self) -> list[JobInfo]:
-        """The server's registered jobs with their input and output JSON Schemas."""
+        """The server's registered jobs with their input and output JSON Schemas
+        (FeatureNotSupportedError from a server without `/jobs`, such as Durably's Node server)."""
         response = await self._request("GET", "jobs")
         return _JOBS.validate_python(response.json())
 
     # -- actions --------------------------------------------------------------------------------------
-    async def retry(self, run_id: str) -> None:
-        """Put a failed or cancelled run back to pending (RunStateError otherwise)."""
-        await self._request("POST", "retry", params={"runId": run_id})
+    async def retry(self, run_id: str) -> str:
+        """Run a failed or cancelled run again (RunStateError otherwise); returns the id of the run
+        that will execute: this one, put back to pending, on a durably-reflex server; a new run with
+        the same input on a server that only retriggers (Durably 0.15's `/retrigger`, which also
+        takes a completed run)."""
+        params = {"runId": run_id}
+        try:
+            await self._request("POST", "retry", params=params, run_id=run_id)
+        except FeatureNotSupportedError:
+            response = await self._request("POST", "retrigger", params=params, run_id=run_id)
+            return str(response.json()["runId"])
+        return run_id
 
     async def cancel(self, run_id: str) -> None:
         """Cancel a pending or running run (RunStateError if it has already settled)."""
-        await self._request("POST", "cancel", params={"runId": run_id})
+        await self._request("POST", "cancel", params={"runId": run_id}, run_id=run_id)
 
     async def delete_run(self, run_id: str) -> None:
         """Delete a completed, failed or cancelled run with its steps and logs."""
-        await self._request("DELETE", "run", params={"runId": run_id})
+        await self._request("DELETE", "run", params={"runId": run_id}, run_id=run_id)
 
     # -- events ---------------------------------------------------------------------------------------
     def subscribe(self, run_id: str, *, on_state: StateListener | None = None) -> EventStream:
@@ -604,11 +782,12 @@ class DurablyClient:
         on_state: StateListener | None = None,
     ) -> EventStream:
         """Reduced notifications of every run (or one job's runs), only of `types` if given (say
-        `["run:trigger"]`); never ends by itself."""
+        `["run:trigger"]`, filtered here too where the server ignores the filter), and a `StreamGap`
+        after a reconnect that could not resume; never ends by itself."""
         params: dict[str, str | list[str]] = {} if job_name is None else {"jobName": job_name}
         if types:
             params["type"] = list(types)
-        return EventStream(self, "runs/subscribe", params, follows_run=False, on_state=on_state)
+        return EventStream(self, "runs/subscribe", params, follows_run=False, types=types, on_state=on_state)
 
 
 def _raise_if_settled_badly(run: Run) -> None:

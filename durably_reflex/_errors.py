@@ -8,7 +8,8 @@ with the message, so a client maps errors by code, never by their wording.
     DurablyError                      DURABLY_ERROR
     ├── NotFoundError                 NOT_FOUND
     │   ├── JobNotFoundError          JOB_NOT_FOUND
-    │   └── RunNotFoundError          RUN_NOT_FOUND
+    │   ├── RunNotFoundError          RUN_NOT_FOUND
+    │   └── FeatureNotSupportedError  FEATURE_NOT_SUPPORTED (client side: a route the server lacks)
     ├── ConflictError                 CONFLICT
     │   └── RunStateError             RUN_STATE_CONFLICT
     ├── JobDefinitionError            INVALID_JOB_DEFINITION
@@ -55,6 +56,25 @@ class RunNotFoundError(NotFoundError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"Run not found: {run_id}")
         self.run_id = run_id
+
+
+class FeatureNotSupportedError(NotFoundError):
+    """The server does not offer this route at all: it answered 404 without a Durably error body,
+    as Durably's own Node server does for `/jobs`, `/logs` and `/stats` (durably-reflex additions).
+
+    Raised by the client only (a durably-reflex server offers every route). A `NotFoundError`, so
+    code that already handles "not found" keeps working; catch this class to degrade instead: show
+    no counts panel, take logs from the live stream only.
+    """
+
+    code = "FEATURE_NOT_SUPPORTED"
+
+    def __init__(self, feature: str) -> None:
+        super().__init__(
+            f"The server does not offer {feature}: it answered 404 without a Durably error "
+            "(a Durably server without this route, such as Durably's Node server, or a wrong base path)"
+        )
+        self.feature = feature
 
 
 class ConflictError(DurablyError):

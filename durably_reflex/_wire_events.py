@@ -5,7 +5,11 @@ a client instead wants models it can match on: `isinstance(event, RunComplete)` 
 Every class has a `type` literal (the discriminator), snake_case attributes with the wire's camelCase
 aliases, and ignores fields it does not know, so a newer server never breaks an older client.
 Fields that the reduced `/runs/subscribe` payloads omit (`timestamp`, `sequence`, outputs, ...) are
-optional. `parse_event` returns None for an event type this client does not know, for the same reason.
+optional. `parse_event` returns None for an event type this client does not know, for the same reason,
+and reads Durably's Node server's events too (see `_node_wire`: `run:leased` is a `RunStart`).
+
+`StreamGap` is not a wire event: an `EventStream` yields it when it reconnected and the server could
+not resume where the previous connection left off, so a consumer knows to read again what it shows.
 """
 
 from __future__ import annotations
@@ -16,16 +20,18 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.alias_generators import to_camel
 
+from ._node_wire import event_from_wire
 from ._records import Progress, Run
 
 
 class BaseWireEvent(BaseModel):
-    """Fields every event carries; `timestamp` and `sequence` only on full (per-run) events."""
+    """Fields every event carries; `timestamp` and `sequence` only on full (per-run) events.
+    `job_name` is None only from a server that leaves it out (Durably 0.7's `log:write`)."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore")
 
     run_id: str
-    job_name: str
+    job_name: str | None = None
     timestamp: datetime | None = None
     sequence: int | None = None
 
@@ -136,6 +142,21 @@ def parse_event(data: dict[str, Any]) -> WireEvent | None:
 
     A known type with malformed fields raises pydantic's `ValidationError` (a `ValueError`).
     """
+    data = event_from_wire(data)
     if not isinstance(data, dict) or data.get("type") not in EVENT_CLASSES:
         return None
     return _ADAPTER.validate_python(data)
+
+
+class StreamGap(BaseModel):
+    """Yielded by an `EventStream` of all runs (`/runs/subscribe`) after a reconnect that could not
+    resume (the server replays nothing, or no event had an id yet): events of the time it was away
+    are lost, so re-read what is shown (a page of runs, counts). A run's own stream needs none: each
+    connection starts with the run's state (`RunSnapshot`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["stream:gap"] = "stream:gap"
+
+
+StreamEvent = WireEvent | StreamGap  # what an `EventStream` yields

@@ -4,6 +4,9 @@ Everything the client does with a server is tested against the real one in test_
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -20,6 +23,7 @@ from durably_reflex import (
     RunStateError,
     define_job,
 )
+from durably_reflex import _client as client_module
 from durably_reflex._client import (
     AuthError,
     DurablyClient,
@@ -29,8 +33,8 @@ from durably_reflex._client import (
     create_durably_client,
     reconnect_delay,
 )
-from durably_reflex._errors import StorageUnavailableError
-from durably_reflex._records import Progress, RunStatus
+from durably_reflex._errors import FeatureNotSupportedError, StorageUnavailableError
+from durably_reflex._records import Progress, Run, RunStatus
 from durably_reflex._wire_events import (
     EVENT_CLASSES,
     LogWrite,
@@ -39,12 +43,15 @@ from durably_reflex._wire_events import (
     RunProgress,
     RunSnapshot,
     RunStart,
+    RunTrigger,
     StepComplete,
     StepFail,
     StepStart,
+    StreamGap,
     parse_event,
 )
 
+WAIT = 10.0
 BASE = {"runId": "r1", "jobName": "import-csv"}
 FULL = {**BASE, "timestamp": "2026-01-03T10:15:30.123Z", "sequence": 7}
 RUN = {
@@ -144,8 +151,8 @@ async def test_404_is_typed_by_the_servers_message() -> None:
     assert type(error) is RunNotFoundError and error.run_id == "r1" and str(error) == "Run not found: r1"
     error = await answer(404, {"error": "Job not found: nope"}, "trigger")
     assert type(error) is JobNotFoundError and error.job_name == "nope"
-    error = await answer(404, "Not Found", "retry")  # an unknown route, e.g. a wrong base path
-    assert type(error) is NotFoundError and str(error) == "Not Found"
+    error = await answer(404, {"error": "Not found: GET /api/wrong/steps", "code": "NOT_FOUND"})
+    assert type(error) is NotFoundError and str(error) == "Not found: GET /api/wrong/steps"
 
 
 async def test_get_run_is_none_only_for_an_unknown_run() -> None:
@@ -218,6 +225,177 @@ async def test_503_storage_unavailable_is_a_storage_unavailable_error_with_the_r
             with pytest.raises(StorageUnavailableError) as caught:
                 await DurablyClient("http://test/api/durably", http=http).get_runs()
         assert str(caught.value) == body["error"] and caught.value.retry_after == expected
+
+
+# -- Durably's own Node server: its words, its missing routes, its streams -------------------------------
+NODE_RUN = {  # GET /run of @coji/durably 0.15 (toClientRun): no updatedAt nor keys, `leased`, its own counters
+    "id": "r1", "jobName": "import-csv", "input": {"rows": []}, "status": "leased", "currentStepIndex": 1,
+    "completedStepCount": 1, "progress": {"current": 1, "total": 3}, "output": None, "error": None,
+    "labels": {}, "startedAt": "2026-01-03T10:15:30.000Z", "completedAt": None,
+    "createdAt": "2026-01-03T10:15:29.900Z", "isTerminal": False, "isActive": True,
+}  # fmt: skip
+
+
+def node_like(routes: dict[str, Any]) -> httpx.AsyncClient:
+    """An httpx client whose server answers `routes` ("GET /run" -> a response, or a function of
+    the request giving one) and a bare `Not Found` text for any other route, as Node Durably does."""
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        route = f"{request.method} {request.url.path.removeprefix('/api/durably')}"
+        answer = routes.get(route)
+        if answer is None:
+            return httpx.Response(404, text="Not Found")
+        return answer(request) if callable(answer) else answer
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(reply))
+
+
+def sse(*events: dict[str, Any], ids: bool = False) -> bytes:
+    return b"".join(
+        (f"id: {number}\n" if ids else "").encode() + b"data: " + json.dumps(event).encode() + b"\n\n"
+        for number, event in enumerate(events, start=1)
+    )
+
+
+def stream_response(body: Any) -> httpx.Response:
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+
+async def test_runs_in_node_durablys_words_read_as_ours() -> None:
+    old = {**{key: value for key, value in RUN.items() if key != "input"}, "payload": {"rows": [1]}}  # Durably 0.7
+    async with node_like({"GET /run": httpx.Response(200, json=NODE_RUN), "GET /runs": httpx.Response(200, json=[old])}) as http:
+        client = DurablyClient("http://test/api/durably", http=http)
+        run = await client.get_run("r1")
+        [seed_run] = await client.get_runs()
+    assert run is not None and run.status is RunStatus.RUNNING and run.step_count == 1
+    assert run.updated_at == run.started_at  # the newest time it has stands in for updatedAt
+    assert run.idempotency_key is None and run.progress == Progress(current=1, total=3)
+    assert seed_run.input == {"rows": [1]}
+    assert Run.model_validate(RUN).to_wire() == RUN  # ours pass through unchanged
+
+
+def test_node_durablys_events_read_as_ours() -> None:
+    leased = parse_event({"type": "run:leased", **FULL, "input": {"rows": []}, "leaseOwner": "w1"})
+    assert isinstance(leased, RunStart) and leased.payload == {"rows": []}
+    trigger = parse_event({"type": "run:trigger", **BASE, "input": {"a": 1}, "labels": {}})
+    assert isinstance(trigger, RunTrigger) and trigger.payload == {"a": 1}
+    log = parse_event({"type": "log:write", "runId": "r1", "stepName": None, "level": "info", "message": "m"})
+    assert isinstance(log, LogWrite) and log.job_name is None  # Durably 0.7's log:write names no job
+    assert parse_event({"type": "run:lease-renewed", **BASE}) is None
+
+
+async def test_a_bare_404_is_a_feature_the_server_does_not_offer() -> None:
+    async with node_like({}) as http:
+        client = DurablyClient("http://test/api/durably", http=http)
+        for call, feature in ((client.list_jobs, "GET /jobs"), (client.get_stats, "GET /stats"), (lambda: client.get_logs("r1"), "GET /logs")):
+            with pytest.raises(FeatureNotSupportedError) as caught:
+                await call()
+            assert isinstance(caught.value, NotFoundError) and caught.value.feature == feature
+            assert caught.value.code == "FEATURE_NOT_SUPPORTED"
+
+
+async def test_a_run_not_found_without_its_id_names_the_run_asked_for() -> None:
+    error = await answer(404, {"error": "Run not found"})  # Durably 0.15: no id in the message
+    assert type(error) is RunNotFoundError and error.run_id == "r1" and str(error) == "Run not found: r1"
+    async with node_like({"GET /run": httpx.Response(404, json={"error": "Run not found"})}) as http:
+        assert await DurablyClient("http://test/api/durably", http=http).get_run("r1") is None
+
+
+async def test_a_500_in_the_engines_words_is_the_refusal_it_states() -> None:
+    """Durably 0.7 answers 500 for an unknown run, a state conflict and an invalid input."""
+    error = await answer(500, {"error": "Run not found: r1"}, "cancel")
+    assert type(error) is RunNotFoundError and error.run_id == "r1"
+    error = await answer(500, {"error": "Cannot retry completed run: r1"}, "retry")
+    assert type(error) is RunStateError and (error.action, error.status) == ("retry", "completed")
+    error = await answer(500, {"error": "Invalid input: rows: Required"}, "trigger")
+    assert type(error) is InvalidInputError and str(error) == "Invalid input: rows: Required"
+    error = await answer(500, {"error": "SQLITE_BUSY: database is locked"}, "cancel")
+    assert type(error) is ServerError and error.status_code == 500
+
+
+async def test_durably_015s_conflicts_speak_of_retries_and_running_runs() -> None:
+    error = await answer(409, {"error": "Cannot retrigger pending run: r1"}, "retry")
+    assert type(error) is RunStateError and (error.action, error.status) == ("retry", "pending")
+    assert str(error) == "Cannot retrigger pending run: r1"
+    error = await answer(409, {"error": "Cannot delete leased run: r1"}, "cancel")
+    assert type(error) is RunStateError and (error.action, error.status) == ("delete", "running")
+
+
+async def test_retry_falls_back_to_retrigger_and_returns_the_new_run() -> None:
+    retrigger = httpx.Response(200, json={"success": True, "runId": "r2"})
+    async with node_like({"POST /retrigger": retrigger}) as http:
+        assert await DurablyClient("http://test/api/durably", http=http).retry("r1") == "r2"
+    async with node_like({"POST /retry": httpx.Response(200, json={"success": True})}) as http:
+        assert await DurablyClient("http://test/api/durably", http=http).retry("r1") == "r1"
+
+
+async def test_a_running_filter_is_sent_as_leased_once_the_server_refuses_running() -> None:
+    asked: list[list[str]] = []
+
+    def runs(request: httpx.Request) -> httpx.Response:
+        statuses = request.url.params.get_list("status")
+        asked.append(statuses)
+        for status in statuses:
+            if status not in ("pending", "leased", "completed", "failed", "cancelled"):
+                message = f"Invalid status: {status}. Must be one of: pending, leased, completed, failed, cancelled"
+                return httpx.Response(400, json={"error": message})
+        return httpx.Response(200, json=[NODE_RUN])
+
+    async with node_like({"GET /runs": runs}) as http:
+        client = DurablyClient("http://test/api/durably", http=http)
+        assert [run.id for run in await client.get_runs(status="running")] == ["r1"]
+        await client.get_runs(status=["running", "pending"])
+        with pytest.raises(InvalidArgumentError, match="bogus"):
+            await client.get_runs(status="bogus")
+    assert asked[:3] == [["running"], ["leased"], ["leased", "pending"]]
+    assert client.traits.running_status == "leased"
+
+
+async def test_a_run_stream_without_snapshots_reads_the_run_and_ends_where_the_server_closes_it() -> None:
+    connections: list[str] = []
+    leased = {"type": "run:leased", **FULL, "input": {}}
+    failed = {"type": "run:fail", **FULL, "error": "boom", "failedStepName": "s"}
+
+    def subscribe(request: httpx.Request) -> httpx.Response:
+        connections.append(str(request.url))
+        return stream_response(sse(leased, failed))  # Durably 0.15 closes the stream after run:fail
+
+    async with node_like({"GET /subscribe": subscribe, "GET /run": httpx.Response(200, json=NODE_RUN)}) as http:
+        client = DurablyClient("http://test/api/durably", http=http)
+        async with client.subscribe("r1") as stream:
+            events = [event async for event in stream]
+    assert [type(event) for event in events] == [RunSnapshot, RunStart, RunFail]
+    assert isinstance(events[0], RunSnapshot) and events[0].run.status is RunStatus.RUNNING
+    assert len(connections) == 1 and stream.reconnects == 0 and client.traits.sends_snapshots is False
+
+
+async def test_a_silent_run_stream_shows_the_run_read_from_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Node Durably sends nothing on a pending run's stream until it starts: the run is read."""
+    monkeypatch.setattr(client_module, "FIRST_FRAME_WAIT", 0.05)
+    started = asyncio.Event()
+
+    async def silent_then_start() -> AsyncIterator[bytes]:
+        await started.wait()
+        yield sse({"type": "run:complete", **FULL, "output": 1})
+
+    pending = {**NODE_RUN, "status": "pending", "startedAt": None}
+    routes = {"GET /subscribe": stream_response(silent_then_start()), "GET /run": httpx.Response(200, json=pending)}
+    async with node_like(routes) as http:
+        async with DurablyClient("http://test/api/durably", http=http).subscribe("r1") as stream:
+            first = await asyncio.wait_for(anext(stream), WAIT)
+            started.set()
+            rest = [event async for event in stream]
+    assert isinstance(first, RunSnapshot) and first.run.status is RunStatus.PENDING
+    assert [type(event) for event in rest] == [RunComplete]
+
+
+async def test_a_runs_stream_that_could_not_resume_says_so_with_a_gap() -> None:
+    bodies = iter([sse({"type": "run:trigger", **BASE}), sse({"type": "run:trigger", **BASE, "runId": "r2"}, ids=True)])
+    async with node_like({"GET /runs/subscribe": lambda request: stream_response(next(bodies))}) as http:
+        async with DurablyClient("http://test/api/durably", http=http).subscribe_runs() as stream:
+            events = [await asyncio.wait_for(anext(stream), WAIT) for _ in range(3)]
+    assert [event.type for event in events] == ["run:trigger", "stream:gap", "run:trigger"]
+    assert isinstance(events[1], StreamGap) and stream.last_event_id == "1"
 
 
 # -- backoff and the typed client's shape ---------------------------------------------------------------
