@@ -3,7 +3,8 @@
 Reflex event handlers return nothing to the page, so `get_run` and `get_steps` put what they read in
 `run` and `steps`. Every action sets `is_loading` while it runs and leaves a refused action's reason
 in `error` (a 409 "cannot retry a completed run" says so, it does not raise); `message` says what
-the last successful action did.
+the last successful action did, and `retried_run_id` is the run a retry runs: the same one on a
+durably-reflex server, a new one where the server retriggers (Durably's Node server 0.15).
 """
 
 from __future__ import annotations
@@ -25,10 +26,15 @@ class UseRunActionsState(DurablyState, mixin=True):
     message: rx.Field[str] = rx.field("")
     run: rx.Field[dict[str, Any] | None] = rx.field(None)
     steps: rx.Field[list[dict[str, Any]]] = rx.field(default_factory=list)
+    retried_run_id: rx.Field[str | None] = rx.field(None)
 
     @rx.event
     async def retry(self, run_id: str) -> AsyncIterator[None]:
-        async for _ in self._act(lambda: self.api().retry(run_id), f"Retrying run {run_id}"):
+        async def retry() -> None:
+            self.retried_run_id = retried = await self.api().retry(run_id)
+            self.message = f"Retrying run {run_id}" if retried == run_id else f"Retried run {run_id} as run {retried}"
+
+        async for _ in self._act(retry, ""):
             yield
 
     @rx.event

@@ -27,7 +27,7 @@ from .._errors import DurablyError, InvalidInputError, RunCancelledError, RunFai
 from .._events import RUN_START, RUN_TRIGGER
 from .._form_schema import FormField, form_fields, form_to_input, input_name_errors, merge_errors, row_keys
 from .._records import RunStatus
-from .._wire_events import RunStart, RunTrigger
+from .._wire_events import RunStart, RunTrigger, StreamGap
 from .consumers import Consumer, consumer_of, consuming
 from .run_fields import clear_run
 from .run_state import RunViewState
@@ -202,11 +202,19 @@ class UseJobState(RunViewState, mixin=True):
         return None
 
     async def _follow_latest(self, consumer: Consumer, api: DurablyClient) -> None:
-        """Source: switch to every run of the job that is triggered or started, from anywhere."""
+        """Source: switch to every run of the job that is triggered or started, from anywhere;
+        after a reconnect that could not resume (events were missed), to the job's newest running
+        or pending run, if it has one."""
         async with api.subscribe_runs(self.__class__.job_name, types=[RUN_TRIGGER, RUN_START]) as events:
             async for event in events:
-                if isinstance(event, (RunTrigger, RunStart)):
-                    consumer.post(functools.partial(_switch, consumer=consumer, run_id=event.run_id))
+                if isinstance(event, StreamGap):
+                    run_id = await self._run_to_resume(api)
+                elif isinstance(event, (RunTrigger, RunStart)):
+                    run_id = event.run_id
+                else:
+                    continue
+                if run_id is not None:
+                    consumer.post(functools.partial(_switch, consumer=consumer, run_id=run_id))
 
 
 def _switch(state: Any, *, consumer: Consumer, run_id: str) -> None:

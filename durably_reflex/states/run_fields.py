@@ -280,9 +280,11 @@ def log_line(entry: LogEntry) -> dict[str, Any]:
 
 
 def log_line_from_event(event: LogWrite) -> dict[str, Any]:
-    """A live `log:write` as the same row a fetched entry makes."""
+    """A live `log:write` as the same row a fetched entry makes. A server that stores no logs
+    (Durably's Node server) gives them no id: the event's sequence then orders them, zero-padded
+    so that ids sort as the lines came."""
     return {
-        "id": event.id or f"live-{event.sequence}",
+        "id": event.id or f"live-{event.sequence or 0:012d}",
         "run_id": event.run_id,
         "step_name": event.step_name,
         "level": event.level,

@@ -5,7 +5,8 @@ The base keeps the seed's fields (`status`, `output`, `error`, `progress`, `logs
 so a running run shows `running` at once, then the log history is fetched and merged with the live
 log lines, then every event is applied as it comes. `connection` tells the UI how the stream is
 doing ("idle", "connecting", "open", "reconnecting", "closed"); a stream that ends because the run
-completed is "closed", not an error.
+completed is "closed", not an error. A server that stores no logs (Durably's Node server has no
+`/logs`) sets `log_history_offered` to False: the lines shown are then those logged while watching.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import reflex as rx
 
 from .._client import ClientConnectionError, DurablyClient, ServerError
 from .._clock import now_ms
-from .._errors import DurablyError, RunNotFoundError
+from .._errors import DurablyError, FeatureNotSupportedError, RunNotFoundError
 from .._wire_events import RunSnapshot
 from .base import DurablyState
 from .consumers import Consumer, Update, apply_updates, consuming
@@ -70,6 +71,8 @@ class RunViewState(DurablyState, mixin=True):
         default_factory=list
     )  # timeline rows: index, name, status, started_at, duration_ms, ...
     connection: rx.Field[str] = rx.field("idle")
+    # False when the server keeps no log history to fetch (no `/logs`: Durably's Node server).
+    log_history_offered: rx.Field[bool] = rx.field(True)
     level_filter: rx.Field[str] = rx.field("")  # "" = every level; a log viewer's choice
     # A log viewer hides the lines up to this id ("": none), which a reload shows again.
     logs_hidden_through: rx.Field[str] = rx.field("")
@@ -246,12 +249,7 @@ async def follow_run(consumer: Consumer, client: DurablyClient, run_id: str) -> 
                     rows = [step_row(step) for step in await client.get_steps(run_id)]
                     consumer.post(_run_update(run_id, lambda state, rows=rows: _merge_steps(state, rows)))
                     if not history_loaded:
-                        lines = [log_line(entry) for entry in await client.get_logs(run_id)]
-                        consumer.post(
-                            _run_update(
-                                run_id, lambda state, lines=lines: add_logs(state, lines, max_logs=state.max_logs)
-                            )
-                        )
+                        consumer.post(_run_update(run_id, _history_update(await _log_history(client, run_id))))
                         history_loaded = True
                 except (ClientConnectionError, ServerError) as error:
                     # The server went away just after the snapshot (a restart): the stream
@@ -261,6 +259,21 @@ async def follow_run(consumer: Consumer, client: DurablyClient, run_id: str) -> 
         consumer.post(_run_update(run_id, lambda state: _show_error(state, f"Run not found: {run_id}")))
     except DurablyError as error:  # refused (auth), or a server answer the stream cannot use
         consumer.post(_run_update(run_id, lambda state, message=str(error): _show_error(state, message)))
+
+
+async def _log_history(client: DurablyClient, run_id: str) -> list[dict[str, Any]] | None:
+    """The run's stored log lines, or None from a server that stores none (no `/logs`)."""
+    try:
+        return [log_line(entry) for entry in await client.get_logs(run_id)]
+    except FeatureNotSupportedError:
+        return None
+
+
+def _history_update(lines: list[dict[str, Any]] | None) -> Any:
+    """The change that merges the log history in, or says there is none to merge."""
+    if lines is None:
+        return lambda state: setattr(state, "log_history_offered", False)
+    return lambda state: add_logs(state, lines, max_logs=state.max_logs)
 
 
 def _run_update(run_id: str, change: Any) -> Update:

@@ -43,6 +43,7 @@ _REFRESH_ON = frozenset(
         "run:delete",
         "step:start",
         "step:fail",
+        "stream:gap",  # the stream is back after a reconnect that could not resume: events were missed
     }
 )
 LIVE_SOURCE = "runs"

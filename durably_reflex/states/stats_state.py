@@ -13,8 +13,9 @@ from typing import Any, ClassVar
 import reflex as rx
 
 from .._client import DurablyClient
-from .._errors import DurablyError
+from .._errors import DurablyError, FeatureNotSupportedError
 from .._records import RunStats
+from .._wire_events import StreamGap
 from .base import DurablyState
 from .consumers import Refresher, apply_updates, consuming
 
@@ -28,7 +29,9 @@ LIVE_SOURCE = "stats"
 
 class UseRunStatsState(DurablyState, mixin=True):
     """`counts` (status -> runs), `by_job` (job -> status -> runs), `series` (one row per time
-    bucket: `start`, `label`, and a count per status), `total`, `is_loading`, `error`."""
+    bucket: `start`, `label`, and a count per status), `total`, `is_loading`, `error`, and
+    `stats_offered`: False when the server counts nothing (no `/stats`: Durably's Node server),
+    so a page shows no counts panel; `error` stays None then, as nothing failed."""
 
     job_name: ClassVar[str | None] = None  # count one job's runs only
     bucket_seconds: ClassVar[int] = 3600
@@ -39,6 +42,7 @@ class UseRunStatsState(DurablyState, mixin=True):
     series: rx.Field[list[dict[str, Any]]] = rx.field(default_factory=list)
     is_loading: rx.Field[bool] = rx.field(False)
     error: rx.Field[str | None] = rx.field(None)
+    stats_offered: rx.Field[bool] = rx.field(True)
 
     @rx.var
     def total(self) -> int:
@@ -50,6 +54,9 @@ class UseRunStatsState(DurablyState, mixin=True):
         async with self:
             token, name, api = self.router.session.client_token, self.get_full_name(), self.api()
             await self._load()
+            offered = self.stats_offered
+        if not offered:
+            return  # nothing to keep current
         async with consuming(token, name) as consumer:
             consumer.start_source(LIVE_SOURCE, _follow_changes(consumer, api, self.__class__.job_name))
             async for batch in consumer.batches():
@@ -65,6 +72,8 @@ class UseRunStatsState(DurablyState, mixin=True):
         self.is_loading = True
         try:
             stats = await self.api().get_stats(cls.job_name, bucket_seconds=cls.bucket_seconds, buckets=cls.buckets)
+        except FeatureNotSupportedError:
+            self.stats_offered, self.error = False, None
         except DurablyError as error:
             self.error = f"Failed to fetch run counts: {error}"
         else:
@@ -91,9 +100,10 @@ def stats_fields(stats: RunStats) -> tuple[dict[str, int], dict[str, dict[str, i
 
 
 async def _follow_changes(consumer: Any, client: DurablyClient, job_name: str | None) -> None:
-    """Source: ask for a fresh count whenever a run is created or changes status."""
+    """Source: ask for a fresh count whenever a run is created or changes status, or after the
+    stream was away (a reconnect that could not resume)."""
     refresher = Refresher(consumer, lambda state: state._load(), REFRESH_INTERVAL)
     async with client.subscribe_runs(job_name, types=sorted(_COUNTS_CHANGE_ON)) as events:
         async for event in events:
-            if event.type in _COUNTS_CHANGE_ON:
+            if event.type in _COUNTS_CHANGE_ON or isinstance(event, StreamGap):
                 refresher.request()
