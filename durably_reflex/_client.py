@@ -31,7 +31,7 @@ import random
 import re
 import sys
 import types as types_module
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 
@@ -417,9 +417,10 @@ class EventStream:
         async with self._client._open_stream(self._route, self._params, headers, timeout) as response:
             self._set_state("open")
             async with contextlib.aclosing(self._frames(response)) as frames:
-                if self._follows_run:
-                    async for event in self._run_state_first(frames):
-                        yield event
+                if self._follows_run:  # closed first: it may be reading `frames` in a task of its own
+                    async with contextlib.aclosing(self._run_state_first(frames)) as events:
+                        async for event in events:
+                            yield event
                     return
                 if not resumable:
                     yield StreamGap()
@@ -436,7 +437,7 @@ class EventStream:
                 if event is not None:
                     yield event
 
-    async def _run_state_first(self, frames: AsyncGenerator[WireEvent, None]) -> AsyncIterator[WireEvent]:
+    async def _run_state_first(self, frames: AsyncGenerator[WireEvent, None]) -> AsyncGenerator[WireEvent, None]:
         """A run's events with its state first: the server's snapshot, or the run read from `/run`
         when the server sends none (learned from a connection's first frame, or read anyway when
         the server stays silent for `FIRST_FRAME_WAIT`, as Node Durably does on a pending run)."""

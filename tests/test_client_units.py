@@ -389,6 +389,28 @@ async def test_a_silent_run_stream_shows_the_run_read_from_the_server(monkeypatc
     assert [type(event) for event in rest] == [RunComplete]
 
 
+async def test_durably_07s_idle_stream_of_a_settled_or_unknown_run_is_answered_from_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Durably 0.7 keeps a stream of a finished run idle forever and does not check the run exists."""
+    monkeypatch.setattr(client_module, "FIRST_FRAME_WAIT", 0.05)
+
+    async def idle() -> AsyncIterator[bytes]:
+        await asyncio.Event().wait()
+        yield b""
+
+    seed_run = {**{key: value for key, value in RUN.items() if key != "input"}, "payload": {}, "status": "completed", "output": 7}
+    routes = {"GET /subscribe": lambda request: stream_response(idle()), "GET /run": httpx.Response(200, json=seed_run)}
+    async with node_like(routes) as http:
+        result = await DurablyClient("http://test/api/durably", http=http).wait_for_run("r1", timeout=WAIT)
+    assert result.output == 7
+
+    routes["GET /run"] = httpx.Response(404, json={"error": "Run not found"})
+    async with node_like(routes) as http:
+        with pytest.raises(RunNotFoundError, match="^Run not found: r1$"):
+            await DurablyClient("http://test/api/durably", http=http).wait_for_run("r1", timeout=WAIT)
+
+
 async def test_a_runs_stream_that_could_not_resume_says_so_with_a_gap() -> None:
     bodies = iter([sse({"type": "run:trigger", **BASE}), sse({"type": "run:trigger", **BASE, "runId": "r2"}, ids=True)])
     async with node_like({"GET /runs/subscribe": lambda request: stream_response(next(bodies))}) as http:
