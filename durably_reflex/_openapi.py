@@ -44,6 +44,20 @@ _REASONS = {
 }
 # What every route may answer besides its own: a refused caller, an unreachable database.
 _ALWAYS = (401, 503)
+# What a `/subscribe` stream sends, in order (README, "HTTP API and client").
+_SUBSCRIBE = (
+    "A fresh viewer first gets a `run:snapshot` frame (`run`: the whole run), then the run's state as the "
+    "Durably 0.7 events its client reads: `run:start` if the run has started and is not pending, its latest "
+    "`run:progress`, its stored logs as `log:write`, and `run:complete`, `run:fail` or `run:cancel` if it has "
+    "settled. These frames carry `replayed: true` and `sequence: 0`, and no SSE `id`. Then live events, each "
+    "once (none repeating what the replay told), until `run:complete` or `run:delete`; a completed run's stream "
+    "closes after the replay. A viewer resuming with `Last-Event-ID` gets the snapshot, then every event after "
+    "that id."
+)
+_ERROR_STACK = (
+    "The failure's traceback; null unless the server exposes tracebacks to this caller "
+    "(`create_durably_handler(expose_error_stack=...)`, off by default)"
+)
 # The run routes `/trigger`'s answer links to, by operation id.
 _RUN_LINKS = ("getRun", "getSteps", "getLogs", "subscribeRun", "retryRun", "cancelRun", "deleteRun")
 
@@ -66,8 +80,11 @@ def _operation(
     responses: dict[str, Any],
     parameters: list[dict[str, Any]] | None = None,
     body: dict[str, Any] | None = None,
+    description: str | None = None,
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {"operationId": operation_id, "summary": summary, "responses": responses}
+    if description:
+        operation["description"] = description
     if parameters:
         operation["parameters"] = parameters
     if body:
@@ -120,6 +137,8 @@ def openapi_document(base: str, jobs: Iterable[JobDefinition] = ()) -> dict[str,
     }
     for schema in list(schemas.values()):
         schemas.update(schema.pop("$defs", {}))
+    for record in ("Run", "Step"):
+        schemas[record]["properties"]["errorStack"]["description"] = _ERROR_STACK
     trigger_body = _trigger_body(list(jobs), schemas)
     array = lambda name: {"type": "array", "items": _ref(name)}  # noqa: E731
     statuses = {"enum": [status.value for status in RunStatus]}
@@ -235,9 +254,10 @@ def openapi_document(base: str, jobs: Iterable[JobDefinition] = ()) -> dict[str,
         "/subscribe": {
             "get": _operation(
                 "subscribeRun",
-                "One run's events: a run:snapshot first, then live until run:complete",
+                "One run's events: the run as it stands first, then live until run:complete",
                 {"200": _SSE, **_errors(400, 404)},
                 [_RUN_ID, _LAST_EVENT_ID],
+                description=_SUBSCRIBE,
             )
         },
         "/runs/subscribe": {
