@@ -451,7 +451,8 @@ async def test_subscribe_yields_the_snapshot_then_every_event_and_ends_after_com
     if events[0].run.status == RunStatus.PENDING:
         assert any(isinstance(event, RunStart) for event in events)
     steps = [(type(event), event.step_name) for event in events if isinstance(event, (StepStart, StepComplete))]
-    assert steps[-2:] == [(StepStart, "row-1"), (StepComplete, "row-1")]
+    # The last step's completion; its start too unless the stream attached after it (a slow machine).
+    assert steps[-1] == (StepComplete, "row-1") and steps.count((StepStart, "row-1")) <= 1
     assert [event.message for event in events if isinstance(event, LogWrite)][-1] == "imported grace"
     assert [event.progress.current for event in events if isinstance(event, RunProgress)][-1] == 2
     assert states == ["connecting", "open", "closed"] and stream.state == "closed" and stream.reconnects == 0

@@ -175,7 +175,8 @@ async def test_subscribe_gives_the_run_first_then_every_event_to_completion(clie
     assert isinstance(events[0], RunSnapshot) and events[0].run.id == run_id  # read from /run on Node
     assert isinstance(events[-1], RunComplete) and events[-1].output == {"imported": 2, "names": ["ADA", "GRACE"]}
     steps = [(type(event), event.step_name) for event in events if isinstance(event, (StepStart, StepComplete))]
-    assert steps[-2:] == [(StepStart, "row-1"), (StepComplete, "row-1")]
+    # The last step's completion; its start too unless the stream attached after it (a slow machine).
+    assert steps[-1] == (StepComplete, "row-1") and steps.count((StepStart, "row-1")) <= 1
     assert [event.message for event in events if isinstance(event, LogWrite)][-1] == "imported grace"
     assert [event.progress.current for event in events if isinstance(event, RunProgress)][-1] == 2
     assert states == ["connecting", "open", "closed"] and stream.reconnects == 0
