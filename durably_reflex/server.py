@@ -18,7 +18,6 @@ import inspect
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,14 +25,13 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import _params
+from ._cors import cors_middleware
 from ._engine import MAX_KEY_LENGTH, Durably
 from ._errors import (
     ConflictError,
@@ -151,7 +149,7 @@ def create_durably_handler(
     pages send cookies (never with `"*"`); `cors_headers` names request headers they may send
     besides `Authorization`, `Content-Type` and `Last-Event-ID` (a custom auth header, say).
     """
-    cors = _cors_middleware(cors_origins, cors_credentials, cors_headers)
+    cors = cors_middleware(cors_origins, cors_credentials, cors_headers)
     api = _Api(durably, max_body_bytes, progress_interval, keepalive_interval, auth, expose_error_stack)
     base = "/" + base_path.strip("/") if base_path.strip("/") else ""
     routes = [
@@ -183,44 +181,6 @@ def create_durably_handler(
         durably.feed.end_all()  # open streams would hold the server's shutdown up indefinitely
 
     return Starlette(routes=routes, middleware=cors, exception_handlers={HTTPException: _http_error}, lifespan=lifespan)
-
-
-CORS_METHODS = ("GET", "POST", "DELETE")
-CORS_HEADERS = ("Authorization", "Content-Type", "Last-Event-ID")
-_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s]+")
-
-
-def _cors_middleware(origins: Sequence[str], credentials: bool, headers: Sequence[str]) -> list[Middleware]:
-    """Starlette's CORS middleware for these origins (none: no middleware). It answers preflights
-    and adds the headers to every answer, event streams and errors included."""
-    if isinstance(origins, str):
-        raise TypeError(f"cors_origins must be a list of origins, not the string {origins!r}")
-    if not origins:
-        if credentials or headers:
-            raise ValueError("cors_credentials and cors_headers need cors_origins: no origin is allowed yet")
-        return []
-    allowed = []
-    for origin in origins:
-        if origin == "*":
-            if credentials:
-                # Starlette would then echo any origin back with credentials: every site could act
-                # as the signed-in user.
-                raise ValueError("cors_origins '*' cannot go with cors_credentials=True: list the origins")
-        elif not _ORIGIN.fullmatch(origin.lower()):
-            raise ValueError(
-                f"cors_origins: {origin!r} is not an origin: scheme://host[:port], with no path or trailing slash"
-            )
-        allowed.append(origin.lower())  # browsers send scheme and host in lower case
-    return [
-        Middleware(
-            CORSMiddleware,
-            allow_origins=allowed,
-            allow_methods=CORS_METHODS,
-            allow_headers=[*CORS_HEADERS, *headers],
-            allow_credentials=credentials,
-            expose_headers=["Retry-After"],  # how long a 503 asks the client to wait
-        )
-    ]
 
 
 async def _http_error(request: Request, error: Exception) -> Response:

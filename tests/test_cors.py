@@ -56,7 +56,8 @@ async def test_a_listed_origins_preflight_is_answered_for_every_method_and_heade
 async def test_another_origins_preflight_is_refused(serve: Serve) -> None:
     server = await serve(start_worker=False, cors_origins=[APP])
     asked = await preflight(server, "/trigger", "POST", OTHER, "content-type")
-    assert asked.status_code == 400 and "access-control-allow-origin" not in asked.headers
+    assert assert_json(asked, 400) == {"error": "Disallowed CORS origin", "code": "CORS_REFUSED"}
+    assert "access-control-allow-origin" not in asked.headers
     answer = await server.client.get("/runs", headers={"Origin": OTHER})
     assert answer.status_code == 200 and "access-control-allow-origin" not in answer.headers
 
