@@ -10,8 +10,9 @@ then counts the statements they make over `--window` seconds:
               BEGIN/COMMIT included), summed over the processes (each reports its count on SIGUSR1)
   PostgreSQL  the calls pg_stat_statements records for the database (BEGIN/COMMIT included), on a
               throwaway server started with it (tests/pg_cluster.py)
-An idle worker still looks for pending runs every `polling_interval` (1 s, the contract's default);
-what else it reads is the idle cost this measures. `--code DIR` imports durably_reflex from DIR (a
+Of idle workers, only the leader surveys the database, every `polling_interval` (1 s, the
+contract's default); followers wait to be rung (see `durably_reflex/_storage/coordination.py`), so
+the total should not grow with N. `--code DIR` imports durably_reflex from DIR (a
 `git archive` of an earlier commit, say) to measure before and after in one run.
 
 Only 127.0.0.1 is used; every wait is bounded; every child is stopped at the end.
