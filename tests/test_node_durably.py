@@ -141,7 +141,7 @@ async def test_get_runs_filters_by_job_and_status_and_pages(client: DurablyClien
     flag.touch()
     with pytest.raises(RunFailedError):
         await client.trigger_and_wait("flaky", {"flag": str(flag)}, timeout=WAIT)
-    slow = await client.trigger("slow-job", {"steps": 40, "delay": 0.05})
+    slow = await client.trigger("slow-job", {"steps": 100, "delay": 0.05})
     await wait_status(client, slow, "running")
 
     assert [run.id for run in await client.get_runs(job_name="import-csv")] == [second.id, first.id]
@@ -257,7 +257,7 @@ async def test_retry_runs_a_failed_run_again(server: Server, client: DurablyClie
 
 
 async def test_cancel_and_delete_and_their_conflicts(client: DurablyClient) -> None:
-    run_id = await client.trigger("slow-job", {"steps": 50, "delay": 0.05})
+    run_id = await client.trigger("slow-job", {"steps": 100, "delay": 0.05})
     await wait_status(client, run_id, "running")
     with pytest.raises(RunStateError) as refused:
         await client.delete_run(run_id)
@@ -301,7 +301,7 @@ class LogsView(RunView):
 
 async def test_a_run_view_follows_a_running_run_to_the_end(server: Server, client: DurablyClient) -> None:
     names = [f"n{index}" for index in range(5)]
-    run_id = await client.trigger("import-csv", {"rows": [{"name": name} for name in names], "delay": 0.15})
+    run_id = await client.trigger("import-csv", {"rows": [{"name": name} for name in names], "delay": 0.3})
     await wait_status(client, run_id, "running")
     view = LogsView(current_run_id=run_id)
     statuses: list[str | None] = []
@@ -338,7 +338,7 @@ async def test_a_runs_stream_reads_again_what_it_missed_while_away(server: Serve
 
 async def test_use_runs_pages_runs_filtered_by_status(client: DurablyClient) -> None:
     await client.trigger_and_wait("import-csv", ROWS, timeout=WAIT)
-    run_id = await client.trigger("slow-job", {"steps": 40, "delay": 0.05})
+    run_id = await client.trigger("slow-job", {"steps": 100, "delay": 0.05})
     await wait_status(client, run_id, "running")
     state = tab(use_runs(client, status="running"))
     state._configure()
@@ -348,7 +348,7 @@ async def test_use_runs_pages_runs_filtered_by_status(client: DurablyClient) -> 
 
 
 async def test_use_job_resumes_the_jobs_running_run(client: DurablyClient) -> None:
-    run_id = await client.trigger("slow-job", {"steps": 40, "delay": 0.05})
+    run_id = await client.trigger("slow-job", {"steps": 100, "delay": 0.05})
     await wait_status(client, run_id, "running")
     state = tab(use_job(client, "slow-job"))
     assert await state._run_to_resume(client) == run_id
@@ -379,7 +379,7 @@ async def test_use_run_actions_retry_cancel_delete(server: Server, client: Durab
     assert (await client.wait_for_run(actions.retried_run_id, timeout=WAIT)).output == "ok"
     assert (actions.retried_run_id == failed) is server.is_ours
 
-    running = await client.trigger("slow-job", {"steps": 50, "delay": 0.05})
+    running = await client.trigger("slow-job", {"steps": 100, "delay": 0.05})
     await wait_status(client, running, "running")
     async for _ in actions.delete_run(running):
         pass
