@@ -32,9 +32,10 @@ from ._records import LogEntry, Run, RunStatus, Step
 REPLAYED = "replayed"  # the field that marks a frame made from the run's state, not the event log
 
 # Each lifecycle event: the status a 0.7 client then shows, and the statuses a run makes that move from.
+# (`run:complete` is not held back: it ends the stream, and cannot repeat a replay, which for a
+# completed run is the whole stream.)
 TRANSITIONS: dict[str, tuple[RunStatus, frozenset[RunStatus]]] = {
     RUN_START: (RunStatus.RUNNING, frozenset({RunStatus.PENDING})),
-    RUN_COMPLETE: (RunStatus.COMPLETED, frozenset({RunStatus.RUNNING})),
     RUN_FAIL: (RunStatus.FAILED, frozenset({RunStatus.RUNNING})),
     RUN_CANCEL: (RunStatus.CANCELLED, frozenset({RunStatus.PENDING, RunStatus.RUNNING})),
     RUN_RETRY: (RunStatus.PENDING, frozenset({RunStatus.FAILED, RunStatus.CANCELLED})),

@@ -7,17 +7,24 @@ below is that reducer, fed raw SSE frames from a REAL server (uvicorn on 127.0.0
 PostgreSQL). An early reader connects while the run is pending and sees it happen; a late reader
 connects to a running, a completed, a failed or a cancelled run. Each must reconstruct what the
 early one saw: the same status sequence, the same progress, logs, output and error; no event told
-twice, even when live events race the state the late reader was told first.
+twice, even when live events race the state the late reader was told first. The last test states
+the rules of the guard that keeps live events from repeating that state, one event at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from durably_reflex import Run, RunStatus
+from durably_reflex._feed import FeedItem
+from durably_reflex._records import Progress
+from durably_reflex._replay import ReplayGuard
+from durably_reflex._storage.base import StoredEvent
 from tests.server_fixtures import (
     GATES,
     ISO_Z,
@@ -273,3 +280,33 @@ async def test_live_events_of_what_a_failed_runs_reader_was_told_are_not_told_ag
     assert late.client.statuses == ["running", "failed", "pending", "running", "completed"]
     assert late.client.logs == [("info", f"step {i}", {"i": i}) for i in range(3)]
     assert late.client.error is None and late.client.output == {"steps": 3}
+
+
+# -- the guard's rules, event by event ------------------------------------------------------------
+def logged(event_id: int, event_type: str, **fields: Any) -> FeedItem:
+    body = {"type": event_type, "runId": "run-1", "jobName": "script", **fields}
+    return FeedItem(StoredEvent(event_id, "run-1", "script", event_type, json.dumps(body)))
+
+
+async def test_the_guard_lets_through_only_what_the_client_was_not_told() -> None:
+    now = datetime.now(UTC)
+    run = Run(
+        id="run-1", job_name="script", input={}, status=RunStatus.FAILED, progress=Progress(current=1, total=3),
+        created_at=now, updated_at=now,
+    )  # fmt: skip
+    guard = ReplayGuard(run, ["log-1"])
+    told = [
+        (logged(1, "log:write", id="log-1", level="info", message="a"), False),  # replayed already
+        (logged(2, "run:progress", progress={"current": 1, "total": 3}), False),  # the progress shown
+        (logged(3, "run:fail", error="boom"), False),  # the failure told by the replay
+        (logged(4, "log:write", id="log-2", level="info", message="b"), True),
+        (logged(5, "run:retry"), True),
+        (logged(6, "run:fail", error="boom"), False),  # stale: logged late by another process
+        (logged(7, "run:start"), True),
+        (logged(8, "run:start"), False),  # the run is running already
+        (logged(9, "run:progress", progress={"current": 1, "total": 3}), False),
+        (logged(10, "run:progress", progress={"current": 2, "total": 3}), True),
+        (logged(11, "step:start", stepName="s", stepIndex=1), True),  # not a 0.7 client's business
+        (logged(12, "run:complete", output=None), True),
+    ]
+    assert [await guard.admit(item) for item, _ in told] == [admitted for _, admitted in told]
