@@ -4,7 +4,7 @@ and the runs resume when the server is back.
     .venv/bin/python bench/outage.py [--outage 120] [--runs 60] [--steps 40] [--workers 2]
 
 A throwaway server with PostgreSQL's durable defaults (tests/pg_cluster.py); one
-`durably-reflex serve tests.outage_jobs:durably` process (API and a worker) and --workers
+`durably-reflex serve tests.outage_jobs:durably --in-process-worker` process (API and a worker) and --workers
 `durably-reflex worker` processes, 4 runs at a time each, default settings (reconnect_timeout 2 s,
 stale threshold 30 s). Once every process has run steps, the server is killed
 (`pg_ctl stop -m immediate`) for --outage seconds; meanwhile the API is asked, twice a second,
@@ -89,7 +89,7 @@ def main() -> int:
     processes: list[Process] = []
     try:
         url = cluster.create_database("outage")
-        api = Process(url, "serve", "--port", "0")
+        api = Process(url, "serve", "--port", "0", "--in-process-worker")  # the API and a worker, as documented
         processes = [api, *(Process(url, "worker") for _ in range(args.workers))]
         banner = wait_for(lambda: next((line for _, line in api.lines if "API on" in line), None), 60, "the API")
         base = banner.split(" on ", 1)[1].split(" ", 1)[0]

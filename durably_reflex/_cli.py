@@ -1,11 +1,19 @@
-"""The command line: serve the HTTP/SSE API with a worker, run a worker alone, or serve the dashboard.
+"""The command line: serve the HTTP/SSE API with workers, run workers alone, or serve the dashboard.
 
-    durably-reflex serve app:durably [--host 127.0.0.1] [--port 8000] [--no-worker] ...
-    durably-reflex worker app:durably [--stop-timeout 30]
+    durably-reflex serve app:durably [--host 127.0.0.1] [--port 8000] [--processes N | --in-process-worker | --no-worker] ...
+    durably-reflex worker app:durably [--processes N] [--stop-timeout 30]
     durably-reflex dashboard app:durably [--port 3000] [--auth app:auth] [--dev]
 
 (`python -m durably_reflex ...` is the same command.) The dashboard command lives in
 _dashboard_cli.py: it runs Reflex in a process tree of its own, and only it needs Reflex.
+
+Where job code runs: `serve` keeps it out of the API's process, in `--processes` worker child
+processes (1 by default) that it supervises (_supervisor.py), so a step that computes for seconds
+stalls no event stream; `--in-process-worker` runs the worker in the API's process instead (one
+process: what `serve` did before it had worker processes), `--no-worker` runs none. `worker` is one worker in this process, or with
+`--processes N` (N > 1, or `auto`: one per CPU) N worker children under one supervisor. An in-memory
+SQLite database cannot be shared with other processes: `serve` then runs its worker in its own
+process (and says so), and `--processes` is refused.
 
 `app:durably` names a module importable from the current directory (like uvicorn) and, in it, a
 `Durably` (or a function with no arguments that returns one, possibly async).
@@ -16,7 +24,8 @@ finish briefly, then stops the engine: the worker claims nothing more, and runs 
 resume from their last completed step in any worker (a synchronous step cannot be interrupted: the
 engine gives it one more second, then hands the run back anyway, and that step runs again later).
 A second signal while stopping interrupts at once (the runs are handed back just the same).
-Both end with exit code 0. Bad input (an unimportable module, a missing or wrong attribute, a busy
+Both end with exit code 0. A supervisor passes each of these signals on to its worker children (see
+_supervisor.py) and exits 0 once they have all stopped cleanly. Bad input (an unimportable module, a missing or wrong attribute, a busy
 port, a malformed MODULE:ATTR) is one line on stderr and exit code 2.
 
 Signals are handled here, not by uvicorn: uvicorn's `Server.serve()` re-raises a captured SIGINT or
@@ -44,6 +53,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._engine import Durably
+from ._supervisor import Lifeline, Supervisor, WorkerCommand, unshareable_database
 
 PROG = "durably-reflex"  # the console script; `python -m durably_reflex` is the same command
 USAGE_ERROR = 2
@@ -77,12 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="serve the HTTP/SSE API (and run a worker, unless --no-worker)",
-        description="Serve the durably HTTP/SSE API with uvicorn; in the same process a worker executes "
-        "runs (unless --no-worker). Ctrl-C or SIGTERM stops cleanly: the server stops accepting requests, "
-        "runs in progress get --stop-timeout seconds to finish, then they are interrupted and handed back as "
-        "pending, so any worker resumes them from their last completed step. A second Ctrl-C stops at once.",
-        epilog=f"Example: {PROG} serve app:durably --port 8000",
+        help="serve the HTTP/SSE API, with worker processes beside it (unless --no-worker)",
+        description="Serve the durably HTTP/SSE API with uvicorn, and execute runs in worker processes that "
+        "this process starts and supervises (one by default; a crashed one is started again), so that job code "
+        "never slows the API's event streams. Ctrl-C or SIGTERM stops cleanly: the server stops accepting "
+        "requests, runs in progress get --stop-timeout seconds to finish, then they are interrupted and handed "
+        "back as pending, so any worker resumes them from their last completed step. A second Ctrl-C stops at once.",
+        epilog=f"Example: {PROG} serve app:durably --port 8000 --processes 2",
     )
     _add_target(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0: all)")
@@ -90,7 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--base-path", default="/api/durably", help="URL prefix of the API routes (default: %(default)s)"
     )
-    serve.add_argument(
+    where = serve.add_mutually_exclusive_group()
+    _add_processes(where, default_text="1")
+    where.add_argument(
+        "--in-process-worker",
+        action="store_true",
+        help="run the worker in the API's own process (one process; a step that computes without yielding "
+        "then delays the API's event streams)",
+    )
+    where.add_argument(
         "--no-worker",
         action="store_true",
         help="serve the API only (tables are still created); runs are executed by `worker` processes",
@@ -100,16 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser(
         "worker",
-        help="run a worker only: execute runs until stopped",
+        help="run workers only: execute runs until stopped",
         description="Run a worker that executes the runs of the jobs registered on the Durably, including "
-        "runs triggered by other processes on the same database. Ctrl-C or SIGTERM stops cleanly: runs in "
-        "progress get --stop-timeout seconds to finish, then they are interrupted and handed back as pending, "
-        "so any worker resumes them from their last completed step. A second Ctrl-C stops at once.",
-        epilog=f"Example: {PROG} worker app:durably --stop-timeout 60",
+        "runs triggered by other processes on the same database; with --processes N, N worker processes under "
+        "this one, which starts again any that crashes. Ctrl-C or SIGTERM stops cleanly: runs in progress get "
+        "--stop-timeout seconds to finish, then they are interrupted and handed back as pending, so any worker "
+        "resumes them from their last completed step. A second Ctrl-C stops at once.",
+        epilog=f"Example: {PROG} worker app:durably --processes auto --stop-timeout 60",
     )
     _add_target(worker)
+    _add_processes(worker, default_text="1: this process is the worker")
     _add_stop_timeout(worker)
     _add_log_level(worker)
+    # Given by a supervisor to its worker children (see _supervisor.py), never by people.
+    worker.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    worker.add_argument("--lifeline", type=int, help=argparse.SUPPRESS)
 
     from . import _dashboard_cli  # here: it imports this module
 
@@ -136,6 +160,16 @@ def _add_stop_timeout(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_processes(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup, default_text: str) -> None:
+    parser.add_argument(
+        "--processes",
+        type=_processes,
+        metavar="N",
+        help="worker processes to run, each with the Durably's max_concurrent_runs slots; "
+        f"auto: one per CPU (default: {default_text})",
+    )
+
+
 def _add_log_level(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="log level (default: %(default)s)")
 
@@ -147,6 +181,18 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"a port is between 0 and 65535, got {value}")
+    return value
+
+
+def _processes(text: str) -> int:
+    if text == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes or auto, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 process, got {value}")
     return value
 
 
@@ -261,9 +307,15 @@ def _base_path(text: str) -> str:
     return "/" + text.strip("/") if text.strip("/") else ""
 
 
-def _slots(durably: Durably) -> str:
+def _slots(durably: Durably, each: bool = False) -> str:
     count = durably.options.max_concurrent_runs
-    return f"{count} slot" if count == 1 else f"{count} slots"
+    return f"{count} slot" + ("" if count == 1 else "s") + (" each" if each else "")
+
+
+def _processes_text(count: int, durably: Durably) -> str:
+    if count == 1:
+        return f"1 process, {_slots(durably)}"
+    return f"{count} processes, {_slots(durably, each=True)}"
 
 
 # -- ending event streams ----------------------------------------------------------------------------
@@ -323,35 +375,43 @@ class EndStreamsOnShutdown:
 # -- signals and stopping ----------------------------------------------------------------------------
 class Shutdown:
     """SIGINT and SIGTERM, on the event loop: the first asks to stop, a second one (while stopping) to
-    stop now, a third exits at once (runs in progress are then recovered by the next worker)."""
+    stop now, a third exits at once (runs in progress are then recovered by the next worker).
+    `on_signal` callbacks hear every one of them first (a supervisor passes them on)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, stop_timeout: float) -> None:
         self.requested = asyncio.Event()
         self.forced = asyncio.Event()
+        self.on_signal: list[Callable[[], None]] = []
         self.on_request: list[Callable[[], None]] = []
         self.on_force: list[Callable[[], None]] = []
         self._stop_timeout = stop_timeout
         self._loop = loop
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self._received, signum)
+            loop.add_signal_handler(signum, self._received, f"{signal.Signals(signum).name} received")
 
-    def _received(self, signum: int) -> None:
-        name = signal.Signals(signum).name
+    def request(self, why: str) -> None:
+        """Stop as on a first signal, for another reason (a worker whose supervisor is gone)."""
+        if not self.requested.is_set():
+            self._received(why)
+
+    def _received(self, what: str) -> None:
+        for callback in self.on_signal:
+            callback()
         if not self.requested.is_set():
             self.requested.set()
             logger.info(
-                "%s received: stopping; runs in progress get up to %gs to finish, then they are handed back "
+                "%s: stopping; runs in progress get up to %gs to finish, then they are handed back "
                 "as pending (press Ctrl-C again to stop now)",
-                name,
+                what,
                 self._stop_timeout,
             )
             callbacks = self.on_request
         elif not self.forced.is_set():
             self.forced.set()
-            logger.info("%s received again: stopping now; running runs are handed back as pending", name)
+            logger.info("%s again: stopping now; running runs are handed back as pending", what)
             callbacks = self.on_force
         else:
-            logger.warning("%s received a third time: exiting at once (the next worker recovers unfinished runs)", name)
+            logger.warning("%s a third time: exiting at once (the next worker recovers unfinished runs)", what)
             _exit_now(1)
         for callback in callbacks:
             callback()
@@ -434,12 +494,39 @@ def _uvicorn_server(config: Any) -> Any:
     return Server(config)
 
 
+def plan_workers(args: argparse.Namespace, durably: Durably) -> None:
+    """Where this command runs job code: `args.children` worker processes to supervise, and whether
+    `args.in_process` this process runs a worker itself."""
+    serving = args.command == "serve"
+    asked = args.processes is not None
+    args.children = 0 if serving and (args.no_worker or args.in_process_worker) else args.processes or 1
+    args.in_process = serving and args.in_process_worker
+    if not serving and args.children == 1:  # `worker`: one worker is this process itself
+        args.children, args.in_process = 0, True
+    reason = unshareable_database(durably) if args.children else None
+    if reason is None:
+        return
+    if asked:
+        raise UsageError(f"--processes needs a database that other processes can open: {reason}")
+    logger.warning("%s: the worker runs in the API's process (use a SQLite file for worker processes)", reason)
+    args.children, args.in_process = 0, True
+
+
+def _supervisor(args: argparse.Namespace, shutdown: Shutdown) -> Supervisor:
+    supervisor = Supervisor(WorkerCommand(args.target, args.stop_timeout, args.log_level), args.children)
+    shutdown.on_signal.append(supervisor.escalate)
+    return supervisor
+
+
 async def serve(args: argparse.Namespace, durably: Durably, sock: socket.socket, shutdown: Shutdown) -> int:
     import uvicorn
 
     from ._http_protocol import TimedH11Protocol
     from .server import create_durably_handler
 
+    supervisor = _supervisor(args, shutdown) if args.children else None
+    supervising: asyncio.Task[bool] | None = None
+    clean = True
     try:
         app = EndStreamsOnShutdown(create_durably_handler(durably, base_path=args.base_path))
         config = uvicorn.Config(
@@ -461,14 +548,19 @@ async def serve(args: argparse.Namespace, durably: Durably, sock: socket.socket,
         shutdown.on_request.append(request_exit)
         shutdown.on_force.append(force_exit)
         with _engine_errors("could not start the engine"):
-            if args.no_worker:
-                await durably.migrate()
-            else:
+            if args.in_process:
                 await durably.init()
+            else:
+                await durably.migrate()  # before any worker process starts
         host, port = sock.getsockname()[:2]
         shown_host = args.host if args.port == port else host
-        worker = "off" if args.no_worker else _slots(durably)
+        if args.children:
+            worker = _processes_text(args.children, durably)
+        else:
+            worker = f"this process, {_slots(durably)}" if args.in_process else "off"
         if not shutdown.requested.is_set():  # else a signal came while the engine started: just stop
+            if supervisor is not None:
+                supervising = asyncio.create_task(supervisor.run())
             print(
                 f"durably-reflex API on http://{_bracket(shown_host)}:{port}{_base_path(args.base_path)} "
                 f"(worker: {worker})",
@@ -477,40 +569,80 @@ async def serve(args: argparse.Namespace, durably: Durably, sock: socket.socket,
             await server.serve(sockets=[sock])
     finally:
         sock.close()
+        if supervisor is not None and supervising is not None:
+            supervisor.stop()
+            clean = await supervising
         await stop_engine(durably, args.stop_timeout, shutdown)
     logger.info("stopped")
-    return 0
+    return 0 if clean else 1
 
 
 async def work(args: argparse.Namespace, durably: Durably, shutdown: Shutdown) -> int:
+    """One worker in this process; a supervisor's child when it has a lifeline."""
+    loop = asyncio.get_running_loop()
+    lifeline = None if args.lifeline is None else Lifeline(args.lifeline)
+    if lifeline is not None:
+        lifeline.watch(loop, lambda: shutdown.request("the supervisor is gone"))
     try:
         with _engine_errors("could not start the engine"):
             await durably.init()
         if not shutdown.requested.is_set():
-            print(f"durably-reflex worker running ({_slots(durably)}); press Ctrl-C to stop", flush=True)
+            if lifeline is None:
+                print(f"durably-reflex worker running ({_slots(durably)}); press Ctrl-C to stop", flush=True)
+            else:
+                lifeline.ready()
+                logger.info("running (pid %d, %s)", os.getpid(), _slots(durably))
             await shutdown.requested.wait()
     finally:
         await stop_engine(durably, args.stop_timeout, shutdown)
+        if lifeline is not None:
+            lifeline.close(loop)
     logger.info("stopped")
     return 0
 
 
-def _configure_logging(level_name: str) -> None:
+async def supervise(args: argparse.Namespace, durably: Durably, shutdown: Shutdown) -> int:
+    """`worker --processes N`: N worker children, kept running until a signal stops them."""
+    try:
+        with _engine_errors("could not start the engine"):
+            await durably.migrate()  # here, once, and so that a database that cannot open is one error
+    finally:
+        await durably.close()  # the children open their own
+    supervisor = _supervisor(args, shutdown)
+    if shutdown.requested.is_set():
+        return 0
+    supervising = asyncio.create_task(supervisor.run())
+    ready = asyncio.create_task(supervisor.all_ready.wait())
+    await asyncio.wait({supervising, ready}, return_when=asyncio.FIRST_COMPLETED)
+    ready.cancel()
+    if not shutdown.requested.is_set():
+        text = _processes_text(args.children, durably)
+        print(f"durably-reflex worker running ({text}); press Ctrl-C to stop", flush=True)
+    clean = await supervising
+    logger.info("stopped")
+    return 0 if clean else 1
+
+
+def _configure_logging(level_name: str, worker_index: int | None = None) -> None:
     level = logging.DEBUG if level_name == "trace" else getattr(logging, level_name.upper())
     package = logging.getLogger("durably_reflex")
     package.setLevel(level)
     if not package.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_Formatter())
+        handler.setFormatter(_Formatter("" if worker_index is None else f"worker {worker_index}: "))
         package.addHandler(handler)
         package.propagate = False
 
 
 class _Formatter(logging.Formatter):
-    """uvicorn's look: `INFO:     message`."""
+    """uvicorn's look: `INFO:     message`; a supervised worker's lines say which worker it is."""
+
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__()
+        self._prefix = prefix
 
     def format(self, record: logging.LogRecord) -> str:
-        text = f"{record.levelname + ':':<9} {record.getMessage()}"
+        text = f"{record.levelname + ':':<9} {self._prefix}{record.getMessage()}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text
@@ -526,18 +658,21 @@ def main(argv: list[str] | None = None) -> int:
         from . import _dashboard_cli
 
         return _dashboard_cli.run(args)
-    _configure_logging(args.log_level)
+    _configure_logging(args.log_level, getattr(args, "worker_index", None))
     try:
         if args.command == "serve":
             _require_server()
         value = import_target(args.target)
         with asyncio.Runner() as runner:
             durably = runner.run(resolve_durably(value, args.target))
+            plan_workers(args, durably)
             sock = listen(args.host, args.port) if args.command == "serve" else None
             shutdown = Shutdown(runner.get_loop(), args.stop_timeout)
             try:
                 if sock is not None:
                     code = runner.run(serve(args, durably, sock, shutdown))
+                elif args.children:
+                    code = runner.run(supervise(args, durably, shutdown))
                 else:
                     code = runner.run(work(args, durably, shutdown))
             finally:

@@ -1,217 +1,36 @@
-"""The command line (`python -m durably_reflex serve|worker MODULE:ATTR`) in REAL subprocesses.
-
-Each test writes a small job module into its tmp dir and runs the CLI there (the module is found
-through the current directory, as with uvicorn; PYTHONPATH holds the repository). The test process
-triggers runs through that module's own engine on the same SQLite file, and never starts its worker.
-Job steps append `pid step` lines to a side file, which tells what ran where.
-
-Every wait is bounded; the fixture kills whatever subprocess is still alive.
+"""The command line (`python -m durably_reflex serve|worker MODULE:ATTR`) in REAL subprocesses (see
+tests/cli_helpers.py). The supervisor of worker processes has tests of its own (test_supervisor.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import os
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.cli_helpers import (
+    JOB_MODULE,
+    READY_SERVE,
+    READY_WORKER,
+    Workspace,
+    assert_clean_exit,
+    free_port,
+    until,
+    workspace,  # noqa: F401 - the fixture
+)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
-
-JOB_MODULE = '''
-import asyncio, os, time
-from pydantic import BaseModel
-from durably_reflex import create_durably, define_job
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-SIDE = os.path.join(HERE, "side.txt")
-
-
-def mark(step_name):
-    with open(SIDE, "a") as side:  # one short append per line
-        side.write(f"{os.getpid()} {step_name}\\n")
-
-
-class LongInput(BaseModel):
-    steps: int = 4
-    sleep: float = 1.0
-
-
-def slow_step(name, sleep):
-    mark(name)
-    time.sleep(sleep)
-    return int(name[1:])
-
-
-async def long_run(step, input: LongInput):
-    total = 0
-    for i in range(input.steps):
-        total += await step.run(f"s{i}", slow_step, f"s{i}", input.sleep)
-    return {"total": total, "pid": os.getpid()}
-
-
-class QuickInput(BaseModel):
-    n: int
-
-
-async def quick_run(step, input: QuickInput):
-    doubled = await step.run("double", lambda: input.n * 2)
-    return {"doubled": doubled, "pid": os.getpid()}
-
-
-long_job = define_job(name="long", input=LongInput, run=long_run)
-quick_job = define_job(name="quick", input=QuickInput, run=quick_run)
-
-durably = create_durably(
-    f"sqlite:///{os.path.join(HERE, 'jobs.db')}", polling_interval=0.05, heartbeat_interval=0.05, stale_threshold=0.5
-).register(long=long_job, quick=quick_job)
-
-
-def make_durably():
-    return durably
-
-
-def needs_args(url):
-    return durably
-
-
-not_durably = 42
-'''
-
-READY_SERVE = "durably-reflex API on "
-READY_WORKER = "durably-reflex worker running"
-
-
-# -- helpers ---------------------------------------------------------------------------------------
-class Cli:
-    """`python -m durably_reflex ...` in a directory; output goes to files (never a full pipe)."""
-
-    def __init__(self, cwd: Path, name: str, args: tuple[str, ...]) -> None:
-        self.name = name
-        self.out, self.err = cwd / f"{name}.out", cwd / f"{name}.err"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        with self.out.open("wb") as stdout, self.err.open("wb") as stderr:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "durably_reflex", *args],
-                cwd=cwd, env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-
-    def stdout(self) -> str:
-        return self.out.read_text()
-
-    def stderr(self) -> str:
-        return self.err.read_text()
-
-    def ready(self, marker: str, timeout: float = 20) -> str:
-        """The first line of stdout, once it contains `marker`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            first = self.stdout().partition("\n")
-            if first[1] and marker in first[0]:
-                return first[0]
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited with {self.proc.returncode}\n{self.stderr()}")
-            time.sleep(0.02)
-        raise AssertionError(f"{self.name} printed no {marker!r} within {timeout}s\n{self.stderr()}")
-
-    def stop(self, signum: int, timeout: float = 15) -> int:
-        self.proc.send_signal(signum)
-        return self.wait(timeout)
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"{self.name} did not exit within {timeout}s\n{self.stderr()}") from None
-
-
-class Workspace:
-    """A tmp dir with the job module, the CLI processes started in it, and the module's own engine."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        (path / "cli_jobs.py").write_text(JOB_MODULE)
-        self.side = path / "side.txt"
-        self.processes: list[Cli] = []
-        self._module: ModuleType | None = None
-
-    def cli(self, name: str, *args: str) -> Cli:
-        process = Cli(self.path, name, args)
-        self.processes.append(process)
-        return process
-
-    @property
-    def jobs(self) -> ModuleType:
-        """The job module as loaded in this process: its `durably` triggers and reads, never started."""
-        if self._module is None:
-            spec = importlib.util.spec_from_file_location(f"cli_jobs_{id(self)}", self.path / "cli_jobs.py")
-            assert spec is not None and spec.loader is not None
-            self._module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(self._module)
-        return self._module
-
-    def side_lines(self) -> list[tuple[int, str]]:
-        if not self.side.exists():
-            return []
-        return [(int(pid), step) for pid, step in (line.split() for line in self.side.read_text().splitlines() if line)]
-
-    def kill_all(self) -> None:
-        for process in self.processes:
-            if process.proc.poll() is None:
-                process.proc.kill()
-        for process in self.processes:
-            try:
-                process.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-
-
-@pytest.fixture
-async def workspace(tmp_path: Path) -> AsyncIterator[Workspace]:
-    space = Workspace(tmp_path)
-    try:
-        yield space
-    finally:
-        space.kill_all()
-        if space._module is not None:
-            await space._module.durably.close(timeout=1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-def assert_clean_exit(process: Cli, code: int) -> None:
-    err = process.stderr()
-    assert code == 0, f"{process.name} exited with {code}\n{err}"
-    assert "Traceback" not in err and "ERROR" not in err, err
-    assert "stopped" in err, err
 
 
 # -- serve -----------------------------------------------------------------------------------------
@@ -220,7 +39,7 @@ async def test_serve_answers_the_api_and_runs_jobs_then_stops_on_sigint(workspac
     server = workspace.cli("serve", "serve", "cli_jobs:durably", "--port", str(port))
     line = server.ready(READY_SERVE)
     base = f"http://127.0.0.1:{port}/api/durably"
-    assert line == f"durably-reflex API on {base} (worker: 1 slot)"
+    assert line == f"durably-reflex API on {base} (worker: 1 process, 1 slot)"
 
     async with httpx.AsyncClient(base_url=base, timeout=10, trust_env=False) as http:
         jobs = await http.get("/jobs")
@@ -238,10 +57,26 @@ async def test_serve_answers_the_api_and_runs_jobs_then_stops_on_sigint(workspac
             return run if run["status"] == "completed" else None
 
         run = await until(completed, 15, "the run to complete")
-        assert run["output"] == {"doubled": 42, "pid": server.proc.pid}
+        # Job code runs in the worker process that serve started, never in the API's own process.
+        workers = [child.pid for child in psutil.Process(server.proc.pid).children()]
+        assert run["output"] == {"doubled": 42, "pid": workers[0]} and len(workers) == 1
         assert [r["id"] for r in (await http.get("/runs")).json()] == [run_id]
 
     assert_clean_exit(server, server.stop(signal.SIGINT))
+    assert not any(psutil.pid_exists(pid) for pid in workers)
+
+
+async def test_serve_in_process_worker_runs_jobs_in_the_api_process(workspace: Workspace) -> None:
+    port = free_port()
+    server = workspace.cli("serve", "serve", "cli_jobs:durably", "--port", str(port), "--in-process-worker")
+    base = f"http://127.0.0.1:{port}/api/durably"
+    assert server.ready(READY_SERVE) == f"durably-reflex API on {base} (worker: this process, 1 slot)"
+    assert psutil.Process(server.proc.pid).children() == []
+    async with httpx.AsyncClient(base_url=base, timeout=10, trust_env=False) as http:
+        run_id = (await http.post("/trigger", json={"jobName": "quick", "input": {"n": 2}})).json()["runId"]
+    result = await workspace.jobs.durably.wait_for_run(run_id, timeout=15)
+    assert result.output == {"doubled": 4, "pid": server.proc.pid}
+    assert_clean_exit(server, server.stop(signal.SIGTERM))
 
 
 async def test_base_path_no_worker_factory_and_sigterm_ends_event_streams(workspace: Workspace) -> None:
@@ -444,11 +279,11 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
     """The parser `python -m durably_reflex` uses (every other test runs it as a subprocess)."""
     from durably_reflex._cli import build_parser
 
-    serve_options = ["--host", "--port", "--base-path", "--no-worker", "--stop-timeout", "--log-level"]
+    serve_options = ["--host", "--port", "--base-path", "--processes", "--in-process-worker", "--no-worker"]
     for args, options in (
         ((), ["serve", "worker", "MODULE:ATTR"]),
-        (("serve",), serve_options),
-        (("worker",), ["--stop-timeout", "--log-level"]),
+        (("serve",), [*serve_options, "--stop-timeout", "--log-level"]),
+        (("worker",), ["--processes", "--stop-timeout", "--log-level"]),
     ):
         with pytest.raises(SystemExit) as exited:
             build_parser().parse_args([*args, "--help"])
@@ -456,10 +291,16 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
         text = capsys.readouterr().out
         assert text.startswith(" ".join(["usage: durably-reflex", *args])), text
         assert all(option in text for option in options), text
-    with pytest.raises(SystemExit) as exited:
-        build_parser().parse_args(["serve", "app:durably", "--port", "70000"])
-    assert exited.value.code == 2
-    assert "a port is between 0 and 65535" in capsys.readouterr().err
+    for argv, expected in (
+        (["serve", "app:durably", "--port", "70000"], "a port is between 0 and 65535"),
+        (["worker", "app:durably", "--processes", "0"], "expected at least 1 process"),
+        (["serve", "app:durably", "--processes", "2", "--no-worker"], "not allowed with argument"),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            build_parser().parse_args(argv)
+        assert exited.value.code == 2
+        assert expected in capsys.readouterr().err
+    assert build_parser().parse_args(["worker", "app:durably", "--processes", "auto"]).processes >= 1
 
     from durably_reflex._cli import main
 

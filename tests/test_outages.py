@@ -45,8 +45,8 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux prl
 
 
 class Server:
-    """`durably-reflex serve tests.outage_jobs:durably` on a free port (or, `command="worker"`, a
-    worker alone); stdout and stderr are read by threads (pipes, never files: the SQLite outage
+    """`durably-reflex serve tests.outage_jobs:durably --in-process-worker` (the API and a worker in
+    one process, which the outage reaches) on a free port (or, `command="worker"`, a worker alone); stdout and stderr are read by threads (pipes, never files: the SQLite outage
     takes the process's files away)."""
 
     def __init__(self, url: str, command: str = "serve") -> None:
@@ -58,7 +58,7 @@ class Server:
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "durably_reflex", command, "tests.outage_jobs:durably", "--stop-timeout", "1",
-             *(["--port", "0"] if command == "serve" else [])],
+             *(["--port", "0", "--in-process-worker"] if command == "serve" else [])],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         self.out: list[str] = []
