@@ -25,6 +25,8 @@ from ._errors import (
     RunNotFoundError,
     RunStateError,
     SchemaVersionError,
+    SignalConflictError,
+    SignalTimeoutError,
     StepOutputError,
     StorageUnavailableError,
     WaitTimeoutError,
@@ -41,6 +43,7 @@ from ._records import (
     StatsBucket,
     StatusCounts,
     Step,
+    WaitingFor,
 )
 from ._step import StepContext
 
@@ -179,6 +182,8 @@ __all__ = [
     "RunTrigger",
     "SchemaVersionError",
     "ServerError",
+    "SignalConflictError",
+    "SignalTimeoutError",
     "ServerTraits",
     "StatsBucket",
     "StatusCounts",
@@ -193,6 +198,7 @@ __all__ = [
     "TypedDurablyClient",
     "UnexpectedResponseError",
     "WaitTimeoutError",
+    "WaitingFor",
     "WireEvent",
     "create_durably",
     "create_durably_client",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -29,6 +30,7 @@ from ._events import (
     RUN_CANCEL,
     RUN_DELETE,
     RUN_RETRY,
+    RUN_SIGNAL,
     RUN_TRIGGER,
     SETTLED_TYPES,
     ErrorHandler,
@@ -58,17 +60,23 @@ from ._storage.base import NewEvent, NewRun, RunCounts, RunQuery, StatsQuery
 from ._worker import Worker, WorkerOptions
 
 MAX_KEY_LENGTH = 255
+MAX_PRIORITY = 1_000_000
+MAX_DELAY_SECONDS = 10 * 366 * 24 * 3600  # ten years: later is a mistake, not a plan
 MAX_STATS_BUCKETS = 500  # a series longer than any chart can draw is only a heavier query
 MAX_BUCKET_SECONDS = 366 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
 class BatchItem:
-    """One run of a `batch_trigger`, when it needs keys; plain inputs are fine otherwise."""
+    """One run of a `batch_trigger`, when it needs keys or timing; plain inputs are fine otherwise.
+    `priority`, `delay` and `run_at` mean what they mean for `trigger`."""
 
     input: Any = None
     idempotency_key: str | None = None
     concurrency_key: str | None = None
+    priority: int = 0
+    delay: float | None = None
+    run_at: datetime | None = None
 
 
 class JobHandle:
@@ -83,10 +91,23 @@ class JobHandle:
         return self.definition.name
 
     async def trigger(
-        self, input: Any = None, *, idempotency_key: str | None = None, concurrency_key: str | None = None
+        self,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
+        priority: int = 0,
+        delay: float | None = None,
+        run_at: datetime | None = None,
     ) -> Run:
         return await self._durably.trigger(
-            self.name, input, idempotency_key=idempotency_key, concurrency_key=concurrency_key
+            self.name,
+            input,
+            idempotency_key=idempotency_key,
+            concurrency_key=concurrency_key,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
         )
 
     async def trigger_and_wait(
@@ -221,14 +242,20 @@ class Durably:
         idempotency_key: str | None = None,
         concurrency_key: str | None = None,
         scope: str | None = None,
+        priority: int = 0,
+        delay: float | None = None,
+        run_at: datetime | None = None,
     ) -> Run:
         """Create a pending run. The input is validated first; if invalid, no run is created.
 
         With an idempotency key, a run of this job with the same key is returned as it is instead.
         `scope` names the tenant the run belongs to (see `get_runs`): its idempotency and concurrency
         keys are then that tenant's own, never shared with other tenants' runs or unscoped ones.
+        Workers take higher `priority` runs first (then the first ready). A run with `delay`
+        (seconds) or `run_at` (a timezone-aware datetime) waits, pending, until then
+        (`waiting_for.kind == "delay"`).
         """
-        item = BatchItem(input, idempotency_key, concurrency_key)
+        item = BatchItem(input, idempotency_key, concurrency_key, priority, delay, run_at)
         (run,) = await self._create_runs(job_name, [item], batch=False, scope=scope)
         return run
 
@@ -251,13 +278,24 @@ class Durably:
                 input_json = encode_json(definition.validate_input(item.input), "The input")
                 _check_key("idempotency_key", item.idempotency_key)
                 _check_key("concurrency_key", item.concurrency_key)
+                _check_priority(item.priority)
+                ready_at = _start_time(item.delay, item.run_at, now)
             except ValueError as error:
                 if batch:
                     error.args = (f"at index {position}: {error}", *error.args[1:])
                 raise
             new_runs.append(
                 NewRun(
-                    new_id(), definition.name, input_json, item.idempotency_key, item.concurrency_key, now, scope or ""
+                    new_id(),
+                    definition.name,
+                    input_json,
+                    item.idempotency_key,
+                    item.concurrency_key,
+                    now,
+                    scope or "",
+                    priority=item.priority,
+                    ready_at=ready_at,
+                    waiting_for_json=None if ready_at is None else json.dumps({"kind": "delay", "until": ready_at}),
                 )
             )
         if not new_runs:
@@ -269,7 +307,12 @@ class Durably:
             ),
         )
         self._bus.flush()
-        self._worker.work_added(sum(is_new for _, is_new in created))
+        ready_now = sum(is_new and run.waiting_for is None for run, is_new in created)
+        if ready_now:
+            self._worker.work_added(ready_now)
+        for new_run in new_runs:
+            if new_run.ready_at is not None:
+                self._worker.wake_at(new_run.ready_at)
         return [run for run, _ in created]
 
     async def trigger_and_wait(
@@ -427,6 +470,26 @@ class Durably:
         self._worker.work_added(1)
         return run
 
+    async def signal(self, run_id: str, name: str, payload: Any = None, *, scope: str | None = None) -> Run:
+        """Send the signal `name` (with a JSON payload) to a run: the run's `step.wait_for_signal(name)`
+        returns it, at once if the run waits for it now, or when it gets there. Raises
+        RunNotFoundError, RunStateError for a finished run, SignalConflictError if sent already."""
+        _check_key("signal name", name)
+        payload_json = encode_json(payload, "The signal's payload")
+        if scope is not None and await self.storage.get_run(run_id, scope=scope) is None:
+            raise RunNotFoundError(run_id)
+        run = await self.storage.signal(run_id, name, payload_json, now_ms())
+        self._bus.emit(RUN_SIGNAL, runId=run.id, jobName=run.job_name, name=name)
+        waiting = run.waiting_for
+        if (
+            run.status is RunStatus.PENDING
+            and waiting is not None
+            and waiting.kind == "signal"
+            and waiting.name == name
+        ):
+            self._worker.work_added(1)
+        return await self.storage.get_run(run_id) or run
+
     async def cancel(self, run_id: str) -> Run:
         """Cancel a pending or running run. Running code sees `step.signal` set at once (in this
         process; at its next step write or heartbeat elsewhere) and its next `step.run` stops it."""
@@ -480,6 +543,29 @@ class Durably:
                 created_at=now_ms(),
             )
         )
+
+
+def _check_priority(priority: int) -> None:
+    if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > MAX_PRIORITY:
+        raise InvalidArgumentError(f"priority must be a whole number between -{MAX_PRIORITY} and {MAX_PRIORITY}")
+
+
+def _start_time(delay: float | None, run_at: datetime | None, now: int) -> int | None:
+    """When a delayed run becomes ready (epoch ms), or None for at once."""
+    if delay is not None and run_at is not None:
+        raise InvalidArgumentError("give delay or run_at, not both")
+    if delay is not None:
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= MAX_DELAY_SECONDS:
+            raise InvalidArgumentError(f"delay must be a number of seconds from 0 to {MAX_DELAY_SECONDS}")
+        return now + round(delay * 1000) if delay > 0 else None
+    if run_at is not None:
+        if not isinstance(run_at, datetime) or run_at.tzinfo is None:
+            raise InvalidArgumentError("run_at must be a timezone-aware datetime")
+        at = round(run_at.timestamp() * 1000)
+        if at - now > MAX_DELAY_SECONDS * 1000:
+            raise InvalidArgumentError(f"run_at must be within {MAX_DELAY_SECONDS} seconds from now")
+        return at if at > now else None
+    return None
 
 
 def _check_key(name: str, value: str | None) -> None:

@@ -11,7 +11,8 @@ with the message, so a client maps errors by code, never by their wording.
     │   ├── RunNotFoundError          RUN_NOT_FOUND
     │   └── FeatureNotSupportedError  FEATURE_NOT_SUPPORTED (client side: a route the server lacks)
     ├── ConflictError                 CONFLICT
-    │   └── RunStateError             RUN_STATE_CONFLICT
+    │   ├── RunStateError             RUN_STATE_CONFLICT
+    │   └── SignalConflictError       SIGNAL_ALREADY_SENT
     ├── JobDefinitionError            INVALID_JOB_DEFINITION
     ├── InvalidInputError             INVALID_INPUT
     ├── InvalidArgumentError          INVALID_ARGUMENT
@@ -21,6 +22,7 @@ with the message, so a client maps errors by code, never by their wording.
     ├── ClaimLostError                CLAIM_LOST
     ├── RunFailedError                RUN_FAILED
     ├── WaitTimeoutError              WAIT_TIMEOUT
+    ├── SignalTimeoutError            SIGNAL_TIMEOUT (in job code: a signal's deadline passed)
     ├── StorageUnavailableError       STORAGE_UNAVAILABLE
     └── SchemaVersionError            SCHEMA_TOO_NEW
 """
@@ -94,6 +96,17 @@ class RunStateError(ConflictError):
         self.action = action
         self.status = status
         self.run_id = run_id
+
+
+class SignalConflictError(ConflictError):
+    """A signal was sent twice to one wait of a run (the first one stands)."""
+
+    code = "SIGNAL_ALREADY_SENT"
+
+    def __init__(self, run_id: str, name: str) -> None:
+        super().__init__(f'Signal "{name}" was already sent to run {run_id}')
+        self.run_id = run_id
+        self.name = name
 
 
 class JobDefinitionError(DurablyError, ValueError):
@@ -178,6 +191,18 @@ class WaitTimeoutError(DurablyError, TimeoutError):
         super().__init__(f"trigger_and_wait timeout after {timeout:g}s (run {run_id} keeps going)")
         self.run_id = run_id
         self.timeout = timeout
+
+
+class SignalTimeoutError(DurablyError, TimeoutError):
+    """Raised by `step.wait_for_signal` in job code when no signal came before its deadline; the job
+    may catch it (and does so again, the same way, when the run is replayed)."""
+
+    code = "SIGNAL_TIMEOUT"
+
+    def __init__(self, run_id: str, name: str) -> None:
+        super().__init__(f'No signal "{name}" came for run {run_id} before the deadline')
+        self.run_id = run_id
+        self.name = name
 
 
 class StorageUnavailableError(DurablyError):

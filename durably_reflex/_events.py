@@ -31,6 +31,8 @@ RUN_CANCEL = "run:cancel"
 RUN_RETRY = "run:retry"
 RUN_PROGRESS = "run:progress"
 RUN_DELETE = "run:delete"
+RUN_WAIT = "run:wait"  # the run stopped to wait (a sleep, a signal): `waitingFor`; back to pending
+RUN_SIGNAL = "run:signal"  # a signal came for the run: `name`
 STEP_START = "step:start"
 STEP_COMPLETE = "step:complete"
 STEP_FAIL = "step:fail"
@@ -45,6 +47,8 @@ EVENT_TYPES = (
     RUN_RETRY,
     RUN_PROGRESS,
     RUN_DELETE,
+    RUN_WAIT,
+    RUN_SIGNAL,
     STEP_START,
     STEP_COMPLETE,
     STEP_FAIL,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_serializer
 from pydantic.alias_generators import to_camel
@@ -17,7 +17,7 @@ from ._clock import to_iso
 
 
 class RunStatus(StrEnum):
-    PENDING = "pending"  # waiting for a worker (new, retried, or recovered from a dead worker)
+    PENDING = "pending"  # waiting for a worker (new, retried, recovered, or waiting: see `Run.waiting_for`)
     RUNNING = "running"  # claimed by a worker that heartbeats it
     COMPLETED = "completed"  # the job returned and its output was stored; final
     FAILED = "failed"  # the job raised; `error` and `error_stack` say why; may be retried
@@ -57,6 +57,16 @@ class Progress(WireModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+class WaitingFor(WireModel):
+    """What a pending run waits for before a worker takes it again: its start time (`delay`), the
+    end of a `sleep` step, a `signal` (by name), or a `retry` of a failed step; `until` is when the
+    wait ends (None: a signal wait without a deadline)."""
+
+    kind: Literal["delay", "sleep", "signal", "retry"]
+    name: str | None = None  # the step's name (for sleep, signal and retry)
+    until: datetime | None = None
+
+
 class Run(WireModel):
     id: str
     job_name: str
@@ -75,6 +85,8 @@ class Run(WireModel):
     heartbeat_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
+    priority: int = 0
+    waiting_for: WaitingFor | None = None
 
     @field_serializer("progress", when_used="json")
     def _progress_without_absent_keys(self, value: Progress | None) -> dict[str, Any] | None:

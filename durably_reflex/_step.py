@@ -14,6 +14,13 @@ A step running when its run is cancelled either finishes its work regardless (it
 retry; or it sees the cancel and stops early: whatever it then returns or raises is unfinished
 work, so it is recorded `cancelled` (where the run stopped), never replayed (a retry runs it again),
 and `step.run` raises `RunCancelledError` at once.
+
+A run can wait, durably, holding no worker slot: `step.sleep` (for a time), `step.wait_for_signal`
+(for `durably.signal(run_id, name, payload)`, with an optional deadline). A wait is a step: the
+first execution that reaches it stores the wait (its deadline, so a restart does not restart the
+clock) and stops the execution (`Suspended`, a BaseException that job code does not catch by
+accident); the run goes back to pending, not ready until the wait ends. The execution that finds the
+wait over records the step completed, and replays of the run return at once from then on.
 """
 
 from __future__ import annotations
@@ -24,15 +31,18 @@ import json
 import threading
 import traceback
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pydantic_core
+from pydantic import BaseModel
 
-from ._clock import now_ms
+from ._clock import now_ms, to_iso
 from ._errors import (
     ClaimLostError,
     DuplicateStepError,
     RunCancelledError,
+    SignalTimeoutError,
     StepOutputError,
     StorageUnavailableError,
 )
@@ -46,9 +56,10 @@ from ._events import (
 )
 from ._ids import new_id
 from ._persist import persist
-from ._storage.base import NewLog, StepRecord, StepWrite, Storage
+from ._storage.base import NewLog, StepRecord, StepWrite, Storage, Wait
 
 LOG_LEVELS = ("info", "warn", "error")
+MAX_WAIT_SECONDS = 10 * 366 * 24 * 3600  # ten years: a longer wait is a mistake, not a plan
 
 _current_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("durably_current_step", default=None)
 
@@ -59,6 +70,21 @@ def encode_json(value: Any, what: str) -> str:
         return pydantic_core.to_json(value).decode()
     except pydantic_core.PydanticSerializationError as error:
         raise StepOutputError(f"{what} is not JSON-serializable, so it could not be stored: {error}") from None
+
+
+class Suspended(BaseException):
+    """Raised by a wait step that must wait: the worker stores the wait and hands the run back to
+    pending. A BaseException, like `asyncio.CancelledError`: `except Exception` in job code lets it by."""
+
+    def __init__(self, name: str, wait: Wait) -> None:
+        super().__init__(name)
+        self.name = name
+        self.wait = wait
+
+    @property
+    def waiting_for(self) -> dict[str, Any]:
+        """The run's `waitingFor` while it waits (`until` in epoch ms, as stored)."""
+        return {"kind": self.wait.kind, "name": self.name, "until": self.wait.until}
 
 
 class CancelSignal(threading.Event):
@@ -147,14 +173,7 @@ class StepContext:
         Synchronous functions are called on the run's own thread, one at a time; for parallel work
         inside one run, use async step functions.
         """
-        if not isinstance(name, str) or not name:
-            raise ValueError("A step needs a non-empty string name")
-        if name in self._names_used:
-            raise DuplicateStepError(name)
-        self._names_used.add(name)
-        self.raise_if_ended()
-        index = self._next_index
-        self._next_index += 1
+        index = self._enter(name)
         if name in self._completed:
             return self._completed[name]
 
@@ -183,6 +202,22 @@ class StepContext:
         if self._saw_cancel(seen_before):
             self._record_cancelled(name, index, started_at, output_json, None)
             raise RunCancelledError(self.run_id)
+        return self._complete(name, index, started_at, output_json)
+
+    def _enter(self, name: str) -> int:
+        """Check a step's name (non-empty, once per execution) and give it its index."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("A step needs a non-empty string name")
+        if name in self._names_used:
+            raise DuplicateStepError(name)
+        self._names_used.add(name)
+        self.raise_if_ended()
+        index = self._next_index
+        self._next_index += 1
+        return index
+
+    def _complete(self, name: str, index: int, started_at: int, output_json: str) -> Any:
+        """Record the step completed; returns its output as a replay would."""
         completed_at = now_ms()
         written = self._record(
             StepRecord(
@@ -207,6 +242,74 @@ class StepContext:
         output = json.loads(output_json)  # what a replay returns, so both paths give the same value
         self._post(STEP_COMPLETE, stepName=name, stepIndex=index, output=output, duration=completed_at - started_at)
         return output
+
+    # -- waits ------------------------------------------------------------------------------------
+    async def sleep(self, name: str, seconds: float) -> None:
+        """Wait `seconds` as the step `name`, durably: the run holds no worker slot meanwhile, and a
+        restart or crash does not restart the clock."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= MAX_WAIT_SECONDS:
+            raise ValueError(f"step.sleep: seconds must be a number from 0 to {MAX_WAIT_SECONDS}")
+        await self._sleep(name, lambda now: now + round(seconds * 1000))
+
+    async def sleep_until(self, name: str, when: datetime) -> None:
+        """`sleep` until `when` (a timezone-aware datetime); at once if it has passed."""
+        if not isinstance(when, datetime) or when.tzinfo is None:
+            raise ValueError("step.sleep_until: when must be a timezone-aware datetime")
+        await self._sleep(name, lambda now: round(when.timestamp() * 1000))
+
+    async def _sleep(self, name: str, deadline: Callable[[int], int]) -> None:
+        index = self._enter(name)
+        if name in self._completed:
+            return
+        wait = self._stored_wait(name)
+        now = now_ms()
+        until = wait.until if wait is not None and wait.until is not None else deadline(now)
+        if until <= now:
+            started_at = now if wait is None else wait.created_at
+            self._complete(name, index, started_at, encode_json({"until": to_iso(until)}, "A sleep"))
+            return
+        if wait is None:
+            self._post(STEP_START, stepName=name, stepIndex=index)
+        raise Suspended(name, Wait("sleep", until, None, None, now))
+
+    async def wait_for_signal(
+        self, name: str, *, timeout: float | None = None, model: type[BaseModel] | None = None
+    ) -> Any:
+        """Wait, as the step `name`, for `durably.signal(run_id, name, payload)`; returns the
+        payload (parsed into `model` when given). The run holds no worker slot meanwhile. A signal
+        sent before the run gets here is kept. After `timeout` seconds without one, raises
+        `SignalTimeoutError`, which the job may catch (a replay raises it again)."""
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 <= timeout <= MAX_WAIT_SECONDS
+        ):
+            raise ValueError(f"step.wait_for_signal: timeout must be a number of seconds from 0 to {MAX_WAIT_SECONDS}")
+        index = self._enter(name)
+        if name in self._completed:
+            return _signal_outcome(self.run_id, name, self._completed[name], model)
+        wait = self._stored_wait(name)
+        now = now_ms()
+        started_at = now if wait is None else wait.created_at
+        if wait is not None and wait.received_at is not None:
+            output = {"payload": None if wait.payload_json is None else json.loads(wait.payload_json)}
+            stored = self._complete(name, index, started_at, encode_json(output, "A signal"))
+            return _signal_outcome(self.run_id, name, stored, model)
+        if wait is not None and wait.until is not None:
+            until: int | None = wait.until
+        else:
+            until = None if timeout is None else now + round(timeout * 1000)
+        if until is not None and until <= now:
+            stored = self._complete(name, index, started_at, encode_json({"timedOut": True}, "A signal"))
+            return _signal_outcome(self.run_id, name, stored, model)
+        if wait is None:
+            self._post(STEP_START, stepName=name, stepIndex=index)
+        raise Suspended(name, Wait("signal", until, None, None, now))
+
+    def _stored_wait(self, name: str) -> Wait | None:
+        try:
+            return persist(lambda: self._storage.get_wait(self.run_id, name), until=self.signal)
+        except StorageUnavailableError:
+            self.raise_if_ended()
+            raise
 
     def _saw_cancel(self, seen_before: int) -> bool:
         """Whether the run was cancelled and the step's code saw it while it ran."""
@@ -314,6 +417,14 @@ class StepContext:
 
     def _post(self, event_type: str, **fields: Any) -> None:
         self._events.post(event_type, runId=self.run_id, jobName=self.job_name, **fields)
+
+
+def _signal_outcome(run_id: str, name: str, stored: Any, model: type[BaseModel] | None) -> Any:
+    """What `wait_for_signal` gives for its stored step output: the payload, or the timeout again."""
+    if isinstance(stored, dict) and stored.get("timedOut"):
+        raise SignalTimeoutError(run_id, name)
+    payload = stored.get("payload") if isinstance(stored, dict) else None
+    return payload if model is None else model.model_validate(payload)
 
 
 def describe_error(error: BaseException) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import json
 import logging
 import sys
@@ -32,13 +33,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._clock import now_ms
+from ._clock import now_ms, to_iso
 from ._errors import ClaimLostError, RunCancelledError, StorageUnavailableError
-from ._events import RUN_COMPLETE, RUN_FAIL, RUN_START, EventBus
+from ._events import RUN_COMPLETE, RUN_FAIL, RUN_START, RUN_WAIT, EventBus
 from ._jobs import JobDefinition
 from ._owners import current_owner, owner_is_dead
 from ._persist import persist
-from ._step import StepContext, describe_error, encode_json, format_stack
+from ._step import StepContext, Suspended, describe_error, encode_json, format_stack
 from ._storage.base import Claim, Storage
 from ._storage.coordination import Coordination, Ring, Solo
 
@@ -104,6 +105,9 @@ class Worker:
         self._maintenance: threading.Thread | None = None
         self._stopping = threading.Event()
         self._runs_done = threading.Event()
+        self._nudged = threading.Event()  # the maintenance thread looks again (a timer, stop)
+        self._timers: list[int] = []  # epoch ms when waiting runs become ready (a heap)
+        self._timer_set: set[int] = set()
         self._hand_backs: set[tuple[str, int]] = set()  # runs to hand back once the database takes it
         self._outage_seen = -float("inf")  # time.monotonic() when a call last met an unavailable database
 
@@ -177,6 +181,7 @@ class Worker:
             await asyncio.to_thread(self._interrupt)
         self._slots = []
         self._runs_done.set()
+        self._nudged.set()
         if self._maintenance is not None:
             await asyncio.to_thread(self._maintenance.join)
             self._maintenance = None
@@ -274,6 +279,9 @@ class Worker:
             try:
                 result = await job.run(context, job.parse_stored_input(run.input))
                 output_json = encode_json(job.dump_output(result), "The job's output")
+            except Suspended as suspended:
+                self._suspend(claim, context, suspended)
+                return
             except (RunCancelledError, ClaimLostError):
                 return  # the run's state was settled by whoever cancelled or took it
             except asyncio.CancelledError:
@@ -337,6 +345,22 @@ class Worker:
                 errorStack=stack,
             )
 
+    def _suspend(self, claim: Claim, context: StepContext, suspended: Suspended) -> None:
+        """The run waits: stored, back to pending, and this worker's slots woken when it is ready."""
+        run_id, until = claim.run.id, suspended.wait.until
+        outcome = self._settle(
+            context,
+            lambda: self._storage.suspend(
+                run_id, claim.attempt, now_ms(), suspended.name, suspended.wait, json.dumps(suspended.waiting_for)
+            ),
+        )
+        if outcome is not None:
+            return  # cancelled, deleted or taken meanwhile: settled by whoever did it
+        waiting_for = {**suspended.waiting_for, "until": None if until is None else to_iso(until)}
+        self._bus.post(RUN_WAIT, runId=run_id, jobName=claim.run.job_name, waitingFor=waiting_for)
+        if until is not None:
+            self.wake_at(until)
+
     def _settle(self, context: StepContext, finish: Callable[[], str | None]) -> str | None:
         """A run's outcome is written however long the database is away, unless the execution ends
         meanwhile (then `StorageUnavailableError`)."""
@@ -379,15 +403,26 @@ class Worker:
     # -- heartbeats and recovery ------------------------------------------------------------------
     def _maintain(self) -> None:
         """Heartbeat until every run has finished; until stop() begins, hand back what could not be,
-        and, while this worker leads, survey (see `_survey`) and forget old events."""
+        wake the slots when a waiting run's time comes (`wake_at`), and, while this worker leads,
+        survey (see `_survey`) and forget old events."""
         next_beat = time.monotonic() + self._options.heartbeat_interval
         next_survey = time.monotonic() + self._options.polling_interval
         next_pruning = time.monotonic()
-        while not self._runs_done.wait(max(0.0, min(next_beat, next_survey) - time.monotonic())):
+        while not self._runs_done.is_set():
+            now = time.monotonic()
+            self._nudged.wait(max(0.0, min(next_beat - now, next_survey - now, self._until_next_timer())))
+            self._nudged.clear()
+            if self._runs_done.is_set():
+                return
             if time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + self._options.heartbeat_interval
                 self._heartbeat()
-            if time.monotonic() < next_survey or self._stopping.is_set():
+            if self._stopping.is_set():
+                continue
+            if self._timers_due():
+                self.wake()
+                next_survey = time.monotonic()  # a leader also rings the others for what is ready
+            if time.monotonic() < next_survey:
                 continue
             next_survey = time.monotonic() + self._options.polling_interval
             if self._hand_backs and self._hand_back():
@@ -398,6 +433,27 @@ class Worker:
             if time.monotonic() >= next_pruning:
                 next_pruning = time.monotonic() + min(60.0, self._options.event_retention / 2)
                 self._prune_events()
+
+    def wake_at(self, when: int) -> None:
+        """Wake the slots at `when` (epoch ms), when a waiting run becomes ready."""
+        with self._lock:
+            if when in self._timer_set:
+                return
+            self._timer_set.add(when)
+            heapq.heappush(self._timers, when)
+        self._nudged.set()
+
+    def _until_next_timer(self) -> float:
+        with self._lock:
+            return (self._timers[0] - now_ms()) / 1000 if self._timers else float("inf")
+
+    def _timers_due(self) -> bool:
+        now, due = now_ms(), False
+        with self._lock:
+            while self._timers and self._timers[0] <= now:
+                self._timer_set.discard(heapq.heappop(self._timers))
+                due = True
+        return due
 
     def _survey(self) -> None:
         """The leader's look around: abandoned runs go back to pending; pending runs wake this
@@ -412,6 +468,8 @@ class Worker:
         except Exception:
             logger.exception("durably worker: surveying the database failed")
             return
+        if survey.next_ready_at is not None:
+            self.wake_at(survey.next_ready_at)
         if survey.recovered:
             logger.warning(
                 "durably worker: resuming %d abandoned run(s): %s", len(survey.recovered), ", ".join(survey.recovered)

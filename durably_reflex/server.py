@@ -273,7 +273,7 @@ class _Api:
         visible = await self._visible_jobs(caller)
         if self.durably.get_job(job_name) is None or (visible is not None and job_name not in visible):
             raise JobNotFoundError(job_name)  # a job the caller may not see does not exist for it
-        keys = {}
+        keys: dict[str, Any] = {}
         for field, argument in (("idempotencyKey", "idempotency_key"), ("concurrencyKey", "concurrency_key")):
             value = body.get(field)
             if value is not None and not isinstance(value, str):

@@ -4,6 +4,8 @@ git history so that later changes to `tables.py` cannot change what "version 1" 
 
 - Version 1 (a9811ba, durably_reflex/storage/tables.py): the tables with their first indexes.
 - Version 2 (23171d6): version 1 and ix_durably_runs_job_status.
+- Version 3 (6084749): version 2 and runs.scope, with the idempotency index per scope and two
+  indexes for a tenant's runs (the same DDL on both databases).
 """
 
 from __future__ import annotations
@@ -156,9 +158,20 @@ CREATE TABLE durably_watch (
 VERSION_2_ADDS = "CREATE INDEX ix_durably_runs_job_status ON durably_runs (job_name, status);"
 
 
+VERSION_3_CHANGES = (
+    "ALTER TABLE durably_runs ADD COLUMN scope VARCHAR DEFAULT '' NOT NULL",
+    "DROP INDEX ix_durably_runs_job_idempotency",
+    "CREATE UNIQUE INDEX ix_durably_runs_idempotency ON durably_runs (scope, job_name, idempotency_key)",
+    "CREATE INDEX ix_durably_runs_scope_created ON durably_runs (scope, created_at, id)",
+    "CREATE INDEX ix_durably_runs_scope_job_status ON durably_runs (scope, job_name, status)",
+)
+
+
 def ddl(version: int, backend: str) -> list[str]:
-    """The statements that make an empty database at `version` (1 or 2) on `backend`."""
+    """The statements that make an empty database at `version` (1 to 3) on `backend`."""
     statements = [part.strip() for part in VERSION_1[backend].split(";") if part.strip()]
     if version >= 2:
         statements.append(VERSION_2_ADDS.rstrip(";"))
+    if version >= 3:
+        statements.extend(VERSION_3_CHANGES)
     return statements

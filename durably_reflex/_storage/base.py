@@ -21,6 +21,10 @@ from .._records import LogEntry, Run, Step
 from .coordination import Coordination, OnRing, Solo
 from .watch import WATCH_REFRESH
 
+# `ready_at` of a run that waits with no deadline (a signal wait without a timeout): never ready by
+# itself, only when the signal comes. Far beyond any real time, and within a BIGINT.
+NEVER = 2**62
+
 
 @dataclass(frozen=True, slots=True)
 class NewRun:
@@ -31,6 +35,19 @@ class NewRun:
     concurrency_key: str | None
     created_at: int
     scope: str = ""  # the tenant ("" for none): keys are unique within it
+    priority: int = 0
+    ready_at: int | None = None  # epoch ms before which no worker takes it (None: at once)
+    waiting_for_json: str | None = None  # a delayed run's `{"kind": "delay", "until": ...}`
+
+
+class Wait(NamedTuple):
+    """A run's durable wait, by step name (see `tables.WaitRow`)."""
+
+    kind: str  # "sleep" | "signal"
+    until: int | None  # epoch ms; None: no deadline
+    payload_json: str | None  # a signal's payload
+    received_at: int | None  # when the signal came (None: not yet)
+    created_at: int  # when the wait (or its early signal) was stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +142,9 @@ class Heartbeat:
 class Survey(NamedTuple):
     """What the leading worker's look at the database found (see `Storage.survey`)."""
 
-    pending_jobs: list[str]  # the jobs of the oldest pending runs (up to the limit asked), recovered ones included
+    pending_jobs: list[str]  # the jobs of the first ready pending runs (up to the limit asked), recovered ones included
     recovered: list[str]  # runs handed back to pending (their worker died or went silent)
+    next_ready_at: int | None  # epoch ms when the next waiting run becomes ready (None: none waits with a deadline)
 
 
 Announce = Callable[[Run], None]
@@ -241,8 +259,27 @@ class Storage(ABC):
     @abstractmethod
     def survey(self, stale_before: int, owner_is_dead: Callable[[str], bool], now: int, limit: int) -> Survey:
         """The leading worker's look around, every `polling_interval` (blocking): `recover` what
-        needs it, and say which jobs the oldest `limit` pending runs belong to. Reads only when
-        nothing needs recovering: an idle database costs the leader one read transaction."""
+        needs it, say which jobs the first `limit` ready pending runs belong to, and when the next
+        waiting run becomes ready. Reads only when nothing needs recovering: an idle database costs
+        the leader one read transaction."""
+
+    # -- waits (blocking, from a run's thread; `signal` for callers) -------------------------------
+    @abstractmethod
+    def get_wait(self, run_id: str, name: str) -> Wait | None:
+        """The run's wait of this step name, if one was begun or a signal for it came."""
+
+    @abstractmethod
+    def suspend(self, run_id: str, attempt: int, now: int, name: str, wait: Wait, waiting_for_json: str) -> str | None:
+        """A claimed running run begins (or keeps) waiting: its wait is stored unless stored already,
+        and the run goes back to pending, not ready before `wait.until` (`NEVER` without one) or at
+        once if a signal it waits for has come. Returns None when done, else the run's status as it
+        stands ("cancelled"; "missing" when deleted; "lost" when another claim holds it)."""
+
+    @abstractmethod
+    async def signal(self, run_id: str, name: str, payload_json: str, now: int) -> Run:
+        """Deliver a signal: stored for the run's wait of that name (kept if the run has not reached
+        it yet), and the run made ready at once if it waits for it. Raises RunNotFoundError,
+        RunStateError (a finished run), SignalConflictError (sent already)."""
 
     # -- the workers' rings (see coordination.py) --------------------------------------------------
     def coordinate(self, on_ring: OnRing, polling_interval: float) -> Coordination:

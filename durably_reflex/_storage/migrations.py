@@ -26,10 +26,11 @@ from sqlalchemy.schema import CreateColumn
 
 from .._clock import now_ms
 from .._errors import SchemaVersionError
-from .tables import SCHEMA_VERSION, DurablyTable, RunRow, SchemaVersionRow
+from .tables import SCHEMA_VERSION, DurablyTable, RunRow, SchemaVersionRow, WaitRow
 
 _runs: Table = RunRow.__table__  # type: ignore[attr-defined]
 _versions: Table = SchemaVersionRow.__table__  # type: ignore[attr-defined]
+_waits: Table = WaitRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +80,20 @@ def _add_run_scopes(connection: Connection) -> None:
         _create_index(connection, _runs, name)
 
 
+def _add_waits(connection: Connection) -> None:
+    """Let runs wait: run priority, `ready_at` (a pending run waits until then; existing runs are
+    ready since their creation), `waiting_for`, the claim-order index, and the `durably_waits` table."""
+    for name in ("priority", "ready_at", "waiting_for"):
+        _add_column(connection, _runs, name)
+    connection.execute(_runs.update().values(ready_at=_runs.c.created_at))
+    _create_index(connection, _runs, "ix_durably_runs_ready")
+    _waits.create(connection, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, _index_runs_by_job_and_status),
     Migration(3, _add_run_scopes),
+    Migration(4, _add_waits),
 )
 
 

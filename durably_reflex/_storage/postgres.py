@@ -107,12 +107,12 @@ class PostgresStorage(SqlStorage):
     # claimers hold (and runs this claim already passed over for their concurrency key).
     claim_sql = """
         SELECT r.id, r.concurrency_key, r.scope FROM durably_runs r
-        WHERE r.status = 'pending' AND r.job_name IN ({job_names})
+        WHERE r.status = 'pending' AND r.ready_at <= :now AND r.job_name IN ({job_names})
           AND (r.concurrency_key IS NULL OR NOT EXISTS (
               SELECT 1 FROM durably_runs b
               WHERE b.status = 'running' AND b.concurrency_key = r.concurrency_key AND b.scope = r.scope))
           AND NOT (r.id = ANY(:skipped))
-        ORDER BY r.created_at, r.id
+        ORDER BY r.priority DESC, r.ready_at, r.id
         LIMIT 1
         FOR UPDATE OF r SKIP LOCKED
     """
@@ -170,7 +170,7 @@ class PostgresStorage(SqlStorage):
         self._take = prepare(f"""
             UPDATE durably_runs
             SET status = 'running', attempt = attempt + 1, owner = :owner, started_at = :now,
-                heartbeat_at = :now, updated_at = :now, completed_at = NULL
+                heartbeat_at = :now, updated_at = :now, completed_at = NULL, waiting_for = NULL
             WHERE id = :id AND status = 'pending'
             RETURNING {STORED_RUN_SQL}, attempt""")
         self._events_lock = prepare(f"SELECT pg_advisory_xact_lock({_GLOBAL_LOCKS}, {_EVENTS})")

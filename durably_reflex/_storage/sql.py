@@ -34,10 +34,11 @@ from sqlalchemy import (
 )
 
 from .._clock import now_ms
-from .._errors import RunNotFoundError, RunStateError, StorageUnavailableError
-from .._records import LogEntry, Progress, Run, RunStatus, Step, from_ms
+from .._errors import RunNotFoundError, RunStateError, SignalConflictError, StorageUnavailableError
+from .._records import LogEntry, Progress, Run, RunStatus, Step, WaitingFor, from_ms
 from . import migrations
 from .base import (
+    NEVER,
     Announce,
     Claim,
     Heartbeat,
@@ -52,6 +53,7 @@ from .base import (
     Storage,
     StoredEvent,
     Survey,
+    Wait,
 )
 from .group_commit import GroupCommit
 from .tables import (
@@ -59,6 +61,7 @@ from .tables import (
     LogRow,
     RunRow,
     StepRow,
+    WaitRow,
 )
 from .watch import WatchMark
 
@@ -78,6 +81,8 @@ STORED_RUN_COLUMNS = (
     "heartbeat_at",
     "created_at",
     "updated_at",
+    "priority",
+    "waiting_for",
 )
 STORED_RUN_SQL = ", ".join(STORED_RUN_COLUMNS)
 STEP_COLUMNS = (
@@ -196,6 +201,8 @@ def run_from_row(row: Sequence[Any]) -> Run:
         heartbeat,
         created,
         updated,
+        priority,
+        waiting_for,
         count,
         index,
     ) = row
@@ -217,6 +224,8 @@ def run_from_row(row: Sequence[Any]) -> Run:
         heartbeat_at=from_ms(heartbeat),
         created_at=from_ms(created),
         updated_at=from_ms(updated),
+        priority=priority,
+        waiting_for=None if waiting_for is None else WaitingFor.model_validate_json(waiting_for),
     )
 
 
@@ -253,6 +262,7 @@ _runs = RunRow.__table__  # type: ignore[attr-defined]
 _steps = StepRow.__table__  # type: ignore[attr-defined]
 _logs = LogRow.__table__  # type: ignore[attr-defined]
 _events = EventRow.__table__  # type: ignore[attr-defined]
+_waits = WaitRow.__table__  # type: ignore[attr-defined]
 _completed_steps_of_run = (_steps.c.run_id == _runs.c.id) & (_steps.c.status == "completed")
 _run_columns = [
     *(_runs.c[name] for name in STORED_RUN_COLUMNS),
@@ -349,14 +359,14 @@ class SqlStorage(Storage):
     claim_sql = f"""
         UPDATE durably_runs
         SET status = 'running', attempt = attempt + 1, owner = :owner, started_at = :now,
-            heartbeat_at = :now, updated_at = :now, completed_at = NULL
+            heartbeat_at = :now, updated_at = :now, completed_at = NULL, waiting_for = NULL
         WHERE status = 'pending' AND id = (
             SELECT r.id FROM durably_runs r
-            WHERE r.status = 'pending' AND r.job_name IN ({{job_names}})
+            WHERE r.status = 'pending' AND r.ready_at <= :now AND r.job_name IN ({{job_names}})
               AND (r.concurrency_key IS NULL OR NOT EXISTS (
                   SELECT 1 FROM durably_runs b
                   WHERE b.status = 'running' AND b.concurrency_key = r.concurrency_key AND b.scope = r.scope))
-            ORDER BY r.created_at, r.id
+            ORDER BY r.priority DESC, r.ready_at, r.id
             LIMIT 1)
         RETURNING {STORED_RUN_SQL}, attempt
     """
@@ -391,8 +401,9 @@ class SqlStorage(Storage):
         prepare = self._prepare
         self._insert_run = prepare(f"""
             INSERT INTO durably_runs (id, job_name, input, status, idempotency_key, concurrency_key,
-                attempt, heartbeat_at, created_at, updated_at, scope)
-            VALUES (:id, :job_name, :input, 'pending', :idem, :conc, 0, :now, :now, :now, :scope)
+                attempt, heartbeat_at, created_at, updated_at, scope, priority, ready_at, waiting_for)
+            VALUES (:id, :job_name, :input, 'pending', :idem, :conc, 0, :now, :now, :now, :scope, :priority,
+                :ready_at, :waiting_for)
             ON CONFLICT DO NOTHING
             RETURNING {STORED_RUN_SQL}, 0, 0""")
         self._completed_steps = prepare(
@@ -419,9 +430,27 @@ class SqlStorage(Storage):
         self._running = prepare(
             "SELECT id, owner, heartbeat_at, attempt, job_name FROM durably_runs WHERE status = 'running'"
         )
-        self._oldest_pending = prepare(
-            "SELECT job_name FROM durably_runs WHERE status = 'pending' ORDER BY status, created_at, id LIMIT :limit"
+        self._oldest_pending = prepare("""
+            SELECT job_name FROM durably_runs WHERE status = 'pending' AND ready_at <= :now
+            ORDER BY status, priority DESC, ready_at, id LIMIT :limit""")
+        self._next_ready = prepare(
+            f"SELECT min(ready_at) FROM durably_runs WHERE status = 'pending' AND ready_at > :now AND ready_at < {NEVER}"
         )
+        self._get_wait = prepare(
+            "SELECT kind, until, payload, received_at, created_at FROM durably_waits WHERE run_id = :run_id AND name = :name"
+        )
+        self._insert_wait = prepare("""
+            INSERT INTO durably_waits (run_id, name, kind, until, payload, received_at, created_at)
+            VALUES (:run_id, :name, :kind, :until, :payload, :received_at, :now)
+            ON CONFLICT DO NOTHING""")
+        self._receive_signal = prepare("""
+            UPDATE durably_waits SET payload = :payload, received_at = :now
+            WHERE run_id = :run_id AND name = :name AND received_at IS NULL""")
+        self._suspend = prepare("""
+            UPDATE durably_runs
+            SET status = 'pending', owner = NULL, ready_at = :ready_at, waiting_for = :waiting_for, updated_at = :now
+            WHERE id = :run_id AND attempt = :attempt AND status = 'running'""")
+        self._ready_now = prepare("UPDATE durably_runs SET ready_at = :now WHERE id = :run_id AND status = 'pending'")
         self._watched = prepare("SELECT until FROM durably_watch WHERE id = 1")
         self._watch_until = prepare("""
             INSERT INTO durably_watch (id, until) VALUES (1, :until)
@@ -469,6 +498,9 @@ class SqlStorage(Storage):
                     conc=run.concurrency_key,
                     now=run.created_at,
                     scope=run.scope,
+                    priority=run.priority,
+                    ready_at=run.created_at if run.ready_at is None else run.ready_at,
+                    waiting_for=run.waiting_for_json,
                 ).fetchone()
                 if row is not None:
                     created.append((run_from_row(row), True))
@@ -589,6 +621,8 @@ class SqlStorage(Storage):
                 completed_at=None,
                 owner=None,
                 updated_at=now,
+                ready_at=now,
+                waiting_for=None,
             )
             if announce is not None:
                 announce(run)
@@ -599,7 +633,9 @@ class SqlStorage(Storage):
     async def cancel(self, run_id: str, now: int) -> Run:
         def change(session: SqlSession) -> Run:
             self._require_status(session, run_id, "cancel", _BUSY)
-            return self._update_run(session, run_id, status=RunStatus.CANCELLED.value, completed_at=now, updated_at=now)
+            return self._update_run(
+                session, run_id, status=RunStatus.CANCELLED.value, completed_at=now, updated_at=now, waiting_for=None
+            )
 
         return await self._writer.run(change)
 
@@ -610,6 +646,7 @@ class SqlStorage(Storage):
             )
             session.sa.execute(delete(_logs).where(_logs.c.run_id == run_id))
             session.sa.execute(delete(_steps).where(_steps.c.run_id == run_id))
+            session.sa.execute(delete(_waits).where(_waits.c.run_id == run_id))
             session.sa.execute(delete(_runs).where(_runs.c.id == run_id))
             return run
 
@@ -879,17 +916,81 @@ class SqlStorage(Storage):
         return self._writer.run_blocking(reset)
 
     def survey(self, stale_before: int, owner_is_dead: Callable[[str], bool], now: int, limit: int) -> Survey:
-        def look(session: SqlSession) -> tuple[list[str], list[Sequence[Any]]]:
-            pending = [row[0] for row in session.execute(self._oldest_pending, limit=limit)]
-            return pending, session.execute(self._running).fetchall()
+        def look(session: SqlSession) -> tuple[list[str], list[Sequence[Any]], int | None]:
+            pending = [row[0] for row in session.execute(self._oldest_pending, now=now, limit=limit)]
+            running = session.execute(self._running).fetchall()
+            return pending, running, session.execute(self._next_ready, now=now).fetchone()[0]
 
-        pending_jobs, running = self._reader.run_blocking(look, write=False)
+        pending_jobs, running, next_ready_at = self._reader.run_blocking(look, write=False)
         abandoned = _abandoned(running, stale_before, owner_is_dead)
         if not abandoned:
-            return Survey(pending_jobs, [])
+            return Survey(pending_jobs, [], next_ready_at)
         recovered = self._writer.run_blocking(lambda session: self._reset(session, abandoned, now))
         jobs = {run_id: job for run_id, _, _, _, job in abandoned}
-        return Survey((pending_jobs + [jobs[run_id] for run_id in recovered])[:limit], recovered)
+        return Survey((pending_jobs + [jobs[run_id] for run_id in recovered])[:limit], recovered, next_ready_at)
+
+    # -- waits ------------------------------------------------------------------------------------
+    def get_wait(self, run_id: str, name: str) -> Wait | None:
+        def read(session: SqlSession) -> Wait | None:
+            row = session.execute(self._get_wait, run_id=run_id, name=name).fetchone()
+            return None if row is None else Wait(*row)
+
+        return self._reader.run_blocking(read, write=False)
+
+    def suspend(self, run_id: str, attempt: int, now: int, name: str, wait: Wait, waiting_for_json: str) -> str | None:
+        def change(session: SqlSession) -> str | None:
+            session.execute(
+                self._insert_wait,
+                run_id=run_id,
+                name=name,
+                kind=wait.kind,
+                until=wait.until,
+                payload=None,
+                received_at=None,
+                now=now,
+            )
+            ready_at = NEVER if wait.until is None else wait.until
+            moved = session.execute(
+                self._suspend, run_id=run_id, attempt=attempt, ready_at=ready_at, waiting_for=waiting_for_json, now=now
+            ).rowcount
+            if not moved:
+                row = session.execute(self._status_of, run_id=run_id).fetchone()
+                if row is None:
+                    return "missing"
+                return "lost" if row[1] != attempt else str(row[0])
+            # A new statement, after the run's row is ours: it sees a signal committed before that.
+            stored = session.execute(self._get_wait, run_id=run_id, name=name).fetchone()
+            if stored is not None and stored[3] is not None:
+                session.execute(self._ready_now, run_id=run_id, now=now)
+            return None
+
+        return self._writer.run_blocking(change)
+
+    async def signal(self, run_id: str, name: str, payload_json: str, now: int) -> Run:
+        def deliver(session: SqlSession) -> Run:
+            run = self._require_status(session, run_id, "signal", _BUSY)  # the row stays locked
+            stored = session.execute(self._get_wait, run_id=run_id, name=name).fetchone()
+            if stored is None:
+                session.execute(
+                    self._insert_wait,
+                    run_id=run_id,
+                    name=name,
+                    kind="signal",
+                    until=None,
+                    payload=payload_json,
+                    received_at=now,
+                    now=now,
+                )
+            elif stored[0] != "signal" or stored[3] is not None:
+                raise SignalConflictError(run_id, name)
+            else:
+                session.execute(self._receive_signal, run_id=run_id, name=name, payload=payload_json, now=now)
+            waiting = run.waiting_for
+            if waiting is not None and waiting.kind == "signal" and waiting.name == name:
+                session.execute(self._ready_now, run_id=run_id, now=now)
+            return run
+
+        return await self._writer.run(deliver)
 
     def _reset(self, session: SqlSession, abandoned: list[Sequence[Any]], now: int) -> list[str]:
         """Abandoned running runs back to pending. Only the claim judged abandoned: where writers run

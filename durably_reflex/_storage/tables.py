@@ -7,12 +7,12 @@ JSON columns are TEXT holding compact JSON: the engine encodes once and the wire
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Text, desc
 from sqlmodel import Field, SQLModel
 
 # The version these tables are at: the last step of `migrations.MIGRATIONS`, which says what each
 # version changed. A schema change here comes with a migration step that makes it in old databases.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class DurablyTable(SQLModel):
@@ -42,6 +42,8 @@ class RunRow(DurablyTable, table=True):
         # A tenant's runs, newest first, and its counts per job and status, without reading the others'.
         Index("ix_durably_runs_scope_created", "scope", "created_at", "id"),
         Index("ix_durably_runs_scope_job_status", "scope", "job_name", "status"),
+        # The claim order: pending runs that are ready, highest priority first, then first ready.
+        Index("ix_durably_runs_ready", "status", desc("priority"), "ready_at", "id"),
     )
 
     id: str = Field(primary_key=True)
@@ -66,6 +68,12 @@ class RunRow(DurablyTable, table=True):
     # The tenant the run belongs to ("" for none): idempotency and concurrency keys, listings and
     # counts of a scoped caller stay inside it. Last, as version 3 added it to existing tables.
     scope: str = Field(default="", sa_column=Column(String, nullable=False, server_default=""))
+    # Version 4 (waits): higher runs first among the ready ones; a pending run is not claimed before
+    # `ready_at` (delayed, sleeping, waiting for a signal or for a retry's backoff); `waiting_for`
+    # says what it waits for, as JSON (`{"kind", "name"?, "until"?}`), while it does.
+    priority: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    ready_at: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    waiting_for: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class StepRow(DurablyTable, table=True):
@@ -86,6 +94,21 @@ class StepRow(DurablyTable, table=True):
     error_stack: str | None = Field(default=None, sa_column=Column(Text))
     started_at: int = Field(sa_column=_millis())
     completed_at: int | None = Field(default=None, sa_column=_millis(nullable=True))
+
+
+class WaitRow(DurablyTable, table=True):
+    """A run's durable waits by step name: a sleep's deadline (so a restart does not restart the
+    clock), a signal wait's deadline, and a signal's payload, which may arrive before the wait."""
+
+    __tablename__ = "durably_waits"
+
+    run_id: str = Field(primary_key=True)
+    name: str = Field(primary_key=True)
+    kind: str  # "sleep" | "signal"
+    until: int | None = Field(default=None, sa_column=_millis(nullable=True))  # None: no deadline
+    payload: str | None = Field(default=None, sa_column=Column(Text))  # a signal's, as JSON
+    received_at: int | None = Field(default=None, sa_column=_millis(nullable=True))  # when the signal came
+    created_at: int = Field(sa_column=_millis())
 
 
 class LogRow(DurablyTable, table=True):

@@ -1,0 +1,218 @@
+"""Durable time and waiting in the engine, on both backends: delayed runs, priority, `step.sleep`,
+`step.wait_for_signal` and `durably.signal`. A waiting run is `pending` (what a Durably 0.7 client
+knows) with `waiting_for` saying for what and until when, and holds no worker slot."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from engine_helpers import collect, query_db, wait_for_status
+from pydantic import BaseModel
+
+from durably_reflex import (
+    BatchItem,
+    Durably,
+    InvalidArgumentError,
+    RunNotFoundError,
+    RunStateError,
+    SignalConflictError,
+    SignalTimeoutError,
+    define_job,
+)
+
+
+class Empty(BaseModel):
+    pass
+
+
+class Approval(BaseModel):
+    approved: bool
+    by: str
+
+
+async def _done(step, payload: Empty) -> str:
+    return "done"
+
+
+async def _nap(step, payload: Empty) -> str:
+    await step.run("before", lambda: "before")
+    await step.sleep("nap", 0.3)
+    return await step.run("after", lambda: "after")
+
+
+async def _approval(step, payload: Empty) -> dict:
+    await step.run("ask", lambda: "asked")
+    decision = await step.wait_for_signal("approval", model=Approval)
+    return {"approved": decision.approved, "by": decision.by}
+
+
+async def _approval_with_deadline(step, payload: Empty) -> str:
+    try:
+        await step.wait_for_signal("approval", timeout=0.3)
+    except SignalTimeoutError:
+        return await step.run("escalate", lambda: "escalated")
+    return "approved"
+
+
+DONE = define_job(name="done", input=Empty, run=_done)
+NAP = define_job(name="nap", input=Empty, run=_nap)
+APPROVAL = define_job(name="approval", input=Empty, run=_approval)
+DEADLINE = define_job(name="deadline", input=Empty, run=_approval_with_deadline)
+
+
+@pytest.fixture
+async def engine(durably: Durably) -> Durably:
+    durably.register(done=DONE, nap=NAP, approval=APPROVAL, deadline=DEADLINE)
+    await durably.start()
+    return durably
+
+
+# -- delayed runs and priority ---------------------------------------------------------------------
+async def test_a_delayed_run_waits_pending_until_its_time_then_runs(engine: Durably) -> None:
+    before = int(time.time() * 1000) / 1000  # the engine's clock counts whole milliseconds
+    run = await engine.jobs.done.trigger({}, delay=0.4)
+    assert run.status == "pending"
+    assert run.waiting_for is not None and run.waiting_for.kind == "delay"
+    assert run.waiting_for.until is not None and run.waiting_for.until.timestamp() >= before + 0.4
+    done = await wait_for_status(engine, run.id, "completed", timeout=10)
+    assert done.started_at is not None and done.started_at.timestamp() >= before + 0.4
+    assert done.waiting_for is None
+
+
+async def test_run_at_in_the_past_runs_at_once_and_naive_or_conflicting_times_are_refused(engine: Durably) -> None:
+    run = await engine.jobs.done.trigger({}, run_at=datetime.now(UTC) - timedelta(minutes=1))
+    assert run.waiting_for is None
+    await wait_for_status(engine, run.id, "completed", timeout=10)
+    with pytest.raises(InvalidArgumentError, match="timezone-aware"):
+        await engine.jobs.done.trigger({}, run_at=datetime.now())
+    with pytest.raises(InvalidArgumentError, match="delay or run_at"):
+        await engine.jobs.done.trigger({}, delay=1, run_at=datetime.now(UTC))
+    with pytest.raises(InvalidArgumentError, match="delay must be"):
+        await engine.jobs.done.trigger({}, delay=-1)
+    with pytest.raises(InvalidArgumentError, match="priority"):
+        await engine.jobs.done.trigger({}, priority=10**9)
+
+
+async def test_higher_priority_runs_go_first_and_equal_ones_in_order(durably: Durably) -> None:
+    durably.register(done=DONE)
+    runs = await durably.batch_trigger(
+        "done", [BatchItem({}, priority=0), BatchItem({}, priority=5), BatchItem({}, priority=0), BatchItem({}, priority=9)]
+    )
+    started = collect(durably, "run:start")
+    await durably.start()
+    for run in runs:
+        await wait_for_status(durably, run.id, "completed", timeout=10)
+    order = [event["runId"] for event in started]
+    assert order == [runs[3].id, runs[1].id, runs[0].id, runs[2].id]
+
+
+# -- sleep -----------------------------------------------------------------------------------------
+async def test_a_sleeping_run_is_pending_until_its_wake_time_and_holds_no_slot(engine: Durably) -> None:
+    waits = collect(engine, "run:wait")
+    napping = await engine.jobs.nap.trigger({})
+    await wait_for_status(engine, napping.id, "pending", timeout=10)
+    asleep = await engine.get_run(napping.id)
+    assert asleep is not None and asleep.waiting_for is not None
+    assert (asleep.waiting_for.kind, asleep.waiting_for.name) == ("sleep", "nap")
+    assert asleep.step_count == 1  # "before"
+    # The only slot is free: another run completes while the first one sleeps.
+    other = await engine.jobs.done.trigger({})
+    await wait_for_status(engine, other.id, "completed", timeout=10)
+    assert (await engine.get_run(napping.id)).status == "pending"  # type: ignore[union-attr]
+    done = await wait_for_status(engine, napping.id, "completed", timeout=10)
+    assert done.output == "after"
+    steps = await engine.get_steps(napping.id)
+    assert [(step.name, step.status) for step in steps] == [("before", "completed"), ("nap", "completed"), ("after", "completed")]
+    nap = steps[1]
+    assert nap.completed_at is not None and (nap.completed_at - nap.started_at).total_seconds() >= 0.3
+    assert [event["waitingFor"]["kind"] for event in waits] == ["sleep"]
+
+
+async def test_a_sleep_keeps_its_deadline_when_the_run_is_executed_again(engine: Durably, db_url: str) -> None:
+    napping = await engine.jobs.nap.trigger({})
+    await wait_for_status(engine, napping.id, "pending", timeout=10)
+    (until,) = query_db(db_url, "SELECT until FROM durably_waits WHERE run_id = ? AND name = 'nap'", napping.id)[0]
+    # Make the run ready at once, as a recovery or a spurious wake would: it sleeps on to the same deadline.
+    query_db(db_url, "UPDATE durably_runs SET ready_at = 0 WHERE id = ?", napping.id)
+    engine._worker.wake()
+    done = await wait_for_status(engine, napping.id, "completed", timeout=10)
+    assert done.completed_at is not None and done.completed_at.timestamp() * 1000 >= until
+    assert query_db(db_url, "SELECT until FROM durably_waits WHERE run_id = ?", napping.id) == [(until,)]
+
+
+# -- signals ---------------------------------------------------------------------------------------
+async def test_a_signal_resumes_a_run_waiting_for_it_with_its_payload(engine: Durably) -> None:
+    signals = collect(engine, "run:signal")
+    run = await engine.jobs.approval.trigger({})
+    await until_waiting(engine, run.id, "signal")
+    waiting = await engine.get_run(run.id)
+    assert waiting is not None and waiting.status == "pending" and waiting.waiting_for is not None
+    assert waiting.waiting_for.name == "approval" and waiting.waiting_for.until is None
+    await engine.signal(run.id, "approval", {"approved": True, "by": "ada"})
+    done = await wait_for_status(engine, run.id, "completed", timeout=10)
+    assert done.output == {"approved": True, "by": "ada"}
+    assert [(event["runId"], event["name"]) for event in signals] == [(run.id, "approval")]
+
+
+async def test_a_signal_sent_before_the_run_waits_is_kept(durably: Durably) -> None:
+    durably.register(approval=APPROVAL)
+    run = await durably.jobs.approval.trigger({})  # the worker is not started yet
+    await durably.signal(run.id, "approval", {"approved": False, "by": "bob"})
+    await durably.start()
+    done = await wait_for_status(durably, run.id, "completed", timeout=10)
+    assert done.output == {"approved": False, "by": "bob"}
+
+
+async def test_a_wait_without_a_signal_times_out_with_an_error_the_job_can_catch(engine: Durably) -> None:
+    run = await engine.jobs.deadline.trigger({})
+    done = await wait_for_status(engine, run.id, "completed", timeout=10)
+    assert done.output == "escalated"
+    steps = {step.name: step for step in await engine.get_steps(run.id)}
+    assert steps["approval"].output == {"timedOut": True}
+    # A signal after the deadline is kept but changes nothing: the run is finished.
+    with pytest.raises(RunStateError):
+        await engine.signal(run.id, "approval", {})
+
+
+async def test_a_second_signal_to_one_wait_is_refused_and_the_first_stands(durably: Durably) -> None:
+    durably.register(approval=APPROVAL)
+    run = await durably.jobs.approval.trigger({})  # no worker yet: the run stays where it is
+    await durably.signal(run.id, "approval", {"approved": True, "by": "ada"})
+    with pytest.raises(SignalConflictError, match="already sent"):
+        await durably.signal(run.id, "approval", {"approved": False, "by": "eve"})
+    await durably.start()
+    done = await wait_for_status(durably, run.id, "completed", timeout=10)
+    assert done.output == {"approved": True, "by": "ada"}
+
+
+async def test_signals_to_unknown_or_finished_runs_are_errors(engine: Durably) -> None:
+    with pytest.raises(RunNotFoundError):
+        await engine.signal("no-such-run", "approval", {})
+    run = await engine.jobs.done.trigger({})
+    await wait_for_status(engine, run.id, "completed", timeout=10)
+    with pytest.raises(RunStateError, match="Cannot signal completed run"):
+        await engine.signal(run.id, "approval", {})
+
+
+async def test_a_cancelled_waiting_run_stays_cancelled_and_a_retry_waits_again(engine: Durably) -> None:
+    run = await engine.jobs.approval.trigger({})
+    await until_waiting(engine, run.id, "signal")
+    cancelled = await engine.cancel(run.id)
+    assert cancelled.status == "cancelled" and cancelled.waiting_for is None
+    await engine.retry(run.id)
+    await until_waiting(engine, run.id, "signal")
+    await engine.signal(run.id, "approval", {"approved": True, "by": "ada"})
+    await wait_for_status(engine, run.id, "completed", timeout=10)
+
+
+async def until_waiting(durably: Durably, run_id: str, kind: str, timeout: float = 10.0) -> None:
+    """Until the run is pending and waiting for `kind`."""
+    async with asyncio.timeout(timeout):
+        while True:
+            run = await durably.get_run(run_id)
+            if run is not None and run.status == "pending" and run.waiting_for is not None and run.waiting_for.kind == kind:
+                return
+            await asyncio.sleep(0.01)
