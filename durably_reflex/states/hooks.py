@@ -245,11 +245,13 @@ def use_runs_state(
     *,
     status: str | None = None,
     page_size: int | None = None,
+    url_query: bool | None = None,
     forward_headers: tuple[str, ...] | None = None,
     request_headers: HeadersFunction | None = None,
 ) -> type[UseRunsState]:
     """A mixin of `UseRunsState`: every job's runs (`use_runs_state(client)`, `job_name` the
-    initial filter), or one job's, typed (`use_runs_state(client.import_csv)`)."""
+    initial filter), or one job's, typed (`use_runs_state(client.import_csv)`); `url_query`: the
+    filters live in the page's URL."""
     client, job, name = _job_of(source, job_name)
     return configured_mixin(
         UseRunsState,
@@ -259,6 +261,7 @@ def use_runs_state(
         job_name=name,
         status=status,
         page_size=page_size,
+        url_query=url_query,
         forward_headers=forward_headers,
         request_headers=request_headers,
     )
@@ -298,10 +301,12 @@ def use_run_stats_state(
     *,
     bucket_seconds: int | None = None,
     buckets: int | None = None,
+    url_query: bool | None = None,
     forward_headers: tuple[str, ...] | None = None,
     request_headers: HeadersFunction | None = None,
 ) -> type[UseRunStatsState]:
-    """A mixin of `UseRunStatsState` (every job's runs, or one job's)."""
+    """A mixin of `UseRunStatsState` (every job's runs, or one job's); `url_query`: its job filter
+    and range live in the page's URL."""
     client, _, name = _job_of(source, job_name)
     return configured_mixin(
         UseRunStatsState,
@@ -310,6 +315,7 @@ def use_run_stats_state(
         job_name=name,
         bucket_seconds=bucket_seconds,
         buckets=buckets,
+        url_query=url_query,
         forward_headers=forward_headers,
         request_headers=request_headers,
     )

@@ -2,14 +2,19 @@
 
 Rows are the runs as the API lists them, as dicts with snake_case keys (`id`, `job_name`,
 `status`, `progress`, `current_step_index`, `step_count`, `output`, `error`, `created_at`, ...),
-plus `progress_percent`, `duration_ms` and `duration_text` for tables.
+plus what a table shows: `progress_percent`, `duration_ms`, `duration_text`, `short_id`,
+`error_line` (the error's first line) and `step_name`: the step a running run is at (from the live
+stream's `step:start`; None until one arrives), or where a failed or cancelled run stopped (read from
+its steps once the page is shown; "" when it stopped before any step).
 The page is fetched with one extra row to learn `has_more`.
 
 While the first page is shown, `attach` (in `on_mount`) follows `/runs/subscribe`: lifecycle
 events and step starts/failures refresh the page (a burst of them becomes one fetch, at most one
 every `REFRESH_INTERVAL`), progress and step completions change the matching row in place with no
 fetch. Other pages stay as fetched until `refresh`. The status and job filters can be changed at run
-time (`set_status_filter`, `set_job_filter`) unless the state is bound to one job.
+time (`set_status_filter`, `set_job_filter`, `clear_filters`) unless the state is bound to one job;
+with `url_query`, they are read from the page's URL (`?job=...&status=...`) when the state attaches
+and written back to it as they change, so a filtered view can be shared and reloaded.
 
 Extension points, for a subclass: `fetch_runs(limit, offset)` (where a page's runs come from) and
 `to_row(run)` (what a row holds: add the fields your table shows).
@@ -17,6 +22,7 @@ Extension points, for a subclass: `fetch_runs(limit, offset)` (where a page's ru
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import Any, ClassVar
 
@@ -24,11 +30,12 @@ import reflex as rx
 
 from .._client import DurablyClient, JobClient
 from .._errors import DurablyError
-from .._records import Run
-from .._wire_events import RunProgress, StepComplete
+from .._records import Run, RunStatus, Step
+from .._wire_events import RunProgress, StepComplete, StepStart
 from .base import DurablyState
 from .consumers import Consumer, Refresher, apply_updates, consumer_of, consuming
-from .run_fields import format_duration, percent
+from .run_fields import first_line, format_duration, percent, short_id, stopped_step
+from .url_query import query_value, replace_query
 
 REFRESH_INTERVAL = 0.1  # seconds between two live refreshes of the first page, at most
 # Events after which the first page is fetched again; progress and step completion patch rows.
@@ -47,6 +54,8 @@ _REFRESH_ON = frozenset(
     }
 )
 LIVE_SOURCE = "runs"
+STATUSES = frozenset(status.value for status in RunStatus)
+STOPPED = ("failed", "cancelled")  # rows whose `step_name` says where the run stopped
 
 
 class UseRunsState(DurablyState, mixin=True):
@@ -57,6 +66,7 @@ class UseRunsState(DurablyState, mixin=True):
     job_name: ClassVar[str | None] = None  # initial job filter (fixed when `job` is set)
     status: ClassVar[str | None] = None  # initial status filter
     page_size: ClassVar[int] = 10
+    url_query: ClassVar[bool] = False  # filters live in the page's URL query (`job`, `status`)
 
     # -- what the UI shows ------------------------------------------------------------------------
     runs: rx.Field[list[dict[str, Any]]] = rx.field(default_factory=list)
@@ -72,6 +82,11 @@ class UseRunsState(DurablyState, mixin=True):
     @rx.var
     def is_empty(self) -> bool:
         return not self.runs and not self.is_loading and self.error is None
+
+    @rx.var(deps=["status_filter", "job_filter"], auto_deps=False)
+    def is_filtered(self) -> bool:
+        """Whether the user's filters narrow the runs (a job the state is bound to is not one)."""
+        return bool(self.status_filter or (self.job_filter and self.__class__.job is None))
 
     @rx.var(deps=["page", "runs"], auto_deps=False)
     def first_row_number(self) -> int:
@@ -91,6 +106,7 @@ class UseRunsState(DurablyState, mixin=True):
             await self._load()
         async with consuming(token, name) as consumer:
             consumer.start_source(LIVE_SOURCE, _follow_runs(consumer, api, self.job_filter or None))
+            consumer.post(_name_stopped_steps)
             async for batch in consumer.batches():
                 async with self:
                     await apply_updates(self, batch)
@@ -117,24 +133,37 @@ class UseRunsState(DurablyState, mixin=True):
         await self._load()
 
     @rx.event
-    async def set_status_filter(self, status: str) -> None:
+    async def set_status_filter(self, status: str) -> Any:
         """Show runs of one status ("" or "all": every status), from the first page."""
         self.status_filter = "" if status == "all" else status
         self.page = 0
         await self._load()
+        return self._filters_to_url()
 
     @rx.event
-    async def set_job_filter(self, job_name: str) -> None:
+    async def set_job_filter(self, job_name: str) -> Any:
         """Show runs of one job ("" or "all": every job), from the first page; the live stream
         follows the filter. Ignored when the state is bound to one job."""
         if self.__class__.job is not None:
-            return
+            return None
         self.job_filter = "" if job_name == "all" else job_name
         self.page = 0
         await self._load()
-        consumer = consumer_of(self)
-        if consumer is not None:
-            consumer.start_source(LIVE_SOURCE, _follow_runs(consumer, self.api(), self.job_filter or None))
+        self._follow_job_filter()
+        return self._filters_to_url()
+
+    @rx.event
+    async def clear_filters(self) -> Any:
+        """Every run again (every status, and every job unless the state is bound to one)."""
+        job_changed = bool(self.job_filter) and self.__class__.job is None
+        self.status_filter = ""
+        if job_changed:
+            self.job_filter = ""
+        self.page = 0
+        await self._load()
+        if job_changed:
+            self._follow_job_filter()
+        return self._filters_to_url()
 
     # -- extension points and helpers for subclasses ---------------------------------------------
     async def fetch_runs(self, limit: int, offset: int) -> list[Run]:
@@ -161,12 +190,32 @@ class UseRunsState(DurablyState, mixin=True):
 
     # -- internals --------------------------------------------------------------------------------
     def _configure(self) -> None:
-        """Take the class's initial filters once per tab (later changes are the user's)."""
+        """Take the class's initial filters once per tab (later changes are the user's); with
+        `url_query`, the page's URL says them at every attach (a shared or reloaded link)."""
         cls = self.__class__
         if not self._configured:
             self._configured = True
             self.job_filter = cls.job.name if cls.job is not None else (cls.job_name or "")
             self.status_filter = cls.status or ""
+        if cls.url_query:
+            status = query_value(self, "status")
+            self.status_filter = status if status in STATUSES else ""
+            if cls.job is None:
+                self.job_filter = query_value(self, "job")
+            self.page = 0
+
+    def _filters_to_url(self) -> Any:
+        """The event that writes the filters into the page's URL (with `url_query`), else None."""
+        if not self.__class__.url_query:
+            return None
+        return replace_query(
+            {"job": "" if self.__class__.job is not None else self.job_filter, "status": self.status_filter}
+        )
+
+    def _follow_job_filter(self) -> None:
+        consumer = consumer_of(self)
+        if consumer is not None:
+            consumer.start_source(LIVE_SOURCE, _follow_runs(consumer, self.api(), self.job_filter or None))
 
     async def _load(self) -> None:
         """Fetch the current page (inside the lock: a normal event, or an update)."""
@@ -179,7 +228,11 @@ class UseRunsState(DurablyState, mixin=True):
         else:
             self.error = None
             self.has_more = len(rows) > page_size
-            self.runs = [self.to_row(run) for run in rows[:page_size]]
+            self.runs = _keep_step_names([self.to_row(run) for run in rows[:page_size]], self.runs)
+            if any(row["status"] in STOPPED and row["step_name"] is None for row in self.runs):
+                consumer = consumer_of(self)
+                if consumer is not None:  # after this page is shown: a second, small change
+                    consumer.post(_name_stopped_steps)
         finally:
             self.is_loading = False
 
@@ -193,16 +246,19 @@ async def _follow_runs(consumer: Consumer, client: DurablyClient, job_name: str 
 
     async with client.subscribe_runs(job_name, on_state=on_connection) as events:
         async for event in events:
+            if isinstance(event, (RunProgress, StepComplete, StepStart)):
+                consumer.post(functools.partial(_patch_row, event=event))
             if event.type in _REFRESH_ON:
                 refresh.request()
-            elif isinstance(event, (RunProgress, StepComplete)):
-                consumer.post(functools.partial(_patch_row, event=event))
 
 
 def run_row(run: Run) -> dict[str, Any]:
     """A run as a table row: its fields (snake_case, JSON values) plus what a table shows derived
-    from them: `progress_percent` (0-100, None without a total) and `duration_ms` once it ended."""
+    from them: `progress_percent` (0-100, None without a total), `duration_ms` once it ended,
+    `short_id` and `error_line` (see the module's docstring)."""
     row = run.model_dump(mode="json", exclude={"error_stack"})
+    row["short_id"] = short_id(run.id)
+    row["error_line"] = first_line(run.error)
     row["progress_percent"] = percent(row["progress"])
     started_at, completed_at = run.started_at, run.completed_at
     if started_at is not None and completed_at is not None:
@@ -218,15 +274,57 @@ async def _refresh_first_page(state: Any) -> None:
         await state._load()
 
 
-def _patch_row(state: Any, event: RunProgress | StepComplete) -> None:
+def _patch_row(state: Any, event: RunProgress | StepComplete | StepStart) -> None:
     if state.page != 0:
         return
     for index, row in enumerate(state.runs):
         if row["id"] == event.run_id:
+            changed: dict[str, Any]
             if isinstance(event, RunProgress):
                 progress = event.progress.model_dump(mode="json")
                 changed = {"progress": progress, "progress_percent": percent(progress)}
+            elif isinstance(event, StepStart):
+                changed = {"step_name": event.step_name}
             else:
                 changed = {"current_step_index": event.step_index + 1}
             state.runs[index] = {**row, **changed}
             return
+
+
+def _keep_step_names(rows: list[dict[str, Any]], shown: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows` with the `step_name` the rows shown so far knew: a running run's from the live
+    stream (kept while it runs), a stopped run's while it has not changed since it was read."""
+    known = {row["id"]: row for row in shown}
+    for row in rows:
+        before = known.get(row["id"])
+        same = (
+            before is not None
+            and before.get("status") == row["status"]
+            and (row["status"] == "running" or before.get("updated_at") == row.get("updated_at"))
+        )
+        row["step_name"] = before.get("step_name") if same and before is not None else None
+    return rows
+
+
+async def _name_stopped_steps(state: Any) -> None:
+    """An update: read the steps of the failed and cancelled runs on the page whose `step_name`
+    is not known yet, and say where each stopped (a run whose steps cannot be read keeps None)."""
+    wanted = [row["id"] for row in state.runs if row["status"] in STOPPED and row["step_name"] is None]
+    if not wanted:
+        return
+    api = state.api()
+    found = await asyncio.gather(*(api.get_steps(run_id) for run_id in wanted), return_exceptions=True)
+    names = {
+        run_id: _where_stopped(steps) for run_id, steps in zip(wanted, found, strict=True) if isinstance(steps, list)
+    }
+    state.runs = [{**row, "step_name": names[row["id"]]} if row["id"] in names else row for row in state.runs]
+
+
+def _where_stopped(steps: list[Step]) -> str:
+    """The step a stopped run stopped at, "after <the last step>" when all it began completed, ""
+    when it began none."""
+    rows = [{"name": step.name, "status": step.status} for step in steps]
+    at = stopped_step(rows)
+    if at is not None:
+        return str(at["name"])
+    return f"after {rows[-1]['name']}" if rows else ""
