@@ -12,9 +12,11 @@ from typing import Any
 from durably_reflex._wire_events import RunCancel, StepComplete, StepStart
 from durably_reflex.states.run_fields import (
     apply_run_event,
+    ensure_running_step,
     first_line,
     put_step,
     short_id,
+    step_label,
     stop_summary,
     stopped_step,
     timeline_bounds,
@@ -48,9 +50,15 @@ def step(view: RunView, index: int, name: str, status: str, start_s: float, end_
 
 def test_a_cancel_ends_the_running_step_as_cancelled_where_the_run_stopped() -> None:
     view = RunView()
-    apply_run_event(view, StepStart(run_id="run-1", job_name="job", step_name="one", step_index=0, timestamp=NOW), max_logs=10)
-    apply_run_event(view, StepComplete(run_id="run-1", job_name="job", step_name="one", step_index=0, timestamp=NOW), max_logs=10)
-    apply_run_event(view, StepStart(run_id="run-1", job_name="job", step_name="two", step_index=1, timestamp=NOW), max_logs=10)
+    apply_run_event(
+        view, StepStart(run_id="run-1", job_name="job", step_name="one", step_index=0, timestamp=NOW), max_logs=10
+    )
+    apply_run_event(
+        view, StepComplete(run_id="run-1", job_name="job", step_name="one", step_index=0, timestamp=NOW), max_logs=10
+    )
+    apply_run_event(
+        view, StepStart(run_id="run-1", job_name="job", step_name="two", step_index=1, timestamp=NOW), max_logs=10
+    )
     apply_run_event(view, RunCancel(run_id="run-1", job_name="job", timestamp=NOW + timedelta(seconds=2)), max_logs=10)
 
     assert [(row["name"], row["status"]) for row in view.steps] == [("one", "completed"), ("two", "cancelled")]
@@ -90,3 +98,35 @@ def test_a_table_shows_an_errors_first_line_and_a_run_ids_last_characters() -> N
     assert first_line("\n  boom: the renderer ran out of ink\nTraceback ...") == "boom: the renderer ran out of ink"
     assert first_line(None) == ""
     assert short_id("01JD8X5QZK3M7R2T9V4W6Y8A1C") == "4W6Y8A1C"
+
+
+def test_a_run_attached_mid_step_shows_the_running_step_its_stored_steps_do_not_name() -> None:
+    view = RunView(run={"started_at": "2026-11-29T12:00:00.000Z"})
+    step(view, 0, "one", "completed", 0, 2)
+    ensure_running_step(view)  # the store keeps settled steps only; step:start came before we attached
+    assert [(row["index"], row["status"], step_label(row)) for row in view.steps] == [
+        (0, "completed", "one"), (1, "running", "step 2"),
+    ]  # fmt: skip
+    assert view.steps[1]["started_ms"] == NOW_MS + 2000  # when the last one ended
+    apply_run_event(
+        view, StepComplete(run_id="run-1", job_name="job", step_name="two", step_index=1, timestamp=NOW), max_logs=10
+    )
+    assert (view.steps[1]["name"], view.steps[1]["status"]) == ("two", "completed")  # its own event names it
+
+    ensure_running_step(view)
+    ensure_running_step(view)  # once
+    assert [row["status"] for row in view.steps] == ["completed", "completed", "running"]
+    view.status = "completed"
+    stopped = RunView(status="completed", steps=[])
+    ensure_running_step(stopped)
+    assert stopped.steps == []
+
+
+def test_a_retried_run_runs_again_the_first_step_that_did_not_complete() -> None:
+    view = RunView()
+    step(view, 0, "one", "completed", 0, 1)
+    step(view, 1, "two", "failed", 1, 2)
+    ensure_running_step(view)
+    assert [(row["index"], row["status"], row["name"]) for row in view.steps] == [
+        (0, "completed", "one"), (1, "running", "two"),
+    ]  # fmt: skip

@@ -204,6 +204,30 @@ def _epoch_ms(iso: str | None) -> int | None:
     return None if not iso else round(datetime.fromisoformat(iso).timestamp() * 1000)
 
 
+def ensure_running_step(view: RunFields) -> None:
+    """A running run is at a step. When no row says which (its `step:start` came before this view
+    attached, and the store keeps settled steps only), add one: the first step not completed (or
+    the one after the last: a retried run runs again the step that failed), begun when the last
+    completed one ended (or when the run started), its name unknown ("") if no row had it, until its
+    own events or record name it."""
+    if view.status != "running" or any(row["status"] == "running" for row in view.steps):
+        return
+    unfinished = [row["index"] for row in view.steps if row["status"] != "completed"]
+    index = min(unfinished) if unfinished else max((row["index"] for row in view.steps), default=-1) + 1
+    starts = [row["completed_at"] for row in view.steps if row["status"] == "completed" and row.get("completed_at")]
+    if view.run is not None and view.run.get("started_at"):
+        starts.append(view.run["started_at"])
+    change: dict[str, Any] = {"index": index, "status": "running", "started_at": max(starts, default=None)}
+    if not any(row["index"] == index for row in view.steps):
+        change["name"] = ""
+    put_step(view, {**change, "completed_at": None, "duration_ms": None, "duration_text": "", "error": None})
+
+
+def step_label(row: dict[str, Any]) -> str:
+    """A step's name, or "step <n>" for one whose name is not known yet."""
+    return str(row["name"]) or f"step {row['index'] + 1}"
+
+
 def _stop_running_steps(view: RunFields, moment: str | None) -> None:
     """A cancel ends the step that was running, as the worker records a step that sees it: where
     the run stopped. (A step that ignores the cancel and completes is marked so by its event.)"""
@@ -243,9 +267,9 @@ def stop_summary(status: str | None, steps: list[dict[str, Any]], progress: dict
     verb = "Failed" if status == "failed" else "Cancelled"
     at = stopped_step(steps)
     if at is not None:
-        where = f'{verb} at step "{at["name"]}"'
+        where = f'{verb} at step "{step_label(at)}"'
     elif done:
-        where = f'{verb} after step "{steps[-1]["name"]}"'
+        where = f'{verb} after step "{step_label(steps[-1])}"'
     else:
         where = f"{verb} before its first step"
     details = [f"{done} step{'s' if done != 1 else ''} completed"] if at is not None or done else []

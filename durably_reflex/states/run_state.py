@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import reflex as rx
@@ -23,13 +23,14 @@ import reflex as rx
 from .._client import ClientConnectionError, DurablyClient, ServerError
 from .._clock import now_ms
 from .._errors import DurablyError, FeatureNotSupportedError, RunNotFoundError
-from .._wire_events import RunSnapshot
+from .._wire_events import RunCancel, RunSnapshot
 from .base import DurablyState
 from .consumers import Consumer, Update, apply_updates, consuming
 from .run_fields import (
     add_logs,
     apply_run_event,
     clear_run,
+    ensure_running_step,
     first_line,
     format_duration,
     log_line,
@@ -45,6 +46,9 @@ logger = logging.getLogger(__name__)
 RUN_SOURCE = "run"  # the consumer's source that follows the current run
 CLOCK_SOURCE = "clock"  # the consumer's source that moves `clock_ms` while the run runs
 CLOCK_INTERVAL = 1.0  # seconds: how often a running run's timeline grows
+# After a cancel, how often and how many times the steps are read for the step it stopped.
+STOPPED_STEP_PAUSE = 0.3
+STOPPED_STEP_READS = 6
 
 
 class RunViewState(DurablyState, mixin=True):
@@ -143,6 +147,11 @@ class RunViewState(DurablyState, mixin=True):
     def timeline_span_ms(self) -> int:
         """How long the steps' time axis is (ms): to the last step's end, or now while one runs."""
         return timeline_bounds(self.steps, self.clock_ms)[1]
+
+    @rx.var(deps=["steps", "clock_ms"], auto_deps=False)
+    def timeline_span_text(self) -> str:
+        """The time axis's length for people (its end label)."""
+        return format_duration(timeline_bounds(self.steps, self.clock_ms)[1])
 
     @rx.var(deps=["status", "steps", "progress"], auto_deps=False)
     def stop_summary(self) -> str:
@@ -243,6 +252,8 @@ async def follow_run(consumer: Consumer, client: DurablyClient, run_id: str) -> 
                 consumer.post(
                     _run_update(run_id, lambda state, e=event: apply_run_event(state, e, max_logs=state.max_logs))
                 )
+                if isinstance(event, RunCancel):
+                    await _read_stopped_step(consumer, client, run_id, event)
                 if not isinstance(event, RunSnapshot):
                     continue
                 try:
@@ -289,6 +300,27 @@ def _run_update(run_id: str, change: Any) -> Update:
 def _merge_steps(state: Any, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         put_step(state, row)
+    ensure_running_step(state)
+
+
+async def _read_stopped_step(consumer: Consumer, client: DurablyClient, run_id: str, cancel: RunCancel) -> None:
+    """The worker records the step a cancel stopped a moment after the cancel, and no event says
+    so: read the steps until that record is there (bounded; a step that ignores the cancel
+    completes with an event of its own), so the view names where the run stopped."""
+    cancelled_at = cancel.timestamp or datetime.now(UTC)
+    for _ in range(STOPPED_STEP_READS):
+        await asyncio.sleep(STOPPED_STEP_PAUSE)
+        try:
+            steps = await client.get_steps(run_id)
+        except DurablyError:
+            return
+        rows = [step_row(step) for step in steps]
+        consumer.post(_run_update(run_id, lambda state, rows=rows: _merge_steps(state, rows)))
+        if any(
+            step.status == "cancelled" and step.completed_at is not None and step.completed_at >= cancelled_at
+            for step in steps
+        ):
+            return
 
 
 def _show_error(state: Any, message: str) -> None:
