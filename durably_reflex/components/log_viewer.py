@@ -2,8 +2,10 @@
 
 The newest lines stay in view while the user is at the bottom; scrolling up pauses that (to read)
 and scrolling back down resumes it (`rx.auto_scroll`). Levels are coloured and can be filtered;
-each line shows its time and step, and its data (when it has any) opens below it. The state keeps
-at most `max_logs` lines, so the viewer stays small however much a job logs.
+each line shows its time and step, and a line with data says so (a "data" toggle with a chevron)
+and opens it below. "Hide earlier" hides the lines shown so far, for this tab (new lines keep
+coming; the stored logs are untouched and "show" brings them back). The state keeps at most
+`max_logs` lines, so the viewer stays small however much a job logs.
 
 Standalone, the viewer attaches its state on mount (to `run_id` when given, for a `use_job_run` or
 `use_job_logs` state); inside a component that attaches the state itself, pass `attach=False`.
@@ -51,7 +53,28 @@ def log_viewer(
             ),
             rx.fragment(),
         ),
-        rx.button("Clear", size="1", variant="soft", color_scheme="gray", on_click=state.clear_logs),
+        rx.cond(
+            state.logs_hidden_through,
+            rx.button(
+                "Show " + state.hidden_log_count.to_string() + " hidden",
+                size="1",
+                variant="soft",
+                color_scheme="gray",
+                on_click=state.show_all_logs,
+                title="Show the lines hidden here",
+                class_name="durably-log-show-all",
+            ),
+            rx.button(
+                "Hide earlier",
+                size="1",
+                variant="soft",
+                color_scheme="gray",
+                on_click=state.hide_earlier_logs,
+                disabled=state.logs.length() == 0,
+                title="Hide the lines shown so far (only here: the run's logs are kept)",
+                class_name="durably-log-hide",
+            ),
+        ),
         width="100%",
         align="center",
     )
@@ -62,7 +85,8 @@ def log_viewer(
             rx.foreach(
                 state.logs,
                 lambda line: rx.cond(
-                    (state.level_filter == "") | (line["level"].to(str) == state.level_filter),
+                    ((state.level_filter == "") | (line["level"].to(str) == state.level_filter))
+                    & (line["id"].to(str) > state.logs_hidden_through),
                     _log_line(line),
                     rx.fragment(),
                 ),
@@ -90,13 +114,29 @@ def _log_line(line: ObjectVar[dict[str, Any]]) -> rx.Component:
         spacing="2",
         align="center",
     )
+    toggle = rx.badge(
+        rx.icon("chevron-right", size=12, class_name="durably-chevron", style={"transition": "transform 120ms"}),
+        "data",
+        size="1",
+        variant="outline",
+        color_scheme="gray",
+        class_name="durably-log-data-toggle",
+    )
     return rx.cond(
         has_data,
         rx.el.details(
-            rx.el.summary(summary, style={"cursor": "pointer", "list_style_position": "outside"}),
+            rx.el.summary(
+                rx.hstack(summary, toggle, spacing="2", align="center"),
+                style={"cursor": "pointer", "list_style": "none"},
+                title="Show the data logged with this line",
+            ),
             rx.code_block(line["data"].to_string(), language="json", font_size="11px"),
             class_name="durably-log-line",
             data_level=level,
+            style={
+                "&[open] .durably-chevron": {"transform": "rotate(90deg)"},
+                "summary::-webkit-details-marker": {"display": "none"},
+            },
         ),
-        rx.box(summary, class_name="durably-log-line", data_level=level, padding_left="1rem"),
+        rx.box(summary, class_name="durably-log-line", data_level=level),
     )

@@ -2,8 +2,9 @@
 
 Each button is enabled only where the run's status allows the action (the server would refuse the
 others with a 409): retry a failed or cancelled run, cancel a pending or running one, delete a run
-that has ended. Delete asks for confirmation first. A refusal or a network error is shown under the
-buttons, from the actions state.
+that has ended; with `hide_disabled`, the others are not shown at all (a table row stays short).
+Delete asks for confirmation first. A refusal or a network error is shown under the buttons, from
+the actions state.
 """
 
 from __future__ import annotations
@@ -27,11 +28,16 @@ def run_actions(
     *,
     size: str = "2",
     show_error: bool = True,
+    hide_disabled: bool = False,
     on_deleted: Any = None,
 ) -> rx.Component:
     """Buttons for the run `run_id` in `status`; `on_deleted` (events) runs after a confirmed delete
-    (a detail page navigates away, say)."""
+    (a detail page navigates away, say); `hide_disabled` shows only the actions the status allows."""
     run_id_var, status_var = Var.create(run_id), Var.create(status)
+
+    def allowed(button: rx.Component, statuses: tuple[str, ...]) -> rx.Component:
+        return rx.cond(_status_in(status_var, statuses), button, rx.fragment()) if hide_disabled else button
+
     # The `type: ignore[operator]`s below: mypy reads an @rx.event handler as EventNamespace (its __new__ returns the callback);
     # pyright, which Reflex's typing is written for, sees a callable EventCallback.
     retry = rx.button(
@@ -83,7 +89,13 @@ def run_actions(
             ),
         ),
     )
-    buttons = rx.hstack(retry, cancel, delete, spacing="2", class_name="durably-run-actions")
+    buttons = rx.hstack(
+        allowed(retry, RETRYABLE),
+        allowed(cancel, CANCELLABLE),
+        allowed(delete, DELETABLE),
+        spacing="2",
+        class_name="durably-run-actions",
+    )
     if not show_error:
         return buttons
     return rx.vstack(

@@ -1,5 +1,10 @@
-"""`run_detail`: everything about one run: status, progress, input, output, error, a timeline of
-its steps with durations, its logs, and the actions it allows, all live.
+"""`run_detail`: everything about one run: status, progress, how long it took, where it stopped, a
+timeline of its steps on a time axis, its logs, its input and output, and the actions it allows,
+all live.
+
+Laid out so that the steps and the logs are what a page shows first: the input and the output are
+collapsed (a one-line preview says what they hold), and on a wide screen the timeline and the logs
+sit side by side. A running step's bar grows with time and shows how long it has been running.
 
 Driven by a `use_job_run` state, which it attaches when it mounts (to `run_id` when given, a page's
 route parameter say, else to the state's own `run_id`), and a `use_run_actions` state for the
@@ -17,6 +22,8 @@ from ..states import UseJobRunState, UseRunActionsState
 from .log_viewer import log_viewer
 from .run_actions import run_actions
 from .status import STATUS_COLORS, run_progress, status_badge
+
+ELAPSED_FORMAT = "m[m] ss[s]"  # a running run's or step's time so far (moment.js duration format)
 
 
 def run_detail(
@@ -41,43 +48,53 @@ def run_detail(
             spacing="1",
         ),
         status_badge(run.status, size="3"),
+        _duration_badge(run, record),
         rx.cond(run.is_reconnecting, rx.badge("reconnecting…", color_scheme="amber"), rx.fragment()),
         rx.spacer(),
-        run_actions(actions, run.current_run_id.to(str), run.status.to(str), on_deleted=on_deleted),
+        run_actions(actions, run.current_run_id.to(str), run.status.to(str), on_deleted=on_deleted, hide_disabled=True),
         width="100%",
         align="start",
+        wrap="wrap",
+    )
+    error = rx.callout(
+        run.error.to(str), icon="circle-x", color_scheme="red", width="100%", class_name="durably-run-error"
     )
     body = rx.cond(
         run.run,
         rx.vstack(
             rx.cond(run.is_running, run_progress(run.progress_percent, run.progress_message), rx.fragment()),
-            _times(record),
             rx.cond(
-                run.error,
+                run.stop_summary,
                 rx.callout(
-                    run.error.to(str), icon="circle-x", color_scheme="red", width="100%", class_name="durably-run-error"
+                    run.stop_summary,
+                    icon=rx.cond(run.is_failed, "circle-x", "circle-stop"),
+                    color_scheme=rx.cond(run.is_failed, "red", "orange"),
+                    size="1",
+                    width="100%",
+                    class_name="durably-run-stopped",
                 ),
                 rx.fragment(),
             ),
+            rx.cond(run.error, error, rx.fragment()),
+            _times(record, run),
             rx.grid(
-                _json_card("Input", run.input_json, "durably-run-input"),
-                _json_card("Output", rx.cond(run.output_json != "", run.output_json, "—"), "durably-run-output"),
-                columns=rx.breakpoints(initial="1", md="2"),
+                _timeline(run),
+                log_viewer(run, attach=False, height="22rem"),
+                columns=rx.breakpoints(initial="1", lg="2"),
                 spacing="3",
                 width="100%",
             ),
-            _timeline(run),
-            log_viewer(run, attach=False),
+            _json_section("Input", run.input_json, record["input"].to_string(), "durably-run-input"),
+            _json_section(
+                "Output",
+                rx.cond(run.output_json != "", run.output_json, "—"),
+                rx.cond(run.output_json != "", run.output.to_string(), "—"),
+                "durably-run-output",
+            ),
             spacing="4",
             width="100%",
         ),
-        rx.cond(
-            run.error,
-            rx.callout(
-                run.error.to(str), icon="circle-x", color_scheme="red", width="100%", class_name="durably-run-error"
-            ),
-            rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
-        ),
+        rx.cond(run.error, error, rx.center(rx.spinner(size="3"), padding="3rem", width="100%")),
     )
     if run_id is None:
         props.setdefault("on_mount", run.attach)
@@ -93,7 +110,25 @@ def run_detail(
     )
 
 
-def _times(record: ObjectVar[dict[str, Any]]) -> rx.Component:
+def _duration_badge(run: type[UseJobRunState], record: ObjectVar[dict[str, Any]]) -> rx.Component:
+    """How long the run took once it ended; how long it has been running while it runs."""
+    return rx.cond(
+        run.duration_text,
+        rx.badge(rx.icon("timer", size=12), run.duration_text, variant="surface", class_name="durably-run-duration"),
+        rx.cond(
+            run.is_running & record["started_at"].to(bool),
+            rx.badge(
+                rx.icon("timer", size=12),
+                rx.moment(record["started_at"].to(str), duration_from_now=True, interval=1000, format=ELAPSED_FORMAT),
+                variant="surface",
+                class_name="durably-run-duration",
+            ),
+            rx.fragment(),
+        ),
+    )
+
+
+def _times(record: ObjectVar[dict[str, Any]], run: type[UseJobRunState]) -> rx.Component:
     def item(label: str, value: Var) -> rx.Component:
         return rx.data_list.item(
             rx.data_list.label(label),
@@ -106,62 +141,152 @@ def _times(record: ObjectVar[dict[str, Any]]) -> rx.Component:
         item("Created", record["created_at"]),
         item("Started", record["started_at"]),
         item("Ended", record["completed_at"]),
+        rx.data_list.item(
+            rx.data_list.label("Duration"),
+            rx.data_list.value(rx.cond(run.duration_text, run.duration_text, "—")),
+        ),
         orientation=rx.breakpoints(initial="vertical", sm="horizontal"),
         size="1",
     )
 
 
-def _json_card(title: str, text: Var, class_name: str) -> rx.Component:
-    return rx.card(
-        rx.text(title, weight="bold", size="2"),
+def _json_section(title: str, text: Var, preview: Var, class_name: str) -> rx.Component:
+    """Collapsed JSON, its first characters beside the title."""
+    return rx.el.details(
+        rx.el.summary(
+            rx.hstack(
+                rx.icon(
+                    "chevron-right", size=14, class_name="durably-chevron", style={"transition": "transform 120ms"}
+                ),
+                rx.text(title, weight="bold", size="2"),
+                rx.code(
+                    preview,
+                    variant="ghost",
+                    size="1",
+                    color_scheme="gray",
+                    style={"overflow": "hidden", "text_overflow": "ellipsis", "white_space": "nowrap"},
+                    min_width="0",
+                    flex="1",
+                ),
+                align="center",
+                spacing="2",
+                width="100%",
+            ),
+            style={"cursor": "pointer", "list_style": "none"},
+        ),
         rx.code_block(text, language="json", font_size="12px", wrap_long_lines=True),
         class_name=class_name,
+        width="100%",
+        style={
+            "&[open] .durably-chevron": {"transform": "rotate(90deg)"},
+            "summary::-webkit-details-marker": {"display": "none"},
+            "border": f"1px solid {rx.color('gray', 5)}",
+            "border_radius": "var(--radius-3)",
+            "padding": "0.5rem 0.75rem",
+        },
     )
 
 
 def _timeline(run: type[UseJobRunState]) -> rx.Component:
+    """One row per step: its name and status, a bar placed on the run's time axis, its duration
+    (a running step's grows: its bar reaches now, and its time so far ticks)."""
+    origin, span = run.timeline_origin_ms, run.timeline_span_ms
+
     def step(row: ObjectVar[dict[str, Any]]) -> rx.Component:
         status = row["status"].to(str)
-        return rx.hstack(
-            rx.box(
-                width="10px",
-                height="10px",
-                border_radius="50%",
-                flex_shrink="0",
-                margin_top="6px",
-                background=rx.match(
-                    status, *((name, rx.color(color, 9)) for name, color in STATUS_COLORS.items()), rx.color("gray", 9)
-                ),
-            ),
-            rx.vstack(
+        name = rx.cond(row["name"], row["name"].to(str), "step " + (row["index"].to(int) + 1).to_string())
+        started = row["started_ms"].to(int)
+        ended = rx.cond(row["ended_ms"].is_not_none(), row["ended_ms"].to(int), origin + span)
+        left = (started - origin) / span * 100
+        width = (ended - started) / span * 100
+        color = rx.match(
+            status, *((name, rx.color(color, 9)) for name, color in STATUS_COLORS.items()), rx.color("gray", 9)
+        )
+        bar = rx.box(
+            position="absolute",
+            top="3px",
+            bottom="3px",
+            left=left.to_string() + "%",
+            width="max(3px, " + width.to_string() + "%)",
+            background=color,
+            border_radius="2px",
+            class_name=rx.cond(status == "running", "durably-step-bar durably-step-bar-running", "durably-step-bar"),
+        )
+        took = rx.cond(
+            status == "running",
+            rx.moment(row["started_at"].to(str), duration_from_now=True, interval=1000, format=ELAPSED_FORMAT),
+            row["duration_text"].to(str),
+        )
+        return rx.vstack(
+            rx.hstack(
                 rx.hstack(
-                    rx.text(row["name"].to(str), weight="medium", size="2"),
-                    rx.badge(
-                        status, color_scheme=rx.match(status, *STATUS_COLORS.items(), "gray"), size="1", variant="soft"
+                    rx.text(
+                        name,
+                        weight="medium",
+                        size="1",
+                        title=name,
+                        style={"overflow": "hidden", "text_overflow": "ellipsis", "white_space": "nowrap"},
                     ),
-                    rx.spacer(),
-                    rx.text(row["duration_text"].to(str), size="1", color_scheme="gray"),
-                    width="100%",
+                    rx.cond(
+                        status != "completed",
+                        rx.badge(status, color_scheme=rx.match(status, *STATUS_COLORS.items(), "gray"), size="1"),
+                        rx.fragment(),
+                    ),
+                    width="12rem",
+                    flex_shrink="0",
                     align="center",
+                    spacing="1",
+                    overflow="hidden",
                 ),
-                rx.cond(row["error"], rx.text(row["error"].to(str), size="1", color_scheme="red"), rx.fragment()),
-                spacing="0",
+                rx.box(
+                    bar,
+                    position="relative",
+                    flex="1",
+                    height="16px",
+                    background=rx.color("gray", 3),
+                    border_radius="2px",
+                ),
+                rx.text(took, size="1", color_scheme="gray", width="4.5rem", text_align="right", flex_shrink="0"),
                 width="100%",
+                align="center",
+                spacing="2",
             ),
+            rx.cond(row["error"], rx.text(row["error"].to(str), size="1", color_scheme="red"), rx.fragment()),
+            spacing="0",
             width="100%",
             class_name="durably-step",
             data_status=status,
         )
 
+    axis = rx.hstack(
+        rx.box(width="12rem", flex_shrink="0"),
+        rx.text("0", size="1", color_scheme="gray"),
+        rx.spacer(),
+        rx.text(run.timeline_span_text, size="1", color_scheme="gray", class_name="durably-timeline-span"),
+        rx.box(width="4.5rem", flex_shrink="0"),
+        width="100%",
+        spacing="2",
+    )
     return rx.card(
         rx.vstack(
             rx.hstack(
                 rx.text("Steps", weight="bold", size="2"),
                 rx.badge(run.steps.length().to_string(), variant="surface", radius="full"),
+                align="center",
             ),
             rx.cond(
                 run.steps.length() > 0,
-                rx.foreach(run.steps, step),
+                rx.vstack(
+                    rx.box(
+                        rx.vstack(rx.foreach(run.steps, step), spacing="1", width="100%"),
+                        max_height="22rem",
+                        overflow_y="auto",
+                        width="100%",
+                    ),
+                    axis,
+                    spacing="1",
+                    width="100%",
+                ),
                 rx.text("No steps yet.", size="1", color_scheme="gray"),
             ),
             spacing="2",

@@ -1,7 +1,8 @@
 """`status_counts` and `runs_chart`: a dashboard's header, from a `use_run_stats` state.
 
 Each attaches the state when it mounts (two on one page share it: the second attach takes over the
-first's streams, for the same tab and state).
+first's streams, for the same tab and state). The chart is a compact strip of runs created per
+time bucket, with the time range to cover (the state's `RANGES`) chosen beside it.
 """
 
 from __future__ import annotations
@@ -9,16 +10,23 @@ from __future__ import annotations
 from typing import Any
 
 import reflex as rx
+from reflex.vars import Var
 
 from ..states import UseRunStatsState
+from ..states.stats_state import RANGES
 from .status import STATUS_COLORS
 
+RANGE_LABELS = {"1h": "Last hour", "24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days"}
 
-def status_counts(stats: type[UseRunStatsState], *, on_select: Any = None) -> rx.Component:
+
+def status_counts(stats: type[UseRunStatsState], *, on_select: Any = None, selected: Any = None) -> rx.Component:
     """One card per status with its number of runs, plus the total; `on_select(status)` (an event
-    handler taking the status, "all" for the total) makes the cards filters."""
+    handler taking the status, "all" for the total) makes the cards filters, and `selected` (a var:
+    the status filtered on, "" for all) marks the card of the current filter."""
+    selected_var = None if selected is None else Var.create(selected)
 
     def card(label: str, status: str, count: Any, color: str) -> rx.Component:
+        is_selected = None if selected_var is None else (selected_var == ("" if status == "all" else status))
         return rx.card(
             rx.vstack(
                 rx.text(label, size="1", color_scheme="gray", weight="medium"),
@@ -29,8 +37,11 @@ def status_counts(stats: type[UseRunStatsState], *, on_select: Any = None) -> rx
             cursor="pointer" if on_select is not None else "default",
             class_name="durably-status-count",
             data_status=status,
+            data_selected=is_selected if is_selected is not None else False,
+            variant=rx.cond(is_selected, "classic", "surface") if is_selected is not None else "surface",
+            size="1",
             flex="1",
-            min_width="7rem",
+            min_width="6rem",
         )
 
     counts = stats.counts.to(dict)  # an object var already; mypy, reading Reflex's overloads, takes it for a list
@@ -44,30 +55,52 @@ def status_counts(stats: type[UseRunStatsState], *, on_select: Any = None) -> rx
     )
 
 
-def runs_chart(stats: type[UseRunStatsState], *, height: int = 220) -> rx.Component:
-    """Runs created per time bucket (UTC), stacked by the status they have now."""
+def runs_chart(stats: type[UseRunStatsState], *, height: int = 110, ranges: bool = True) -> rx.Component:
+    """Runs created per time bucket (UTC), stacked by the status they have now (the counts' colours
+    say which); `ranges` adds the choice of time range."""
     bars = [
         rx.recharts.bar(
-            data_key=status, stack_id="runs", fill=rx.color(color, 9), name=status, is_animation_active=False
+            data_key=status,
+            stack_id="runs",
+            fill=rx.color(color, 9),
+            name=status,
+            is_animation_active=False,
+            max_bar_size=18,
         )
         for status, color in STATUS_COLORS.items()
     ]
+    picker = rx.select.root(  # not rx.select(...): its class_name would go to the root, which renders no element
+        rx.select.trigger(variant="ghost", class_name="durably-chart-range"),
+        rx.select.content(*(rx.select.item(RANGE_LABELS.get(name, name), value=name) for name in RANGES)),
+        value=stats.current_range,
+        on_change=stats.set_range,
+        size="1",
+    )
     return rx.card(
         rx.vstack(
-            rx.text("Runs created (UTC)", size="2", weight="bold"),
+            rx.hstack(
+                rx.text("Runs created (UTC)", size="1", weight="bold", color_scheme="gray"),
+                rx.spacer(),
+                picker if ranges else rx.fragment(),
+                width="100%",
+                align="center",
+            ),
             rx.recharts.bar_chart(
                 *bars,
-                rx.recharts.x_axis(data_key="label", font_size=11),
-                rx.recharts.y_axis(allow_decimals=False, font_size=11, width=36),
+                rx.recharts.x_axis(data_key="label", font_size=10, min_tick_gap=24, tick_line=False),
+                rx.recharts.y_axis(allow_decimals=False, font_size=10, width=28, tick_line=False),
                 rx.recharts.graphing_tooltip(),
-                rx.recharts.legend(icon_size=10),
                 data=stats.series,
                 height=height,
                 width="100%",
+                margin={"top": 4, "right": 4, "bottom": 0, "left": 0},
+                bar_category_gap="15%",
             ),
             width="100%",
+            spacing="1",
         ),
         width="100%",
+        size="1",
         class_name="durably-runs-chart",
         on_mount=stats.attach,
     )

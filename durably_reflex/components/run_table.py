@@ -2,12 +2,20 @@
 
 Driven by a `use_runs` state: the first page follows every run's events (new runs appear, statuses
 change, progress bars move), other pages stay as fetched. Filters change the state's job and status
-filters and go back to the first page. With `run_href`, a row's job name links to the run's page
-(`run_href` + the run's id); without it, rows link nowhere. The table attaches its state on mount.
+filters and go back to the first page; when they match nothing the table says so and offers to
+clear them. With `run_href`, a row's job name and short id link to the run's page (`run_href` + the
+run's id); without it, rows link nowhere. The table attaches its state on mount.
+
+A row shows the run's job and short id (the last characters of its id; the whole id is its title),
+its status, its step (the one it is at while it runs, where it stopped when it failed or was
+cancelled, with the error's first line, or how many steps it completed), its progress, when it was
+created and how long it took, and the actions its status allows. `row_extras(row)` adds content of
+yours under the job's name (labels, say).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import reflex as rx
@@ -20,20 +28,27 @@ from .status import run_progress, status_badge
 STATUSES = ["all", "pending", "running", "completed", "failed", "cancelled"]
 
 
+RowExtras = Callable[[ObjectVar[dict[str, Any]]], rx.Component]
+
+
 def run_table(
     runs: type[UseRunsState],
     *,
     job_names: list[str] | None = None,
     actions: type[UseRunActionsState] | None = None,
     run_href: str | None = None,
+    on_job_filter: Any = None,
+    row_extras: RowExtras | None = None,
     **props: Any,
 ) -> rx.Component:
     """The runs of `runs` as a table. `job_names` fills the job filter (no job filter without it);
-    `actions` adds retry/cancel/delete buttons to each row; `run_href` (say "/runs/") makes each
-    job name a link to `run_href` + the run's id."""
-    columns = ["Job", "Status", "Progress", "Step", "Created", "Duration"] + (["Actions"] if actions else [])
+    `on_job_filter`: an event handler also given the job chosen there ("" for every job), so that
+    counts or a chart can follow it; `actions` adds the retry/cancel/delete buttons each row's
+    status allows; `run_href` (say "/runs/") makes each job name a link to `run_href` + the run's
+    id; `row_extras(row)` renders more under each row's job name."""
+    columns = ["Run", "Status", "Step", "Progress", "Created", "Duration"] + (["Actions"] if actions else [])
     return rx.vstack(
-        _toolbar(runs, job_names),
+        _toolbar(runs, job_names, on_job_filter),
         rx.cond(
             runs.error,
             rx.callout(runs.error.to(str), icon="triangle-alert", color_scheme="red", size="1", width="100%"),
@@ -42,14 +57,14 @@ def run_table(
         rx.table.root(
             rx.table.header(rx.table.row(*(rx.table.column_header_cell(name) for name in columns))),
             rx.table.body(
-                rx.foreach(runs.runs, lambda row: _row(row, actions, run_href)),
+                rx.foreach(runs.runs, lambda row: _row(row, actions, run_href, row_extras)),
             ),
             variant="surface",
             size="1",
             width="100%",
             class_name="durably-run-table",
         ),
-        rx.cond(runs.is_empty, _empty(), rx.fragment()),
+        rx.cond(runs.is_empty, _empty(runs, on_job_filter), rx.fragment()),
         _pager(runs),
         width="100%",
         spacing="3",
@@ -58,7 +73,7 @@ def run_table(
     )
 
 
-def _toolbar(runs: type[UseRunsState], job_names: list[str] | None) -> rx.Component:
+def _toolbar(runs: type[UseRunsState], job_names: list[str] | None, on_job_filter: Any) -> rx.Component:
     filters = []
     if job_names:
         filters.append(
@@ -67,7 +82,7 @@ def _toolbar(runs: type[UseRunsState], job_names: list[str] | None) -> rx.Compon
                 _select(
                     ["all", *job_names],
                     rx.cond(runs.job_filter, runs.job_filter, "all"),
-                    runs.set_job_filter,
+                    [runs.set_job_filter, *([] if on_job_filter is None else [on_job_filter])],
                     "durably-job-filter",
                 ),
             )
@@ -121,30 +136,45 @@ def _labelled(label: str, control: rx.Component) -> rx.Component:
 
 
 def _row(
-    row: ObjectVar[dict[str, Any]], actions: type[UseRunActionsState] | None, run_href: str | None
+    row: ObjectVar[dict[str, Any]],
+    actions: type[UseRunActionsState] | None,
+    run_href: str | None,
+    row_extras: RowExtras | None,
 ) -> rx.Component:
     run_id = row["id"].to(str)
     job_name = row["job_name"].to(str)
+    status = row["status"].to(str)
+    short = rx.code(row["short_id"].to(str), variant="ghost", size="1", color_scheme="gray", title=run_id)
     cells = [
         rx.table.cell(
-            rx.text(job_name, weight="medium")
-            if run_href is None
-            else rx.link(job_name, href=run_href + run_id, weight="medium")
+            rx.vstack(
+                rx.text(job_name, weight="medium")
+                if run_href is None
+                else rx.link(job_name, href=run_href + run_id, weight="medium"),
+                rx.hstack(
+                    short if run_href is None else rx.link(short, href=run_href + run_id),
+                    row_extras(row) if row_extras is not None else rx.fragment(),
+                    spacing="2",
+                    align="center",
+                    class_name="durably-run-id",
+                ),
+                spacing="0",
+            )
         ),
-        rx.table.cell(status_badge(row["status"].to(str))),
+        rx.table.cell(status_badge(status)),
+        rx.table.cell(_step_cell(row), max_width="18rem"),
         rx.table.cell(
             rx.cond(
-                row["status"].to(str) == "running",
+                status == "running",
                 run_progress(row["progress_percent"].to(int)),
                 rx.cond(
                     row["progress_percent"].is_not_none(),
                     rx.text(row["progress_percent"].to_string() + "%", size="1"),
-                    rx.fragment(),
+                    _muted("—"),
                 ),
             ),
-            min_width="8rem",
+            min_width="7rem",
         ),
-        rx.table.cell(rx.text(row["current_step_index"].to_string(), size="1")),
         rx.table.cell(
             rx.moment(
                 row["created_at"].to(str),
@@ -152,42 +182,95 @@ def _row(
                 interval=15000,
                 with_title=True,
                 title_format="YYYY-MM-DD HH:mm:ss",
-            )
+            ),
+            white_space="nowrap",
         ),
         rx.table.cell(
             rx.cond(
                 row["duration_ms"].is_not_none(),
                 rx.text(row["duration_text"].to(str), size="1"),
                 rx.cond(
-                    row["status"].to(str) == "running",
+                    status == "running",
                     rx.text(
                         rx.moment(
                             row["started_at"].to(str), duration_from_now=True, interval=1000, format="m[m] ss[s]"
                         ),
                         size="1",
                     ),
-                    rx.text("—", size="1", color_scheme="gray"),
+                    _muted("—"),
                 ),
-            )
+            ),
+            white_space="nowrap",
         ),
     ]
     if actions is not None:
-        cells.append(rx.table.cell(run_actions(actions, run_id, row["status"].to(str), size="1", show_error=False)))
-    return rx.table.row(
-        *cells, class_name="durably-run-row", data_run_id=run_id, data_status=row["status"].to(str), align="center"
+        cells.append(
+            rx.table.cell(
+                run_actions(actions, run_id, status, size="1", show_error=False, hide_disabled=True),
+            )
+        )
+    return rx.table.row(*cells, class_name="durably-run-row", data_run_id=run_id, data_status=status, align="center")
+
+
+def _step_cell(row: ObjectVar[dict[str, Any]]) -> rx.Component:
+    """The step a running run is at, where a stopped one stopped (with a failure's first line), or
+    how many steps a completed one ran."""
+    status = row["status"].to(str)
+    step_name = row["step_name"]
+    at = rx.cond(step_name, rx.code(step_name.to(str), size="1", variant="ghost"), _muted("—"))
+    running = rx.cond(
+        step_name, at, _muted("step " + (row["current_step_index"].to(int) + 1).to_string())
+    )  # no step:start seen yet
+    error = rx.text(
+        row["error_line"].to(str),
+        size="1",
+        color_scheme="red",
+        title=row["error_line"].to(str),
+        class_name="durably-run-error-line",
+        style={"overflow": "hidden", "text_overflow": "ellipsis", "white_space": "nowrap"},
+        max_width="100%",
+    )
+    return rx.box(
+        rx.match(
+            status,
+            ("running", running),
+            ("failed", rx.vstack(at, error, spacing="0", max_width="100%")),
+            ("cancelled", at),
+            ("completed", _muted(row["step_count"].to_string() + " steps")),
+            _muted("—"),
+        ),
+        class_name="durably-run-step",
     )
 
 
-def _empty() -> rx.Component:
+def _muted(text: Any) -> rx.Component:
+    return rx.text(text, size="1", color_scheme="gray")
+
+
+def _empty(runs: type[UseRunsState], on_job_filter: Any) -> rx.Component:
+    """No rows: filters that match nothing say so (and clear in one click); else, no runs yet."""
+    clear = [runs.clear_filters, *([] if on_job_filter is None else [on_job_filter("")])]
     return rx.center(
-        rx.vstack(
-            rx.icon("inbox", size=28, color=rx.color("gray", 9)),
-            rx.text("No runs here yet.", color_scheme="gray"),
-            align="center",
+        rx.cond(
+            runs.is_filtered,
+            rx.vstack(
+                rx.icon("filter-x", size=28, color=rx.color("gray", 9)),
+                rx.text("No runs match these filters.", color_scheme="gray"),
+                rx.button(
+                    "Clear filters", size="1", variant="soft", on_click=clear, class_name="durably-clear-filters"
+                ),
+                align="center",
+            ),
+            rx.vstack(
+                rx.icon("inbox", size=28, color=rx.color("gray", 9)),
+                rx.text("No runs yet.", color_scheme="gray"),
+                align="center",
+            ),
         ),
         padding="2rem",
         width="100%",
         class_name="durably-runs-empty",
+        data_filtered=runs.is_filtered,
     )
 
 

@@ -4,6 +4,9 @@
 returns the page functions; `create_dashboard` adds them to an app. The element ids and classes
 here (`nav-runs`, `job-<name>`, `open-run`, ...) are what the browser tests and users' own
 scripts select by: keep them stable.
+
+The runs page keeps its filters in the URL (`/?job=import-csv&status=failed&range=7d`), so a
+filtered view can be shared and reloaded; the counts and the chart follow the job filter.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from ..components import (
     status_counts,
     trigger_form,
 )
-from ..states import use_job, use_job_run, use_run_actions, use_run_stats, use_runs
+from ..states import UseJobState, use_job, use_job_run, use_run_actions, use_run_stats, use_runs
 
 PAGE_SIZE = 20
 Page = Callable[[], rx.Component]
@@ -48,8 +51,8 @@ def build_pages(durably: Durably, *, forward_headers: Sequence[str] = ()) -> Das
     job_names = sorted(definition.name for definition in jobs.values())
     headers = tuple(forward_headers)
 
-    runs = use_runs(client, page_size=PAGE_SIZE, forward_headers=headers)
-    stats = use_run_stats(client, forward_headers=headers)
+    runs = use_runs(client, page_size=PAGE_SIZE, url_query=True, forward_headers=headers)
+    stats = use_run_stats(client, url_query=True, forward_headers=headers)
     row_actions = use_run_actions(client, forward_headers=headers)
     run_view = use_job_run(client, max_logs=500, forward_headers=headers)
     detail_actions = use_run_actions(client, forward_headers=headers)
@@ -92,9 +95,15 @@ def build_pages(durably: Durably, *, forward_headers: Sequence[str] = ()) -> Das
     def runs_page() -> rx.Component:
         return layout(
             rx.heading("Runs", size="7"),
-            status_counts(stats, on_select=runs.set_status_filter),
+            status_counts(stats, on_select=runs.set_status_filter, selected=runs.status_filter),
             runs_chart(stats),
-            run_table(runs, job_names=job_names, actions=row_actions, run_href="/runs/"),
+            run_table(
+                runs,
+                job_names=job_names,
+                actions=row_actions,
+                run_href="/runs/",
+                on_job_filter=stats.set_job_filter,
+            ),
         )
 
     def run_page() -> rx.Component:
@@ -125,30 +134,17 @@ def build_pages(durably: Durably, *, forward_headers: Sequence[str] = ()) -> Das
                     align="center",
                     width="100%",
                 ),
-                rx.cond(
-                    job.current_run_id,
-                    rx.hstack(
-                        rx.box(run_progress(job.progress_percent, job.progress_message), flex="1"),
-                        rx.link(
-                            "Open run →", href="/runs/" + job.current_run_id.to(str), size="2", class_name="open-run"
-                        ),
-                        width="100%",
-                        align="center",
+                rx.cond(job.current_run_id, current_run(job), rx.fragment()),
+                trigger_form(job, attach=False),  # the card attaches it
+                rx.el.details(
+                    rx.el.summary(
+                        rx.text("Input schema (JSON)", size="1", color_scheme="gray", as_="span"),
+                        style={"cursor": "pointer"},
                     ),
-                    rx.fragment(),
-                ),
-                rx.grid(
-                    trigger_form(job, attach=False),  # the card attaches it
-                    rx.box(
-                        rx.text("Input schema", size="2", weight="bold"),
-                        rx.code_block(
-                            json.dumps(schema, indent=2) if schema else "any JSON", language="json", font_size="11px"
-                        ),
-                        max_height="28rem",
-                        overflow="auto",
+                    rx.code_block(
+                        json.dumps(schema, indent=2) if schema else "any JSON", language="json", font_size="11px"
                     ),
-                    columns=rx.breakpoints(initial="1", md="2"),
-                    spacing="4",
+                    class_name="durably-input-schema",
                     width="100%",
                 ),
                 spacing="3",
@@ -157,6 +153,29 @@ def build_pages(durably: Durably, *, forward_headers: Sequence[str] = ()) -> Das
             width="100%",
             id=f"job-{definition.name}",
             on_mount=job.attach,
+        )
+
+    def current_run(job: type[UseJobState]) -> rx.Component:
+        """The card's last run: its progress while it runs; once it has ended, how it ended."""
+        outcome = rx.match(
+            job.status,
+            ("pending", rx.text("Waiting for a worker…", size="1", color_scheme="gray")),
+            ("failed", rx.text(job.error_line, size="1", color_scheme="red", class_name="durably-job-error")),
+            ("completed", rx.text("Completed in " + job.duration_text, size="1", color_scheme="gray")),
+            ("cancelled", rx.text(job.stop_summary, size="1", color_scheme="gray")),
+            rx.fragment(),
+        )
+        return rx.hstack(
+            rx.box(
+                rx.cond(job.is_running, run_progress(job.progress_percent, job.progress_message), outcome),
+                flex="1",
+                min_width="0",
+            ),
+            rx.link("Open run →", href="/runs/" + job.current_run_id.to(str), size="2", class_name="open-run"),
+            width="100%",
+            align="center",
+            class_name="durably-job-run",
+            data_status=job.status.to(str),
         )
 
     return DashboardPages(runs=runs_page, run=run_page, jobs=jobs_page)
