@@ -27,12 +27,17 @@ import sys
 import tempfile
 import textwrap
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# The durably_reflex measured: this checkout, or the `git archive` of --rev (the parent passes it on).
+CODE = os.environ.get("DURABLY_BENCH_CODE", str(ROOT))
+if CODE not in sys.path:
+    sys.path.insert(0, CODE)
+
+from cli_server import CliServer, archive_commit, describe_code  # noqa: E402 - bench/ is this script's folder
 
 RESULT_TAG = "@@RESULT "
 TARGET_STEPS_C1 = 3000.0
@@ -41,8 +46,9 @@ TARGET_W2_P50_MS = 5.0
 TARGET_W3_S = 1.0
 DBOS_QUEUE_POLL_S = 0.01  # DBOS queues dequeue only when polled; 10 ms keeps the poll wait small
 W3_STEPS = 100
-W3_KILL_AFTER = 50
+W3_HANG_AT = 50  # the step that hangs in the process to be killed: steps 0-49 are committed at the kill
 W3_STEP_SLEEP_S = 0.005
+W3_DBOS_WORKFLOW_ID = "w3-recovery"
 
 
 # ==================================================================================================
@@ -141,12 +147,15 @@ def child_w1_durably(args: argparse.Namespace) -> None:
                 done.set()
 
         durably.on("run:complete", on_complete)
+        rss_before = rss_now_kb()
+        if args.mode == "queue":  # DBOS's window: the worker runs while the runs are triggered
+            await durably.start()
         t0 = time.perf_counter()
         for start in range(0, args.runs, 100):
             await durably.jobs.w1.batch_trigger([None] * min(100, args.runs - start))
         t1 = time.perf_counter()
-        rss_before = rss_now_kb()
-        await durably.start()
+        if args.mode == "backlog":  # a backlog drained: the worker starts once every run is pending
+            await durably.start()
         timed_out = False
         try:
             await asyncio.wait_for(done.wait(), args.timeout)
@@ -159,8 +168,9 @@ def child_w1_durably(args: argparse.Namespace) -> None:
         steps_ok = db.execute("SELECT count(*) FROM durably_steps WHERE status='completed'").fetchone()[0]
         db.close()
         return {
-            "trigger_s": t1 - t0, "exec_s": t2 - t1, "completed_events": completed, "timed_out": timed_out,
-            "runs_completed_db": runs_ok, "steps_completed_db": steps_ok, "rss_before_start_kb": rss_before,
+            "trigger_s": t1 - t0, "exec_s": t2 - t1, "total_s": t2 - t0, "completed_events": completed,
+            "timed_out": timed_out, "runs_completed_db": runs_ok, "steps_completed_db": steps_ok,
+            "rss_before_start_kb": rss_before,
         }  # fmt: skip
 
     emit_result(asyncio.run(main()))
@@ -320,38 +330,42 @@ def child_w2_dbos(args: argparse.Namespace) -> None:
     emit_result({"latencies_ms": latencies, "timeouts": 0, "peak_rss_kb": peak})
 
 
-def _w3_job(counter_path: str) -> Any:
-    from durably_reflex import define_job
+def w3_work(index: int, counter_path: str, hang: bool) -> int:
+    """One W3 step, the same for every system: note the start (the side effect a re-execution would
+    repeat), hang at W3_HANG_AT in the process to be killed, else sleep W3_STEP_SLEEP_S."""
+    with open(counter_path, "a") as f:
+        f.write(f"s{index:03d}\n")
+    if hang and index == W3_HANG_AT:
+        time.sleep(600)  # bounded: the parent SIGKILLs this process long before
+    time.sleep(W3_STEP_SLEEP_S)
+    return index
 
-    def work(index: int, name: str) -> int:
-        time.sleep(W3_STEP_SLEEP_S)
-        with open(counter_path, "a") as f:  # the side effect: one line per execution of a step function
-            f.write(name + "\n")
-        return index
+
+def _w3_job(counter_path: str, hang: bool) -> Any:
+    from durably_reflex import define_job
 
     async def body(step: Any, _input: Any) -> int:
         total = 0
         for i in range(W3_STEPS):
-            total += await step.run(f"s{i:03d}", work, i, f"s{i:03d}")
+            total += await step.run(f"s{i:03d}", w3_work, i, counter_path, hang)
         return total
 
     return define_job(name="w3", run=body)
 
 
 def child_w3_victim(args: argparse.Namespace) -> None:
-    """Start the 100-step run and keep executing it until the parent SIGKILLs this process."""
+    """Start the 100-step run; its step 50 hangs until the parent SIGKILLs this process."""
     import asyncio
 
     from durably_reflex import create_durably
 
     async def main() -> None:
         durably = create_durably(f"sqlite:///{args.db}", polling_interval=1.0)
-        durably.register(w3=_w3_job(args.counter))
+        durably.register(w3=_w3_job(args.counter, hang=True))
         await durably.migrate()
-        run = await durably.trigger("w3", None)
-        print(f"run {run.id}", flush=True)
+        await durably.trigger("w3", None)
         await durably.start()
-        await asyncio.sleep(60)  # bounded: the parent kills us long before this
+        await asyncio.sleep(600)  # bounded: the parent kills us long before this
         await durably.close(timeout=1)
 
     asyncio.run(main())
@@ -368,12 +382,12 @@ def child_w3_resume(args: argparse.Namespace) -> None:
 
     async def main() -> dict[str, Any]:
         durably = create_durably(f"sqlite:///{args.db}", polling_interval=1.0)  # stale_threshold default 30 s
-        durably.register(w3=_w3_job(args.counter))
+        durably.register(w3=_w3_job(args.counter, hang=False))
         done = asyncio.Event()
         seen: dict[str, Any] = {}
 
         def on_complete(event: dict[str, Any]) -> None:
-            seen.update(t=time.monotonic(), run_id=event["runId"], output=event.get("output"))
+            seen.update(t=time.monotonic(), output=event.get("output"))
             done.set()
 
         durably.on("run:complete", on_complete)
@@ -387,10 +401,57 @@ def child_w3_resume(args: argparse.Namespace) -> None:
         await durably.close(timeout=2)
         return {
             "t_entry": t_entry, "t_imported": t_imported, "t_start_called": t_start_called, "t_started": t_started,
-            "t_complete": seen.get("t"), "run_id": seen.get("run_id"), "output": seen.get("output"),
+            "t_complete": seen.get("t"), "output": seen.get("output"),
         }  # fmt: skip
 
     emit_result(asyncio.run(main()))
+
+
+def _w3_dbos_workflow(DBOS: Any, counter_path: str, hang: bool) -> Any:
+    @DBOS.step()
+    def w3_step(i: int) -> int:
+        return w3_work(i, counter_path, hang)
+
+    @DBOS.workflow()
+    def w3_workflow() -> int:
+        total = 0
+        for i in range(W3_STEPS):
+            total += w3_step(i)
+        return total
+
+    return w3_workflow
+
+
+def child_w3_dbos_victim(args: argparse.Namespace) -> None:
+    """DBOS: start the same 100-step workflow; its step 50 hangs until the parent SIGKILLs this process."""
+    from dbos import SetWorkflowID
+
+    DBOS = launch_dbos(args.dir, args.journal)
+    workflow = _w3_dbos_workflow(DBOS, args.counter, hang=True)
+    DBOS.launch()
+    with SetWorkflowID(W3_DBOS_WORKFLOW_ID):
+        DBOS.start_workflow(workflow)
+    time.sleep(600)  # bounded: the parent kills us long before this
+
+
+def child_w3_dbos_resume(args: argparse.Namespace) -> None:
+    """DBOS: a fresh process on the same system database; launch() recovers the pending workflow."""
+    t_entry = time.monotonic()
+    import dbos  # noqa: F401 - its import time is part of the figure, as durably_reflex's is
+
+    t_imported = time.monotonic()
+    DBOS = launch_dbos(args.dir, args.journal)
+    _w3_dbos_workflow(DBOS, args.counter, hang=False)
+    t_start_called = time.monotonic()
+    DBOS.launch()
+    t_started = time.monotonic()
+    output = DBOS.retrieve_workflow(W3_DBOS_WORKFLOW_ID).get_result()
+    t_complete = time.monotonic()
+    DBOS.destroy()
+    emit_result({
+        "t_entry": t_entry, "t_imported": t_imported, "t_start_called": t_start_called, "t_started": t_started,
+        "t_complete": t_complete, "output": output,
+    })  # fmt: skip
 
 
 CHILDREN = {
@@ -401,6 +462,8 @@ CHILDREN = {
     "w2-dbos": child_w2_dbos,
     "w3-victim": child_w3_victim,
     "w3-resume": child_w3_resume,
+    "w3-dbos-victim": child_w3_dbos_victim,
+    "w3-dbos-resume": child_w3_dbos_resume,
 }
 
 
@@ -482,32 +545,38 @@ def bench_w1(opts: argparse.Namespace, summary: Summary) -> None:
     timeout = max(180.0, total_steps / 100.0)
 
     for conc, target in ((1, TARGET_STEPS_C1), (4, TARGET_STEPS_C4)):
-        d = fresh_dir(f"w1-c{conc}")
-        try:
-            r = run_child("w1-durably", ["--dir", d, "--runs", str(runs), "--steps", str(steps), "--conc", str(conc),
-                                         "--timeout", str(timeout)], timeout + 60)  # fmt: skip
-        finally:
-            shutil.rmtree(d, ignore_errors=True)
-        label = f"durably-reflex  max_concurrent_runs={conc}"
-        if "error" in r:
-            rows.append([label, "ERROR", "", "", "", "", "", "", "", ""])
-            print(f"  {label}: {r['error']}\n{r.get('stderr', '')}")
-            summary.add(f"W1 durably c={conc} steps/s", "ERROR", f">= {target:,.0f}", "FAIL")
-            continue
-        done_runs = r["runs_completed_db"]
-        done_steps = r["steps_completed_db"]
-        steps_s = done_steps / r["exec_s"]
-        runs_s = done_runs / r["exec_s"]
-        e2e = done_steps / (r["trigger_s"] + r["exec_s"])
-        note = "" if done_runs == runs and not r["timed_out"] else f"INCOMPLETE {done_runs}/{runs}"
-        rows.append([label, f"{done_runs:,}", fmt(r["trigger_s"], ".2f"), fmt(r["exec_s"], ".2f"), fmt(steps_s),
-                     fmt(runs_s, ",.1f"), fmt(e2e), fmt(r["peak_rss_kb"] / 1024, ".1f"),
-                     f">= {target:,.0f} {verdict(steps_s, target, True)}", note])  # fmt: skip
-        summary.add(f"W1 durably c={conc} steps/s (exec)", fmt(steps_s), f">= {target:,.0f}", verdict(steps_s, target, True))
-        summary.add(f"W1 durably c={conc} runs/s (exec)", fmt(runs_s, ",.1f"))
-        summary.add(f"W1 durably c={conc} trigger time ({runs:,} runs)", f"{r['trigger_s']:.3f} s")
-        summary.add(f"W1 durably c={conc} peak RSS", f"{r['peak_rss_kb'] / 1024:.1f} MB "
-                    f"(before start {r['rss_before_start_kb'] / 1024:.1f})")  # fmt: skip
+        for mode in ("queue", "backlog"):
+            d = fresh_dir(f"w1-c{conc}-{mode}")
+            try:
+                r = run_child("w1-durably", ["--dir", d, "--runs", str(runs), "--steps", str(steps), "--conc", str(conc),
+                                             "--mode", mode, "--timeout", str(timeout)], timeout + 60)  # fmt: skip
+            finally:
+                shutil.rmtree(d, ignore_errors=True)
+            label = f"durably-reflex max_concurrent_runs={conc}, " + (
+                "worker running while triggering (DBOS's window)" if mode == "queue" else "backlog drained")
+            if "error" in r:
+                rows.append([label, "ERROR", "", "", "", "", "", "", "", ""])
+                print(f"  {label}: {r['error']}\n{r.get('stderr', '')}")
+                summary.add(f"W1 durably c={conc} {mode} steps/s", "ERROR", f">= {target:,.0f}", "FAIL")
+                continue
+            done_runs = r["runs_completed_db"]
+            done_steps = r["steps_completed_db"]
+            # The window: first trigger -> last run:complete with the worker running throughout (the Queue
+            # rows' window), or, for a backlog, worker start -> last run:complete.
+            window = r["total_s"] if mode == "queue" else r["exec_s"]
+            steps_s = done_steps / window
+            runs_s = done_runs / window
+            e2e = done_steps / r["total_s"]
+            note = "" if done_runs == runs and not r["timed_out"] else f"INCOMPLETE {done_runs}/{runs}"
+            rows.append([label, f"{done_runs:,}", fmt(r["trigger_s"], ".2f"), fmt(window, ".2f"), fmt(steps_s),
+                         fmt(runs_s, ",.1f"), fmt(e2e), fmt(r["peak_rss_kb"] / 1024, ".1f"),
+                         f">= {target:,.0f} {verdict(steps_s, target, True)}", note])  # fmt: skip
+            what = "trigger->done, worker running" if mode == "queue" else "backlog drain"
+            summary.add(f"W1 durably c={conc} steps/s ({what})", fmt(steps_s), f">= {target:,.0f}",
+                        verdict(steps_s, target, True))  # fmt: skip
+            if mode == "queue":
+                summary.add(f"W1 durably c={conc} peak RSS", f"{r['peak_rss_kb'] / 1024:.1f} MB "
+                            f"(before start {r['rss_before_start_kb'] / 1024:.1f})")  # fmt: skip
 
     if not opts.no_dbos:
         dbos_runs = opts.dbos_runs
@@ -556,13 +625,17 @@ def bench_w1(opts: argparse.Namespace, summary: Summary) -> None:
                      fmt(r["peak_rss_kb"] / 1024, ".1f"), "(reference)", "1 commit = 1 row"])  # fmt: skip
         summary.add("W1 ceiling: single-row INSERT+COMMIT/s (WAL, NORMAL)", fmt(commits_s), "reference")
 
-    print(table(["configuration", "runs", "trigger s", "exec s", "steps/s", "runs/s", "steps/s e2e",
+    print(table(["configuration", "runs", "trigger s", "window s", "steps/s", "runs/s", "steps/s e2e",
                  "peak RSS MB", "target", "notes"], rows))  # fmt: skip
     paragraph(
-        "steps/s and runs/s: over the execution window (worker start -> last run:complete) for durably-reflex; "
-        f"'e2e' includes the trigger time. DBOS rows: a workflow of {steps} @DBOS.step calls. Queue rows enqueue all "
-        f"runs on a DBOS Queue (polling_interval_sec={DBOS_QUEUE_POLL_S}) whose worker already runs while enqueueing, "
-        "so their rate is over enqueue start -> last result. The Queue (a durable backlog drained under a concurrency "
+        "steps/s and runs/s are over each row's window. 'worker running while triggering' rows and the DBOS Queue "
+        "rows share one window: the worker runs before the first run is triggered (batch_trigger, 100 at a time) or "
+        "enqueued, and the window runs from the first trigger or enqueue to the last run:complete or result: these "
+        "rows compare like with like. 'backlog drained' rows trigger every run first, then start the worker, and "
+        "time worker start -> last run:complete (no trigger in the window); 'e2e' is every row's steps over trigger "
+        f"start -> last completion. DBOS rows: a workflow of {steps} @DBOS.step calls. Queue rows enqueue all "
+        f"runs on a DBOS Queue (polling_interval_sec={DBOS_QUEUE_POLL_S}) whose worker already runs while enqueueing. "
+        "The Queue (a durable backlog drained under a concurrency "
         "limit) is the structural equivalent of batch_trigger + worker, so it is the fair comparison; start_workflow "
         "rows (N threads, each start_workflow().get_result() in turn) show DBOS without queue polling. '(WAL)' = "
         "DBOS's own SQLite connect settings plus journal_mode=WAL, synchronous=NORMAL (what durably-reflex uses), "
@@ -610,106 +683,169 @@ def bench_w2(opts: argparse.Namespace, summary: Summary) -> None:
     print(table(["configuration", "n", "p50 ms", "p95 ms", "p99 ms", "min ms", "max ms", "target"], rows))
 
 
-# -- W3 --------------------------------------------------------------------------------------------
-def _count_steps(db_path: str) -> int:
-    try:
-        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1.0)
+# -- W2 over HTTP ----------------------------------------------------------------------------------
+async def _w2_over_http(port: int, samples: int, warmup: int, pause: float) -> dict[str, list[float]]:
+    """Sequential POST /trigger of the one-step job, each awaited on an open /runs/subscribe stream;
+    ms from sending the trigger to: its answer, the run's stored startedAt, run:start and run:complete
+    received on the stream."""
+    import asyncio
+
+    import httpx
+    from httpx_sse import aconnect_sse
+
+    loop = asyncio.get_running_loop()
+    received: dict[str, dict[str, float]] = {}
+    waiters: dict[str, asyncio.Future[None]] = {}
+    sent: list[tuple[str, float, float]] = []
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/durably", timeout=30) as client:
+        listening = asyncio.Event()
+
+        async def listen() -> None:
+            async with aconnect_sse(client, "GET", "/runs/subscribe") as source:
+                listening.set()
+                async for sse in source.aiter_sse():
+                    t = time.time()
+                    event = json.loads(sse.data)
+                    run_id = event.get("runId")
+                    received.setdefault(run_id, {}).setdefault(event.get("type"), t)
+                    waiter = waiters.get(run_id)
+                    if event.get("type") == "run:complete" and waiter is not None and not waiter.done():
+                        waiter.set_result(None)
+
+        listener = asyncio.create_task(listen())
+        await asyncio.wait_for(listening.wait(), 30)
+        for i in range(warmup + samples):
+            t0 = time.time()
+            response = await client.post("/trigger", json={"jobName": "w2", "input": {}})
+            t_answer = time.time()
+            run_id = response.raise_for_status().json()["runId"]
+            waiter = waiters[run_id] = loop.create_future()
+            if "run:complete" in received.get(run_id, {}):
+                waiter.set_result(None)
+            await asyncio.wait_for(waiter, 10)
+            if i >= warmup:
+                sent.append((run_id, t0, t_answer))
+            await asyncio.sleep(pause)
+        listener.cancel()
+        out: dict[str, list[float]] = {"answer": [], "started": [], "run:start": [], "run:complete": []}
+        for run_id, t0, t_answer in sent:
+            run = (await client.get("/run", params={"runId": run_id})).json()
+            out["answer"].append((t_answer - t0) * 1000)
+            out["started"].append((datetime.fromisoformat(run["startedAt"]).timestamp() - t0) * 1000)
+            out["run:start"].append((received[run_id]["run:start"] - t0) * 1000)
+            out["run:complete"].append((received[run_id]["run:complete"] - t0) * 1000)
+    return out
+
+
+def bench_w2_http(opts: argparse.Namespace, summary: Summary) -> None:
+    import asyncio
+
+    samples, warmup, pause = 200, 10, 0.02
+    print(f"\n=== W2 over HTTP: `durably-reflex serve`, POST /trigger of a 1-step job -> events on an open "
+          f"/runs/subscribe stream, {samples} sequential runs ({warmup} warm-up), {pause * 1000:.0f} ms pause ===")  # fmt: skip
+    configs = []
+    if opts.before_code:
+        configs.append((f"before ({opts.before}): serve", opts.before_code, []))
+    configs += [
+        (f"serve (worker process) of {opts.rev_label}", CODE, []),
+        (f"serve --in-process-worker of {opts.rev_label}", CODE, ["--in-process-worker"]),
+    ]
+    rows = []
+    for label, code, extra in configs:
+        d = fresh_dir("w2http")
+        server = None
         try:
-            return db.execute("SELECT count(*) FROM durably_steps WHERE status='completed'").fetchone()[0]
+            server = CliServer(code, d, f"sqlite:///{d}/durably.db", extra)
+            r = asyncio.run(_w2_over_http(server.port, samples, warmup, pause))
+        except Exception as error:  # noqa: BLE001 - report it and go on
+            rows.append([label, "ERROR", "", "", "", ""])
+            print(f"  {label}: {type(error).__name__}: {error}{server.tail() if server else ''}")
+            continue
+        finally:
+            if server is not None:
+                server.stop()
+            shutil.rmtree(d, ignore_errors=True)
+        cells = [f"{percentile(r[key], 50):.1f} / {percentile(r[key], 95):.1f}" for key in ("answer", "started", "run:start", "run:complete")]
+        rows.append([label, str(len(r["answer"])), *cells])
+        summary.add(f"W2 HTTP {label}: trigger -> run:complete received p50 / p95",
+                    f"{percentile(r['run:complete'], 50):.1f} / {percentile(r['run:complete'], 95):.1f} ms")  # fmt: skip
+    print(table(["server", "n", "POST answered", "startedAt (stored)", "run:start received", "run:complete received"], rows))
+    paragraph(
+        "p50 / p95 in ms from sending POST /trigger. 'startedAt' is the run's stored claim time (whole ms, read "
+        "afterwards); the stream columns are when the client read the event from /runs/subscribe, which the API "
+        "process reads from the event log (it polls the log every 10 ms on SQLite), in both modes. With the worker "
+        "in its own process, the API process rings the leading worker (a Unix datagram) for a run it cannot start."
+    )
+
+
+# -- W3 --------------------------------------------------------------------------------------------
+def _count_steps(system: str, d: str) -> int:
+    """Steps committed so far: durably's completed step rows, DBOS's recorded step outputs."""
+    path, query = (
+        (os.path.join(d, "durably.db"), "SELECT count(*) FROM durably_steps WHERE status='completed'")
+        if system == "durably"
+        else (os.path.join(d, "dbos_sys.sqlite"), "SELECT count(*) FROM operation_outputs WHERE error IS NULL")
+    )
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
+        try:
+            return db.execute(query).fetchone()[0]
         finally:
             db.close()
     except sqlite3.Error:
         return 0
 
 
-def bench_w3(opts: argparse.Namespace, summary: Summary) -> None:
-    print(f"\n=== W3: crash recovery, {W3_STEPS}-step job ({W3_STEP_SLEEP_S * 1000:.0f} ms sleep + file append per step), "
-          f"SIGKILL after ~{W3_KILL_AFTER} steps, new process resumes (stale_threshold default 30 s) ===")  # fmt: skip
-    d = fresh_dir("w3")
-    db_path = os.path.join(d, "durably.db")
+def _hang_reached(counter: str) -> bool:
+    try:
+        return f"s{W3_HANG_AT:03d}" in open(counter).read().split()
+    except OSError:
+        return False
+
+
+def w3_kill_and_resume(system: str) -> dict[str, Any]:
+    """Start the run in a victim process, SIGKILL it once step W3_HANG_AT hangs, resume in a new process."""
+    d = fresh_dir(f"w3-{system}")
     counter = os.path.join(d, "side_effects.txt")
+    where = ["--db", os.path.join(d, "durably.db")] if system == "durably" else ["--dir", d, "--journal", "wal"]
+    kind = "w3" if system == "durably" else "w3-dbos"
     victim: subprocess.Popen[str] | None = None
     try:
         err_path = os.path.join(d, "victim.stderr")
         with open(err_path, "w") as err_file:
             victim = subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "--child", "w3-victim", "--db", db_path, "--counter", counter],
+                [sys.executable, str(Path(__file__).resolve()), "--child", f"{kind}-victim", *where, "--counter", counter],
                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err_file, text=True,
             )  # fmt: skip
             _live_children.append(victim)
-            deadline = time.monotonic() + 30
-            seen = 0
-            while time.monotonic() < deadline and victim.poll() is None:
-                seen = _count_steps(db_path)
-                if seen >= W3_KILL_AFTER:
-                    break
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and victim.poll() is None and not _hang_reached(counter):
                 time.sleep(0.002)
-            if victim.poll() is not None or seen < W3_KILL_AFTER:
-                print(f"  victim did not reach {W3_KILL_AFTER} steps (saw {seen}); stderr:\n{open(err_path).read()[-2000:]}")
-                summary.add("W3 recovery", "ERROR", f"< {TARGET_W3_S:g} s", "FAIL")
-                return
+            if not _hang_reached(counter):
+                return {"error": f"step {W3_HANG_AT} never started; victim stderr:\n{open(err_path).read()[-2000:]}"}
             victim.send_signal(signal.SIGKILL)
             victim.wait(10)
             _live_children.remove(victim)
-        steps_at_kill = _count_steps(db_path)
-        counter_at_kill = len(open(counter).read().splitlines()) if os.path.exists(counter) else 0
-
+        committed_at_kill = _count_steps(system, d)
         t_spawn = time.monotonic()
-        r = run_child("w3-resume", ["--db", db_path, "--counter", counter, "--timeout", "60"], 90)
+        r = run_child(f"{kind}-resume", [*where, "--counter", counter, "--timeout", "60"], 90)
         if "error" in r or r.get("t_complete") is None:
-            print(f"  resume failed: {r.get('error', 'run:complete not seen within 60 s')}\n{r.get('stderr', '')}")
-            summary.add("W3 recovery", "ERROR", f"< {TARGET_W3_S:g} s", "FAIL")
-            return
-
-        db = sqlite3.connect(db_path)
-        status, output = db.execute("SELECT status, output FROM durably_runs").fetchone()
-        step_rows = db.execute("SELECT count(*) FROM durably_steps WHERE status='completed'").fetchone()[0]
-        dup_rows = db.execute(
-            "SELECT coalesce(sum(c - 1), 0) FROM (SELECT count(*) c FROM durably_steps WHERE status='completed' GROUP BY name)"
-        ).fetchone()[0]
-        db.close()
-        lines = open(counter).read().splitlines()
+            return {"error": r.get("error", "the run did not complete within 60 s"), "stderr": r.get("stderr", "")}
         executions: dict[str, int] = {}
-        for name in lines:
+        for name in open(counter).read().split():
             executions[name] = executions.get(name, 0) + 1
-        rerun = sum(c - 1 for c in executions.values())
-        # A step whose function had finished but whose row was not yet committed when the kill landed
-        # (index >= steps committed at kill) runs again by design; an earlier one would be a bug.
-        rerun_committed = sum(c - 1 for n, c in executions.items() if int(n[1:]) < steps_at_kill)
-        missing = W3_STEPS - len(executions)
-
-        proc_to_done = r["t_complete"] - t_spawn
-        start_to_done = r["t_complete"] - r["t_started"]
-        rows = [
-            ["steps committed at SIGKILL (durably_steps rows)", str(steps_at_kill), ""],
-            ["step functions executed before SIGKILL (counter file)", str(counter_at_kill), ""],
-            ["spawn -> interpreter up (child's first statement)", f"{(r['t_entry'] - t_spawn) * 1000:.0f} ms", ""],
-            ["  -> durably_reflex imported", f"{(r['t_imported'] - r['t_entry']) * 1000:.0f} ms", ""],
-            ["  -> create_durably/register, start() called", f"{(r['t_start_called'] - r['t_imported']) * 1000:.0f} ms", ""],
-            ["  -> start() returned", f"{(r['t_started'] - r['t_start_called']) * 1000:.0f} ms", ""],
-            ["process start -> run completed", f"{proc_to_done * 1000:.0f} ms",
-             f"< {TARGET_W3_S * 1000:.0f} ms {verdict(proc_to_done, TARGET_W3_S, False)}"],
-            ["worker start() returned -> run completed", f"{start_to_done * 1000:.0f} ms",
-             f"< {TARGET_W3_S * 1000:.0f} ms {verdict(start_to_done, TARGET_W3_S, False)}"],
-            [f"  of which executing the remaining {W3_STEPS - steps_at_kill} steps (>= {W3_STEP_SLEEP_S * 1000:.0f} ms each)",
-             f">= {(W3_STEPS - steps_at_kill) * W3_STEP_SLEEP_S * 1000:.0f} ms", ""],
-            ["final run status / output", f"{status} / {output}", f"completed / {sum(range(W3_STEPS))}"],
-            ["completed step rows (unique names)", f"{step_rows} ({step_rows - dup_rows})", f"{W3_STEPS} ({W3_STEPS})"],
-            ["duplicate completed step rows", str(dup_rows), "0 " + ("PASS" if dup_rows == 0 else "FAIL")],
-            ["step functions re-executed (counter file)", str(rerun), "0 " + ("PASS" if rerun == 0 else "FAIL")],
-            ["  of those, steps already committed at the kill", str(rerun_committed), "0 " + ("PASS" if rerun_committed == 0 else "FAIL")],
-            ["steps never executed", str(missing), "0"],
-        ]  # fmt: skip
-        print(table(["measure", "value", "target"], rows))
-        print("  Times are CLOCK_MONOTONIC (system-wide on Linux), taken by the parent before spawning and by the child.")
-        print(f"  The run cannot finish faster than its remaining steps' sleeps, so 'start -> completed' includes them.")
-        summary.add("W3 process start -> run completed", f"{proc_to_done * 1000:.0f} ms", f"< {TARGET_W3_S * 1000:.0f} ms",
-                    verdict(proc_to_done, TARGET_W3_S, False))  # fmt: skip
-        summary.add("W3 worker start() -> run completed", f"{start_to_done * 1000:.0f} ms", f"< {TARGET_W3_S * 1000:.0f} ms",
-                    verdict(start_to_done, TARGET_W3_S, False))  # fmt: skip
-        summary.add("W3 steps re-run (dup rows / re-executed fns)", f"{dup_rows} / {rerun}", "0 / 0",
-                    "PASS" if dup_rows == 0 and rerun == 0 else "FAIL")
-        summary.add("W3 final run status", status, "completed", "PASS" if status == "completed" else "FAIL")
+        hung = f"s{W3_HANG_AT:03d}"  # started, never finished: it runs again by design
+        return {
+            "committed_at_kill": committed_at_kill,
+            "spawn_to_done": r["t_complete"] - t_spawn,
+            "start_to_done": r["t_complete"] - r["t_started"],
+            "imports": r["t_imported"] - r["t_entry"],
+            "start_call": r["t_started"] - r["t_start_called"],
+            "output": r["output"],
+            "rerun": sum(count - 1 for name, count in executions.items() if name != hung),
+            "missing": W3_STEPS - len(executions),
+            "committed_total": _count_steps(system, d),
+        }
     finally:
         if victim is not None and victim.poll() is None:
             victim.kill()
@@ -717,14 +853,66 @@ def bench_w3(opts: argparse.Namespace, summary: Summary) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
+def bench_w3(opts: argparse.Namespace, summary: Summary) -> None:
+    print(f"\n=== W3: crash recovery, {W3_STEPS}-step job (each step: a line appended to a file, then "
+          f"{W3_STEP_SLEEP_S * 1000:.0f} ms sleep); step {W3_HANG_AT} hangs, the process is SIGKILLed, "
+          "a new process resumes ===")  # fmt: skip
+    systems = [("durably", "durably-reflex")] + ([] if opts.no_dbos else [("dbos", "DBOS (WAL)")])
+    results = {system: w3_kill_and_resume(system) for system, _ in systems}
+    for system, label in systems:
+        if "error" in results[system]:
+            print(f"  {label}: ERROR {results[system]['error']}\n{results[system].get('stderr', '')}")
+    ok = [(system, label) for system, label in systems if "error" not in results[system]]
+    if ("durably", "durably-reflex") not in ok:
+        summary.add("W3 recovery", "ERROR", f"< {TARGET_W3_S:g} s", "FAIL")
+        return
+    expected = sum(range(W3_STEPS))
+
+    def row(measure: str, value: Any, target: str = "") -> list[str]:
+        return [measure, *(value(results[system]) for system, _ in ok), target]
+
+    ms = lambda key: lambda r: f"{r[key] * 1000:.0f} ms"  # noqa: E731
+    rows = [
+        row("steps committed at SIGKILL", lambda r: str(r["committed_at_kill"]), str(W3_HANG_AT)),
+        row("new process start -> run completed", ms("spawn_to_done"), f"< {TARGET_W3_S * 1000:.0f} ms"),
+        row("  of which imports (durably_reflex / dbos)", ms("imports")),
+        row("  start() / launch() call", ms("start_call")),
+        row("start() / launch() returned -> run completed", ms("start_to_done"), f"< {TARGET_W3_S * 1000:.0f} ms"),
+        row(f"  of which the remaining {W3_STEPS - W3_HANG_AT} steps' sleeps",
+            lambda r: f">= {(W3_STEPS - W3_HANG_AT) * W3_STEP_SLEEP_S * 1000:.0f} ms"),
+        row("output", lambda r: str(r["output"]), str(expected)),
+        row("steps committed in the end", lambda r: str(r["committed_total"]), str(W3_STEPS)),
+        row(f"committed steps run again (not counting the hung step {W3_HANG_AT})", lambda r: str(r["rerun"]), "0"),
+        row("steps never run", lambda r: str(r["missing"]), "0"),
+    ]  # fmt: skip
+    print(table(["measure", *(label for _, label in ok), "target"], rows))
+    print("  The same step function, kill point and clock for each system: CLOCK_MONOTONIC (system-wide on Linux),")
+    print("  taken by the parent before spawning the new process and by that process. durably-reflex: default")
+    print("  stale_threshold (30 s); the dead owner is detected at once. DBOS: launch() recovers this executor's")
+    print("  pending workflows; the figure is until retrieve_workflow(...).get_result() returns.")
+    d = results["durably"]
+    summary.add("W3 process start -> run completed", f"{d['spawn_to_done'] * 1000:.0f} ms", f"< {TARGET_W3_S * 1000:.0f} ms",
+                verdict(d["spawn_to_done"], TARGET_W3_S, False))  # fmt: skip
+    summary.add("W3 worker start() -> run completed", f"{d['start_to_done'] * 1000:.0f} ms", f"< {TARGET_W3_S * 1000:.0f} ms",
+                verdict(d["start_to_done"], TARGET_W3_S, False))  # fmt: skip
+    summary.add("W3 committed steps re-run", str(d["rerun"]), "0", "PASS" if d["rerun"] == 0 else "FAIL")
+    summary.add("W3 output", str(d["output"]), str(expected), "PASS" if d["output"] == expected else "FAIL")
+    if "dbos" in results and "error" not in results["dbos"]:
+        b = results["dbos"]
+        summary.add("W3 DBOS process start -> completed / launch() -> completed",
+                    f"{b['spawn_to_done'] * 1000:.0f} / {b['start_to_done'] * 1000:.0f} ms", "reference")  # fmt: skip
+
+
 # ==================================================================================================
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=1000, help="W1 runs for durably-reflex (default 1000)")
     p.add_argument("--steps", type=int, default=10, help="W1 steps per run (default 10)")
-    p.add_argument("--only", default="W1,W2,W3", help="comma-separated workloads (default W1,W2,W3)")
+    p.add_argument("--only", default="W1,W2,W2http,W3", help="comma-separated workloads (default W1,W2,W2http,W3)")
     p.add_argument("--dbos-runs", type=int, default=200, help="W1 runs for DBOS (default 200; it is slow here)")
     p.add_argument("--no-dbos", action="store_true", help="skip the DBOS comparison")
+    p.add_argument("--rev", metavar="REV", help="measure this commit (git archive) instead of this checkout")
+    p.add_argument("--before", metavar="REV", help="W2http: also `durably-reflex serve` of this commit")
     # hidden: child processes
     p.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     p.add_argument("--dir", help=argparse.SUPPRESS)
@@ -760,7 +948,14 @@ def main(argv: list[str]) -> int:
         CHILDREN[opts.child](opts)
         return 0
     only = {w.strip().upper() for w in opts.only.split(",") if w.strip()}
-    unknown = only - {"W1", "W2", "W3"}
+    if opts.rev:  # run again, this process and its children importing durably_reflex from the archive
+        env = {**os.environ, "DURABLY_BENCH_CODE": archive_commit(opts.rev), "DURABLY_BENCH_REV": opts.rev}
+        at = argv.index("--rev") if "--rev" in argv else None
+        rest = argv[:at] + argv[at + 2 :] if at is not None else [a for a in argv if not a.startswith("--rev=")]
+        os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *rest], env)
+    opts.rev_label = describe_code(CODE) if CODE == str(ROOT) else os.environ.get("DURABLY_BENCH_REV", CODE)
+    opts.before_code = archive_commit(opts.before) if opts.before else ""
+    unknown = only - {"W1", "W2", "W2HTTP", "W3"}
     if unknown:
         print(f"unknown workload(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
@@ -768,14 +963,17 @@ def main(argv: list[str]) -> int:
         try:
             import dbos  # noqa: F401
         except Exception as error:  # pragma: no cover - environment dependent
-            print(f"DBOS comparison skipped: cannot import dbos ({error})")
+            print(f"DBOS comparison skipped: cannot import dbos ({error}); pip install -e '.[bench]' installs it")
             opts.no_dbos = True
     print("durably-reflex engine benchmark")
     print(f"  {machine_line()}")
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "durably_reflex"], cwd=ROOT, capture_output=True, text=True).stdout
     print(f"  load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())} (other processes share these CPUs)")
-    print(f"  repo HEAD {head or '?'}{' + uncommitted changes in durably_reflex/' if dirty.strip() else ''}")
+    if CODE == str(ROOT):
+        print(f"  code: this checkout, HEAD {head or '?'}{' + uncommitted changes in durably_reflex/' if dirty.strip() else ''}")
+    else:
+        print(f"  code: {opts.rev_label} (git archive in {CODE})")
     started = time.monotonic()
     summary = Summary()
     try:
@@ -783,6 +981,8 @@ def main(argv: list[str]) -> int:
             bench_w1(opts, summary)
         if "W2" in only:
             bench_w2(opts, summary)
+        if "W2HTTP" in only:
+            bench_w2_http(opts, summary)
         if "W3" in only:
             bench_w3(opts, summary)
     finally:

@@ -3,21 +3,28 @@
     .venv/bin/python bench/sse.py [--clients 200] [--jobs 100] [--run-clients 1000] [--quick]
                                   [--only W4a,W4b,floor] [--client-procs 1] [--run-client-procs 4]
                                   [--w4a-deadline 40] [--w4b-deadline 60] [--py-spy DIR]
+                                  [--before REV] [--after REV]
 
 W4a       `--clients` subscribers on GET /runs/subscribe (reduced notifications of all runs), then `--jobs`
           runs of a 5-step job triggered over HTTP; each step is `step.run(...)` then `step.progress(i+1, 5)`.
           (1) steps that yield (async, `await asyncio.sleep(0.01)`); (2) synchronous CPU-bound steps that
-          spin 50 ms without yielding. Targets: p95 < 100 ms, server RSS < 250 MB, 0 lost.
+          spin 50 ms without yielding. Targets: p95 < 100 ms, server RSS < 250 MB, 0 lost. The server is
+          `durably-reflex serve sse_jobs:make_durably` (bench/sse_jobs.py, bench/cli_server.py), started as
+          a user starts it: its default (a worker process beside the API; the headline), and
+          `--in-process-worker` (the worker in the API's process). `--before REV` adds `serve` of an
+          earlier commit (`git archive`), `--after REV` measures a commit instead of this checkout: before
+          and after in one run. RSS and "srv CPU" are the API process's; "worker-proc CPU" its workers'.
 floor     the same jobs with ONE subscriber and 20 runs (information, no target): the pipeline's own
           latency without fan-out cost; (3) runs the CPU-bound steps with the worker in a 2nd process.
 W4b       `--run-clients` subscribers, each on its own run's GET /subscribe?runId=... (full events); the
           runs (3 steps each, with progress) are triggered over HTTP first and the worker is started only
           after every client has connected and received its snapshot. Target: p95 < 250 ms, 0 lost.
 
-Every configuration gets a fresh SQLite database and a fresh server process: uvicorn serving
-`create_durably_handler(durably)` (defaults: base path /api/durably, progress_interval 0.1) on
-127.0.0.1 at a port the server bound itself (port 0), `max_concurrent_runs=4`, worker in the same
-process. The server's RSS is sampled with psutil every 100 ms. Clients run in separate processes
+Every configuration gets a fresh SQLite database and a fresh server process. floor and W4b: the
+benchmark's own server, uvicorn serving `create_durably_handler(durably)` (defaults: base path
+/api/durably, progress_interval 0.1) on 127.0.0.1 at a port the server bound itself (port 0),
+`max_concurrent_runs=4`, worker in the same process. W4a: `durably-reflex serve` as above (the same
+handler defaults and slots), after one warm-up run over HTTP. The server's RSS is sampled with psutil every 100 ms. Clients run in separate processes
 (this script with `--child client`): a minimal asyncio HTTP/1.1 + SSE reader (an asyncio.Protocol
 that timestamps each chunk with time.time() as the loop hands it over and decodes JSON only after the
 measurement), so that client cost stays small beside the server's; each client process reports its
@@ -69,22 +76,27 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from cli_server import CliServer, archive_commit, describe_code  # noqa: E402 - bench/ is this script's folder
+from sse_jobs import (  # noqa: E402
+    CPU_SPIN_S,
+    JOB_CPU,
+    JOB_W2,
+    JOB_W4B,
+    JOB_YIELD,
+    MAX_CONCURRENT_RUNS,
+    W4A_STEPS,
+    W4B_STEPS,
+    YIELD_SLEEP_S,
+    make_jobs,
+)
+
 BASE = "/api/durably"
 CONTROL_START_WORKER = "/bench/start-worker"  # added by the benchmark's server wrapper, not the API
-MAX_CONCURRENT_RUNS = 4
-W4A_STEPS = 5
-W4B_STEPS = 3
-YIELD_SLEEP_S = 0.01
-CPU_SPIN_S = 0.05
 TARGET_W4A_P95_MS = 100.0
 TARGET_W4B_P95_MS = 250.0
 TARGET_RSS_MB = 250.0
 RSS_SAMPLE_S = 0.1
-SPLIT_WORKER_POLL_S = 0.02  # a worker in another process learns of triggers by polling
-
-JOB_YIELD = "w4a-yield"
-JOB_CPU = "w4a-cpu"
-JOB_W4B = "w4b"
+SPLIT_WORKER_POLL_S = 0.02  # the harness's worker in another process (floor(3)) surveys this often
 
 TAG_PORT = "@@PORT "
 TAG_READY = "@@READY "
@@ -138,49 +150,6 @@ def ms(value: float, deadline: float = 0.0) -> str:
     if math.isinf(value):
         return f">{deadline:.0f}s"
     return f"{value:.1f}" if value < 10_000 else f"{value / 1000:.1f}s"
-
-
-# ==================================================================================================
-# the jobs (registered in the server and worker processes)
-# ==================================================================================================
-async def _sleep_step(i: int) -> int:
-    await asyncio.sleep(YIELD_SLEEP_S)
-    return i
-
-
-def _spin_step(i: int) -> int:
-    t = time.perf_counter()
-    while time.perf_counter() < t + CPU_SPIN_S:
-        pass
-    return i
-
-
-def make_jobs() -> dict[str, Any]:
-    from durably_reflex import define_job
-
-    async def yielding(step: Any, _input: Any) -> dict[str, int]:
-        for i in range(W4A_STEPS):
-            await step.run(f"s{i}", _sleep_step, i)
-            step.progress(i + 1, W4A_STEPS, message=f"{time.time():.6f}")
-        return {"steps": W4A_STEPS}
-
-    async def spinning(step: Any, _input: Any) -> dict[str, int]:
-        for i in range(W4A_STEPS):
-            await step.run(f"s{i}", _spin_step, i)
-            step.progress(i + 1, W4A_STEPS, message=f"{time.time():.6f}")
-        return {"steps": W4A_STEPS}
-
-    async def per_run(step: Any, _input: Any) -> dict[str, int]:
-        for i in range(W4B_STEPS):
-            await step.run(f"s{i}", _sleep_step, i)
-            step.progress(i + 1, W4B_STEPS, message=f"{time.time():.6f}")
-        return {"steps": W4B_STEPS}
-
-    return {
-        "w4a_yield": define_job(name=JOB_YIELD, run=yielding),
-        "w4a_cpu": define_job(name=JOB_CPU, run=spinning),
-        "w4b": define_job(name=JOB_W4B, run=per_run),
-    }
 
 
 # ==================================================================================================
@@ -660,6 +629,19 @@ async def fetch_runs(port: int, run_ids: list[str]) -> dict[str, dict[str, Any]]
     return out
 
 
+def warm_up(port: int, timeout: float = 60.0) -> None:
+    """One run of the one-step job, triggered and awaited over HTTP: the server's worker is up."""
+    import httpx
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}{BASE}", timeout=30) as client:
+        run_id = client.post("/trigger", json={"jobName": JOB_W2, "input": {}}).raise_for_status().json()["runId"]
+        deadline = time.monotonic() + timeout
+        while client.get("/run", params={"runId": run_id}).json()["status"] != "completed":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the warm-up run did not complete within {timeout:.0f} s")
+            time.sleep(0.02)
+
+
 def post_control(port: int, path: str) -> None:
     import httpx
 
@@ -716,11 +698,17 @@ def client_summary(stats: list[dict[str, Any]]) -> dict[str, Any]:
 # one configuration
 # ==================================================================================================
 class Config:
+    """One measured configuration. `worker`: where the benchmark's own server runs its worker
+    ("same", "split": a 2nd process, "later": started by a control route), or "cli": the server is
+    `durably-reflex serve` of the code in `code` with `serve_args` (see cli_server.py)."""
+
     def __init__(self, key: str, label: str, job: str, clients: int, runs: int, procs: int, worker: str,
-                 timeout: float, target_ms: float, headline: bool) -> None:  # fmt: skip
+                 timeout: float, target_ms: float, headline: bool, code: str = "",
+                 serve_args: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.key, self.label, self.job = key, label, job
         self.clients, self.runs, self.procs = clients, runs, procs
         self.worker, self.timeout, self.target_ms, self.headline = worker, timeout, target_ms, headline
+        self.code, self.serve_args = code, serve_args
         self.per_run = job == JOB_W4B  # W4b: one stream per run, full events
 
     @property
@@ -734,9 +722,16 @@ def run_config(opts: argparse.Namespace, cfg: Config) -> dict[str, Any]:
     children: list[Child] = []
     result: dict[str, Any] = {"cfg": cfg}
     try:
-        server_worker = {"same": "same", "split": "none", "later": "later"}[cfg.worker]
-        server, port, protocol = start_server(workdir, db, server_worker, cfg.clients + 256)
-        children.append(server)
+        server: Child | CliServer
+        if cfg.worker == "cli":
+            server = CliServer(cfg.code, workdir, f"sqlite:///{db}", list(cfg.serve_args))
+            children.append(server)
+            port, protocol = server.port, "durably-reflex serve"
+            warm_up(port)  # its worker (in whichever process) has started and run a run
+        else:
+            server_worker = {"same": "same", "split": "none", "later": "later"}[cfg.worker]
+            server, port, protocol = start_server(workdir, db, server_worker, cfg.clients + 256)
+            children.append(server)
         result["protocol"] = protocol
         worker: Child | None = None
         if cfg.worker == "split":
@@ -769,7 +764,8 @@ def run_config(opts: argparse.Namespace, cfg: Config) -> dict[str, Any]:
         result["rss_connected_mb"] = sampler.last / 2**20
 
         profiler = Profiler(opts.py_spy, server.proc.pid, cfg.key.replace("(", "").replace(")", ""))
-        cpu0, busy0, own0, wcpu0 = sampler.cpu_s(), machine_busy_s(), own_cpu_s(), worker.cpu_s() if worker else 0.0
+        workers_cpu = worker.cpu_s if worker else server.workers_cpu_s if isinstance(server, CliServer) else lambda: 0.0
+        cpu0, busy0, own0, wcpu0 = sampler.cpu_s(), machine_busy_s(), own_cpu_s(), workers_cpu()
         t0 = time.monotonic()
         if cfg.per_run:
             post_control(port, CONTROL_START_WORKER)
@@ -779,7 +775,7 @@ def run_config(opts: argparse.Namespace, cfg: Config) -> dict[str, Any]:
         stats, records = collect(clients, cfg.timeout + 60)
         result["wall_s"] = time.monotonic() - t0
         result["server_cpu_s"] = sampler.cpu_s() - cpu0
-        worker_cpu = (worker.cpu_s() - wcpu0) if worker else 0.0
+        worker_cpu = workers_cpu() - wcpu0
         result["worker_cpu_s"] = worker_cpu
         result["client"] = client_summary(stats)
         others = machine_busy_s() - busy0 - result["server_cpu_s"] - worker_cpu - result["client"]["cpu_s"]
@@ -932,7 +928,7 @@ def print_results(results: list[dict[str, Any]]) -> None:
             f"{c['lag_p99_ms']:.1f}/{c['lag_max_ms']:.1f}", str(c["unfinished"]),
             f"{r['dup']}/{r['unexpected']}/{r['out_of_order']}/{r['snapshot_missing']}",
             "-" if r["runs_not_completed"] is None else str(r["runs_not_completed"]),
-            f"{r['worker_cpu_s']:.1f}" if cfg.worker == "split" else "-",
+            f"{r['worker_cpu_s']:.1f}" if r["worker_cpu_s"] else "-",
         ])  # fmt: skip
         if "error" in r:
             print(f"  {cfg.key}: {r['error']}")
@@ -1045,6 +1041,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="seconds a W4a client waits (from connected) before giving up (default 40)")
     p.add_argument("--w4b-deadline", type=float, default=60.0, help="same for W4b (default 60)")
     p.add_argument("--py-spy", metavar="DIR", help="profile the server (py-spy --gil) in each configuration; folded stacks in DIR")
+    p.add_argument("--before", metavar="REV", help="W4a also with `durably-reflex serve` of this commit (git archive), "
+                   "to print before and after in one run")  # fmt: skip
+    p.add_argument("--after", metavar="REV", help="W4a with `durably-reflex serve` of this commit (default: this checkout)")
     p.add_argument("--switch-interval", type=float, default=0.0,
                    help="diagnosis: sys.setswitchinterval() in the server process (default: Python's 0.005 s)")
     # hidden: child processes
@@ -1072,9 +1071,16 @@ def configs(opts: argparse.Namespace, only: set[str]) -> list[Config]:
     yield_label = f"yielding steps ({YIELD_SLEEP_S * 1000:.0f} ms async sleep)"
     cpu_label = f"CPU-bound steps ({CPU_SPIN_S * 1000:.0f} ms spin, never yield)"
     a = (opts.clients, opts.jobs, opts.client_procs, opts.w4a_deadline, TARGET_W4A_P95_MS)
-    if "W4A" in only:
-        out.append(Config("W4a(1)", f"/runs/subscribe, {yield_label}", JOB_YIELD, *a[:3], "same", *a[3:], True))
-        out.append(Config("W4a(2)", f"/runs/subscribe, {cpu_label}", JOB_CPU, *a[:3], "same", *a[3:], True))
+    if "W4A" in only:  # `durably-reflex serve` as users start it: before (--before), now, now in one process
+        for key, label, job in (("W4a(1)", yield_label, JOB_YIELD), ("W4a(2)", cpu_label, JOB_CPU)):
+            if opts.before_code:
+                out.append(Config(f"{key} before", f"/runs/subscribe, {label}; serve of {opts.before}", job, *a[:3],
+                                  "cli", *a[3:], False, opts.before_code))  # fmt: skip
+            out.append(Config(key, f"/runs/subscribe, {label}; serve (worker process) of {opts.after}", job, *a[:3],
+                              "cli", *a[3:], True, opts.after_code))  # fmt: skip
+            out.append(Config(f"{key} in-process", f"/runs/subscribe, {label}; serve --in-process-worker of "
+                              f"{opts.after}", job, *a[:3], "cli", *a[3:], False, opts.after_code,
+                              ("--in-process-worker",)))  # fmt: skip
     if "FLOOR" in only:  # the same jobs with ONE client: the pipeline's own latency, without fan-out cost
         runs = min(opts.jobs, 20)
         for key, label, job, worker in (("floor(1)", yield_label, JOB_YIELD, "same"), ("floor(2)", cpu_label, JOB_CPU, "same"),
@@ -1099,6 +1105,9 @@ def main(argv: list[str]) -> int:
         child_client(opts)
         return 0
     only = {w.strip().upper() for w in opts.only.split(",") if w.strip()}
+    opts.before_code = archive_commit(opts.before) if opts.before else ""
+    opts.after_code = archive_commit(opts.after) if opts.after else str(ROOT)
+    opts.after = opts.after or describe_code(opts.after_code)
     if only - {"W4A", "W4B", "FLOOR"}:
         print(f"unknown workload(s): {', '.join(sorted(only - {'W4A', 'W4B', 'FLOOR'}))}", file=sys.stderr)
         return 2
