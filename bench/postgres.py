@@ -6,11 +6,14 @@ same server.
 Without --url a throwaway server is started (tests/pg_cluster.py) with PostgreSQL's default, durable
 settings (fsync on, synchronous_commit on); durably-reflex is measured with those and again with
 synchronous_commit=off for its connections (the counterpart of SQLite's synchronous=NORMAL, its
-SQLite default). Each configuration gets a fresh database; its runs are
-triggered first, then the worker processes are released together, and the rate is measured from
-the release to the last run's `completed_at` in the database (process start-up excluded). DBOS runs
-a Queue (worker_concurrency = --conc per process) on the same server, in 1, 2 and 4 processes that
-each enqueue their share when released; its rate is over release -> last result.
+SQLite default). Each configuration gets a fresh database. Both systems are timed over the same
+window: the processes are started, then released together (process start-up excluded); when
+released, each process starts its worker and then triggers (durably-reflex, `batch_trigger` 100 at
+a time) or enqueues (DBOS: a Queue, worker_concurrency = --conc per process) its share of the runs,
+so the rate is over release -> last run completed (durably-reflex: the last `completed_at` in the
+database; DBOS: the last result), triggering included, in 1, 2 and 4 processes.
+
+DBOS comes with the `bench` extra (`pip install -e '.[bench]'`); without it the comparison is skipped.
 """
 
 from __future__ import annotations
@@ -66,9 +69,14 @@ def child_durably(args: argparse.Namespace) -> None:
         while not os.path.exists(args.go):
             await asyncio.sleep(0.005)
         await durably.start()
+        for start in range(0, args.runs, 100):  # this process's share, as DBOS's processes enqueue theirs
+            await durably.jobs.w1.batch_trigger([None] * min(100, args.runs - start))
         deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline and await durably.get_runs(status=["pending", "running"], limit=1):
-            await asyncio.sleep(0.1)  # the rate comes from completed_at in the database, not from this
+        with psycopg.connect(args.url, autocommit=True) as db:  # until every process's runs are done
+            while time.monotonic() < deadline:
+                if db.execute("SELECT count(*) FROM durably_runs WHERE status = 'completed'").fetchone()[0] >= args.total:
+                    break
+                await asyncio.sleep(0.1)  # the rate comes from completed_at in the database, not from this
         await durably.close(timeout=5)
         return {"pid": os.getpid()}
 
@@ -142,30 +150,13 @@ def _fresh_database(admin_url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
-def _trigger(url: str, runs: int) -> None:
-    from durably_reflex import create_durably, define_job
-
-    async def nothing(step: Any, _input: Any) -> None:
-        """Only triggered here: the worker processes register the real job under the same name."""
-
-    async def create() -> None:
-        durably = create_durably(url)
-        durably.register(w1=define_job(name="w1", run=nothing))
-        await durably.migrate()
-        for start in range(0, runs, 500):
-            await durably.jobs.w1.batch_trigger([None] * min(500, runs - start))
-        await durably.close()
-
-    asyncio.run(create())
-
-
 def measure_durably(admin_url: str, processes: int, runs: int, steps: int, conc: int, options: str = "") -> dict[str, Any]:
     url = _fresh_database(admin_url, f"bench_durably_{processes}") + options
-    _trigger(url, runs)
+    share = [runs // processes + (1 if i < runs % processes else 0) for i in range(processes)]
     with tempfile.TemporaryDirectory(prefix="durably-bench-pg-") as tmp:
         workers = [
-            _spawn("durably", "--url", url, "--steps", str(steps), "--conc", str(conc), "--go", os.path.join(tmp, "go"),
-                   "--ready", os.path.join(tmp, f"ready{i}"), "--timeout", "300")
+            _spawn("durably", "--url", url, "--runs", str(share[i]), "--total", str(runs), "--steps", str(steps), "--conc", str(conc),
+                   "--go", os.path.join(tmp, "go"), "--ready", os.path.join(tmp, f"ready{i}"), "--timeout", "300")
             for i in range(processes)
         ]  # fmt: skip
         outcome = _release(workers, tmp, 360)
@@ -310,6 +301,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dbos-runs", type=int, default=200)
     parser.add_argument("--no-dbos", action="store_true")
     parser.add_argument("--child", choices=("durably", "dbos"), help=argparse.SUPPRESS)
+    parser.add_argument("--total", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--go", help=argparse.SUPPRESS)
     parser.add_argument("--ready", help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=float, default=300, help=argparse.SUPPRESS)
@@ -320,6 +312,12 @@ def main(argv: list[str]) -> int:
     if args.child == "dbos":
         child_dbos(args)
         return 0
+    if not args.no_dbos:
+        try:
+            import dbos  # noqa: F401
+        except ImportError as error:
+            print(f"DBOS comparison skipped: cannot import dbos ({error}); pip install -e '.[bench]' installs it")
+            args.no_dbos = True
     if args.url:
         bench(args.url, args.runs, args.steps, args.conc, args.dbos_runs, args.no_dbos)
         return 0

@@ -3,7 +3,7 @@
     .venv/bin/python bench/sse.py [--clients 200] [--jobs 100] [--run-clients 1000] [--quick]
                                   [--only W4a,W4b,floor] [--client-procs 1] [--run-client-procs 4]
                                   [--w4a-deadline 40] [--w4b-deadline 60] [--py-spy DIR]
-                                  [--before REV] [--after REV]
+                                  [--before REV] [--after REV] [--repeat N]
 
 W4a       `--clients` subscribers on GET /runs/subscribe (reduced notifications of all runs), then `--jobs`
           runs of a 5-step job triggered over HTTP; each step is `step.run(...)` then `step.progress(i+1, 5)`.
@@ -63,6 +63,7 @@ import resource
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -960,6 +961,20 @@ def print_results(results: list[dict[str, Any]]) -> None:
     print(table(["metric", "value", "target", "status"], srows))
 
 
+def print_rounds(results: list[dict[str, Any]]) -> None:
+    """Each configuration's p95 in every round, and their median: the figure to quote."""
+    by_key: dict[str, list[str]] = {}
+    medians: dict[str, list[float]] = {}
+    for r in results:
+        key = r["cfg"].key.rsplit(" #", 1)[0]
+        p95 = percentile(r["latency"], 95) if "latency" in r else math.nan
+        by_key.setdefault(key, []).append(ms(p95, r["cfg"].timeout))
+        medians.setdefault(key, []).append(p95)
+    print("\n=== p95 by round (ms) and the median of the rounds ===")
+    rows = [[key, *values, ms(statistics.median(medians[key]))] for key, values in by_key.items()]
+    print(table(["config", *(f"#{n}" for n in range(1, max(len(v) for v in by_key.values()) + 1)), "median"], rows))
+
+
 def print_profile(path: str, key: str, top: int = 12) -> None:
     """Self and inclusive shares by function from py-spy's folded output (GIL holder only)."""
     self_time: dict[str, int] = {}
@@ -1044,6 +1059,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--before", metavar="REV", help="W4a also with `durably-reflex serve` of this commit (git archive), "
                    "to print before and after in one run")  # fmt: skip
     p.add_argument("--after", metavar="REV", help="W4a with `durably-reflex serve` of this commit (default: this checkout)")
+    p.add_argument("--repeat", type=int, default=1, help="run every configuration this many times, interleaved, "
+                   "and print each one's median p95 (default 1)")  # fmt: skip
     p.add_argument("--switch-interval", type=float, default=0.0,
                    help="diagnosis: sys.setswitchinterval() in the server process (default: Python's 0.005 s)")
     # hidden: child processes
@@ -1129,8 +1146,13 @@ def main(argv: list[str]) -> int:
     print(f"  repo HEAD {head or '?'}{' + uncommitted changes in durably_reflex/' if dirty.strip() else ''}")
     started = time.monotonic()
     results: list[dict[str, Any]] = []
+    rounds = [configs(opts, only) for _ in range(opts.repeat)]
+    if opts.repeat > 1:  # configurations interleaved, round after round: the machine's drift hits them alike
+        for number, round_configs in enumerate(rounds, 1):
+            for cfg in round_configs:
+                cfg.key = f"{cfg.key} #{number}"
     try:
-        for cfg in configs(opts, only):
+        for cfg in (cfg for round_configs in rounds for cfg in round_configs):
             t = time.monotonic()
             print(f"\n... {cfg.key}: {cfg.clients} client(s), {cfg.runs} runs, {cfg.label}", flush=True)
             try:
@@ -1149,6 +1171,8 @@ def main(argv: list[str]) -> int:
         for child in list(_live):  # noqa: PERF101 - stop() removes the child from _live
             child.stop(grace=2)
     print_results(results)
+    if opts.repeat > 1:
+        print_rounds(results)
     print(METHOD)
     for r in results:
         if r.get("profile"):
