@@ -5,7 +5,9 @@ and scrolling back down resumes it (`rx.auto_scroll`). Levels are coloured and c
 each line shows its time and step, and a line with data says so (a "data" toggle with a chevron)
 and opens it below. "Hide earlier" hides the lines shown so far, for this tab (new lines keep
 coming; the stored logs are untouched and "show" brings them back). The state keeps at most
-`max_logs` lines, so the viewer stays small however much a job logs.
+`max_logs` lines, so the viewer stays small however much a job logs. Against a server that keeps no
+log history (Durably's Node server), a "live only" badge says the lines are those logged while the
+page watched.
 
 Standalone, the viewer attaches its state on mount (to `run_id` when given, for a `use_job_run` or
 `use_job_logs` state); inside a component that attaches the state itself, pass `attach=False`.
@@ -42,6 +44,14 @@ def log_viewer(
         rx.badge(state.logs.length().to_string(), variant="surface", radius="full"),
         rx.spacer(),
         rx.cond(state.is_reconnecting, rx.badge("reconnecting…", color_scheme="amber"), rx.fragment()),
+        rx.cond(
+            state.log_history_offered,
+            rx.fragment(),
+            rx.tooltip(
+                rx.badge("live only", color_scheme="gray", variant="surface"),
+                content="This server keeps no log history: the lines shown were logged while this page watched.",
+            ),
+        ),
         rx.cond(
             show_filter,
             rx.select.root(  # not rx.select(...): its class_name would go to the root, which renders no element

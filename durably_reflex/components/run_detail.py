@@ -83,6 +83,7 @@ def run_detail(
                 columns=rx.breakpoints(initial="1", lg="2"),
                 spacing="3",
                 width="100%",
+                align="start",
             ),
             _json_section("Input", run.input_json, record["input"].to_string(), "durably-run-input"),
             _json_section(

@@ -2,7 +2,8 @@
 
 Each attaches the state when it mounts (two on one page share it: the second attach takes over the
 first's streams, for the same tab and state). The chart is a compact strip of runs created per
-time bucket, with the time range to cover (the state's `RANGES`) chosen beside it.
+time bucket, with the time range to cover (the state's `RANGES`) chosen beside it. Against a server
+that counts nothing (no `/stats`: the state's `stats_offered` is False), both show nothing.
 """
 
 from __future__ import annotations
@@ -45,12 +46,22 @@ def status_counts(stats: type[UseRunStatsState], *, on_select: Any = None, selec
         )
 
     counts = stats.counts.to(dict)  # an object var already; mypy, reading Reflex's overloads, takes it for a list
-    return rx.hstack(
-        card("All runs", "all", stats.total, "gray"),
-        *(card(status.capitalize(), status, counts.get(status, 0), color) for status, color in STATUS_COLORS.items()),
-        spacing="3",
+    return rx.box(
+        rx.cond(
+            stats.stats_offered,
+            rx.hstack(
+                card("All runs", "all", stats.total, "gray"),
+                *(
+                    card(status.capitalize(), status, counts.get(status, 0), color)
+                    for status, color in STATUS_COLORS.items()
+                ),
+                spacing="3",
+                width="100%",
+                wrap="wrap",
+            ),
+            rx.fragment(),
+        ),
         width="100%",
-        wrap="wrap",
         on_mount=stats.attach,
     )
 
@@ -76,7 +87,7 @@ def runs_chart(stats: type[UseRunStatsState], *, height: int = 110, ranges: bool
         on_change=stats.set_range,
         size="1",
     )
-    return rx.card(
+    chart = rx.card(
         rx.vstack(
             rx.hstack(
                 rx.text("Runs created (UTC)", size="1", weight="bold", color_scheme="gray"),
@@ -102,5 +113,5 @@ def runs_chart(stats: type[UseRunStatsState], *, height: int = 110, ranges: bool
         width="100%",
         size="1",
         class_name="durably-runs-chart",
-        on_mount=stats.attach,
     )
+    return rx.box(rx.cond(stats.stats_offered, chart, rx.fragment()), width="100%", on_mount=stats.attach)

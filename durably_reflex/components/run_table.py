@@ -263,7 +263,7 @@ def _empty(runs: type[UseRunsState], on_job_filter: Any) -> rx.Component:
             ),
             rx.vstack(
                 rx.icon("inbox", size=28, color=rx.color("gray", 9)),
-                rx.text("No runs yet.", color_scheme="gray"),
+                rx.text("No runs here yet.", color_scheme="gray"),
                 align="center",
             ),
         ),

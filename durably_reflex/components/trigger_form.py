@@ -251,8 +251,9 @@ def _errors(field: FormField, state: type[UseJobState], *, nested: bool = True) 
 
 
 def _general_error(state: type[UseJobState], fields: list[FormField]) -> rx.Component:
-    """`error` when it is not about fields (a failed trigger or run); with field errors, only those
-    no input shows (a model validator's, an unknown field's)."""
+    """`error` when it is about the trigger itself (a refused or failed request), not about fields
+    nor about how the run it started ended (a run view shows that); with field errors, only those no
+    input shows (a model validator's, an unknown field's)."""
 
     def placed(key: StringVar) -> Var:
         exact = Var.create([field.path for field in fields]).contains(key)
@@ -264,7 +265,7 @@ def _general_error(state: type[UseJobState], fields: list[FormField]) -> rx.Comp
     return rx.cond(
         errors.keys().length() > 0,
         rx.foreach(unplaced, lambda entry: _callout(entry[0].to(str) + ": " + entry[1].to(str))),
-        rx.cond(state.error, _callout(state.error.to(str)), rx.fragment()),
+        rx.cond(state.error & ~state.current_run_id, _callout(state.error.to(str)), rx.fragment()),
     )
 
 
