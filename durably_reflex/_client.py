@@ -497,9 +497,14 @@ class EventStream:
 
 def _decode(data: str) -> WireEvent | None:
     """The typed event in an SSE data field; unknown types and malformed frames are skipped (and
-    logged) so one odd frame from a newer or buggy server does not tear down a UI's stream."""
+    logged) so one odd frame from a newer or buggy server does not tear down a UI's stream. So are
+    frames marked `replayed`: the run's state told again, after the snapshot, for Durably 0.7's
+    client (which ignores snapshots); consumers here reset from the snapshot."""
     try:
-        return parse_event(json.loads(data))
+        raw = json.loads(data)
+        if isinstance(raw, dict) and raw.get("replayed") is True:
+            return None
+        return parse_event(raw)
     except (ValueError, ValidationError) as error:
         logger.warning("skipping an event frame that does not parse (%s): %.200s", error, data)
         return None

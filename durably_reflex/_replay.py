@@ -4,8 +4,9 @@ Durably 0.7's React client builds a run's state from the events it knows (`run:s
 `run:progress`, `log:write`, `run:complete`, `run:fail`, `run:cancel`, `run:retry`) and never
 fetches the run; it ignores `run:snapshot`. So a `/subscribe` stream that opens on a run already
 under way (or over) first tells the events that bring such a client where an early viewer's client
-is (`replay_events`): `run:start` if the run has started and is not pending again, its latest
-`run:progress`, its stored logs as `log:write` (the newest `log_retention`), then `run:complete`
+is (`replay_events`): `run:start` if the run has started and is not pending again (a run waiting
+mid-way, for a sleep, a signal or a step's retry, counts as started: 0.7 knows no `run:wait`, so its
+early client still shows it running), its latest `run:progress`, its stored logs as `log:write` (the newest `log_retention`), then `run:complete`
 with the output, `run:fail` with the error, or `run:cancel` for a run that has settled.
 
 These frames are made from the run as read, not from the event log: they carry `"replayed": true`,
@@ -25,7 +26,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._events import LOG_WRITE, RUN_CANCEL, RUN_COMPLETE, RUN_FAIL, RUN_PROGRESS, RUN_RETRY, RUN_START, Event
+from ._events import (
+    LOG_WRITE,
+    RUN_CANCEL,
+    RUN_COMPLETE,
+    RUN_FAIL,
+    RUN_PROGRESS,
+    RUN_RETRY,
+    RUN_START,
+    RUN_WAIT,
+    Event,
+)
 from ._feed import FeedItem
 from ._records import LogEntry, Run, RunStatus, Step
 
@@ -39,6 +50,7 @@ TRANSITIONS: dict[str, tuple[RunStatus, frozenset[RunStatus]]] = {
     RUN_FAIL: (RunStatus.FAILED, frozenset({RunStatus.RUNNING})),
     RUN_CANCEL: (RunStatus.CANCELLED, frozenset({RunStatus.PENDING, RunStatus.RUNNING})),
     RUN_RETRY: (RunStatus.PENDING, frozenset({RunStatus.FAILED, RunStatus.CANCELLED})),
+    RUN_WAIT: (RunStatus.PENDING, frozenset({RunStatus.RUNNING})),  # unknown to 0.7: it shows running on
 }
 
 
@@ -61,7 +73,8 @@ def replay_events(
         }
 
     events = []
-    if run.status is RunStatus.RUNNING or (run.is_terminal and run.started_at is not None):
+    waiting_mid_way = run.waiting_for is not None and run.waiting_for.kind != "delay"
+    if run.status is RunStatus.RUNNING or waiting_mid_way or (run.is_terminal and run.started_at is not None):
         events.append(event(RUN_START, wire["startedAt"], payload=run.input))
     if wire["progress"] is not None:
         events.append(event(RUN_PROGRESS, wire["updatedAt"], progress=wire["progress"]))

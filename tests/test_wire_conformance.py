@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from durably_reflex import Run, RunStatus
+from durably_reflex import DurablyClient, Run, RunStatus
 from durably_reflex._feed import FeedItem
 from durably_reflex._records import Progress
 from durably_reflex._replay import ReplayGuard
 from durably_reflex._storage.base import StoredEvent
+from durably_reflex._wire_events import RunSnapshot, WireEvent
 from tests.server_fixtures import (
     GATES,
     ISO_Z,
@@ -227,6 +228,25 @@ async def test_a_late_reader_of_a_cancelled_run_ends_as_the_early_one_and_follow
     await late.read_to_end()
     assert early.client.statuses == ["running", "cancelled", "pending", "running", "completed"]
     assert_same_view(late, early)
+
+
+# -- our own client ---------------------------------------------------------------------------------
+async def test_our_client_resets_from_the_snapshot_and_skips_the_replay(serve: Serve) -> None:
+    """The replay is for 0.7's client: ours reads the snapshot, and the replay's run:start and
+    run:fail after it would move a failed run's view back to running and fail it twice."""
+    fail_gate = GATES.new()
+    server, run_id, early = await pending_run(serve, "script", {"steps": 2, "fail_at": 1, "fail_gate": fail_gate})
+    await early.read_until(lambda client: client.status == "failed")
+    seen: list[WireEvent] = []
+    async with DurablyClient(server.base_url) as client, client.subscribe(run_id) as events:
+        async for event in events:
+            seen.append(event)
+            if isinstance(event, RunSnapshot):
+                GATES.open(fail_gate)
+                await client.retry(run_id)
+    assert isinstance(seen[0], RunSnapshot) and seen[0].run.status is RunStatus.FAILED
+    lifecycle = [event.type for event in seen if event.type in KNOWN_TO_07 - {"run:progress", "log:write"}]
+    assert lifecycle == ["run:retry", "run:start", "run:complete"]
 
 
 # -- live events racing what the late reader was told first ---------------------------------------
