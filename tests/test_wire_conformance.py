@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from durably_reflex import DurablyClient, Run, RunStatus
+from durably_reflex import DurablyClient, Run, RunStatus, define_job
 from durably_reflex._feed import FeedItem
 from durably_reflex._records import Progress
 from durably_reflex._replay import ReplayGuard
@@ -28,6 +28,7 @@ from durably_reflex._storage.base import StoredEvent
 from durably_reflex._wire_events import RunSnapshot, WireEvent
 from tests.server_fixtures import (
     GATES,
+    JOBS,
     ISO_Z,
     WAIT,
     Frame,
@@ -228,6 +229,31 @@ async def test_a_late_reader_of_a_cancelled_run_ends_as_the_early_one_and_follow
     await late.read_to_end()
     assert early.client.statuses == ["running", "cancelled", "pending", "running", "completed"]
     assert_same_view(late, early)
+
+
+async def waits_for_a_signal(step: Any, input: Any) -> dict[str, Any]:
+    step.log.info("before")
+    got = await step.wait_for_signal("go")
+    step.log.info("after")
+    return {"got": got}
+
+
+async def test_a_late_reader_of_a_run_waiting_mid_way_sees_it_running_as_the_early_one_does(serve: Serve) -> None:
+    """0.7 knows no run:wait: its early client still shows a run that waits for a signal running."""
+    jobs = {**JOBS, "signalled": define_job(name="signalled", run=waits_for_a_signal)}
+    server, run_id, early = await pending_run(serve, "signalled", {}, jobs=jobs)
+    await server.wait_run(run_id, lambda run: run["status"] == "pending" and run.get("waitingFor") is not None)
+    await early.read_until(lambda client: len(client.logs) == 1)
+
+    late = await Reader.attach(server, run_id)
+    await late.read_until(lambda client: len(client.logs) == 1)
+    assert late.client.statuses == early.client.statuses == ["running"]
+    await server.durably.signal(run_id, "go", "now")
+    await early.read_to_end()
+    await late.read_to_end()
+    assert early.client.statuses == ["running", "running", "completed"]  # run:start again on resuming
+    assert_same_view(late, early)
+    assert late.client.output == {"got": "now"}
 
 
 # -- our own client ---------------------------------------------------------------------------------
