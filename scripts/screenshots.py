@@ -1,4 +1,5 @@
-"""Screenshots of the dashboard for the README: docs/screenshots/{runs,run,jobs,runs-dark}.png.
+"""Screenshots of the dashboard for the README: docs/screenshots/{runs,run,jobs}.png and their dark
+versions ({runs,run,jobs}-dark.png).
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--width 1280]
 
@@ -112,25 +113,27 @@ def main() -> None:
                     page.screenshot(path=str(out / name), full_page=True)
                     print(f"saved {out / name}", flush=True)
 
-                page.goto(server.url("/"))
-                expect(page.locator(".durably-run-row")).to_have_count(len(api.get("/runs")))
-                expect(page.locator(".durably-runs-chart .recharts-bar-rectangle").first).to_be_visible()
-                shot("runs.png")
+                for suffix in ("", "-dark"):
+                    page.goto(server.url("/"))
+                    expect(page.locator(".durably-run-row")).to_have_count(len(api.get("/runs")))
+                    expect(page.locator(".durably-runs-chart .recharts-bar-rectangle").first).to_be_visible()
+                    if suffix:  # hydrated (rows shown): the toggle's click is not lost
+                        page.locator("#color-mode").click()
+                        expect(page.locator("html")).to_have_class(re.compile(r"\bdark\b"))
+                    shot(f"runs{suffix}.png")
 
-                page.goto(server.url(f"/runs/{runs['imported']}"))
-                expect(page.locator(".durably-run-detail .durably-status").first).to_have_attribute("data-status", "completed")
-                expect(page.locator(".durably-log-line")).to_have_count(5)
-                shot("run.png")
+                    page.goto(server.url(f"/runs/{runs['imported']}"))
+                    expect(page.locator(".durably-run-detail .durably-status").first).to_have_attribute("data-status", "completed")
+                    expect(page.locator(".durably-log-line")).to_have_count(5)
+                    shot(f"run{suffix}.png")
 
-                page.goto(server.url("/jobs"))
-                expect(page.locator("#job-slow-cleanup")).to_be_visible()
-                shot("jobs.png")
-
-                page.goto(server.url("/"))
-                expect(page.locator(".durably-run-row").first).to_be_visible()
-                page.locator("#color-mode").click()
-                expect(page.locator("html")).to_have_class(re.compile(r"\bdark\b"))
-                shot("runs-dark.png")
+                    page.goto(server.url("/jobs"))
+                    expect(page.locator("#job-slow-cleanup")).to_be_visible()
+                    report = page.locator("#job-publish-report")
+                    if not suffix:  # a card with its last run (it fails at render: how it ended shows)
+                        report.locator(".durably-trigger").click()
+                    expect(report.locator(".durably-job-run")).to_have_attribute("data-status", "failed")
+                    shot(f"jobs{suffix}.png")
             finally:
                 browser.close()
                 api.post(f"/cancel?runId={runs['running']}", {})
