@@ -6,8 +6,9 @@ fetches the run; it ignores `run:snapshot`. So a `/subscribe` stream that opens 
 under way (or over) first tells the events that bring such a client where an early viewer's client
 is (`replay_events`): `run:start` if the run has started and is not pending again (a run waiting
 mid-way, for a sleep, a signal or a step's retry, counts as started: 0.7 knows no `run:wait`, so its
-early client still shows it running), its latest `run:progress`, its stored logs as `log:write` (the newest `log_retention`), then `run:complete`
-with the output, `run:fail` with the error, or `run:cancel` for a run that has settled.
+early client still shows it running), its latest `run:progress`, its stored logs as `log:write`
+(the newest `log_retention`), then `run:complete` with the output, `run:fail` with the error, or
+`run:cancel` for a run that has settled.
 
 These frames are made from the run as read, not from the event log: they carry `"replayed": true`,
 `"sequence": 0` (the engine's counter is per process and never stored) and the times the run
@@ -42,7 +43,7 @@ from ._records import LogEntry, Run, RunStatus, Step
 
 REPLAYED = "replayed"  # the field that marks a frame made from the run's state, not the event log
 
-# Each lifecycle event: the status a 0.7 client then shows, and the statuses a run makes that move from.
+# Each lifecycle event: the status the run then has, and the statuses it can have made that move from.
 # (`run:complete` is not held back: it ends the stream, and cannot repeat a replay, which for a
 # completed run is the whole stream.)
 TRANSITIONS: dict[str, tuple[RunStatus, frozenset[RunStatus]]] = {
@@ -50,7 +51,7 @@ TRANSITIONS: dict[str, tuple[RunStatus, frozenset[RunStatus]]] = {
     RUN_FAIL: (RunStatus.FAILED, frozenset({RunStatus.RUNNING})),
     RUN_CANCEL: (RunStatus.CANCELLED, frozenset({RunStatus.PENDING, RunStatus.RUNNING})),
     RUN_RETRY: (RunStatus.PENDING, frozenset({RunStatus.FAILED, RunStatus.CANCELLED})),
-    RUN_WAIT: (RunStatus.PENDING, frozenset({RunStatus.RUNNING})),  # unknown to 0.7: it shows running on
+    RUN_WAIT: (RunStatus.PENDING, frozenset({RunStatus.RUNNING})),  # 0.7's client ignores it (still running)
 }
 
 
