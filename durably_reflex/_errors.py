@@ -23,6 +23,9 @@ with the message, so a client maps errors by code, never by their wording.
     ├── RunFailedError                RUN_FAILED
     ├── WaitTimeoutError              WAIT_TIMEOUT
     ├── SignalTimeoutError            SIGNAL_TIMEOUT (in job code: a signal's deadline passed)
+    ├── StepTimeoutError              STEP_TIMEOUT (a step ran longer than its timeout)
+    ├── RunTimeoutError               RUN_TIMEOUT (a run ran longer than its job's timeout)
+    ├── NonRetryableError             NON_RETRYABLE (raised by job code: fail without retrying)
     ├── StorageUnavailableError       STORAGE_UNAVAILABLE
     └── SchemaVersionError            SCHEMA_TOO_NEW
 """
@@ -203,6 +206,36 @@ class SignalTimeoutError(DurablyError, TimeoutError):
         super().__init__(f'No signal "{name}" came for run {run_id} before the deadline')
         self.run_id = run_id
         self.name = name
+
+
+class NonRetryableError(DurablyError):
+    """Raised by job code (or raised from) when trying the step again cannot help: the run fails at
+    once, whatever its retry policy."""
+
+    code = "NON_RETRYABLE"
+
+
+class StepTimeoutError(DurablyError, TimeoutError):
+    """A step ran longer than its timeout (`step.run(..., timeout=)` or the job's `step_timeout`).
+    A failure of the step like any other: retried under the job's retry policy."""
+
+    code = "STEP_TIMEOUT"
+
+    def __init__(self, name: str, timeout: float) -> None:
+        super().__init__(f'Step "{name}" timed out after {timeout:g}s')
+        self.name = name
+        self.timeout = timeout
+
+
+class RunTimeoutError(DurablyError, TimeoutError):
+    """The run's error when it ran longer than its job's `timeout` (from its first start, waits
+    included); its execution is stopped and its worker freed."""
+
+    code = "RUN_TIMEOUT"
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"Run timed out after {timeout:g}s")
+        self.timeout = timeout
 
 
 class StorageUnavailableError(DurablyError):

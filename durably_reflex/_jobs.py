@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, overload
 from pydantic import BaseModel, ValidationError
 
 from ._errors import InvalidInputError, JobDefinitionError
+from ._retry import Retry
 
 if TYPE_CHECKING:
     from ._step import StepContext
@@ -29,6 +30,9 @@ class JobDefinition:
     run: JobFunction
     input: type[BaseModel] | None = None
     output: type[BaseModel] | None = None
+    retry: Retry | None = None  # for each step (see `Retry`); None: a failing step fails the run
+    timeout: float | None = None  # seconds from a run's first start to its end, waits included
+    step_timeout: float | None = None  # seconds each step may run (`step.run(..., timeout=)` overrides)
 
     def validate_input(self, raw: Any) -> Any:
         """The input as it will be stored: validated, defaults applied, JSON-ready.
@@ -82,11 +86,25 @@ def invalid(prefix: str, error: ValidationError) -> InvalidInputError:
 
 @overload
 def define_job(
-    *, name: str, input: type[BaseModel] | None = None, output: type[BaseModel] | None = None, run: JobFunction
+    *,
+    name: str,
+    input: type[BaseModel] | None = None,
+    output: type[BaseModel] | None = None,
+    run: JobFunction,
+    retry: Retry | None = None,
+    timeout: float | None = None,
+    step_timeout: float | None = None,
 ) -> JobDefinition: ...
 @overload
 def define_job(
-    *, name: str, input: type[BaseModel] | None = None, output: type[BaseModel] | None = None, run: None = None
+    *,
+    name: str,
+    input: type[BaseModel] | None = None,
+    output: type[BaseModel] | None = None,
+    run: None = None,
+    retry: Retry | None = None,
+    timeout: float | None = None,
+    step_timeout: float | None = None,
 ) -> Callable[[JobFunction], JobDefinition]: ...
 def define_job(
     *,
@@ -94,17 +112,35 @@ def define_job(
     input: type[BaseModel] | None = None,
     output: type[BaseModel] | None = None,
     run: JobFunction | None = None,
+    retry: Retry | None = None,
+    timeout: float | None = None,
+    step_timeout: float | None = None,
 ) -> JobDefinition | Callable[[JobFunction], JobDefinition]:
-    """Define a job; without `run` it is a decorator for the job function."""
+    """Define a job; without `run` it is a decorator for the job function. `retry` applies to each
+    of its steps; `timeout` bounds a run (from its first start, waits included) and `step_timeout`
+    each step, in seconds."""
     if not isinstance(name, str) or not name.strip():
         raise JobDefinitionError("A job needs a non-empty string name")
     for role, model in (("input", input), ("output", output)):
         if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
             raise JobDefinitionError(f'Job "{name}": {role} must be a pydantic BaseModel subclass, got {model!r}')
+    if retry is not None and not isinstance(retry, Retry):
+        raise JobDefinitionError(f'Job "{name}": retry must be a Retry(...), got {retry!r}')
+    for label, seconds in (("timeout", timeout), ("step_timeout", step_timeout)):
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0):
+            raise JobDefinitionError(f'Job "{name}": {label} must be a positive number of seconds, got {seconds!r}')
 
     def build(function: JobFunction) -> JobDefinition:
         if not inspect.iscoroutinefunction(function):
             raise JobDefinitionError(f'Job "{name}": run must be an async function taking (step, input)')
-        return JobDefinition(name=name, run=function, input=input, output=output)
+        return JobDefinition(
+            name=name,
+            run=function,
+            input=input,
+            output=output,
+            retry=retry,
+            timeout=timeout,
+            step_timeout=step_timeout,
+        )
 
     return build if run is None else build(run)

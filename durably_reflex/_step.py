@@ -25,6 +25,7 @@ wait over records the step completed, and replays of the run return at once from
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
 import json
@@ -44,6 +45,7 @@ from ._errors import (
     RunCancelledError,
     SignalTimeoutError,
     StepOutputError,
+    StepTimeoutError,
     StorageUnavailableError,
 )
 from ._events import (
@@ -56,6 +58,7 @@ from ._events import (
 )
 from ._ids import new_id
 from ._persist import persist
+from ._retry import Retry
 from ._storage.base import NewLog, StepRecord, StepWrite, Storage, Wait
 
 LOG_LEVELS = ("info", "warn", "error")
@@ -83,8 +86,12 @@ class Suspended(BaseException):
 
     @property
     def waiting_for(self) -> dict[str, Any]:
-        """The run's `waitingFor` while it waits (`until` in epoch ms, as stored)."""
-        return {"kind": self.wait.kind, "name": self.name, "until": self.wait.until}
+        """The run's `waitingFor` while it waits (`until` in epoch ms, as stored; a retry also
+        says which attempt failed)."""
+        waiting: dict[str, Any] = {"kind": self.wait.kind, "name": self.name, "until": self.wait.until}
+        if self.wait.kind == "retry" and self.wait.payload_json:
+            waiting["attempt"] = json.loads(self.wait.payload_json)["attempt"]
+        return waiting
 
 
 class CancelSignal(threading.Event):
@@ -140,6 +147,8 @@ class StepContext:
         storage: Storage,
         events: EventBus,
         keep_logs: int | None,
+        retry: Retry | None = None,
+        step_timeout: float | None = None,
     ) -> None:
         self.run_id = run_id
         self.job_name = job_name
@@ -153,6 +162,8 @@ class StepContext:
         self._storage = storage
         self._events = events
         self._keep_logs = keep_logs
+        self._retry = retry
+        self._step_timeout = step_timeout
         self._names_used: set[str] = set()
         self._next_index = 0
         self._logs_written = 0
@@ -167,12 +178,28 @@ class StepContext:
         return cancelled
 
     # -- steps ------------------------------------------------------------------------------------
-    async def run(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def run(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Run `fn(*args, **kwargs)` as the step `name`, or return its stored result if it completed.
 
         Synchronous functions are called on the run's own thread, one at a time; for parallel work
-        inside one run, use async step functions.
+        inside one run, use async step functions. `retry` and `timeout` (seconds) override the
+        job's retry policy and step timeout for this step; they are not passed to `fn` (wrap it in
+        `functools.partial` if it takes arguments of those names). A synchronous function with a
+        timeout runs on a thread of its own: when it times out, it is left to finish in the
+        background and its result is dropped.
         """
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
+            raise ValueError("step.run: timeout must be a positive number of seconds")
+        if retry is not None and not isinstance(retry, Retry):
+            raise ValueError("step.run: retry must be a Retry(...)")
         index = self._enter(name)
         if name in self._completed:
             return self._completed[name]
@@ -182,9 +209,7 @@ class StepContext:
         seen_before = self.signal.seen
         self._post(STEP_START, stepName=name, stepIndex=index)
         try:
-            value = fn(*args, **kwargs)
-            if inspect.isawaitable(value):
-                value = await value
+            value = await _call(name, fn, args, kwargs, timeout if timeout is not None else self._step_timeout)
             output_json = encode_json(value, f'The result of step "{name}"')
         except ClaimLostError:
             raise
@@ -195,6 +220,7 @@ class StepContext:
             if isinstance(error, RunCancelledError):
                 raise
             self._record_failure(name, index, started_at, error)
+            self._retry_later(name, retry or self._retry, error)
             raise
         finally:
             _current_step.reset(token)
@@ -303,6 +329,21 @@ class StepContext:
         if wait is None:
             self._post(STEP_START, stepName=name, stepIndex=index)
         raise Suspended(name, Wait("signal", until, None, None, now))
+
+    def _retry_later(self, name: str, policy: Retry | None, error: Exception) -> None:
+        """After a failed attempt: wait durably for the next one (`Suspended`) if the policy says so."""
+        if policy is None:
+            return
+        wait = self._stored_wait(name)
+        attempt = 1 + (
+            json.loads(wait.payload_json)["attempt"] if wait and wait.kind == "retry" and wait.payload_json else 0
+        )
+        if not policy.retries(error, attempt):
+            return
+        now = now_ms()
+        until = now + round(policy.delay(attempt) * 1000)
+        self.failed_step_name = None  # not the run's failure (yet)
+        raise Suspended(name, Wait("retry", until, json.dumps({"attempt": attempt}), None, now)) from error
 
     def _stored_wait(self, name: str) -> Wait | None:
         try:
@@ -417,6 +458,28 @@ class StepContext:
 
     def _post(self, event_type: str, **fields: Any) -> None:
         self._events.post(event_type, runId=self.run_id, jobName=self.job_name, **fields)
+
+
+async def _call(name: str, fn: Callable[..., Any], args: Any, kwargs: Any, timeout: float | None) -> Any:
+    """`fn(*args, **kwargs)`, awaited if it gives an awaitable; within `timeout` seconds if given."""
+    if timeout is None:
+        value = fn(*args, **kwargs)
+        return (await value) if inspect.isawaitable(value) else value
+
+    async def call() -> Any:
+        if inspect.iscoroutinefunction(fn):
+            return await fn(*args, **kwargs)
+        value = await asyncio.to_thread(fn, *args, **kwargs)  # so the wait can end without it
+        return (await value) if inspect.isawaitable(value) else value
+
+    scope = asyncio.timeout(timeout)
+    try:
+        async with scope:
+            return await call()
+    except TimeoutError:
+        if scope.expired():
+            raise StepTimeoutError(name, timeout) from None
+        raise  # the step's own TimeoutError
 
 
 def _signal_outcome(run_id: str, name: str, stored: Any, model: type[BaseModel] | None) -> Any:

@@ -34,13 +34,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._clock import now_ms, to_iso
-from ._errors import ClaimLostError, RunCancelledError, StorageUnavailableError
+from ._errors import ClaimLostError, RunCancelledError, RunTimeoutError, StorageUnavailableError
 from ._events import RUN_COMPLETE, RUN_FAIL, RUN_START, RUN_WAIT, EventBus
 from ._jobs import JobDefinition
 from ._owners import current_owner, owner_is_dead
 from ._persist import persist
 from ._step import StepContext, Suspended, describe_error, encode_json, format_stack
-from ._storage.base import Claim, Storage
+from ._storage.base import NEVER, Claim, Storage
 from ._storage.coordination import Coordination, Ring, Solo
 
 logger = logging.getLogger("durably_reflex")
@@ -82,6 +82,14 @@ class _Execution:
     loop: asyncio.AbstractEventLoop
     task: asyncio.Task[None]
     finished: threading.Event
+    timed_out: bool = False
+
+
+def _time_out(execution: _Execution) -> None:
+    """The run's job timeout passed (on its loop): stop the execution; it fails with RunTimeoutError."""
+    execution.timed_out = True
+    execution.context.signal.set()  # a step that watches the signal may stop early
+    execution.task.cancel()
 
 
 class Worker:
@@ -263,6 +271,8 @@ class Worker:
             storage=self._storage,
             events=events,
             keep_logs=self._options.log_retention,
+            retry=job.retry,
+            step_timeout=job.step_timeout,
         )
         task = asyncio.current_task()
         assert task is not None
@@ -274,18 +284,29 @@ class Worker:
             previous.context.end(ClaimLostError)
             await asyncio.to_thread(previous.finished.wait)  # one execution of a run at a time
         events.post(RUN_START, runId=run.id, jobName=job.name, payload=run.input)
-        started_at = now_ms()
+        started_at = now_ms() if run.started_at is None else round(run.started_at.timestamp() * 1000)
+        deadline = None if job.timeout is None else started_at + round(job.timeout * 1000)
+        timer = (
+            None
+            if deadline is None
+            else execution.loop.call_later(max(0.0, (deadline - now_ms()) / 1000), _time_out, execution)
+        )
         try:
             try:
+                if deadline is not None and now_ms() >= deadline:
+                    raise RunTimeoutError(job.timeout or 0)
                 result = await job.run(context, job.parse_stored_input(run.input))
                 output_json = encode_json(job.dump_output(result), "The job's output")
             except Suspended as suspended:
-                self._suspend(claim, context, suspended)
+                self._suspend(claim, context, suspended, deadline)
                 return
             except (RunCancelledError, ClaimLostError):
                 return  # the run's state was settled by whoever cancelled or took it
             except asyncio.CancelledError:
-                self._release(run.id, attempt)  # stop() ran out of patience: resume it elsewhere
+                if execution.timed_out:
+                    self._fail(claim, context, RunTimeoutError(job.timeout or 0))
+                else:
+                    self._release(run.id, attempt)  # stop() ran out of patience: resume it elsewhere
                 return
             except Exception as error:
                 self._fail(claim, context, error)
@@ -316,6 +337,8 @@ class Worker:
             logger.exception("durably worker: run %s could not be settled; it will be resumed", run.id)
             self._release(run.id, attempt)
         finally:
+            if timer is not None:
+                timer.cancel()
             with self._lock:
                 self._executions.pop((run.id, attempt), None)
             execution.finished.set()
@@ -345,21 +368,29 @@ class Worker:
                 errorStack=stack,
             )
 
-    def _suspend(self, claim: Claim, context: StepContext, suspended: Suspended) -> None:
-        """The run waits: stored, back to pending, and this worker's slots woken when it is ready."""
+    def _suspend(self, claim: Claim, context: StepContext, suspended: Suspended, deadline: int | None) -> None:
+        """The run waits: stored, back to pending, and this worker's slots woken when it is ready (at
+        the run's deadline at the latest, when its job has a timeout: it then fails)."""
         run_id, until = claim.run.id, suspended.wait.until
+        ready_at = min(NEVER if until is None else until, NEVER if deadline is None else deadline)
         outcome = self._settle(
             context,
             lambda: self._storage.suspend(
-                run_id, claim.attempt, now_ms(), suspended.name, suspended.wait, json.dumps(suspended.waiting_for)
+                run_id,
+                claim.attempt,
+                now_ms(),
+                suspended.name,
+                suspended.wait,
+                json.dumps(suspended.waiting_for),
+                ready_at,
             ),
         )
         if outcome is not None:
             return  # cancelled, deleted or taken meanwhile: settled by whoever did it
         waiting_for = {**suspended.waiting_for, "until": None if until is None else to_iso(until)}
         self._bus.post(RUN_WAIT, runId=run_id, jobName=claim.run.job_name, waitingFor=waiting_for)
-        if until is not None:
-            self.wake_at(until)
+        if ready_at < NEVER:
+            self.wake_at(ready_at)
 
     def _settle(self, context: StepContext, finish: Callable[[], str | None]) -> str | None:
         """A run's outcome is written however long the database is away, unless the execution ends

@@ -488,9 +488,10 @@ def test_frozen_owner_is_superseded_after_stale_threshold_and_cannot_write_when_
     assert taken["status"] == "running" and taken["owner"].split(":")[1] == str(taker.pid)
     assert process_state(frozen.pid) == "T"  # still alive: only staleness can explain the takeover
     print(f"\n[stale] frozen owner superseded {takeover * 1000:.0f} ms after SIGSTOP, "
-          f"{taken['started_at'] - last_heartbeat} ms after its last heartbeat (stale_threshold 1 s, heartbeat 0.1 s)")
-    # An alive owner keeps its run until its heartbeat is stale_threshold old (the claim stamps started_at).
-    assert taken["started_at"] - last_heartbeat >= 1000
+          f"{taken['heartbeat_at'] - last_heartbeat} ms after its last heartbeat (stale_threshold 1 s, heartbeat 0.1 s)")
+    # An alive owner keeps its run until its heartbeat is stale_threshold old (the claim stamps
+    # heartbeat_at, and the new owner's beats only raise it).
+    assert taken["heartbeat_at"] - last_heartbeat >= 1000
     assert takeover < 10
 
     # Let the new owner get ahead, then wake the old one in the middle of its held step.

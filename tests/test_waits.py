@@ -5,6 +5,7 @@ knows) with `waiting_for` saying for what and until when, and holds no worker sl
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,9 @@ from durably_reflex import (
     BatchItem,
     Durably,
     InvalidArgumentError,
+    JobDefinition,
+    NonRetryableError,
+    Retry,
     RunNotFoundError,
     RunStateError,
     SignalConflictError,
@@ -72,14 +76,18 @@ async def engine(durably: Durably) -> Durably:
 
 # -- delayed runs and priority ---------------------------------------------------------------------
 async def test_a_delayed_run_waits_pending_until_its_time_then_runs(engine: Durably) -> None:
-    before = int(time.time() * 1000) / 1000  # the engine's clock counts whole milliseconds
+    before = int(time.time() * 1000)  # epoch ms, as the engine counts
     run = await engine.jobs.done.trigger({}, delay=0.4)
     assert run.status == "pending"
     assert run.waiting_for is not None and run.waiting_for.kind == "delay"
-    assert run.waiting_for.until is not None and run.waiting_for.until.timestamp() >= before + 0.4
+    assert run.waiting_for.until is not None and ms(run.waiting_for.until) >= before + 400
     done = await wait_for_status(engine, run.id, "completed", timeout=10)
-    assert done.started_at is not None and done.started_at.timestamp() >= before + 0.4
+    assert done.started_at is not None and ms(done.started_at) >= before + 400
     assert done.waiting_for is None
+
+
+def ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)
 
 
 async def test_run_at_in_the_past_runs_at_once_and_naive_or_conflicting_times_are_refused(engine: Durably) -> None:
@@ -216,3 +224,135 @@ async def until_waiting(durably: Durably, run_id: str, kind: str, timeout: float
             if run is not None and run.status == "pending" and run.waiting_for is not None and run.waiting_for.kind == kind:
                 return
             await asyncio.sleep(0.01)
+
+
+# -- retries ---------------------------------------------------------------------------------------
+class Flaky:
+    """A step function that fails its first `failures` calls (thread-safe enough: one run at a time)."""
+
+    def __init__(self, failures: int, error: type[Exception] = ConnectionError) -> None:
+        self.failures = failures
+        self.error = error
+        self.calls: list[float] = []
+
+    def __call__(self) -> str:
+        self.calls.append(time.monotonic())
+        if len(self.calls) <= self.failures:
+            raise self.error(f"attempt {len(self.calls)} failed")
+        return "ok"
+
+
+def flaky_job(name: str, flaky: Flaky, retry: Retry | None, step_retry: Retry | None = None) -> JobDefinition:
+    async def run(step, payload: Empty) -> str:
+        if step_retry is not None:
+            return await step.run("call", flaky, retry=step_retry)
+        return await step.run("call", flaky)
+
+    return define_job(name=name, input=Empty, run=run, retry=retry)
+
+
+QUICK_RETRY = Retry(max_attempts=3, initial_delay=0.1, backoff=2.0, jitter=0)
+
+
+async def test_a_failing_step_is_retried_with_backoff_and_every_attempt_is_recorded(durably: Durably) -> None:
+    flaky = Flaky(failures=2)
+    durably.register(flaky=flaky_job("flaky", flaky, QUICK_RETRY))
+    waits = collect(durably, "run:wait")
+    await durably.start()
+    run = await durably.jobs.flaky.trigger({})
+    done = await wait_for_status(durably, run.id, "completed", "failed", timeout=10)
+    assert done.status == "completed" and done.output == "ok"
+    steps = await durably.get_steps(run.id)
+    assert [(step.name, step.status, step.error) for step in steps] == [
+        ("call", "failed", "attempt 1 failed"),
+        ("call", "failed", "attempt 2 failed"),
+        ("call", "completed", None),
+    ]
+    assert [(event["waitingFor"]["kind"], event["waitingFor"]["attempt"]) for event in waits] == [("retry", 1), ("retry", 2)]
+    first_gap, second_gap = flaky.calls[1] - flaky.calls[0], flaky.calls[2] - flaky.calls[1]
+    assert first_gap >= 0.1 and second_gap >= 0.2  # 0.1 s, then twice that
+
+
+async def test_a_step_that_fails_every_attempt_fails_the_run_and_a_manual_retry_starts_a_new_budget(durably: Durably) -> None:
+    flaky = Flaky(failures=4)
+    durably.register(flaky=flaky_job("flaky", flaky, QUICK_RETRY))
+    await durably.start()
+    run = await durably.jobs.flaky.trigger({})
+    failed = await wait_for_status(durably, run.id, "failed", timeout=10)
+    assert failed.error == "attempt 3 failed" and len(flaky.calls) == 3
+    await durably.retry(run.id)
+    done = await wait_for_status(durably, run.id, "completed", timeout=10)
+    assert done.output == "ok" and len(flaky.calls) == 5  # attempt 4 failed, attempt 5 succeeded
+
+
+async def test_non_retryable_errors_fail_at_once(durably: Durably) -> None:
+    class BadRequest(ValueError):
+        pass
+
+    marked, typed = Flaky(failures=5, error=NonRetryableError), Flaky(failures=5, error=BadRequest)
+    durably.register(
+        marked=flaky_job("marked", marked, QUICK_RETRY),
+        typed=flaky_job("typed", typed, Retry(max_attempts=3, initial_delay=0.1, non_retryable=(BadRequest,))),
+    )
+    await durably.start()
+    for job, flaky in (("marked", marked), ("typed", typed)):
+        run = await durably.trigger(job, {})
+        await wait_for_status(durably, run.id, "failed", timeout=10)
+        assert len(flaky.calls) == 1
+
+
+async def test_a_step_can_override_the_jobs_retry_policy(durably: Durably) -> None:
+    flaky = Flaky(failures=1)
+    durably.register(flaky=flaky_job("flaky", flaky, QUICK_RETRY, step_retry=Retry(max_attempts=1)))
+    await durably.start()
+    run = await durably.jobs.flaky.trigger({})
+    await wait_for_status(durably, run.id, "failed", timeout=10)
+    assert len(flaky.calls) == 1
+
+
+# -- timeouts --------------------------------------------------------------------------------------
+async def test_a_step_that_runs_too_long_fails_with_a_timeout_and_frees_its_slot(durably: Durably) -> None:
+    release = threading.Event()
+
+    async def slow_async(step, payload: Empty) -> None:
+        await step.run("slow", asyncio.sleep, 30, timeout=0.2)
+
+    async def slow_sync(step, payload: Empty) -> None:
+        await step.run("slow", release.wait, 30, timeout=0.2)
+
+    durably.register(
+        slow_async=define_job(name="slow-async", input=Empty, run=slow_async),
+        slow_sync=define_job(name="slow-sync", input=Empty, run=slow_sync),
+        done=DONE,
+    )
+    await durably.start()
+    try:
+        for job in ("slow-async", "slow-sync"):
+            run = await durably.trigger(job, {})
+            failed = await wait_for_status(durably, run.id, "failed", timeout=10)
+            assert failed.error == 'Step "slow" timed out after 0.2s'
+        # The sync function still waits on its thread; the only slot is free all the same.
+        other = await durably.jobs.done.trigger({})
+        await wait_for_status(durably, other.id, "completed", timeout=10)
+    finally:
+        release.set()
+
+
+async def test_a_run_longer_than_its_jobs_timeout_fails_and_waits_count(durably: Durably) -> None:
+    async def slow(step, payload: Empty) -> None:
+        await step.run("slow", asyncio.sleep, 30)
+
+    async def waits(step, payload: Empty) -> None:
+        await step.wait_for_signal("never")
+
+    durably.register(
+        slow=define_job(name="slow", input=Empty, run=slow, timeout=0.3),
+        waits=define_job(name="waits", input=Empty, run=waits, timeout=0.3),
+    )
+    await durably.start()
+    for job in ("slow", "waits"):
+        run = await durably.trigger(job, {})
+        failed = await wait_for_status(durably, run.id, "failed", timeout=10)
+        assert failed.error == "Run timed out after 0.3s"
+        assert failed.completed_at is not None and failed.started_at is not None
+        assert (failed.completed_at - failed.started_at).total_seconds() >= 0.3

@@ -269,11 +269,14 @@ class Storage(ABC):
         """The run's wait of this step name, if one was begun or a signal for it came."""
 
     @abstractmethod
-    def suspend(self, run_id: str, attempt: int, now: int, name: str, wait: Wait, waiting_for_json: str) -> str | None:
-        """A claimed running run begins (or keeps) waiting: its wait is stored unless stored already,
-        and the run goes back to pending, not ready before `wait.until` (`NEVER` without one) or at
-        once if a signal it waits for has come. Returns None when done, else the run's status as it
-        stands ("cancelled"; "missing" when deleted; "lost" when another claim holds it)."""
+    def suspend(
+        self, run_id: str, attempt: int, now: int, name: str, wait: Wait, waiting_for_json: str, ready_at: int
+    ) -> str | None:
+        """A claimed running run begins (or keeps) waiting: its wait is stored unless stored already
+        (a retry's replaces the last one), and the run goes back to pending, not ready before
+        `ready_at` (`NEVER`: only when a signal comes), or at once if a signal it waits for has
+        come. Returns None when done, else the run's status as it stands ("cancelled"; "missing"
+        when deleted; "lost" when another claim holds it)."""
 
     @abstractmethod
     async def signal(self, run_id: str, name: str, payload_json: str, now: int) -> Run:

@@ -169,7 +169,7 @@ class PostgresStorage(SqlStorage):
         )
         self._take = prepare(f"""
             UPDATE durably_runs
-            SET status = 'running', attempt = attempt + 1, owner = :owner, started_at = :now,
+            SET status = 'running', attempt = attempt + 1, owner = :owner, started_at = COALESCE(started_at, :now),
                 heartbeat_at = :now, updated_at = :now, completed_at = NULL, waiting_for = NULL
             WHERE id = :id AND status = 'pending'
             RETURNING {STORED_RUN_SQL}, attempt""")

@@ -358,7 +358,7 @@ class SqlStorage(Storage):
 
     claim_sql = f"""
         UPDATE durably_runs
-        SET status = 'running', attempt = attempt + 1, owner = :owner, started_at = :now,
+        SET status = 'running', attempt = attempt + 1, owner = :owner, started_at = COALESCE(started_at, :now),
             heartbeat_at = :now, updated_at = :now, completed_at = NULL, waiting_for = NULL
         WHERE status = 'pending' AND id = (
             SELECT r.id FROM durably_runs r
@@ -443,6 +443,10 @@ class SqlStorage(Storage):
             INSERT INTO durably_waits (run_id, name, kind, until, payload, received_at, created_at)
             VALUES (:run_id, :name, :kind, :until, :payload, :received_at, :now)
             ON CONFLICT DO NOTHING""")
+        self._replace_wait = prepare("""
+            INSERT INTO durably_waits (run_id, name, kind, until, payload, received_at, created_at)
+            VALUES (:run_id, :name, :kind, :until, :payload, :received_at, :now)
+            ON CONFLICT (run_id, name) DO UPDATE SET until = excluded.until, payload = excluded.payload""")
         self._receive_signal = prepare("""
             UPDATE durably_waits SET payload = :payload, received_at = :now
             WHERE run_id = :run_id AND name = :name AND received_at IS NULL""")
@@ -623,7 +627,10 @@ class SqlStorage(Storage):
                 updated_at=now,
                 ready_at=now,
                 waiting_for=None,
+                started_at=None,  # a new start: the job's timeout counts from it
             )
+            # A new retry budget for each step (the failed attempts stay recorded as steps).
+            session.sa.execute(delete(_waits).where(_waits.c.run_id == run_id, _waits.c.kind == "retry"))
             if announce is not None:
                 announce(run)
             return run
@@ -937,19 +944,20 @@ class SqlStorage(Storage):
 
         return self._reader.run_blocking(read, write=False)
 
-    def suspend(self, run_id: str, attempt: int, now: int, name: str, wait: Wait, waiting_for_json: str) -> str | None:
+    def suspend(
+        self, run_id: str, attempt: int, now: int, name: str, wait: Wait, waiting_for_json: str, ready_at: int
+    ) -> str | None:
         def change(session: SqlSession) -> str | None:
             session.execute(
-                self._insert_wait,
+                self._replace_wait if wait.kind == "retry" else self._insert_wait,
                 run_id=run_id,
                 name=name,
                 kind=wait.kind,
                 until=wait.until,
-                payload=None,
+                payload=wait.payload_json,
                 received_at=None,
                 now=now,
             )
-            ready_at = NEVER if wait.until is None else wait.until
             moved = session.execute(
                 self._suspend, run_id=run_id, attempt=attempt, ready_at=ready_at, waiting_for=waiting_for_json, now=now
             ).rowcount
