@@ -22,6 +22,7 @@ from ._errors import (
     RunCancelledError,
     RunFailedError,
     RunNotFoundError,
+    ScheduleNotFoundError,
     StorageUnavailableError,
     WaitTimeoutError,
 )
@@ -48,12 +49,14 @@ from ._records import (
     RunResult,
     RunStats,
     RunStatus,
+    Schedule,
     StatsBucket,
     StatusCounts,
     Step,
     from_ms,
 )
 from ._registry import ByKey
+from ._schedules import CatchUp, check_schedule, next_fire
 from ._step import encode_json
 from ._storage import Storage, open_storage
 from ._storage.base import NewEvent, NewRun, RunCounts, RunQuery, StatsQuery
@@ -124,6 +127,19 @@ class JobHandle:
 
     async def batch_trigger(self, items: Iterable[Any]) -> list[Run]:
         return await self._durably.batch_trigger(self.name, items)
+
+    async def schedule(
+        self,
+        cron: str,
+        input: Any = None,
+        *,
+        name: str | None = None,
+        timezone: str = "UTC",
+        catch_up: CatchUp = "once",
+    ) -> Schedule:
+        """Trigger this job on `cron` (see `_schedules.py`) with `input`. The schedule is named after
+        the job unless `name` is given; scheduling again under a name updates that schedule."""
+        return await self._durably.schedule(self.name, cron, input, name=name, timezone=timezone, catch_up=catch_up)
 
     async def get_run(self, run_id: str) -> Run | None:
         """The run, or None if it does not exist or belongs to another job."""
@@ -489,6 +505,62 @@ class Durably:
         ):
             self._worker.work_added(1)
         return await self.storage.get_run(run_id) or run
+
+    # -- schedules --------------------------------------------------------------------------------
+    async def schedule(
+        self,
+        job_name: str,
+        cron: str,
+        input: Any = None,
+        *,
+        name: str | None = None,
+        timezone: str = "UTC",
+        catch_up: CatchUp = "once",
+    ) -> Schedule:
+        """Trigger `job_name` on `cron` with `input` (validated now); see `JobHandle.schedule`."""
+        definition = self._job(job_name)
+        name = definition.name if name is None else name
+        _check_key("schedule name", name)
+        check_schedule(cron, timezone, catch_up)
+        input_json = encode_json(definition.validate_input(input), "The input")
+        await self.migrate()
+        now = now_ms()
+        schedule = Schedule(
+            name=name,
+            job_name=definition.name,
+            cron=cron,
+            timezone=timezone,
+            catch_up=catch_up,
+            paused=False,
+            created_at=from_ms(now),
+            updated_at=from_ms(now),
+        )
+        stored = await self.storage.put_schedule(schedule, input_json, next_fire(cron, timezone, now))
+        self._worker.schedules_changed()
+        return stored
+
+    async def get_schedules(self) -> list[Schedule]:
+        await self.migrate()
+        return await self.storage.get_schedules()
+
+    async def pause_schedule(self, name: str) -> Schedule:
+        """No more ticks fire until `resume_schedule`. Raises ScheduleNotFoundError."""
+        return await self.storage.set_schedule_next(name, None, now_ms())
+
+    async def resume_schedule(self, name: str) -> Schedule:
+        """Fire again from the next tick after now (ticks while paused are skipped)."""
+        schedules = {schedule.name: schedule for schedule in await self.storage.get_schedules()}
+        if name not in schedules:
+            raise ScheduleNotFoundError(name)
+        now = now_ms()
+        schedule = schedules[name]
+        resumed = await self.storage.set_schedule_next(name, next_fire(schedule.cron, schedule.timezone, now), now)
+        self._worker.schedules_changed()
+        return resumed
+
+    async def delete_schedule(self, name: str) -> Schedule:
+        """Raises ScheduleNotFoundError; the runs it created stay."""
+        return await self.storage.delete_schedule(name)
 
     async def cancel(self, run_id: str) -> Run:
         """Cancel a pending or running run. Running code sees `step.signal` set at once (in this

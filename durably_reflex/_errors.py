@@ -9,6 +9,7 @@ with the message, so a client maps errors by code, never by their wording.
     ├── NotFoundError                 NOT_FOUND
     │   ├── JobNotFoundError          JOB_NOT_FOUND
     │   ├── RunNotFoundError          RUN_NOT_FOUND
+    │   ├── ScheduleNotFoundError     SCHEDULE_NOT_FOUND
     │   └── FeatureNotSupportedError  FEATURE_NOT_SUPPORTED (client side: a route the server lacks)
     ├── ConflictError                 CONFLICT
     │   ├── RunStateError             RUN_STATE_CONFLICT
@@ -61,6 +62,14 @@ class RunNotFoundError(NotFoundError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"Run not found: {run_id}")
         self.run_id = run_id
+
+
+class ScheduleNotFoundError(NotFoundError):
+    code = "SCHEDULE_NOT_FOUND"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Schedule not found: {name}")
+        self.name = name
 
 
 class FeatureNotSupportedError(NotFoundError):

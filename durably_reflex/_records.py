@@ -97,6 +97,23 @@ class Run(WireModel):
         return self.status in TERMINAL_STATUSES
 
 
+class Schedule(WireModel):
+    """A job triggered on a cron expression (see `schedule` on a job)."""
+
+    name: str
+    job_name: str
+    cron: str
+    timezone: str
+    input: Any = None
+    catch_up: str  # "once" | "skip": what ticks missed while no worker ran become
+    paused: bool
+    next_fire_at: datetime | None = None  # None while paused
+    last_fired_at: datetime | None = None  # the tick that last fired
+    last_run_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
 class Step(WireModel):
     id: str
     run_id: str

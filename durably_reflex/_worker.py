@@ -35,12 +35,14 @@ from dataclasses import dataclass
 
 from ._clock import now_ms, to_iso
 from ._errors import ClaimLostError, RunCancelledError, RunTimeoutError, StorageUnavailableError
-from ._events import RUN_COMPLETE, RUN_FAIL, RUN_START, RUN_WAIT, EventBus
+from ._events import RUN_COMPLETE, RUN_FAIL, RUN_START, RUN_TRIGGER, RUN_WAIT, EventBus
+from ._ids import new_id
 from ._jobs import JobDefinition
 from ._owners import current_owner, owner_is_dead
 from ._persist import persist
+from ._schedules import MISSED_AFTER_SECONDS, next_fire
 from ._step import StepContext, Suspended, describe_error, encode_json, format_stack
-from ._storage.base import NEVER, Claim, Storage
+from ._storage.base import NEVER, Claim, DueSchedule, NewRun, Storage
 from ._storage.coordination import Coordination, Ring, Solo
 
 logger = logging.getLogger("durably_reflex")
@@ -114,6 +116,7 @@ class Worker:
         self._stopping = threading.Event()
         self._runs_done = threading.Event()
         self._nudged = threading.Event()  # the maintenance thread looks again (a timer, stop)
+        self._survey_soon = False  # a leader surveys at once (a schedule changed)
         self._timers: list[int] = []  # epoch ms when waiting runs become ready (a heap)
         self._timer_set: set[int] = set()
         self._hand_backs: set[tuple[str, int]] = set()  # runs to hand back once the database takes it
@@ -150,8 +153,12 @@ class Worker:
     def _on_ring(self, ring: Ring, count: int) -> None:
         """A ring from another process (on the coordination's thread). The leader passes on what it
         cannot take itself."""
-        if ring is Ring.LEADER and count > self._idle_slots():
-            self._coordination.ring_workers()
+        if ring is Ring.LEADER:
+            if count > self._idle_slots():
+                self._coordination.ring_workers()
+            if not count:  # not runs: something the leader surveys changed (a schedule)
+                self._survey_soon = True
+                self._nudged.set()
         self.wake()
 
     def cancel_local(self, run_id: str) -> None:
@@ -450,7 +457,8 @@ class Worker:
                 self._heartbeat()
             if self._stopping.is_set():
                 continue
-            if self._timers_due():
+            if self._timers_due() or self._survey_soon:
+                self._survey_soon = False
                 self.wake()
                 next_survey = time.monotonic()  # a leader also rings the others for what is ready
             if time.monotonic() < next_survey:
@@ -501,17 +509,58 @@ class Worker:
             return
         if survey.next_ready_at is not None:
             self.wake_at(survey.next_ready_at)
+        fired = [job for due in survey.due_schedules if (job := self._fire(due)) is not None]
         if survey.recovered:
             logger.warning(
                 "durably worker: resuming %d abandoned run(s): %s", len(survey.recovered), ", ".join(survey.recovered)
             )
-        if not survey.pending_jobs:
+        pending = survey.pending_jobs + fired
+        if not pending:
             return
         if idle:
             self.wake()
         jobs = self._jobs()
-        if len(survey.pending_jobs) > idle or any(job not in jobs for job in survey.pending_jobs):
+        if len(pending) > idle or any(job not in jobs for job in pending):
             self._coordination.ring_workers()
+
+    def _fire(self, due: DueSchedule) -> str | None:
+        """Fire a due schedule's tick (the leader's job): its run's job name, or None if none was
+        created (another leader fired it, or a missed tick of a "skip" schedule)."""
+        now = now_ms()
+        missed = now - due.due > MISSED_AFTER_SECONDS * 1000  # nobody fired it in time: catch_up decides
+        run = (
+            None
+            if missed and due.catch_up == "skip"
+            else NewRun(new_id(), due.job_name, due.input_json, f"schedule:{due.name}:{due.due}", None, now)
+        )
+        try:
+            # A late tick (the lead changing hands) is followed by the next one, however late too:
+            # every tick fires once. Missed ones are collapsed into this one, or skipped.
+            following = next_fire(due.cron, due.timezone, now if missed else due.due)
+            created = self._storage.fire_schedule(
+                due,
+                following,
+                run,
+                lambda created: self._bus.post(
+                    RUN_TRIGGER, runId=created.id, jobName=created.job_name, payload=created.input, schedule=due.name
+                ),
+            )
+        except StorageUnavailableError:
+            self._outage_seen = time.monotonic()
+            return None
+        except Exception:
+            logger.exception("durably worker: firing schedule %r failed; its next survey tries again", due.name)
+            return None
+        self.wake_at(following)
+        return None if created is None else created.job_name
+
+    def schedules_changed(self) -> None:
+        """A schedule was made, changed or resumed in this process: the leader looks at once."""
+        if self.leading:
+            self._survey_soon = True
+            self._nudged.set()
+        else:
+            self._storage.ring_leader(0)
 
     def _heartbeat(self) -> None:
         with self._lock:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
 
-from .._records import LogEntry, Run, Step
+from .._records import LogEntry, Run, Schedule, Step
 from .coordination import Coordination, OnRing, Solo
 from .watch import WATCH_REFRESH
 
@@ -139,15 +139,28 @@ class Heartbeat:
     lost: list[tuple[str, int]] = field(default_factory=list)
 
 
+class DueSchedule(NamedTuple):
+    """A schedule whose tick has come (see `Storage.survey`)."""
+
+    name: str
+    job_name: str
+    cron: str
+    timezone: str
+    input_json: str
+    catch_up: str
+    due: int  # the tick, epoch ms
+
+
 class Survey(NamedTuple):
     """What the leading worker's look at the database found (see `Storage.survey`)."""
 
     pending_jobs: list[str]  # the jobs of the first ready pending runs (up to the limit asked), recovered ones included
     recovered: list[str]  # runs handed back to pending (their worker died or went silent)
-    next_ready_at: int | None  # epoch ms when the next waiting run becomes ready (None: none waits with a deadline)
+    next_ready_at: int | None  # epoch ms of the next waiting run's readiness or schedule tick (None: none)
+    due_schedules: list[DueSchedule]
 
 
-Announce = Callable[[Run], None]
+Announce = Callable[[Run], object]  # its result is ignored
 
 
 class Storage(ABC):
@@ -259,9 +272,33 @@ class Storage(ABC):
     @abstractmethod
     def survey(self, stale_before: int, owner_is_dead: Callable[[str], bool], now: int, limit: int) -> Survey:
         """The leading worker's look around, every `polling_interval` (blocking): `recover` what
-        needs it, say which jobs the first `limit` ready pending runs belong to, and when the next
-        waiting run becomes ready. Reads only when nothing needs recovering: an idle database costs
-        the leader one read transaction."""
+        needs it, say which jobs the first `limit` ready pending runs belong to, which schedules are
+        due, and when the next waiting run becomes ready or schedule tick comes. Reads only when
+        nothing needs recovering: an idle database costs the leader one read transaction."""
+
+    # -- schedules ----------------------------------------------------------------------------------
+    @abstractmethod
+    async def put_schedule(self, schedule: Schedule, input_json: str, next_fire_at: int) -> Schedule:
+        """Create the schedule, or update the one of that name: a paused one stays paused, and one
+        whose cron and timezone are unchanged keeps its next tick (a missed tick is not forgotten)."""
+
+    @abstractmethod
+    async def get_schedules(self) -> list[Schedule]:
+        """By name."""
+
+    @abstractmethod
+    async def set_schedule_next(self, name: str, next_fire_at: int | None, now: int) -> Schedule:
+        """Pause (None) or resume a schedule. Raises ScheduleNotFoundError."""
+
+    @abstractmethod
+    async def delete_schedule(self, name: str) -> Schedule:
+        """Raises ScheduleNotFoundError."""
+
+    @abstractmethod
+    def fire_schedule(self, due: DueSchedule, following: int, run: NewRun | None, announce: Announce) -> Run | None:
+        """Move a due schedule on to its `following` tick and create its tick's `run` (None: a
+        missed tick skipped), in one transaction, if nobody did already (blocking, from the leader).
+        Returns the run created, or None."""
 
     # -- waits (blocking, from a run's thread; `signal` for callers) -------------------------------
     @abstractmethod

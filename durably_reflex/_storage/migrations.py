@@ -26,11 +26,12 @@ from sqlalchemy.schema import CreateColumn
 
 from .._clock import now_ms
 from .._errors import SchemaVersionError
-from .tables import SCHEMA_VERSION, DurablyTable, RunRow, SchemaVersionRow, WaitRow
+from .tables import SCHEMA_VERSION, DurablyTable, RunRow, ScheduleRow, SchemaVersionRow, WaitRow
 
 _runs: Table = RunRow.__table__  # type: ignore[attr-defined]
 _versions: Table = SchemaVersionRow.__table__  # type: ignore[attr-defined]
 _waits: Table = WaitRow.__table__  # type: ignore[attr-defined]
+_schedules: Table = ScheduleRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +83,14 @@ def _add_run_scopes(connection: Connection) -> None:
 
 def _add_waits(connection: Connection) -> None:
     """Let runs wait: run priority, `ready_at` (a pending run waits until then; existing runs are
-    ready since their creation), `waiting_for`, the claim-order index, and the `durably_waits` table."""
+    ready since their creation), `waiting_for`, the claim-order index, and the `durably_waits` and
+    `durably_schedules` tables."""
     for name in ("priority", "ready_at", "waiting_for"):
         _add_column(connection, _runs, name)
     connection.execute(_runs.update().values(ready_at=_runs.c.created_at))
     _create_index(connection, _runs, "ix_durably_runs_ready")
     _waits.create(connection, checkfirst=True)
+    _schedules.create(connection, checkfirst=True)
 
 
 MIGRATIONS: tuple[Migration, ...] = (

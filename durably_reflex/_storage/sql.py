@@ -34,13 +34,20 @@ from sqlalchemy import (
 )
 
 from .._clock import now_ms
-from .._errors import RunNotFoundError, RunStateError, SignalConflictError, StorageUnavailableError
-from .._records import LogEntry, Progress, Run, RunStatus, Step, WaitingFor, from_ms
+from .._errors import (
+    RunNotFoundError,
+    RunStateError,
+    ScheduleNotFoundError,
+    SignalConflictError,
+    StorageUnavailableError,
+)
+from .._records import LogEntry, Progress, Run, RunStatus, Schedule, Step, WaitingFor, from_ms
 from . import migrations
 from .base import (
     NEVER,
     Announce,
     Claim,
+    DueSchedule,
     Heartbeat,
     NewEvent,
     NewLog,
@@ -60,6 +67,7 @@ from .tables import (
     EventRow,
     LogRow,
     RunRow,
+    ScheduleRow,
     StepRow,
     WaitRow,
 )
@@ -229,6 +237,23 @@ def run_from_row(row: Sequence[Any]) -> Run:
     )
 
 
+def schedule_from_row(row: Any) -> Schedule:
+    return Schedule(
+        name=row.name,
+        job_name=row.job_name,
+        cron=row.cron,
+        timezone=row.timezone,
+        input=_json(row.input),
+        catch_up=row.catch_up,
+        paused=row.next_fire_at is None,
+        next_fire_at=from_ms(row.next_fire_at),
+        last_fired_at=from_ms(row.last_fired_at),
+        last_run_id=row.last_run_id,
+        created_at=from_ms(row.created_at),
+        updated_at=from_ms(row.updated_at),
+    )
+
+
 def step_from_row(row: Sequence[Any]) -> Step:
     id_, run_id, name, index, status, output, error, stack, started, completed = row
     return Step(
@@ -263,6 +288,7 @@ _steps = StepRow.__table__  # type: ignore[attr-defined]
 _logs = LogRow.__table__  # type: ignore[attr-defined]
 _events = EventRow.__table__  # type: ignore[attr-defined]
 _waits = WaitRow.__table__  # type: ignore[attr-defined]
+_schedules = ScheduleRow.__table__  # type: ignore[attr-defined]
 _completed_steps_of_run = (_steps.c.run_id == _runs.c.id) & (_steps.c.status == "completed")
 _run_columns = [
     *(_runs.c[name] for name in STORED_RUN_COLUMNS),
@@ -433,9 +459,20 @@ class SqlStorage(Storage):
         self._oldest_pending = prepare("""
             SELECT job_name FROM durably_runs WHERE status = 'pending' AND ready_at <= :now
             ORDER BY status, priority DESC, ready_at, id LIMIT :limit""")
-        self._next_ready = prepare(
-            f"SELECT min(ready_at) FROM durably_runs WHERE status = 'pending' AND ready_at > :now AND ready_at < {NEVER}"
-        )
+        self._next_wake = prepare(f"""
+            SELECT min(at) FROM (
+                SELECT min(ready_at) AS at FROM durably_runs
+                WHERE status = 'pending' AND ready_at > :now AND ready_at < {NEVER}
+                UNION ALL
+                SELECT min(next_fire_at) AS at FROM durably_schedules WHERE next_fire_at > :now) AS wakes""")
+        self._due_schedules = prepare("""
+            SELECT name, job_name, cron, timezone, input, catch_up, next_fire_at FROM durably_schedules
+            WHERE next_fire_at <= :now ORDER BY next_fire_at""")
+        self._move_schedule = prepare("""
+            UPDATE durably_schedules SET next_fire_at = :following, updated_at = :now
+            WHERE name = :name AND next_fire_at = :due""")
+        self._schedule_fired = prepare("""
+            UPDATE durably_schedules SET last_fired_at = :due, last_run_id = :run_id WHERE name = :name""")
         self._get_wait = prepare(
             "SELECT kind, until, payload, received_at, created_at FROM durably_waits WHERE run_id = :run_id AND name = :name"
         )
@@ -923,18 +960,110 @@ class SqlStorage(Storage):
         return self._writer.run_blocking(reset)
 
     def survey(self, stale_before: int, owner_is_dead: Callable[[str], bool], now: int, limit: int) -> Survey:
-        def look(session: SqlSession) -> tuple[list[str], list[Sequence[Any]], int | None]:
+        def look(session: SqlSession) -> tuple[list[str], list[Sequence[Any]], int | None, list[DueSchedule]]:
             pending = [row[0] for row in session.execute(self._oldest_pending, now=now, limit=limit)]
             running = session.execute(self._running).fetchall()
-            return pending, running, session.execute(self._next_ready, now=now).fetchone()[0]
+            next_wake = session.execute(self._next_wake, now=now).fetchone()[0]
+            due = [DueSchedule(*row) for row in session.execute(self._due_schedules, now=now)]
+            return pending, running, next_wake, due
 
-        pending_jobs, running, next_ready_at = self._reader.run_blocking(look, write=False)
+        pending_jobs, running, next_wake, due = self._reader.run_blocking(look, write=False)
         abandoned = _abandoned(running, stale_before, owner_is_dead)
         if not abandoned:
-            return Survey(pending_jobs, [], next_ready_at)
+            return Survey(pending_jobs, [], next_wake, due)
         recovered = self._writer.run_blocking(lambda session: self._reset(session, abandoned, now))
         jobs = {run_id: job for run_id, _, _, _, job in abandoned}
-        return Survey((pending_jobs + [jobs[run_id] for run_id in recovered])[:limit], recovered, next_ready_at)
+        return Survey((pending_jobs + [jobs[run_id] for run_id in recovered])[:limit], recovered, next_wake, due)
+
+    # -- schedules --------------------------------------------------------------------------------
+    async def put_schedule(self, schedule: Schedule, input_json: str, next_fire_at: int) -> Schedule:
+        now = round(schedule.updated_at.timestamp() * 1000)
+        values = {
+            "name": schedule.name,
+            "job_name": schedule.job_name,
+            "cron": schedule.cron,
+            "timezone": schedule.timezone,
+            "input": input_json,
+            "catch_up": schedule.catch_up,
+            "next_fire_at": next_fire_at,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+        def put(session: SqlSession) -> Schedule:
+            row = session.sa.execute(select(_schedules).where(_schedules.c.name == schedule.name)).fetchone()
+            if row is None:
+                session.sa.execute(_schedules.insert().values(**values))
+            else:
+                unchanged = (row.cron, row.timezone) == (schedule.cron, schedule.timezone)
+                keep = {"next_fire_at": row.next_fire_at} if row.next_fire_at is None or unchanged else {}
+                session.sa.execute(
+                    update(_schedules)
+                    .where(_schedules.c.name == schedule.name)
+                    .values(**{**values, "created_at": row.created_at, **keep})
+                )
+            return self._schedule(session, schedule.name)
+
+        return await self._writer.run(put)
+
+    async def get_schedules(self) -> list[Schedule]:
+        def read(session: SqlSession) -> list[Schedule]:
+            rows = session.sa.execute(select(_schedules).order_by(_schedules.c.name))
+            return [schedule_from_row(row) for row in rows]
+
+        return await self._reader.run(read, write=False)
+
+    async def set_schedule_next(self, name: str, next_fire_at: int | None, now: int) -> Schedule:
+        def change(session: SqlSession) -> Schedule:
+            self._schedule(session, name)  # or ScheduleNotFoundError
+            statement = update(_schedules).where(_schedules.c.name == name)
+            session.sa.execute(statement.values(next_fire_at=next_fire_at, updated_at=now))
+            return self._schedule(session, name)
+
+        return await self._writer.run(change)
+
+    async def delete_schedule(self, name: str) -> Schedule:
+        def remove(session: SqlSession) -> Schedule:
+            schedule = self._schedule(session, name)
+            session.sa.execute(delete(_schedules).where(_schedules.c.name == name))
+            return schedule
+
+        return await self._writer.run(remove)
+
+    def _schedule(self, session: SqlSession, name: str) -> Schedule:
+        row = session.sa.execute(select(_schedules).where(_schedules.c.name == name)).fetchone()
+        if row is None:
+            raise ScheduleNotFoundError(name)
+        return schedule_from_row(row)
+
+    def fire_schedule(self, due: DueSchedule, following: int, run: NewRun | None, announce: Announce) -> Run | None:
+        def fire(session: SqlSession) -> Run | None:
+            moved = session.execute(
+                self._move_schedule, name=due.name, due=due.due, following=following, now=now_ms()
+            ).rowcount
+            if not moved or run is None:
+                return None  # fired by another leader already, or a missed tick skipped
+            row = session.execute(
+                self._insert_run,
+                id=run.id,
+                job_name=run.job_name,
+                input=run.input_json,
+                idem=run.idempotency_key,
+                conc=run.concurrency_key,
+                now=run.created_at,
+                scope=run.scope,
+                priority=run.priority,
+                ready_at=run.created_at,
+                waiting_for=None,
+            ).fetchone()
+            if row is None:
+                return None  # the tick's run exists (its idempotency key)
+            created = run_from_row(row)
+            session.execute(self._schedule_fired, name=due.name, due=due.due, run_id=created.id)
+            announce(created)
+            return created
+
+        return self._writer.run_blocking(fire)
 
     # -- waits ------------------------------------------------------------------------------------
     def get_wait(self, run_id: str, name: str) -> Wait | None:

@@ -111,6 +111,26 @@ class WaitRow(DurablyTable, table=True):
     created_at: int = Field(sa_column=_millis())
 
 
+class ScheduleRow(DurablyTable, table=True):
+    """A job triggered on a cron expression (see `_schedules.py`). `next_fire_at` is the next tick
+    (None while paused); it only moves forward, by compare-and-set, as the tick's run is created."""
+
+    __tablename__ = "durably_schedules"
+    __table_args__ = (Index("ix_durably_schedules_next_fire", "next_fire_at"),)
+
+    name: str = Field(primary_key=True)
+    job_name: str
+    cron: str
+    timezone: str
+    input: str = Field(sa_column=Column(Text, nullable=False))
+    catch_up: str  # "once" | "skip"
+    next_fire_at: int | None = Field(default=None, sa_column=_millis(nullable=True))
+    last_fired_at: int | None = Field(default=None, sa_column=_millis(nullable=True))  # the last tick fired
+    last_run_id: str | None = None
+    created_at: int = Field(sa_column=_millis())
+    updated_at: int = Field(sa_column=_millis())
+
+
 class LogRow(DurablyTable, table=True):
     __tablename__ = "durably_logs"
     __table_args__ = (Index("ix_durably_logs_run_id", "run_id", "id"),)
