@@ -42,6 +42,11 @@ def archive_commit(commit: str) -> str:
     return folder
 
 
+def code_for(rev: str) -> str:
+    """A folder holding durably_reflex/: `rev` itself if it is one, else the `git archive` of commit `rev`."""
+    return rev if os.path.isdir(os.path.join(rev, "durably_reflex")) else archive_commit(rev)
+
+
 def describe_code(code: str) -> str:
     return "this checkout" if Path(code).resolve() == ROOT else code
 

@@ -37,7 +37,7 @@ CODE = os.environ.get("DURABLY_BENCH_CODE", str(ROOT))
 if CODE not in sys.path:
     sys.path.insert(0, CODE)
 
-from cli_server import CliServer, archive_commit, describe_code  # noqa: E402 - bench/ is this script's folder
+from cli_server import CliServer, code_for, describe_code  # noqa: E402 - bench/ is this script's folder
 
 RESULT_TAG = "@@RESULT "
 TARGET_STEPS_C1 = 3000.0
@@ -949,12 +949,12 @@ def main(argv: list[str]) -> int:
         return 0
     only = {w.strip().upper() for w in opts.only.split(",") if w.strip()}
     if opts.rev:  # run again, this process and its children importing durably_reflex from the archive
-        env = {**os.environ, "DURABLY_BENCH_CODE": archive_commit(opts.rev), "DURABLY_BENCH_REV": opts.rev}
+        env = {**os.environ, "DURABLY_BENCH_CODE": code_for(opts.rev), "DURABLY_BENCH_REV": opts.rev}
         at = argv.index("--rev") if "--rev" in argv else None
         rest = argv[:at] + argv[at + 2 :] if at is not None else [a for a in argv if not a.startswith("--rev=")]
         os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *rest], env)
     opts.rev_label = describe_code(CODE) if CODE == str(ROOT) else os.environ.get("DURABLY_BENCH_REV", CODE)
-    opts.before_code = archive_commit(opts.before) if opts.before else ""
+    opts.before_code = code_for(opts.before) if opts.before else ""
     unknown = only - {"W1", "W2", "W2HTTP", "W3"}
     if unknown:
         print(f"unknown workload(s): {', '.join(sorted(unknown))}", file=sys.stderr)

@@ -77,7 +77,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from cli_server import CliServer, archive_commit, describe_code  # noqa: E402 - bench/ is this script's folder
+from cli_server import CliServer, code_for, describe_code  # noqa: E402 - bench/ is this script's folder
 from sse_jobs import (  # noqa: E402
     CPU_SPIN_S,
     JOB_CPU,
@@ -1056,9 +1056,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="seconds a W4a client waits (from connected) before giving up (default 40)")
     p.add_argument("--w4b-deadline", type=float, default=60.0, help="same for W4b (default 60)")
     p.add_argument("--py-spy", metavar="DIR", help="profile the server (py-spy --gil) in each configuration; folded stacks in DIR")
-    p.add_argument("--before", metavar="REV", help="W4a also with `durably-reflex serve` of this commit (git archive), "
-                   "to print before and after in one run")  # fmt: skip
-    p.add_argument("--after", metavar="REV", help="W4a with `durably-reflex serve` of this commit (default: this checkout)")
+    p.add_argument("--before", metavar="REV", help="W4a also with `durably-reflex serve` of this commit (git archive) "
+                   "or folder, to print before and after in one run")  # fmt: skip
+    p.add_argument("--after", metavar="REV", help="W4a with `durably-reflex serve` of this commit or folder (default: "
+                   "this checkout)")  # fmt: skip
+    p.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
+                   help="W4a: an argument for the headline `serve` (repeat the option for more)")  # fmt: skip
     p.add_argument("--repeat", type=int, default=1, help="run every configuration this many times, interleaved, "
                    "and print each one's median p95 (default 1)")  # fmt: skip
     p.add_argument("--switch-interval", type=float, default=0.0,
@@ -1093,8 +1096,9 @@ def configs(opts: argparse.Namespace, only: set[str]) -> list[Config]:
             if opts.before_code:
                 out.append(Config(f"{key} before", f"/runs/subscribe, {label}; serve of {opts.before}", job, *a[:3],
                                   "cli", *a[3:], False, opts.before_code))  # fmt: skip
-            out.append(Config(key, f"/runs/subscribe, {label}; serve (worker process) of {opts.after}", job, *a[:3],
-                              "cli", *a[3:], True, opts.after_code))  # fmt: skip
+            out.append(Config(key, f"/runs/subscribe, {label}; serve {' '.join(opts.serve_arg)} (worker process) of "
+                              f"{opts.after}", job, *a[:3], "cli", *a[3:], True, opts.after_code,
+                              tuple(opts.serve_arg)))  # fmt: skip
             out.append(Config(f"{key} in-process", f"/runs/subscribe, {label}; serve --in-process-worker of "
                               f"{opts.after}", job, *a[:3], "cli", *a[3:], False, opts.after_code,
                               ("--in-process-worker",)))  # fmt: skip
@@ -1122,8 +1126,8 @@ def main(argv: list[str]) -> int:
         child_client(opts)
         return 0
     only = {w.strip().upper() for w in opts.only.split(",") if w.strip()}
-    opts.before_code = archive_commit(opts.before) if opts.before else ""
-    opts.after_code = archive_commit(opts.after) if opts.after else str(ROOT)
+    opts.before_code = code_for(opts.before) if opts.before else ""
+    opts.after_code = code_for(opts.after) if opts.after else str(ROOT)
     opts.after = opts.after or describe_code(opts.after_code)
     if only - {"W4A", "W4B", "FLOOR"}:
         print(f"unknown workload(s): {', '.join(sorted(only - {'W4A', 'W4B', 'FLOOR'}))}", file=sys.stderr)

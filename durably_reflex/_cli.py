@@ -8,8 +8,8 @@
 _dashboard_cli.py: it runs Reflex in a process tree of its own, and only it needs Reflex.
 
 Where job code runs: `serve` keeps it out of the API's process, in `--processes` worker child
-processes (1 by default) that it supervises (_supervisor.py), so a step that computes for seconds
-stalls no event stream; `--in-process-worker` runs the worker in the API's process instead (one
+processes (1 by default) that it supervises (_supervisor.py) at a lower priority (`--worker-nice`),
+so a step that computes for seconds stalls no event stream; `--in-process-worker` runs the worker in the API's process instead (one
 process: what `serve` did before it had worker processes), `--no-worker` runs none. `worker` is one worker in this process, or with
 `--processes N` (N > 1, or `auto`: one per CPU) N worker children under one supervisor. An in-memory
 SQLite database cannot be shared with other processes: `serve` then runs its worker in its own
@@ -109,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the worker in the API's own process (one process; a step that computes without yielding "
         "then delays the API's event streams)",
     )
+    serve.add_argument(
+        "--worker-nice",
+        type=int,
+        default=10,
+        metavar="N",
+        help="niceness added to the worker processes, so that the API's process gets the CPU first when both "
+        "want it and its event streams keep flowing while jobs compute (default: %(default)s; 0: the same)",
+    )
     where.add_argument(
         "--no-worker",
         action="store_true",
@@ -134,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Given by a supervisor to its worker children (see _supervisor.py), never by people.
     worker.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     worker.add_argument("--lifeline", type=int, help=argparse.SUPPRESS)
+    worker.add_argument("--nice", type=int, default=0, help=argparse.SUPPRESS)
 
     from . import _dashboard_cli  # here: it imports this module
 
@@ -513,7 +522,8 @@ def plan_workers(args: argparse.Namespace, durably: Durably) -> None:
 
 
 def _supervisor(args: argparse.Namespace, shutdown: Shutdown) -> Supervisor:
-    supervisor = Supervisor(WorkerCommand(args.target, args.stop_timeout, args.log_level), args.children)
+    nice = getattr(args, "worker_nice", 0)
+    supervisor = Supervisor(WorkerCommand(args.target, args.stop_timeout, args.log_level, nice), args.children)
     shutdown.on_signal.append(supervisor.escalate)
     return supervisor
 
@@ -659,6 +669,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return _dashboard_cli.run(args)
     _configure_logging(args.log_level, getattr(args, "worker_index", None))
+    if getattr(args, "nice", 0):
+        os.nice(args.nice)  # before any thread starts: Linux keeps a niceness per thread, inherited
     try:
         if args.command == "serve":
             _require_server()

@@ -57,12 +57,14 @@ class WorkerCommand:
     target: str
     stop_timeout: float
     log_level: str
+    nice: int = 0
 
     def argv(self, index: int, lifeline: int) -> list[str]:
         return [
             sys.executable, "-m", "durably_reflex", "worker", self.target,
             "--stop-timeout", repr(self.stop_timeout), "--log-level", self.log_level,
             "--worker-index", str(index), "--lifeline", str(lifeline),
+            *(["--nice", str(self.nice)] if self.nice else []),
         ]  # fmt: skip
 
 

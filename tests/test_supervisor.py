@@ -141,9 +141,11 @@ async def test_workers_stop_by_themselves_when_their_supervisor_is_killed(worksp
     assert stopped is not None and stopped.status == "pending"  # handed back, not left running
 
 
-async def test_serve_runs_several_worker_processes(workspace: Workspace) -> None:
+async def test_serve_runs_several_worker_processes_at_the_niceness_asked(workspace: Workspace) -> None:
     port = free_port()
-    server = workspace.cli("serve", "serve", "cli_jobs:durably", "--port", str(port), "--processes", "2")
+    server = workspace.cli(
+        "serve", "serve", "cli_jobs:durably", "--port", str(port), "--processes", "2", "--worker-nice", "3"
+    )
     base = f"http://127.0.0.1:{port}/api/durably"
     assert server.ready(READY_SERVE) == f"durably-reflex API on {base} (worker: 2 processes, 1 slot each)"
 
@@ -152,6 +154,9 @@ async def test_serve_runs_several_worker_processes(workspace: Workspace) -> None
         return workers if len(workers) == 2 else None
 
     workers = await until(both_running, 20, "both worker processes to start")
+    api_nice = psutil.Process(server.proc.pid).nice()
+    for pid in workers.values():  # every thread of a worker: its job code runs on threads it starts later
+        assert {psutil.Process(thread.id).nice() for thread in psutil.Process(pid).threads()} == {api_nice + 3}
     async with httpx.AsyncClient(base_url=base, timeout=10, trust_env=False) as http:
         trigger = {"jobName": "long", "input": {"steps": 2, "sleep": 0.5}}
         run_ids = [(await http.post("/trigger", json=trigger)).json()["runId"] for _ in range(2)]
