@@ -5,12 +5,16 @@ knows) with `waiting_for` saying for what and until when, and holds no worker sl
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from engine_helpers import collect, query_db, wait_for_status
+from tests.engine_helpers import collect, query_db, wait_for_status
 from pydantic import BaseModel
 
 from durably_reflex import (
@@ -61,6 +65,7 @@ async def _approval_with_deadline(step, payload: Empty) -> str:
     return "approved"
 
 
+ROOT = Path(__file__).resolve().parent.parent
 DONE = define_job(name="done", input=Empty, run=_done)
 NAP = define_job(name="nap", input=Empty, run=_nap)
 APPROVAL = define_job(name="approval", input=Empty, run=_approval)
@@ -356,3 +361,58 @@ async def test_a_run_longer_than_its_jobs_timeout_fails_and_waits_count(durably:
         assert failed.error == "Run timed out after 0.3s"
         assert failed.completed_at is not None and failed.started_at is not None
         assert (failed.completed_at - failed.started_at).total_seconds() >= 0.3
+
+
+# -- a sleep across a SIGKILL ------------------------------------------------------------------------
+async def _long_nap(step, payload: Empty) -> str:
+    await step.sleep("nap", 4)
+    return await step.run("after", lambda: "after")
+
+
+LONG_NAP = define_job(name="long-nap", input=Empty, run=_long_nap)
+WORKER_CHILD = """
+import asyncio, sys
+from tests.test_waits import LONG_NAP
+from durably_reflex import create_durably
+
+async def main():
+    durably = create_durably(sys.argv[1], polling_interval=0.2).register(nap=LONG_NAP)
+    await durably.init()
+    print("ready", flush=True)
+    await asyncio.sleep(120)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_sleep_survives_a_killed_worker_and_its_clock_does_not_restart(durably: Durably, db_url: str) -> None:
+    durably.register(nap=LONG_NAP)  # this engine triggers and reads; worker processes run the job
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def worker() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-c", WORKER_CHILD, db_url],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+
+    first = worker()
+    second = None
+    try:
+        assert first.stdout is not None and await asyncio.to_thread(first.stdout.readline) == "ready\n"
+        run = await durably.jobs.nap.trigger({})
+        await until_waiting(durably, run.id, "sleep")
+        asleep = await durably.get_run(run.id)
+        assert asleep is not None and asleep.waiting_for is not None and asleep.waiting_for.until is not None
+        deadline = ms(asleep.waiting_for.until)
+        first.kill()  # SIGKILL while the run sleeps
+        first.wait(10)
+        while time.time() * 1000 < deadline - 2500:  # a restarted 4 s clock would now end 1.5 s late
+            await asyncio.sleep(0.05)
+        second = worker()
+        done = await wait_for_status(durably, run.id, "completed", timeout=30)
+        assert done.completed_at is not None and deadline <= ms(done.completed_at) < deadline + 1000
+    finally:
+        for child in (first, second):
+            if child is not None and child.poll() is None:
+                child.kill()
+                child.wait(10)
