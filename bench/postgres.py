@@ -33,8 +33,11 @@ from typing import Any
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# The durably_reflex measured: this checkout, or the `git archive` of --rev (passed on to the children).
+CODE = os.environ.get("DURABLY_BENCH_CODE", str(ROOT))
+for folder in dict.fromkeys((str(ROOT), CODE)):  # CODE first
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
 
 RESULT_TAG = "@@RESULT "
 TICKS = 50  # steps per run of bench/pg_app.py
@@ -220,7 +223,7 @@ def measure_stream_latency(admin_url: str, runs: int = 6) -> dict[str, Any]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "DURABLY_BENCH_URL": url, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "DURABLY_BENCH_URL": url, "PYTHONPATH": os.pathsep.join(dict.fromkeys((CODE, str(ROOT))))}
     cli = [sys.executable, "-m", "durably_reflex"]
     api = subprocess.Popen([*cli, "serve", "bench.pg_app:durably", "--no-worker", "--port", str(port), "--log-level", "warning"],
                            cwd=ROOT, env=env, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -300,12 +303,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--conc", type=int, default=4, help="runs at a time per worker process (DBOS: worker_concurrency)")
     parser.add_argument("--dbos-runs", type=int, default=200)
     parser.add_argument("--no-dbos", action="store_true")
+    parser.add_argument("--rev", metavar="REV", help="measure this commit (git archive) or folder instead of this checkout")
     parser.add_argument("--child", choices=("durably", "dbos"), help=argparse.SUPPRESS)
     parser.add_argument("--total", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--go", help=argparse.SUPPRESS)
     parser.add_argument("--ready", help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=float, default=300, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.rev:  # run again, this process and its children importing durably_reflex from there
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from cli_server import code_for
+
+        env = {**os.environ, "DURABLY_BENCH_CODE": code_for(args.rev)}
+        at = argv.index("--rev") if "--rev" in argv else None
+        rest = argv[:at] + argv[at + 2 :] if at is not None else [a for a in argv if not a.startswith("--rev=")]
+        os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *rest], env)
     if args.child == "durably":
         child_durably(args)
         return 0
@@ -318,6 +330,7 @@ def main(argv: list[str]) -> int:
         except ImportError as error:
             print(f"DBOS comparison skipped: cannot import dbos ({error}); pip install -e '.[bench]' installs it")
             args.no_dbos = True
+    print(f"code: {'this checkout' if CODE == str(ROOT) else CODE}")
     if args.url:
         bench(args.url, args.runs, args.steps, args.conc, args.dbos_runs, args.no_dbos)
         return 0

@@ -1,6 +1,7 @@
 """The command line: serve the HTTP/SSE API with workers, run workers alone, or serve the dashboard.
 
-    durably-reflex serve app:durably [--host 127.0.0.1] [--port 8000] [--processes N | --in-process-worker | --no-worker] ...
+    durably-reflex serve app:durably [--host 127.0.0.1] [--port 8000]
+                                     [--processes N | --in-process-worker | --no-worker] ...
     durably-reflex worker app:durably [--processes N] [--stop-timeout 30]
     durably-reflex dashboard app:durably [--port 3000] [--auth app:auth] [--dev]
 
@@ -9,11 +10,12 @@ _dashboard_cli.py: it runs Reflex in a process tree of its own, and only it need
 
 Where job code runs: `serve` keeps it out of the API's process, in `--processes` worker child
 processes (1 by default) that it supervises (_supervisor.py) at a lower priority (`--worker-nice`),
-so a step that computes for seconds stalls no event stream; `--in-process-worker` runs the worker in the API's process instead (one
-process: what `serve` did before it had worker processes), `--no-worker` runs none. `worker` is one worker in this process, or with
-`--processes N` (N > 1, or `auto`: one per CPU) N worker children under one supervisor. An in-memory
-SQLite database cannot be shared with other processes: `serve` then runs its worker in its own
-process (and says so), and `--processes` is refused.
+so a step that computes for seconds stalls no event stream; `--in-process-worker` runs the worker in
+the API's process instead (one process, as `serve` did before it had worker processes), and
+`--no-worker` runs none. `worker` is one worker in this process, or with `--processes N` (N > 1, or
+`auto`: one per CPU) N worker children under one supervisor. An in-memory SQLite database cannot be
+shared with other processes: `serve` then runs its worker in the API's process (and says so), and
+`--processes` is refused.
 
 `app:durably` names a module importable from the current directory (like uvicorn) and, in it, a
 `Durably` (or a function with no arguments that returns one, possibly async).
@@ -25,8 +27,8 @@ resume from their last completed step in any worker (a synchronous step cannot b
 engine gives it one more second, then hands the run back anyway, and that step runs again later).
 A second signal while stopping interrupts at once (the runs are handed back just the same).
 Both end with exit code 0. A supervisor passes each of these signals on to its worker children (see
-_supervisor.py) and exits 0 once they have all stopped cleanly. Bad input (an unimportable module, a missing or wrong attribute, a busy
-port, a malformed MODULE:ATTR) is one line on stderr and exit code 2.
+_supervisor.py) and exits 0 once they have all stopped cleanly. Bad input (an unimportable module, a
+missing or wrong attribute, a busy port, a malformed MODULE:ATTR) is one line on stderr and exit code 2.
 
 Signals are handled here, not by uvicorn: uvicorn's `Server.serve()` re-raises a captured SIGINT or
 SIGTERM as it returns, which would end the process (SIGTERM's default action, or KeyboardInterrupt)
@@ -109,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the worker in the API's own process (one process; a step that computes without yielding "
         "then delays the API's event streams)",
     )
+    where.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="serve the API only (tables are still created); runs are executed by `worker` processes",
+    )
     serve.add_argument(
         "--worker-nice",
         type=int,
@@ -116,11 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="niceness added to the worker processes, so that the API's process gets the CPU first when both "
         "want it and its event streams keep flowing while jobs compute (default: %(default)s; 0: the same)",
-    )
-    where.add_argument(
-        "--no-worker",
-        action="store_true",
-        help="serve the API only (tables are still created); runs are executed by `worker` processes",
     )
     _add_stop_timeout(serve)
     _add_log_level(serve)

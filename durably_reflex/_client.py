@@ -33,6 +33,7 @@ import sys
 import types as types_module
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, Self
 
 import httpx
@@ -53,12 +54,14 @@ from ._errors import (
     RunFailedError,
     RunNotFoundError,
     RunStateError,
+    ScheduleNotFoundError,
+    SignalConflictError,
     StorageUnavailableError,
     WaitTimeoutError,
 )
 from ._jobs import JobDefinition
 from ._node_wire import LEASED, run_from_wire, run_status
-from ._records import LogEntry, Run, RunResult, RunStats, RunStatus, Step
+from ._records import LogEntry, Run, RunResult, RunStats, RunStatus, Schedule, Step
 from ._registry import ByKey
 from ._wire_events import (
     RunCancel,
@@ -141,6 +144,8 @@ _RUN_NOT_FOUND = re.compile(r"^Run not found(?:: (?P<id>.+))?$")
 _JOB_NOT_FOUND = re.compile(r"^Job not found: (?P<name>.+)$")
 _RUN_STATE = re.compile(r"^Cannot (?P<action>\w+) (?P<status>already cancelled|\w+) run: (?P<id>.+)$")
 _INVALID_INPUT = re.compile(r"^(?:.*: )?Invalid input\b")
+_SIGNAL_SENT = re.compile(r'^Signal "(?P<name>.*)" was already sent to run (?P<id>.+)$')
+_SCHEDULE_NOT_FOUND = re.compile(r"^Schedule not found: (?P<name>.+)$")
 _ACTIONS = {"retrigger": "retry"}  # Durably 0.15's word for what is a retry here
 
 
@@ -222,6 +227,8 @@ _BY_CODE: dict[str, ErrorFactory] = {
     "UNAUTHORIZED": lambda message, details, response: AuthError(message, response.status_code),
     "FORBIDDEN": lambda message, details, response: AuthError(message, response.status_code),
     "PAYLOAD_TOO_LARGE": lambda message, details, response: PayloadTooLargeError(message),
+    SignalConflictError.code: lambda message, details, response: _signal_conflict(message),
+    ScheduleNotFoundError.code: lambda message, details, response: _schedule_not_found(message),
     StorageUnavailableError.code: lambda message, details, response: StorageUnavailableError(
         message, _retry_after(response)
     ),
@@ -259,6 +266,16 @@ def _not_found(message: str, run_id: str | None = None) -> NotFoundError:
     return NotFoundError(message)
 
 
+def _signal_conflict(message: str) -> ConflictError:
+    match = _SIGNAL_SENT.match(message)
+    return SignalConflictError(match["id"], match["name"]) if match else ConflictError(message)
+
+
+def _schedule_not_found(message: str) -> NotFoundError:
+    match = _SCHEDULE_NOT_FOUND.match(message)
+    return ScheduleNotFoundError(match["name"]) if match else NotFoundError(message)
+
+
 def _conflict(message: str) -> ConflictError:
     if match := _RUN_STATE.match(message):
         status = "cancelled" if match["status"] == "already cancelled" else run_status(match["status"])
@@ -275,12 +292,15 @@ class JobInfo(BaseModel):
     name: str
     input_schema: dict[str, Any] | None = None
     output_schema: dict[str, Any] | None = None
+    # The JSON Schema of each signal payload the job declares, by signal name (`define_job(signals=)`).
+    signals: dict[str, dict[str, Any]] = {}
 
 
 _RUNS = TypeAdapter(list[Run])
 _STEPS = TypeAdapter(list[Step])
 _LOGS = TypeAdapter(list[LogEntry])
 _JOBS = TypeAdapter(list[JobInfo])
+_SCHEDULES = TypeAdapter(list[Schedule])
 
 
 # -- event streams ------------------------------------------------------------------------------------
@@ -610,9 +630,14 @@ class DurablyClient:
         *,
         idempotency_key: str | None = None,
         concurrency_key: str | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        run_at: datetime | None = None,
     ) -> str:
         """Create a run of the job with this name; returns its id. With an idempotency key already
-        used for this job, the existing run's id comes back instead."""
+        used for this job, the existing run's id comes back instead. Workers take higher `priority`
+        runs first; a run with `delay` (seconds) or `run_at` (a timezone-aware datetime) waits,
+        pending, until then (a durably-reflex server; Durably's own ignores them)."""
         body: dict[str, Any] = {"jobName": job_name}
         if input is not None:
             body["input"] = input
@@ -620,6 +645,14 @@ class DurablyClient:
             body["idempotencyKey"] = idempotency_key
         if concurrency_key is not None:
             body["concurrencyKey"] = concurrency_key
+        if priority is not None:
+            body["priority"] = priority
+        if delay is not None:
+            body["delay"] = delay
+        if run_at is not None:
+            if not isinstance(run_at, datetime) or run_at.tzinfo is None:
+                raise InvalidArgumentError("run_at must be a timezone-aware datetime")
+            body["runAt"] = run_at.isoformat()
         response = await self._request("POST", "trigger", body=body)
         return str(response.json()["runId"])
 
@@ -774,6 +807,57 @@ class DurablyClient:
         """Delete a completed, failed or cancelled run with its steps and logs."""
         await self._request("DELETE", "run", params={"runId": run_id}, run_id=run_id)
 
+    async def signal(self, run_id: str, name: str, payload: Any = None) -> None:
+        """Send the signal `name` to a run: its `step.wait_for_signal(name)` returns `payload`, at
+        once if the run waits for it now, or when it gets there. InvalidInputError (by field) for a
+        payload its job's declared model refuses, RunStateError for a finished run,
+        SignalConflictError if sent already, RunNotFoundError; FeatureNotSupportedError from a
+        server without signals (Durably's own)."""
+        body = {"runId": run_id, "name": name, "payload": payload}
+        await self._request("POST", "signal", body=body, run_id=run_id)
+
+    # -- schedules ------------------------------------------------------------------------------------
+    async def get_schedules(self) -> list[Schedule]:
+        """The schedules of the jobs this caller sees, by name (FeatureNotSupportedError from a
+        server without schedules, such as Durably's Node server)."""
+        response = await self._request("GET", "schedules")
+        return _SCHEDULES.validate_python(response.json())
+
+    async def schedule(
+        self,
+        job_name: str,
+        cron: str,
+        input: Any = None,
+        *,
+        name: str | None = None,
+        timezone: str | None = None,
+        catch_up: Literal["once", "skip"] | None = None,
+    ) -> Schedule:
+        """Trigger `job_name` with `input` on `cron` (five fields, or six with seconds first) in
+        `timezone` (UTC by default); the schedule is named after the job unless `name` is given, and
+        scheduling again under a name updates it. `catch_up`: what ticks missed while no worker ran
+        become ("once", the default: one run; "skip": none)."""
+        body: dict[str, Any] = {"jobName": job_name, "cron": cron}
+        for key, value in (("input", input), ("name", name), ("timezone", timezone), ("catchUp", catch_up)):
+            if value is not None:
+                body[key] = value
+        response = await self._request("POST", "schedules", body=body)
+        return Schedule.model_validate(response.json())
+
+    async def pause_schedule(self, name: str) -> Schedule:
+        """Fire no more ticks until `resume_schedule` (ScheduleNotFoundError for an unknown name)."""
+        response = await self._request("POST", "schedules/pause", params={"name": name})
+        return Schedule.model_validate(response.json())
+
+    async def resume_schedule(self, name: str) -> Schedule:
+        """Fire again from the next tick after now (the ticks while paused are skipped)."""
+        response = await self._request("POST", "schedules/resume", params={"name": name})
+        return Schedule.model_validate(response.json())
+
+    async def delete_schedule(self, name: str) -> None:
+        """Delete a schedule; the runs it created stay."""
+        await self._request("DELETE", "schedules", params={"name": name})
+
     # -- events ---------------------------------------------------------------------------------------
     def subscribe(self, run_id: str, *, on_state: StateListener | None = None) -> EventStream:
         """The run's events, each connection starting with a `RunSnapshot`; ends after completion.
@@ -828,13 +912,45 @@ class JobClient:
         return self.definition.name
 
     async def trigger(
-        self, input: Any = None, *, idempotency_key: str | None = None, concurrency_key: str | None = None
+        self,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        run_at: datetime | None = None,
     ) -> str:
         # Only a check: the input goes out as given (a model by its aliases) for the server to parse.
         self.definition.validate_input(input)
         return await self.client.trigger(
-            self.name, input, idempotency_key=idempotency_key, concurrency_key=concurrency_key
+            self.name,
+            input,
+            idempotency_key=idempotency_key,
+            concurrency_key=concurrency_key,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
         )
+
+    async def signal(self, run_id: str, name: str, payload: Any = None) -> None:
+        """`DurablyClient.signal`, the payload first checked against the model the job declares for
+        `name` (a bad field raises InvalidInputError with no request made)."""
+        self.definition.validate_signal(name, payload)
+        await self.client.signal(run_id, name, payload)
+
+    async def schedule(
+        self,
+        cron: str,
+        input: Any = None,
+        *,
+        name: str | None = None,
+        timezone: str | None = None,
+        catch_up: Literal["once", "skip"] | None = None,
+    ) -> Schedule:
+        """`DurablyClient.schedule` for this job, the input first checked against its model."""
+        self.definition.validate_input(input)
+        return await self.client.schedule(self.name, cron, input, name=name, timezone=timezone, catch_up=catch_up)
 
     async def trigger_and_wait(
         self,

@@ -488,12 +488,19 @@ class Durably:
 
     async def signal(self, run_id: str, name: str, payload: Any = None, *, scope: str | None = None) -> Run:
         """Send the signal `name` (with a JSON payload) to a run: the run's `step.wait_for_signal(name)`
-        returns it, at once if the run waits for it now, or when it gets there. Raises
-        RunNotFoundError, RunStateError for a finished run, SignalConflictError if sent already."""
+        returns it, at once if the run waits for it now, or when it gets there. A payload is checked
+        against the model the run's job declares for `name` (`define_job(signals=...)`): an
+        InvalidInputError names each bad field, and nothing is stored. Raises RunNotFoundError,
+        RunStateError for a finished run, SignalConflictError if sent already."""
         _check_key("signal name", name)
-        payload_json = encode_json(payload, "The signal's payload")
-        if scope is not None and await self.storage.get_run(run_id, scope=scope) is None:
+        _check_key("scope", scope)
+        target = await self.storage.get_run(run_id, scope)
+        if target is None:
             raise RunNotFoundError(run_id)
+        handle = self._handles_by_name.get(target.job_name)
+        if handle is not None:  # a job this process does not have is not checked here
+            payload = handle.definition.validate_signal(name, payload)
+        payload_json = encode_json(payload, "The signal's payload")
         run = await self.storage.signal(run_id, name, payload_json, now_ms())
         self._bus.emit(RUN_SIGNAL, runId=run.id, jobName=run.job_name, name=name)
         waiting = run.waiting_for

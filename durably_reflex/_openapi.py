@@ -10,13 +10,16 @@ Parameter bounds come from `_params`, so the document and the server cannot disa
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from . import _params
+from ._engine import MAX_DELAY_SECONDS, MAX_PRIORITY
 from ._events import EVENT_TYPES
 from ._jobs import JobDefinition
-from ._records import LogEntry, Run, RunStats, RunStatus, Step
+from ._records import LogEntry, Run, RunStats, RunStatus, Schedule, Step
+from ._schedules import CATCH_UP_POLICIES
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _SUCCESS = {"type": "object", "properties": {"success": {"const": True}}, "required": ["success"]}
@@ -35,9 +38,9 @@ _SSE = {
 _REASONS = {
     400: "Bad request: a malformed or out-of-range parameter or body (`details`: the input's errors)",
     401: "Unauthorized: the authenticate hook refused the caller",
-    403: "Forbidden: can_trigger refused",
-    404: "Not found: no such run or job (or one the caller may not see)",
-    409: "Conflict with the run's status",
+    403: "Forbidden: an auth hook (can_trigger, can_signal) refused",
+    404: "Not found: no such run, job or schedule (or one the caller may not see)",
+    409: "Conflict with the run's status (or a signal sent already: SIGNAL_ALREADY_SENT)",
     413: "Body too large",
     415: "The body is not UTF-8 application/json",
     503: "The database cannot be reached: try again after Retry-After seconds",
@@ -60,6 +63,51 @@ _ERROR_STACK = (
 )
 # The run routes `/trigger`'s answer links to, by operation id.
 _RUN_LINKS = ("getRun", "getSteps", "getLogs", "subscribeRun", "retryRun", "cancelRun", "deleteRun")
+_SCHEDULE_NAME = {
+    "name": "name",
+    "in": "query",
+    "required": True,
+    "schema": {**_TEXT, "minLength": 1},
+    "description": "The schedule's name",
+}
+_TIMING = {
+    "priority": {
+        "type": "integer",
+        "minimum": -MAX_PRIORITY,
+        "maximum": MAX_PRIORITY,
+        "default": 0,
+        "description": "Workers take higher priorities first, then the first ready",
+    },
+    "delay": {
+        "type": "number",
+        "minimum": 0,
+        "maximum": MAX_DELAY_SECONDS,
+        "description": "Seconds to wait before the run may start (not with runAt)",
+    },
+    "runAt": {
+        "type": "string",
+        "format": "date-time",
+        "maxLength": _params.MAX_TIME_LENGTH,
+        "description": "When the run may start, with its offset (not with delay); a past time: at once",
+    },
+}
+_SIGNAL_BODY = {
+    "type": "object",
+    "properties": {
+        "runId": {**_TEXT, "minLength": 1},
+        "name": {**_TEXT, "minLength": 1, "description": "The signal the run waits for (or will)"},
+        "payload": {
+            "description": "JSON for the run's wait_for_signal; checked against the payload model the run's "
+            "job declares for this signal (GET /jobs: `signals`), a 400 INVALID_INPUT naming each bad field"
+        },
+    },
+    "required": ["runId", "name"],
+}
+_WAITS = (
+    "Beyond Durably 0.7's events: `run:wait` (`waitingFor`: the run waits for a delay, a sleep, a signal or "
+    "a failed step's next attempt, and is pending again; its next `run:start` ends the wait), `run:signal` "
+    "(`name`: a signal came), and a scheduled run's `run:trigger` names its `schedule`."
+)
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -132,14 +180,16 @@ def openapi_document(base: str, jobs: Iterable[JobDefinition] = ()) -> dict[str,
             model.__name__: model.model_json_schema(
                 by_alias=True, mode="validation", ref_template="#/components/schemas/{model}"
             )
-            for model in (Run, Step, LogEntry, RunStats)
+            for model in (Run, Step, LogEntry, RunStats, Schedule)
         },
     }
     for schema in list(schemas.values()):
         schemas.update(schema.pop("$defs", {}))
     for record in ("Run", "Step"):
         schemas[record]["properties"]["errorStack"]["description"] = _ERROR_STACK
-    trigger_body = _trigger_body(list(jobs), schemas)
+    inputs = _job_inputs(list(jobs), schemas)
+    trigger_body = _choice_per_job("Trigger", inputs, _trigger_properties, schemas)
+    schedule_body = _choice_per_job("Schedule", inputs, _schedule_properties, schemas, required=("jobName", "cron"))
     array = lambda name: {"type": "array", "items": _ref(name)}  # noqa: E731
     statuses = {"enum": [status.value for status in RunStatus]}
     list_params = [
@@ -226,8 +276,14 @@ def openapi_document(base: str, jobs: Iterable[JobDefinition] = ()) -> dict[str,
                                     "name": {"type": "string"},
                                     "inputSchema": {"type": ["object", "null"]},
                                     "outputSchema": {"type": ["object", "null"]},
+                                    "signals": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": "object"},
+                                        "description": "The JSON Schema of each signal's payload the job "
+                                        "declares, by signal name (what a form to send it is built from)",
+                                    },
                                 },
-                                "required": ["name", "inputSchema", "outputSchema"],
+                                "required": ["name", "inputSchema", "outputSchema", "signals"],
                             },
                         }
                     ),
@@ -251,13 +307,58 @@ def openapi_document(base: str, jobs: Iterable[JobDefinition] = ()) -> dict[str,
                 [_RUN_ID],
             )
         },
+        "/signal": {
+            "post": _operation(
+                "signalRun",
+                "Send a signal to a run (kept until the run waits for it)",
+                {"200": _json(_ref("Success")), **_errors(400, 403, 404, 409, 413, 415)},
+                body=_SIGNAL_BODY,
+                description="409 RUN_STATE_CONFLICT for a finished run, SIGNAL_ALREADY_SENT for a second "
+                "signal to one wait; 403 when the server's can_signal refuses.",
+            )
+        },
+        "/schedules": {
+            "get": _operation(
+                "listSchedules",
+                "Schedules of the jobs the caller sees, by name",
+                {"200": _json(array("Schedule")), **_errors()},
+            ),
+            "post": _operation(
+                "createSchedule",
+                "Trigger a job on a cron expression (scheduling again under a name updates that schedule)",
+                {"200": _json(_ref("Schedule")), **_errors(400, 403, 404, 413, 415)},
+                body=schedule_body,
+            ),
+            "delete": _operation(
+                "deleteSchedule",
+                "Delete a schedule (the runs it created stay)",
+                {"200": _json(_ref("Success")), **_errors(400, 403, 404, 415)},
+                [_SCHEDULE_NAME],
+            ),
+        },
+        "/schedules/pause": {
+            "post": _operation(
+                "pauseSchedule",
+                "Fire no more ticks until resumed",
+                {"200": _json(_ref("Schedule")), **_errors(400, 403, 404, 415)},
+                [_SCHEDULE_NAME],
+            )
+        },
+        "/schedules/resume": {
+            "post": _operation(
+                "resumeSchedule",
+                "Fire again from the next tick after now",
+                {"200": _json(_ref("Schedule")), **_errors(400, 403, 404, 415)},
+                [_SCHEDULE_NAME],
+            )
+        },
         "/subscribe": {
             "get": _operation(
                 "subscribeRun",
                 "One run's events: the run as it stands first, then live until run:complete",
                 {"200": _SSE, **_errors(400, 404)},
                 [_RUN_ID, _LAST_EVENT_ID],
-                description=_SUBSCRIBE,
+                description=f"{_SUBSCRIBE} {_WAITS}",
             )
         },
         "/runs/subscribe": {
@@ -270,6 +371,7 @@ def openapi_document(base: str, jobs: Iterable[JobDefinition] = ()) -> dict[str,
                     _repeated("type", {"enum": list(EVENT_TYPES)}, "Only these event types"),
                     _LAST_EVENT_ID,
                 ],
+                description=f"Each event reduced to what a list needs. {_WAITS}",
             )
         },
     }
@@ -282,36 +384,84 @@ def openapi_document(base: str, jobs: Iterable[JobDefinition] = ()) -> dict[str,
     }
 
 
-def _trigger_body(jobs: list[JobDefinition], schemas: dict[str, Any]) -> dict[str, Any]:
-    """One object schema per job (its `jobName`, its input's JSON Schema), discriminated by
-    `jobName`; each input's `$defs` become components of their own, named after the job."""
-    branches: dict[str, str] = {}
+@dataclass(frozen=True)
+class _JobInput:
+    """A job's input in the document: the component name its schemas take, and the `input` property."""
+
+    component: str
+    schema: dict[str, Any]
+    required: bool  # the input model has required fields: the body must carry `input`
+
+
+def _job_inputs(jobs: list[JobDefinition], schemas: dict[str, Any]) -> dict[str, _JobInput]:
+    """Each job's input JSON Schema as the component `Input.<name>` (its `$defs` as components of
+    their own, named after the job), by job name, in name order."""
+    inputs: dict[str, _JobInput] = {}
+    taken: set[str] = set()
     for job in sorted(jobs, key=lambda job: job.name):
         name = _component_name(job.name)
-        while f"Trigger.{name}" in schemas:  # "a.b" and "a_b" both read a_b
+        while name in taken:  # "a.b" and "a_b" both read a_b
             name += "_"
+        taken.add(name)
         input_schema = job.input_schema()
-        body: dict[str, Any] = {
-            "type": "object",
-            "properties": {
-                "jobName": {"const": job.name},
-                "idempotencyKey": _TEXT,
-                "concurrencyKey": _TEXT,
-            },
-            "required": ["jobName"],
-        }
         if input_schema is None:
-            body["properties"]["input"] = {"description": "Anything JSON: the job declares no input model"}
-        else:
-            defs = {f"{name}.{key}": value for key, value in input_schema.pop("$defs", {}).items()}
-            for key, value in defs.items():
-                schemas[f"Input.{key}"] = _rewrite_refs(value, name)
-            schemas[f"Input.{name}"] = _rewrite_refs(input_schema, name)
-            body["properties"]["input"] = _ref(f"Input.{name}")
-            if input_schema.get("required"):
-                body["required"] = ["jobName", "input"]
-        schemas[f"Trigger.{name}"] = body
-        branches[job.name] = f"#/components/schemas/Trigger.{name}"
+            inputs[job.name] = _JobInput(name, {"description": "Anything JSON: the job declares no input model"}, False)
+            continue
+        defs = {f"{name}.{key}": value for key, value in input_schema.pop("$defs", {}).items()}
+        for key, value in defs.items():
+            schemas[f"Input.{key}"] = _rewrite_refs(value, name)
+        schemas[f"Input.{name}"] = _rewrite_refs(input_schema, name)
+        inputs[job.name] = _JobInput(name, _ref(f"Input.{name}"), bool(input_schema.get("required")))
+    return inputs
+
+
+def _trigger_properties(job_name: str, job_input: _JobInput) -> dict[str, Any]:
+    return {
+        "jobName": {"const": job_name},
+        "input": job_input.schema,
+        "idempotencyKey": _TEXT,
+        "concurrencyKey": _TEXT,
+        **_TIMING,
+    }
+
+
+def _schedule_properties(job_name: str, job_input: _JobInput) -> dict[str, Any]:
+    return {
+        "jobName": {"const": job_name},
+        "cron": {
+            **_TEXT,
+            "minLength": 1,
+            "description": "Five fields (minute hour day month weekday), or six with seconds first",
+        },
+        "input": job_input.schema,
+        "name": {**_TEXT, "minLength": 1, "description": "The schedule's name (default: the job's name)"},
+        "timezone": {**_TEXT, "default": "UTC", "description": "An IANA timezone the cron expression is read in"},
+        "catchUp": {
+            "enum": list(CATCH_UP_POLICIES),
+            "default": "once",
+            "description": "Ticks missed while no worker ran: one run for them all, or none",
+        },
+    }
+
+
+def _choice_per_job(
+    kind: str,
+    inputs: dict[str, _JobInput],
+    properties: Callable[[str, _JobInput], dict[str, Any]],
+    schemas: dict[str, Any],
+    *,
+    required: tuple[str, ...] = ("jobName",),
+) -> dict[str, Any]:
+    """A body that is one object schema per job (the component `<kind>.<name>`), discriminated by
+    `jobName`; `input` is required too when its model has required fields."""
+    branches: dict[str, str] = {}
+    for job_name, job_input in inputs.items():
+        schemas[f"{kind}.{job_input.component}"] = {
+            "type": "object",
+            "properties": properties(job_name, job_input),
+            "required": [*required, *(["input"] if job_input.required else [])],
+        }
+        branches[job_name] = f"#/components/schemas/{kind}.{job_input.component}"
     if not branches:
         return {"type": "object", "properties": {"jobName": _TEXT}, "required": ["jobName"]}
     return {

@@ -7,8 +7,9 @@ pass is the caller's mistake: `InvalidArgumentError`, a 400 with the parameter's
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from ._engine import MAX_BUCKET_SECONDS, MAX_STATS_BUCKETS
@@ -20,6 +21,7 @@ MAX_LOG_PAGE = 10 * MAX_PAGE
 MAX_OFFSET = 1_000_000_000  # far beyond any page a person turns to; well inside every integer column
 MAX_FILTER_VALUES = 100  # values of one repeated filter (jobName, status, type)
 MAX_EVENT_ID = 2**63 - 1  # event ids are BIGINT
+MAX_TIME_LENGTH = 64  # an ISO 8601 date and time with its offset takes 35 characters at most
 
 
 class QueryParams(Protocol):
@@ -98,3 +100,53 @@ def _encodable(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+# -- fields of a JSON body -------------------------------------------------------------------------
+def body_text(body: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
+    """A string field of a request body, checked by `text`; absent or null is None, unless the
+    field is `required` (then it must be a non-empty string)."""
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise InvalidArgumentError(f"{name} is required")
+        return None
+    if not isinstance(value, str) or (required and not value):
+        raise InvalidArgumentError(f"{name} must be a {'non-empty ' if required else ''}string")
+    return text(name, value)
+
+
+@dataclass(frozen=True)
+class RunTiming:
+    """When a triggered run may start and how it ranks (`/trigger`'s `priority`, `delay`, `runAt`);
+    the engine checks the ranges, so the API and in-process callers are held to the same ones."""
+
+    priority: int = 0
+    delay: float | None = None  # seconds from now
+    run_at: datetime | None = None  # timezone-aware
+
+
+def run_timing(body: Mapping[str, Any]) -> RunTiming:
+    """`priority` (a whole number), `delay` (seconds) and `runAt` (an ISO 8601 date and time with
+    its offset, `Z` for UTC) of a trigger body; absent or null ones take their defaults."""
+    priority, delay, run_at = body.get("priority"), body.get("delay"), body.get("runAt")
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+        raise InvalidArgumentError("priority must be a whole number")
+    if delay is not None and (isinstance(delay, bool) or not isinstance(delay, int | float)):
+        raise InvalidArgumentError("delay must be a number of seconds")
+    return RunTiming(0 if priority is None else priority, delay, None if run_at is None else moment("runAt", run_at))
+
+
+def moment(name: str, value: Any) -> datetime:
+    """An ISO 8601 date and time with an offset (`2030-01-01T09:00:00Z`), as an aware datetime."""
+    if not isinstance(value, str) or len(value) > MAX_TIME_LENGTH:
+        raise InvalidArgumentError(f"{name} must be an ISO 8601 date and time such as 2030-01-01T09:00:00Z")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"{name} must be an ISO 8601 date and time such as 2030-01-01T09:00:00Z, got {value!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        raise InvalidArgumentError(f"{name} needs its offset from UTC (Z or +01:00, say), got {value!r}")
+    return parsed

@@ -65,6 +65,7 @@ class WaitingFor(WireModel):
     kind: Literal["delay", "sleep", "signal", "retry"]
     name: str | None = None  # the step's name (for sleep, signal and retry)
     until: datetime | None = None
+    attempt: int | None = None  # retry: the number of the attempt that failed (1 for the first)
 
 
 class Run(WireModel):

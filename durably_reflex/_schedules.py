@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter  # type: ignore[import-untyped]
 
+from ._clock import now_ms
 from ._errors import InvalidArgumentError
 
 CatchUp = Literal["once", "skip"]
@@ -38,6 +39,10 @@ def check_schedule(cron: str, timezone: str, catch_up: str) -> None:
     zone(timezone)
     if catch_up not in CATCH_UP_POLICIES:
         raise InvalidArgumentError(f"catch_up must be one of {', '.join(CATCH_UP_POLICIES)}, got {catch_up!r}")
+    try:
+        next_fire(cron, timezone, now_ms())
+    except Exception:  # croniter: CroniterBadDateError for a date no year has ("0 0 31 2 *")
+        raise InvalidArgumentError(f"Cron expression {cron!r} never fires") from None
 
 
 def zone(timezone: str) -> ZoneInfo:

@@ -57,6 +57,7 @@ from ._events import (
     EventBus,
 )
 from ._ids import new_id
+from ._jobs import declared_signal_model
 from ._persist import persist
 from ._retry import Retry
 from ._storage.base import NewLog, StepRecord, StepWrite, Storage, Wait
@@ -302,9 +303,11 @@ class StepContext:
         self, name: str, *, timeout: float | None = None, model: type[BaseModel] | None = None
     ) -> Any:
         """Wait, as the step `name`, for `durably.signal(run_id, name, payload)`; returns the
-        payload (parsed into `model` when given). The run holds no worker slot meanwhile. A signal
+        payload (parsed into `model`, by default the one the job declares for `name` in
+        `define_job(signals=...)`, if any). The run holds no worker slot meanwhile. A signal
         sent before the run gets here is kept. After `timeout` seconds without one, raises
         `SignalTimeoutError`, which the job may catch (a replay raises it again)."""
+        model = model if model is not None else declared_signal_model(name)
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 <= timeout <= MAX_WAIT_SECONDS
         ):

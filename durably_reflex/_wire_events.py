@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.alias_generators import to_camel
 
 from ._node_wire import event_from_wire
-from ._records import Progress, Run
+from ._records import Progress, Run, WaitingFor
 
 
 class BaseWireEvent(BaseModel):
@@ -46,6 +46,7 @@ class RunSnapshot(BaseWireEvent):
 class RunTrigger(BaseWireEvent):
     type: Literal["run:trigger"] = "run:trigger"
     payload: Any = None
+    schedule: str | None = None  # the schedule that fired it (None: triggered by a caller)
 
 
 class RunStart(BaseWireEvent):
@@ -72,6 +73,21 @@ class RunCancel(BaseWireEvent):
 
 class RunRetry(BaseWireEvent):
     type: Literal["run:retry"] = "run:retry"
+
+
+class RunWait(BaseWireEvent):
+    """The run stopped to wait (a sleep, a signal, the next attempt of a failed step) and is pending
+    again, holding no worker; the wait ends with its next `run:start`."""
+
+    type: Literal["run:wait"] = "run:wait"
+    waiting_for: WaitingFor | None = None
+
+
+class RunSignal(BaseWireEvent):
+    """A signal was sent to the run (the payload stays on the server: read it from the run's steps)."""
+
+    type: Literal["run:signal"] = "run:signal"
+    name: str
 
 
 class RunDelete(BaseWireEvent):
@@ -121,6 +137,8 @@ WireEvent = Annotated[
     | RunFail
     | RunCancel
     | RunRetry
+    | RunWait
+    | RunSignal
     | RunDelete
     | RunProgress
     | StepStart

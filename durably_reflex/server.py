@@ -41,14 +41,26 @@ from ._errors import (
     JobNotFoundError,
     NotFoundError,
     RunNotFoundError,
+    ScheduleNotFoundError,
     SchemaVersionError,
     StorageUnavailableError,
 )
-from ._events import EVENT_TYPES, RUN_COMPLETE, RUN_DELETE, RUN_FAIL, RUN_PROGRESS, SETTLED_TYPES, Event
+from ._events import (
+    EVENT_TYPES,
+    RUN_COMPLETE,
+    RUN_DELETE,
+    RUN_FAIL,
+    RUN_PROGRESS,
+    RUN_SIGNAL,
+    RUN_TRIGGER,
+    RUN_WAIT,
+    SETTLED_TYPES,
+    Event,
+)
 from ._feed import FeedItem, FeedSubscription
 from ._jobs import JobDefinition
 from ._openapi import openapi_document
-from ._records import Run, RunStatus, Step
+from ._records import Run, RunStatus, Schedule, Step
 from ._replay import ReplayGuard, failed_step_name, replay_events
 from ._sse import KEEP_ALIVE, EventStreamResponse, frame
 
@@ -71,7 +83,11 @@ class DurablyAuth:
       exception it raises is logged and answered with a plain 401 (its text may say too much); an
       `ApiError` or Starlette `HTTPException` raised on purpose keeps its status and message.
     - `can_trigger(caller, job_name, input)`: False answers 403 (asked only for a job the caller sees).
+      Schedules are triggers too: creating, pausing, resuming or deleting one asks it of the
+      schedule's job and input.
     - `can_access_run(caller, run)`: False answers 404, as if the run did not exist (no probing).
+    - `can_signal(caller, run, name, payload)`: False answers 403 (asked only for a run the caller
+      sees): who may approve. None: whoever sees a run may signal it.
     - `visible_jobs(caller)`: the job names the caller may list, count, stream and trigger (None:
       all); any other job is a 404, as if it did not exist.
     - `scope(caller)`: the caller's tenant, a string (None: no tenant, every run is visible). Runs the
@@ -79,7 +95,8 @@ class DurablyAuth:
       listings, counts, streams and run routes see only its scope's runs (another's is a 404).
 
     `/stats` counts whole jobs, so it is scoped by `scope` and `visible_jobs` only (`can_access_run`
-    judges one run at a time, which a count never reads).
+    judges one run at a time, which a count never reads). Schedules belong to no tenant (their runs
+    have no scope): a caller with a scope sees none, and may not create one (403).
     """
 
     authenticate: Callable[[Request], Any]
@@ -87,6 +104,7 @@ class DurablyAuth:
     can_access_run: Callable[[Any, Run], Any] | None = None
     visible_jobs: Callable[[Any], Any] | None = None
     scope: Callable[[Any], Any] | None = None
+    can_signal: Callable[[Any, Run, str, Any], Any] | None = None
 
 
 # The `code` of answers the HTTP layer gives on its own (the engine's errors carry their class's code).
@@ -163,6 +181,12 @@ def create_durably_handler(
         Route(f"{base}/jobs", api.jobs, methods=["GET"]),
         Route(f"{base}/retry", api.retry, methods=["POST"]),
         Route(f"{base}/cancel", api.cancel, methods=["POST"]),
+        Route(f"{base}/signal", api.signal, methods=["POST"]),
+        Route(f"{base}/schedules", api.schedules, methods=["GET"]),
+        Route(f"{base}/schedules", api.create_schedule, methods=["POST"]),
+        Route(f"{base}/schedules", api.delete_schedule, methods=["DELETE"]),
+        Route(f"{base}/schedules/pause", api.pause_schedule, methods=["POST"]),
+        Route(f"{base}/schedules/resume", api.resume_schedule, methods=["POST"]),
         Route(f"{base}/subscribe", api.subscribe, methods=["GET"]),
         Route(f"{base}/runs/subscribe", api.subscribe_runs, methods=["GET"]),
         Route(f"{base}/openapi.json", api.openapi(base), methods=["GET"]),
@@ -279,12 +303,17 @@ class _Api:
             if value is not None and not isinstance(value, str):
                 raise ApiError(400, f"{field} must be a string")
             keys[argument] = None if value is None else _params.text(field, value)
+        timing = _params.run_timing(body)
         run_input = body.get("input")
-        can_trigger = None if self._auth is None else self._auth.can_trigger
-        if can_trigger is not None and not await _call(can_trigger, caller, job_name, run_input):
-            raise ApiError(403, f"Not allowed to trigger {job_name}")
+        await self._check_can_trigger(caller, job_name, run_input)
         run = await self.durably.trigger(
-            job_name, {} if run_input is None else run_input, **keys, scope=await self._scope(caller)
+            job_name,
+            {} if run_input is None else run_input,
+            **keys,
+            scope=await self._scope(caller),
+            priority=timing.priority,
+            delay=timing.delay,
+            run_at=timing.run_at,
         )
         return JSONResponse({"runId": run.id})
 
@@ -308,6 +337,102 @@ class _Api:
         run = await self._visible_run(request)
         await self.durably.delete_run(run.id)
         return JSONResponse(SUCCESS)
+
+    @_endpoint
+    async def signal(self, request: Request) -> Response:
+        """`{"runId", "name", "payload"}`: the signal a run's `step.wait_for_signal(name)` returns."""
+        caller = await self._caller(request)
+        body = await self._json_body(request)
+        run_id = _params.body_text(body, "runId", required=True)
+        name = _params.body_text(body, "name", required=True)
+        assert run_id is not None and name is not None
+        run = await self._readable_run(caller, run_id)
+        payload = body.get("payload")
+        can_signal = None if self._auth is None else self._auth.can_signal
+        if can_signal is not None and not await _call(can_signal, caller, run, name, payload):
+            raise ApiError(403, f'Not allowed to send the signal "{name}" to run {run_id}')
+        await self.durably.signal(run.id, name, payload)
+        return JSONResponse(SUCCESS)
+
+    # -- schedules --------------------------------------------------------------------------------
+    @_endpoint
+    async def schedules(self, request: Request) -> Response:
+        """Every schedule of the jobs the caller sees (none for a caller with a scope: see `DurablyAuth`)."""
+        caller = await self._caller(request)
+        if await self._scope(caller) is not None:
+            return JSONResponse([])
+        visible = await self._visible_jobs(caller)
+        schedules = await self.durably.get_schedules()
+        return JSONResponse([item.to_wire() for item in schedules if visible is None or item.job_name in visible])
+
+    @_endpoint
+    async def create_schedule(self, request: Request) -> Response:
+        """`{"jobName", "cron", "input"?, "name"?, "timezone"?, "catchUp"?}`: create the schedule, or
+        update the one of that name (named after the job by default)."""
+        caller = await self._caller(request)
+        body = await self._json_body(request)
+        job_name = _params.body_text(body, "jobName", required=True)
+        cron = _params.body_text(body, "cron", required=True)
+        assert job_name is not None and cron is not None
+        name = _params.body_text(body, "name")
+        timezone = _params.body_text(body, "timezone")
+        catch_up = _params.body_text(body, "catchUp")
+        visible = await self._visible_jobs(caller)
+        if self.durably.get_job(job_name) is None or (visible is not None and job_name not in visible):
+            raise JobNotFoundError(job_name)
+        if await self._scope(caller) is not None:
+            raise ApiError(403, "Schedules belong to no tenant: a caller with a scope may not create one")
+        run_input = body.get("input")
+        await self._check_can_trigger(caller, job_name, run_input)
+        schedules = await self.durably.get_schedules()
+        existing = next((item for item in schedules if item.name == (name or job_name)), None)
+        if existing is not None:  # an update: the caller must be allowed the schedule it replaces too
+            if visible is not None and existing.job_name not in visible:
+                raise ApiError(403, f'Not allowed to change the schedule "{existing.name}"')
+            await self._check_can_trigger(caller, existing.job_name, existing.input)
+        schedule = await self.durably.schedule(
+            job_name,
+            cron,
+            {} if run_input is None else run_input,
+            name=name,
+            timezone="UTC" if timezone is None else timezone,
+            catch_up="once" if catch_up is None else catch_up,  # type: ignore[arg-type]  # the engine checks it
+        )
+        return JSONResponse(schedule.to_wire())
+
+    @_endpoint
+    async def pause_schedule(self, request: Request) -> Response:
+        schedule = await self._managed_schedule(request)
+        return JSONResponse((await self.durably.pause_schedule(schedule.name)).to_wire())
+
+    @_endpoint
+    async def resume_schedule(self, request: Request) -> Response:
+        schedule = await self._managed_schedule(request)
+        return JSONResponse((await self.durably.resume_schedule(schedule.name)).to_wire())
+
+    @_endpoint
+    async def delete_schedule(self, request: Request) -> Response:
+        schedule = await self._managed_schedule(request)
+        await self.durably.delete_schedule(schedule.name)
+        return JSONResponse(SUCCESS)
+
+    async def _managed_schedule(self, request: Request) -> Schedule:
+        """The schedule `?name=` names, if the caller sees it (else 404) and may trigger its job (else 403)."""
+        _no_body(request)
+        name = _single_text(request, "name")
+        if name is None:
+            raise InvalidArgumentError("name query parameter is required")
+        caller = await self._caller(request)
+        schedule = None
+        if await self._scope(caller) is None:  # a tenant sees no schedule
+            visible = await self._visible_jobs(caller)
+            schedule = next((item for item in await self.durably.get_schedules() if item.name == name), None)
+            if schedule is not None and visible is not None and schedule.job_name not in visible:
+                schedule = None  # one the caller may not see does not exist for it
+        if schedule is None:
+            raise ScheduleNotFoundError(name)
+        await self._check_can_trigger(caller, schedule.job_name, schedule.input)
+        return schedule
 
     # -- queries ----------------------------------------------------------------------------------
     @_endpoint
@@ -388,6 +513,7 @@ class _Api:
                     "name": handle.name,
                     "inputSchema": handle.definition.input_schema(),
                     "outputSchema": handle.definition.output_schema(),
+                    "signals": handle.definition.signal_schemas(),
                 }
                 for handle in {id(h): h for h in self.durably.jobs.values()}.values()
                 if visible is None or handle.name in visible
@@ -585,6 +711,11 @@ class _Api:
             raise ApiError(401, "Unauthorized")
         return caller
 
+    async def _check_can_trigger(self, caller: Any, job_name: str, run_input: Any) -> None:
+        can_trigger = None if self._auth is None else self._auth.can_trigger
+        if can_trigger is not None and not await _call(can_trigger, caller, job_name, run_input):
+            raise ApiError(403, f"Not allowed to trigger {job_name}")
+
     async def _visible_jobs(self, caller: Any) -> set[str] | None:
         if self._auth is None or self._auth.visible_jobs is None:
             return None
@@ -660,6 +791,12 @@ def reduce_event(event: Event) -> dict[str, Any]:
             message=event.get("message"),
             data=event.get("data"),
         )
+    elif event_type == RUN_WAIT:
+        reduced["waitingFor"] = event.get("waitingFor")
+    elif event_type == RUN_SIGNAL:
+        reduced["name"] = event.get("name")
+    elif event_type == RUN_TRIGGER and event.get("schedule") is not None:
+        reduced["schedule"] = event["schedule"]
     return reduced
 
 

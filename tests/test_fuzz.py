@@ -91,10 +91,20 @@ async def anything(step: Any, input: Any) -> Any:
     return {"got": input}
 
 
+class Decision(BaseModel):
+    approved: bool
+    note: str = Field(default="", max_length=200)
+
+
+async def approval(step: Any, input: Any) -> bool:
+    return (await step.wait_for_signal("decision")).approved
+
+
 FUZZ_JOBS = {
     "checkout": define_job(name="checkout", input=Basket, run=checkout),
     "flaky": define_job(name="flaky", input=Flaky, run=flaky),
     "anything": define_job(name="anything.v2", run=anything),
+    "approval": define_job(name="approval", run=approval, signals={"decision": Decision}),
 }
 
 
@@ -159,6 +169,8 @@ def fuzz_operation(
     def run(case: Any, run_id: str | None) -> None:
         if run_id is not None and isinstance(case.query, dict) and "runId" in case.query:
             case.query["runId"] = run_id
+        if run_id is not None and isinstance(case.body, dict) and "runId" in case.body:  # POST /signal
+            case.body["runId"] = run_id
         if case.operation.definition.raw.get("operationId") in STREAMS:  # read no further than the headers
             response = session.request(**case.as_transport_kwargs(base_url=base_url), stream=True, timeout=WAIT)
             streaming = response.status_code == 200
@@ -194,12 +206,14 @@ def seed_runs(base_url: str, session: requests.Session) -> list[str]:
         {"jobName": "flaky", "input": {"fail": True}},
         {"jobName": "anything.v2", "input": [1, 2]},
         {"jobName": "flaky", "input": {"fail": False}},
+        {"jobName": "approval"},  # waits for its signal (the fuzzer may send it)
     ]
     run_ids = [session.post(f"{base_url}/trigger", json=body, timeout=WAIT).json()["runId"] for body in bodies]
     deadline = time.monotonic() + WAIT
     while any(
-        session.get(f"{base_url}/run", params={"runId": run_id}, timeout=WAIT).json()["status"]
+        (run := session.get(f"{base_url}/run", params={"runId": run_id}, timeout=WAIT).json())["status"]
         in ("pending", "running")
+        and run["waitingFor"] is None
         for run_id in run_ids
     ):
         assert time.monotonic() < deadline, "the seeded runs did not settle"
