@@ -10,7 +10,7 @@ How values are entered:
 - a list of scalars: a textarea, one item per line (blank lines skipped);
 - a nested object: a group of the fields above, its members named "parent.member";
 - a list of objects whose members are all scalars (`rows`): repeatable sub-forms, one row per item,
-  rows added and removed in the page. A row has a key that stays with it (the page keeps the keys in
+  rows added and removed in the page (a form without rows, `repeatable_rows=False`, takes it as JSON). A row has a key that stays with it (the page keeps the keys in
   order), and its inputs are named "list.<key>.member"; errors are keyed by item index as pydantic
   keys them ("list.2.member"), and `input_name_errors` moves them onto the row's inputs;
 - anything else (other lists of objects, dicts, unions, tuples, recursive models): JSON in a textarea.
@@ -91,18 +91,24 @@ class _InvalidField(Exception):
 
 
 # -- schema -> fields ---------------------------------------------------------------------------------
-def form_fields(schema: Mapping[str, Any] | None) -> list[FormField]:
-    """The form's fields in order, each group followed by its members (None: an untyped job)."""
+def form_fields(schema: Mapping[str, Any] | None, *, repeatable_rows: bool = True) -> list[FormField]:
+    """The form's fields in order, each group followed by its members (None: an untyped job).
+    `repeatable_rows=False`: a list of objects is one JSON field, for a form that keeps no rows."""
     if schema is None:
         return [FormField((), "Input (JSON)", "json")]
     node, _, refs = _resolve(schema, schema)
     if _kind(node, schema)[0] != "group":
         return [FormField((), node.get("title") or "Input", "json", required=True, description=node.get("description"))]
-    return list(_members(node, (), schema, None, refs))
+    return list(_members(node, (), schema, None, refs, repeatable_rows))
 
 
 def _members(
-    node: Mapping[str, Any], keys: tuple[str, ...], root: Mapping[str, Any], default: Any, seen: frozenset[str]
+    node: Mapping[str, Any],
+    keys: tuple[str, ...],
+    root: Mapping[str, Any],
+    default: Any,
+    seen: frozenset[str],
+    repeatable_rows: bool = True,
 ) -> Iterator[FormField]:
     required = set(node.get("required", ()))
     for name, prop in node.get("properties", {}).items():
@@ -113,7 +119,7 @@ def _members(
         kind, options, item_kind = _kind(resolved, root)
         if kind == "group" and refs & seen:  # a recursive model: no end to its fields
             kind = "json"
-        members = _row_members(resolved, root) if kind == "json" else ()
+        members = _row_members(resolved, root) if kind == "json" and repeatable_rows else ()
         if members:
             kind = "rows"
         field = FormField(
@@ -132,7 +138,7 @@ def _members(
         )
         yield field
         if kind == "group":
-            yield from _members(resolved, field.keys, root, value, seen | refs)
+            yield from _members(resolved, field.keys, root, value, seen | refs, repeatable_rows)
 
 
 def _row_members(node: Mapping[str, Any], root: Mapping[str, Any]) -> tuple[FormField, ...]:
@@ -264,11 +270,14 @@ def form_to_input(
     schema: Mapping[str, Any] | None,
     form_data: Mapping[str, Any],
     rows: Mapping[str, list[int]] | None = None,
+    *,
+    repeatable_rows: bool = True,
 ) -> tuple[Any, dict[str, str]]:
-    """The job input from the browser's form data (keyed by field path), and the conversion errors
-    by field path ("n", "tags.2"). With errors the input is incomplete and must not be sent.
-    `rows`: the row keys of each `rows` field, in order (see `row_keys`)."""
-    fields = form_fields(schema)
+    """The job input (or any value the schema describes: a signal's payload) from the browser's
+    form data (keyed by field path), and the conversion errors by field path ("n", "tags.2"). With
+    errors the value is incomplete and must not be sent. `rows`: the row keys of each `rows` field,
+    in order (see `row_keys`); `repeatable_rows` as for `form_fields`."""
+    fields = form_fields(schema, repeatable_rows=repeatable_rows)
     values: dict[tuple[str, ...], Any] = {}
     touched: list[tuple[str, ...]] = []  # fields whose value is not just their default
     errors: dict[str, str] = {}

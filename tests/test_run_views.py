@@ -127,6 +127,6 @@ def test_a_retried_run_runs_again_the_first_step_that_did_not_complete() -> None
     step(view, 0, "one", "completed", 0, 1)
     step(view, 1, "two", "failed", 1, 2)
     ensure_running_step(view)
-    assert [(row["index"], row["status"], row["name"]) for row in view.steps] == [
-        (0, "completed", "one"), (1, "running", "two"),
+    assert [(row["index"], row["status"], row["name"], row["attempt"]) for row in view.steps] == [
+        (0, "completed", "one", 1), (1, "failed", "two", 1), (1, "running", "two", 2),  # the failed attempt stays
     ]  # fmt: skip

@@ -121,7 +121,7 @@ def test_step_events_build_a_timeline_that_fetched_steps_merge_into() -> None:
     assert view.steps == [{
         "index": 1, "name": "load", "status": "running", "started_at": "2026-11-29T12:00:00.000Z",
         "output": None, "error": None, "completed_at": None, "duration_ms": None, "duration_text": "",
-        "started_ms": round(NOW.timestamp() * 1000), "ended_ms": None,
+        "started_ms": round(NOW.timestamp() * 1000), "ended_ms": None, "attempt": 1, "key": "1.1",
     }]  # fmt: skip
     done = StepComplete(run_id="run-1", job_name="job", step_name="load", step_index=1, duration=12.5, output=[1], timestamp=NOW)
     apply_run_event(view, done, max_logs=100)

@@ -9,22 +9,29 @@ yours (links to a run appear only where you give `run_href`).
     run_table(runs, actions=actions, job_names=["import-csv"], run_href="/runs/")
 """
 
+from .approval import signal_form
 from .log_viewer import log_viewer
 from .run_actions import run_actions
 from .run_detail import run_detail
 from .run_stats import runs_chart, status_counts
 from .run_table import run_table
+from .schedules import schedules_table
 from .status import run_progress, status_badge
 from .trigger_form import trigger_form
+from .waiting import countdown, waiting_note
 
 __all__ = [
+    "countdown",
     "log_viewer",
     "run_actions",
     "run_detail",
     "run_progress",
     "run_table",
     "runs_chart",
+    "schedules_table",
+    "signal_form",
     "status_badge",
     "status_counts",
     "trigger_form",
+    "waiting_note",
 ]

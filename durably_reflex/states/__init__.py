@@ -1,5 +1,6 @@
 """Reflex state classes for the seed's hooks (public API): `use_job`, `use_job_run`,
-`use_job_logs`, `use_runs`, `use_run_actions`, and `use_run_stats` for dashboards.
+`use_job_logs`, `use_runs`, `use_run_actions`; `use_run_stats` for dashboards, `use_signal` to send
+waiting runs their signals (approvals), `use_schedules` for schedules.
 
 Each `use_*` call returns a new state class (one per hook instance); put its `attach` event in a
 component's `on_mount` so it follows its streams for the tab (the bundled components do it
@@ -42,6 +43,8 @@ from .hooks import (
 from .job_state import UseJobState
 from .run_state import RunViewState, UseJobLogsState, UseJobRunState
 from .runs_state import UseRunsState
+from .schedules_state import UseSchedulesState, use_schedules, use_schedules_state
+from .signal_state import UseSignalState, use_signal, use_signal_state
 from .stats_state import UseRunStatsState
 
 __all__ = [
@@ -55,6 +58,8 @@ __all__ = [
     "UseRunActionsState",
     "UseRunStatsState",
     "UseRunsState",
+    "UseSchedulesState",
+    "UseSignalState",
     "consumer_count",
     "use_job",
     "use_job_logs",
@@ -68,4 +73,8 @@ __all__ = [
     "use_run_stats_state",
     "use_runs",
     "use_runs_state",
+    "use_schedules",
+    "use_schedules_state",
+    "use_signal",
+    "use_signal_state",
 ]

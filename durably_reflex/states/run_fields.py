@@ -27,6 +27,7 @@ from .._wire_events import (
     RunRetry,
     RunSnapshot,
     RunStart,
+    RunWait,
     StepComplete,
     StepFail,
     StepStart,
@@ -69,7 +70,12 @@ def apply_run_event(view: RunFields, event: WireEvent, *, max_logs: int) -> bool
             show_run(view, run)
         case RunStart(timestamp=moment):
             view.status = "running"
-            _stamp_run(view, started_at=_iso(moment), completed_at=None)
+            # A run resumed after a wait keeps its first start (so does the engine's startedAt).
+            started = (view.run or {}).get("started_at") or _iso(moment)
+            _stamp_run(view, started_at=started, completed_at=None, waiting_for=None)
+        case RunWait(waiting_for=waiting):
+            view.status = "pending"
+            _stamp_run(view, waiting_for=None if waiting is None else waiting.model_dump(mode="json"))
         case RunComplete(output=output, timestamp=moment):
             view.status, view.output = "completed", output
             _stamp_run(view, completed_at=_iso(moment))
@@ -82,6 +88,7 @@ def apply_run_event(view: RunFields, event: WireEvent, *, max_logs: int) -> bool
             _stop_running_steps(view, _iso(moment))
         case RunRetry():
             view.status, view.error = "pending", None
+            _stamp_run(view, started_at=None, completed_at=None, waiting_for=None)  # a retry starts anew
         case RunProgress(progress=progress):
             view.progress = progress.model_dump(mode="json")
         case LogWrite():
@@ -153,8 +160,9 @@ def format_duration(ms: float | None) -> str:
     return f"{hours} h {minutes:02d} m"
 
 
-def _stamp_run(view: RunFields, **times: str | None) -> None:
-    """Keep the run record's times current for a detail view (its status lives in `status`)."""
+def _stamp_run(view: RunFields, **times: Any) -> None:
+    """Keep the run record's times (and `waiting_for`) current for a detail view (its status lives
+    in `status`)."""
     if view.run is not None:
         view.run = {**view.run, **times}
 
@@ -169,29 +177,59 @@ def step_row(step: Step) -> dict[str, Any]:
 
 
 def put_step(view: RunFields, change: dict[str, Any]) -> None:
-    """Merge a step's change into its row (by index), adding the row when the step is new. Each
-    row also gets `started_ms` and `ended_ms` (epoch milliseconds, None while it runs): a
-    timeline places its bar with them."""
+    """Merge a step's change into its row (by index: the row of its latest attempt), adding a row
+    when the step is new or begins another attempt (it starts, or ends, after its last attempt
+    failed: a retry). Rows are ordered by index and attempt; each has `attempt` (from 1), `key`
+    (unique: "<index>.<attempt>"), and `started_ms` and `ended_ms` (epoch milliseconds, None while
+    it runs), which a timeline places its bar with."""
     steps = list(view.steps)
-    for position, row in enumerate(steps):
-        if row["index"] == change["index"]:
-            steps[position] = _with_epoch_times({**row, **change})
-            break
+    positions = [position for position, row in enumerate(steps) if row["index"] == change["index"]]
+    latest = positions[-1] if positions else None
+    if latest is not None and not _begins_attempt(steps[latest], change):
+        steps[latest] = _with_epoch_times({**steps[latest], **change})
     else:
-        steps.append(
-            _with_epoch_times(
-                {
-                    "output": None,
-                    "error": None,
-                    "completed_at": None,
-                    "duration_ms": None,
-                    "duration_text": "",
-                    **change,
-                }
-            )
-        )
-        steps.sort(key=lambda row: row["index"])
+        attempt = 1 if latest is None else steps[latest].get("attempt", 1) + 1
+        named = {"name": steps[latest]["name"]} if latest is not None else {}  # the attempt before named it
+        steps.append(_new_row({**named, **change}, attempt))
+        steps.sort(key=lambda row: (row["index"], row.get("attempt", 1)))
     view.steps = steps
+
+
+def _begins_attempt(row: dict[str, Any], change: dict[str, Any]) -> bool:
+    """Whether `change` is another attempt of the step whose latest attempt is `row`."""
+    return row["status"] == "failed" and change.get("status") in ("running", "completed")
+
+
+def _new_row(change: dict[str, Any], attempt: int) -> dict[str, Any]:
+    row = {"output": None, "error": None, "completed_at": None, "duration_ms": None, "duration_text": "", **change}
+    return _with_epoch_times({**row, "attempt": attempt, "key": f"{change['index']}.{attempt}"})
+
+
+def merge_stored_steps(view: RunFields, stored: list[dict[str, Any]]) -> None:
+    """Take the run's stored steps (`step_row`s in the API's order: by index, then start) as the
+    truth for every attempt they hold, keeping the rows the view has beyond them (a step running
+    now, or one that settled after the read), numbered on."""
+    counts: dict[int, int] = {}
+    rows: list[dict[str, Any]] = []
+    for row in stored:
+        counts[row["index"]] = counts.get(row["index"], 0) + 1
+        rows.append(_new_row(row, counts[row["index"]]))
+    seen: dict[int, int] = {}
+    for row in view.steps:
+        seen[row["index"]] = seen.get(row["index"], 0) + 1
+        if seen[row["index"]] > counts.get(row["index"], 0):
+            counts[row["index"]] = counts.get(row["index"], 0) + 1
+            rows.append(_new_row(row, counts[row["index"]]))
+    rows.sort(key=lambda row: (row["index"], row["attempt"]))
+    view.steps = rows
+
+
+def latest_attempts(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each step's latest attempt (the last row of its index), by index."""
+    latest: dict[int, dict[str, Any]] = {}
+    for row in steps:
+        latest[row["index"]] = row
+    return [latest[index] for index in sorted(latest)]
 
 
 def _with_epoch_times(row: dict[str, Any]) -> dict[str, Any]:
@@ -212,7 +250,7 @@ def ensure_running_step(view: RunFields) -> None:
     own events or record name it."""
     if view.status != "running" or any(row["status"] == "running" for row in view.steps):
         return
-    unfinished = [row["index"] for row in view.steps if row["status"] != "completed"]
+    unfinished = [row["index"] for row in latest_attempts(view.steps) if row["status"] != "completed"]
     index = min(unfinished) if unfinished else max((row["index"] for row in view.steps), default=-1) + 1
     starts = [row["completed_at"] for row in view.steps if row["status"] == "completed" and row.get("completed_at")]
     if view.run is not None and view.run.get("started_at"):
@@ -250,9 +288,9 @@ def timeline_bounds(steps: list[dict[str, Any]], now_ms: int) -> tuple[int, int]
 
 
 def stopped_step(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The step where a failed or cancelled run stopped: the last one (by index) that failed, was
-    cancelled or was still running; None when every step it began completed."""
-    for row in reversed(steps):
+    """The step where a failed or cancelled run stopped: the last one (by index) whose latest
+    attempt failed, was cancelled or was still running; None when every step it began completed."""
+    for row in reversed(latest_attempts(steps)):
         if row["status"] in ("failed", "cancelled", "running"):
             return row
     return None

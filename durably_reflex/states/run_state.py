@@ -34,8 +34,8 @@ from .run_fields import (
     first_line,
     format_duration,
     log_line,
+    merge_stored_steps,
     percent,
-    put_step,
     step_row,
     stop_summary,
     timeline_bounds,
@@ -298,8 +298,7 @@ def _run_update(run_id: str, change: Any) -> Update:
 
 
 def _merge_steps(state: Any, rows: list[dict[str, Any]]) -> None:
-    for row in rows:
-        put_step(state, row)
+    merge_stored_steps(state, rows)
     ensure_running_step(state)
 
 
