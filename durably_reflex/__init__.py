@@ -38,6 +38,8 @@ from ._errors import (
 from ._events import Event, RunSubscription
 from ._jobs import JobDefinition, define_job
 from ._records import (
+    Attempt,
+    BulkResult,
     LogEntry,
     Progress,
     Run,
@@ -48,6 +50,7 @@ from ._records import (
     StatsBucket,
     StatusCounts,
     Step,
+    TriggeredRun,
     WaitingFor,
 )
 from ._retry import Retry
@@ -140,9 +143,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Attempt",
     "AuthError",
     "BaseWireEvent",
     "BatchItem",
+    "BulkResult",
     "ClaimLostError",
     "ClientConnectionError",
     "ConflictError",
@@ -207,6 +212,7 @@ __all__ = [
     "StepTimeoutError",
     "StorageUnavailableError",
     "StreamGap",
+    "TriggeredRun",
     "TypedDurablyClient",
     "UnexpectedResponseError",
     "WaitTimeoutError",

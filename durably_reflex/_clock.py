@@ -6,7 +6,30 @@ the wire format (`2026-01-03T10:15:30.123Z`, the shape Durably's clients parse) 
 
 from __future__ import annotations
 
+import re
 import time
+from datetime import timedelta
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(value: float | timedelta | str) -> float:
+    """Seconds from a number of seconds, a timedelta, or text such as "30d", "12h", "90m", "45s"."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, str):
+        match = _DURATION.fullmatch(value.strip())
+        if match is None:
+            raise ValueError(f'a duration is a number and a unit (d, h, m, s), like "30d"; got {value!r}')
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ValueError(f"a duration is seconds, a timedelta or text like '30d'; got {value!r}")
+    if not seconds > 0:
+        raise ValueError(f"a duration must be positive, got {value!r}")
+    return seconds
 
 
 def now_ms() -> int:

@@ -9,12 +9,12 @@ import contextlib
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
-from ._clock import now_ms
+from ._clock import now_ms, parse_duration
 from ._errors import (
     InvalidArgumentError,
     JobDefinitionError,
@@ -44,6 +44,8 @@ from ._feed import EventFeed
 from ._ids import new_id
 from ._jobs import JobDefinition
 from ._records import (
+    Attempt,
+    BulkResult,
     LogEntry,
     Run,
     RunResult,
@@ -53,16 +55,19 @@ from ._records import (
     StatsBucket,
     StatusCounts,
     Step,
+    TriggeredRun,
     from_ms,
 )
 from ._registry import ByKey
 from ._schedules import CatchUp, check_schedule, next_fire
+from ._search import as_tuple, check_labels, run_query
 from ._step import encode_json
 from ._storage import Storage, open_storage
-from ._storage.base import NewEvent, NewRun, RunCounts, RunQuery, StatsQuery
+from ._storage.base import NewEvent, NewRun, RunCounts, StatsQuery
 from ._worker import Worker, WorkerOptions
 
 MAX_KEY_LENGTH = 255
+BULK_BATCH = 500  # runs per transaction of a bulk action or a purge
 MAX_PRIORITY = 1_000_000
 MAX_DELAY_SECONDS = 10 * 366 * 24 * 3600  # ten years: later is a mistake, not a plan
 MAX_STATS_BUCKETS = 500  # a series longer than any chart can draw is only a heavier query
@@ -71,8 +76,8 @@ MAX_BUCKET_SECONDS = 366 * 24 * 3600
 
 @dataclass(frozen=True, slots=True)
 class BatchItem:
-    """One run of a `batch_trigger`, when it needs keys or timing; plain inputs are fine otherwise.
-    `priority`, `delay` and `run_at` mean what they mean for `trigger`."""
+    """One run of a `batch_trigger`, when it needs keys, timing or labels; plain inputs are fine
+    otherwise. The fields mean what `trigger`'s arguments of those names mean."""
 
     input: Any = None
     idempotency_key: str | None = None
@@ -80,6 +85,8 @@ class BatchItem:
     priority: int = 0
     delay: float | None = None
     run_at: datetime | None = None
+    labels: Mapping[str, str] | None = None
+    coalesce: Literal["skip"] | None = None
 
 
 class JobHandle:
@@ -102,7 +109,9 @@ class JobHandle:
         priority: int = 0,
         delay: float | None = None,
         run_at: datetime | None = None,
-    ) -> Run:
+        labels: Mapping[str, str] | None = None,
+        coalesce: Literal["skip"] | None = None,
+    ) -> TriggeredRun:
         return await self._durably.trigger(
             self.name,
             input,
@@ -111,6 +120,8 @@ class JobHandle:
             priority=priority,
             delay=delay,
             run_at=run_at,
+            labels=labels,
+            coalesce=coalesce,
         )
 
     async def trigger_and_wait(
@@ -125,7 +136,7 @@ class JobHandle:
             self.name, input, timeout=timeout, idempotency_key=idempotency_key, concurrency_key=concurrency_key
         )
 
-    async def batch_trigger(self, items: Iterable[Any]) -> list[Run]:
+    async def batch_trigger(self, items: Iterable[Any]) -> list[TriggeredRun]:
         return await self._durably.batch_trigger(self.name, items)
 
     async def schedule(
@@ -261,7 +272,9 @@ class Durably:
         priority: int = 0,
         delay: float | None = None,
         run_at: datetime | None = None,
-    ) -> Run:
+        labels: Mapping[str, str] | None = None,
+        coalesce: Literal["skip"] | None = None,
+    ) -> TriggeredRun:
         """Create a pending run. The input is validated first; if invalid, no run is created.
 
         With an idempotency key, a run of this job with the same key is returned as it is instead.
@@ -269,13 +282,18 @@ class Durably:
         keys are then that tenant's own, never shared with other tenants' runs or unscoped ones.
         Workers take higher `priority` runs first (then the first ready). A run with `delay`
         (seconds) or `run_at` (a timezone-aware datetime) waits, pending, until then
-        (`waiting_for.kind == "delay"`).
+        (`waiting_for.kind == "delay"`). `labels` (`{"customer": "acme"}`) are kept with the run and
+        searchable (`get_runs(labels=...)`). With `coalesce="skip"` and a `concurrency_key`, a
+        pending run of this job and key is returned instead of a new one. The returned run's
+        `disposition` says which happened: `created`, `idempotent` or `coalesced`.
         """
-        item = BatchItem(input, idempotency_key, concurrency_key, priority, delay, run_at)
+        item = BatchItem(input, idempotency_key, concurrency_key, priority, delay, run_at, labels, coalesce)
         (run,) = await self._create_runs(job_name, [item], batch=False, scope=scope)
         return run
 
-    async def batch_trigger(self, job_name: str, items: Iterable[Any], *, scope: str | None = None) -> list[Run]:
+    async def batch_trigger(
+        self, job_name: str, items: Iterable[Any], *, scope: str | None = None
+    ) -> list[TriggeredRun]:
         """Create many runs in one transaction: all inputs are validated first, so either every run
         is created or none is. Items are inputs, or `BatchItem`s when they carry keys."""
         batch = [item if isinstance(item, BatchItem) else BatchItem(item) for item in items]
@@ -283,7 +301,7 @@ class Durably:
 
     async def _create_runs(
         self, job_name: str, items: list[BatchItem], *, batch: bool, scope: str | None = None
-    ) -> list[Run]:
+    ) -> list[TriggeredRun]:
         definition = self._job(job_name)
         _check_key("scope", scope)
         await self.migrate()
@@ -296,6 +314,11 @@ class Durably:
                 _check_key("concurrency_key", item.concurrency_key)
                 _check_priority(item.priority)
                 ready_at = _start_time(item.delay, item.run_at, now)
+                labels = check_labels(item.labels)
+                if item.coalesce not in (None, "skip"):
+                    raise InvalidArgumentError(f'coalesce must be "skip" or None, got {item.coalesce!r}')
+                if item.coalesce and item.concurrency_key is None:
+                    raise InvalidArgumentError('coalesce="skip" needs a concurrency_key')
             except ValueError as error:
                 if batch:
                     error.args = (f"at index {position}: {error}", *error.args[1:])
@@ -312,6 +335,8 @@ class Durably:
                     priority=item.priority,
                     ready_at=ready_at,
                     waiting_for_json=None if ready_at is None else json.dumps({"kind": "delay", "until": ready_at}),
+                    labels=labels,
+                    coalesce=item.coalesce == "skip",
                 )
             )
         if not new_runs:
@@ -323,13 +348,13 @@ class Durably:
             ),
         )
         self._bus.flush()
-        ready_now = sum(is_new and run.waiting_for is None for run, is_new in created)
+        ready_now = sum(how == "created" and run.waiting_for is None for run, how in created)
         if ready_now:
             self._worker.work_added(ready_now)
         for new_run in new_runs:
             if new_run.ready_at is not None:
                 self._worker.wake_at(new_run.ready_at)
-        return [run for run, _ in created]
+        return [TriggeredRun(**dict(run), disposition=how) for run, how in created]
 
     async def trigger_and_wait(
         self,
@@ -414,20 +439,31 @@ class Durably:
         limit: int | None = None,
         offset: int = 0,
         scope: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        id_prefix: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        input_fields: Mapping[str, Any] | None = None,
+        replay_of: str | None = None,
     ) -> list[Run]:
         """Runs newest first, filtered by job name(s) and status(es); with a `scope`, only the runs
-        triggered with that scope (a tenant's). Without one, every run, whatever its scope."""
-        statuses = _as_tuple("status", status)
-        for value in statuses:
-            if value not in RunStatus.__members__.values():
-                allowed = ", ".join(s.value for s in RunStatus)
-                raise InvalidArgumentError(f"Unknown status {value!r}: expected one of {allowed}")
-        for name, number in (("limit", limit), ("offset", offset)):
-            if number is not None and (isinstance(number, bool) or not isinstance(number, int) or number < 0):
-                raise InvalidArgumentError(f"{name} must be a whole number of at least 0, got {number!r}")
+        triggered with that scope (a tenant's). Without one, every run, whatever its scope. Also by
+        `labels` (all must match), `id_prefix`, creation time (`created_after` inclusive,
+        `created_before` exclusive), fields of the input (`input_fields={"user.email": "..."}`,
+        compared as text) and `replay_of` (the replays of a run); see `_search.py` for their cost."""
         _check_key("scope", scope)
-        query = RunQuery(
-            job_names=_as_tuple("job_name", job_name), statuses=statuses, limit=limit, offset=offset, scope=scope
+        query = run_query(
+            job_names=as_tuple("job_name", job_name),
+            statuses=as_tuple("status", status),
+            limit=limit,
+            offset=offset,
+            scope=scope,
+            labels=labels,
+            id_prefix=id_prefix,
+            created_after=created_after,
+            created_before=created_before,
+            input_fields=input_fields,
+            replay_of=replay_of,
         )
         return await self.storage.get_runs(query)
 
@@ -450,7 +486,7 @@ class Durably:
         A run counts in the bucket it was created in, under the status it has now. With a `scope`,
         only that tenant's runs count (see `get_runs`).
         """
-        job_names = None if job_name is None else _as_tuple("job_name", job_name)
+        job_names = None if job_name is None else as_tuple("job_name", job_name)
         for name, value, most in (
             ("bucket_seconds", bucket_seconds, MAX_BUCKET_SECONDS),
             ("buckets", buckets, MAX_STATS_BUCKETS),
@@ -569,6 +605,130 @@ class Durably:
         """Raises ScheduleNotFoundError; the runs it created stay."""
         return await self.storage.delete_schedule(name)
 
+    # -- many runs at once --------------------------------------------------------------------------
+    async def bulk_retry(self, run_ids: Sequence[str] | None = None, **filters: Any) -> BulkResult:
+        """Retry the failed and cancelled runs among `run_ids`, or among every run that matches the
+        filters of `get_runs` (`job_name=`, `status=`, `labels=`, ...). See `bulk_cancel`."""
+        return await self._bulk("retry", run_ids, filters)
+
+    async def bulk_cancel(self, run_ids: Sequence[str] | None = None, **filters: Any) -> BulkResult:
+        """Cancel the pending and running runs among `run_ids` or the runs matching `filters`, in
+        transactions of `BULK_BATCH` runs (so 100,000 runs neither hold the database nor time out a
+        request); `on_progress(result so far)` after each. Runs whose status does not allow the
+        action are skipped and counted."""
+        return await self._bulk("cancel", run_ids, filters)
+
+    async def bulk_delete(self, run_ids: Sequence[str] | None = None, **filters: Any) -> BulkResult:
+        """Delete the finished runs among `run_ids` or the runs matching `filters`. See `bulk_cancel`."""
+        return await self._bulk("delete", run_ids, filters)
+
+    async def _bulk(self, action: str, run_ids: Sequence[str] | None, filters: dict[str, Any]) -> BulkResult:
+        """One transaction per batch: slices of `run_ids`, or pages of the runs matching `filters`
+        taken by (created_at, id), so that runs changed meanwhile are neither skipped nor seen twice."""
+        on_progress = filters.pop("on_progress", None)
+        batch_size = filters.pop("batch_size", BULK_BATCH)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 10_000:
+            raise InvalidArgumentError("batch_size must be a whole number from 1 to 10,000")
+        if run_ids is not None and filters:
+            raise InvalidArgumentError("give run_ids or filters, not both")
+        ids = None if run_ids is None else list(dict.fromkeys(as_tuple("run_ids", list(run_ids))))
+        query = None
+        if ids is None:
+            query = run_query(
+                job_names=as_tuple("job_name", filters.pop("job_name", None)),
+                statuses=as_tuple("status", filters.pop("status", None)),
+                limit=batch_size,
+                offset=0,
+                scope=filters.pop("scope", None),
+                **filters,
+            )
+        await self.migrate()
+        event = {"retry": RUN_RETRY, "cancel": RUN_CANCEL, "delete": RUN_DELETE}[action]
+        post = self._announce(lambda run: self._bus.post(event, runId=run.id, jobName=run.job_name))
+        result = BulkResult(matched=0, changed=0, skipped=0)
+        before: tuple[int, str] | None = None
+        start = 0
+        while True:
+            if ids is not None:
+                batch, start = ids[start : start + batch_size], start + batch_size
+            else:
+                assert query is not None
+                page = await self.storage.get_runs(replace(query, before=before))
+                batch = [run.id for run in page]
+                before = (round(page[-1].created_at.timestamp() * 1000), page[-1].id) if page else None
+            if not batch:
+                return result
+            done = await self.storage.bulk_change(action, batch, now_ms(), post)
+            self._bus.flush()
+            if action == "retry" and done:
+                self._worker.work_added(len(done))
+            elif action == "cancel":
+                for run in done:
+                    self._worker.cancel_local(run.id)
+            matched, changed = result.matched + len(batch), result.changed + len(done)
+            result = BulkResult(matched=matched, changed=changed, skipped=matched - changed)
+            if on_progress is not None:
+                on_progress(result)
+
+    # -- replays, attempts, retention -------------------------------------------------------------
+    async def replay(self, run_id: str, *, from_step: str | None = None) -> Run:
+        """A new run of the same job and input whose steps before `from_step` are copied from this
+        run (not executed again) and the rest run anew: for "the code is fixed, redo from here".
+        Without `from_step`, everything runs again. The new run's `replay_of` names this one;
+        `get_runs(replay_of=run_id)` lists a run's replays. Raises RunNotFoundError, and
+        InvalidArgumentError for a step this run does not have."""
+        source = await self.get_run(run_id)
+        if source is None:
+            raise RunNotFoundError(run_id)
+        steps = await self.get_steps(run_id)
+        completed = [step for step in steps if step.status == "completed"]
+        if from_step is None:
+            copied: list[str] = []
+        else:
+            indexes = [step.index for step in steps if step.name == from_step]
+            if not indexes:
+                raise InvalidArgumentError(f'Run {run_id} has no step "{from_step}"')
+            copied = [step.name for step in completed if step.index < min(indexes)]
+        new_run = NewRun(
+            new_id(),
+            source.job_name,
+            encode_json(source.input, "The input"),
+            None,
+            source.concurrency_key,
+            now_ms(),
+            priority=source.priority,
+            labels=dict(source.labels),
+            replay_of=source.id,
+        )
+        trigger = self._announce(
+            lambda run: self._bus.post(RUN_TRIGGER, runId=run.id, jobName=run.job_name, payload=run.input)
+        )
+        replayed = await self.storage.replay(new_run, source.id, copied, trigger)
+        self._bus.flush()
+        self._worker.work_added(1)
+        return replayed
+
+    async def get_attempts(self, run_id: str) -> list[Attempt]:
+        """The run's earlier attempts (how each ended before a retry), first first."""
+        return await self.storage.get_attempts(run_id)
+
+    async def purge_runs(self, older_than: float | timedelta | datetime, *, limit: int | None = None) -> int:
+        """Delete finished runs (completed, failed, cancelled) that finished before `older_than`
+        (seconds or a timedelta ago, or a datetime), with their steps, logs and events' rows, in
+        transactions of `BULK_BATCH`; at most `limit` runs. Returns how many were deleted."""
+        before = _moment_before(older_than)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise InvalidArgumentError("limit must be a whole number of at least 0")
+        await self.migrate()
+        deleted = 0
+        while limit is None or deleted < limit:
+            batch = BULK_BATCH if limit is None else min(BULK_BATCH, limit - deleted)
+            ids = await asyncio.to_thread(self.storage.purge_runs, before, batch)
+            deleted += len(ids)
+            if len(ids) < batch:
+                break
+        return deleted
+
     async def cancel(self, run_id: str) -> Run:
         """Cancel a pending or running run. Running code sees `step.signal` set at once (in this
         process; at its next step write or heartbeat elsewhere) and its next `step.run` stops it."""
@@ -624,6 +784,18 @@ class Durably:
         )
 
 
+def _moment_before(older_than: float | timedelta | datetime) -> int:
+    """Epoch ms of "older than": seconds or a timedelta ago, or a timezone-aware datetime."""
+    if isinstance(older_than, datetime):
+        if older_than.tzinfo is None:
+            raise InvalidArgumentError("older_than must be a timezone-aware datetime")
+        return round(older_than.timestamp() * 1000)
+    seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise InvalidArgumentError("older_than must be a number of seconds, a timedelta or a datetime")
+    return now_ms() - round(seconds * 1000)
+
+
 def _check_priority(priority: int) -> None:
     if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > MAX_PRIORITY:
         raise InvalidArgumentError(f"priority must be a whole number between -{MAX_PRIORITY} and {MAX_PRIORITY}")
@@ -675,15 +847,6 @@ def _run_stats(counts: RunCounts, query: StatsQuery) -> RunStats:
     )
 
 
-def _as_tuple(name: str, value: str | Sequence[str] | None) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    values = (value,) if isinstance(value, str) else tuple(value)
-    if not all(isinstance(item, str) and item for item in values):
-        raise InvalidArgumentError(f"{name} must be a non-empty string or a list of them")
-    return values
-
-
 def create_durably(
     url: str = "sqlite:///durably.db",
     *,
@@ -693,11 +856,14 @@ def create_durably(
     max_concurrent_runs: int = 1,
     log_retention: int | None = 10_000,
     event_retention: float = 600.0,
+    retain_runs: float | timedelta | str | None = None,
 ) -> Durably:
     """An engine on the database at `url` (SQLite by default). Nothing is opened until first use.
 
     Intervals are seconds. `log_retention` keeps that many newest log lines per run (None: all);
     `event_retention` is how long the event log keeps events for other processes and resuming streams.
+    `retain_runs` (seconds, a timedelta, or "30d", "12h", "90m") deletes finished runs older than
+    that, a batch at a time, while the worker leads (see `purge_runs`); None keeps every run.
     """
     options = WorkerOptions(
         polling_interval=polling_interval,
@@ -706,5 +872,6 @@ def create_durably(
         max_concurrent_runs=max_concurrent_runs,
         log_retention=log_retention,
         event_retention=event_retention,
+        retain_runs=None if retain_runs is None else parse_duration(retain_runs),
     )
     return Durably(open_storage(url), options)

@@ -88,6 +88,8 @@ class Run(WireModel):
     updated_at: datetime
     priority: int = 0
     waiting_for: WaitingFor | None = None
+    labels: dict[str, str] = {}
+    replay_of: str | None = None  # the run this one replays (`durably.replay`)
 
     @field_serializer("progress", when_used="json")
     def _progress_without_absent_keys(self, value: Progress | None) -> dict[str, Any] | None:
@@ -113,6 +115,42 @@ class Schedule(WireModel):
     last_run_id: str | None = None
     created_at: datetime
     updated_at: datetime
+
+
+Disposition = Literal["created", "idempotent", "coalesced"]
+
+
+class TriggeredRun(Run):
+    """What `trigger` returns: the run, and what became of the trigger: a new run (`created`), the
+    run of the same idempotency key (`idempotent`), or the pending run of the same concurrency key
+    (`coalesced`, with `coalesce="skip"`)."""
+
+    disposition: Disposition = "created"
+
+    def to_wire(self) -> dict[str, Any]:
+        """The run as the wire shows any run (a trigger answers with its disposition beside it)."""
+        return self.model_dump(mode="json", by_alias=True, exclude={"disposition"})
+
+
+class Attempt(WireModel):
+    """A finished attempt of a run that was retried since (the run itself shows its latest)."""
+
+    run_id: str
+    number: int  # from 1
+    status: str  # "failed" | "cancelled"
+    error: str | None = None
+    error_stack: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+class BulkResult(WireModel):
+    """What a bulk action did: runs it matched, changed (retried, cancelled, deleted), and skipped
+    because their status does not allow the action."""
+
+    matched: int
+    changed: int
+    skipped: int
 
 
 class Step(WireModel):

@@ -52,6 +52,10 @@ logger = logging.getLogger("durably_reflex")
 # comes back from a system call, and a server writing to many sockets does that constantly.
 SWITCH_INTERVAL = 0.0005
 
+# Finished runs past `retain_runs` deleted per transaction, and transactions per pruning round.
+PURGE_BATCH = 500
+PURGE_ROUNDS = 20
+
 # After stop()'s timeout, how long an interrupted run may take to notice before it is handed back
 # regardless (a synchronous step cannot be interrupted; its late write will be refused).
 _INTERRUPT_GRACE = 1.0
@@ -65,6 +69,7 @@ class WorkerOptions:
     max_concurrent_runs: int = 1
     log_retention: int | None = 10_000
     event_retention: float = 600.0
+    retain_runs: float | None = None  # seconds a finished run is kept (None: forever)
 
     def __post_init__(self) -> None:
         for name in ("polling_interval", "heartbeat_interval", "stale_threshold", "event_retention"):
@@ -74,6 +79,8 @@ class WorkerOptions:
             raise ValueError("stale_threshold must be longer than heartbeat_interval")
         if not isinstance(self.max_concurrent_runs, int) or self.max_concurrent_runs < 1:
             raise ValueError("max_concurrent_runs must be a whole number of at least 1")
+        if self.retain_runs is not None and not self.retain_runs > 0:
+            raise ValueError("retain_runs must be a positive number of seconds (or None to keep every run)")
         if self.log_retention is not None and self.log_retention < 1:
             raise ValueError("log_retention must be at least 1 (or None to keep every log line)")
 
@@ -471,7 +478,7 @@ class Worker:
             self._survey()
             if time.monotonic() >= next_pruning:
                 next_pruning = time.monotonic() + min(60.0, self._options.event_retention / 2)
-                self._prune_events()
+                self._prune()
 
     def wake_at(self, when: int) -> None:
         """Wake the slots at `when` (epoch ms), when a waiting run becomes ready."""
@@ -586,13 +593,22 @@ class Worker:
                 if execution is not None:
                     execution.context.end(reason)
 
-    def _prune_events(self) -> None:
+    def _prune(self) -> None:
+        """Forget old events, and finished runs older than `retain_runs`: a batch at a time, more
+        only while every slot is idle, so a backlog never holds the database for long."""
         try:
             self._storage.prune_events(now_ms() - int(self._options.event_retention * 1000))
+            if self._options.retain_runs is None:
+                return
+            finished_before = now_ms() - int(self._options.retain_runs * 1000)
+            for _ in range(PURGE_ROUNDS):
+                purged = self._storage.purge_runs(finished_before, PURGE_BATCH)
+                if len(purged) < PURGE_BATCH or self._idle_slots() < self._options.max_concurrent_runs:
+                    break
         except StorageUnavailableError:
             self._outage_seen = time.monotonic()
         except Exception:
-            logger.exception("durably worker: pruning the event log failed")
+            logger.exception("durably worker: pruning old events or runs failed")
 
     def _stale_before(self) -> int:
         """Runs whose heartbeat is older than this (epoch ms) are abandoned."""

@@ -554,7 +554,7 @@ async def server_fixture(serve: Serve) -> LiveServer:
 RUN_FIELDS = {
     "id", "jobName", "input", "status", "idempotencyKey", "concurrencyKey", "currentStepIndex", "stepCount",
     "progress", "output", "error", "errorStack", "startedAt", "completedAt", "heartbeatAt", "createdAt", "updatedAt",
-    "priority", "waitingFor",  # extensions: durable waits (README, /openapi.json)
+    "priority", "waitingFor", "labels", "replayOf",  # extensions: waits, labels, replays (README, /openapi.json)
 }  # fmt: skip
 STEP_FIELDS = {"id", "runId", "name", "index", "status", "output", "error", "errorStack", "startedAt", "completedAt"}
 LOG_FIELDS = {"id", "runId", "stepName", "level", "message", "data", "timestamp"}

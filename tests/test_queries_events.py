@@ -27,7 +27,7 @@ WIRE_KEYS = {
     "id", "jobName", "input", "status", "idempotencyKey", "concurrencyKey", "currentStepIndex", "stepCount",
     "progress", "output", "error", "errorStack", "startedAt", "completedAt", "heartbeatAt", "createdAt",
     "updatedAt",
-    "priority", "waitingFor",  # extensions: durable waits (README, /openapi.json)
+    "priority", "waitingFor", "labels", "replayOf",  # extensions: waits, labels, replays (README, /openapi.json)
 }  # fmt: skip
 
 

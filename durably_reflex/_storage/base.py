@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
 
-from .._records import LogEntry, Run, Schedule, Step
+from .._records import Attempt, Disposition, LogEntry, Run, Schedule, Step
 from .coordination import Coordination, OnRing, Solo
 from .watch import WATCH_REFRESH
 
@@ -38,6 +38,9 @@ class NewRun:
     priority: int = 0
     ready_at: int | None = None  # epoch ms before which no worker takes it (None: at once)
     waiting_for_json: str | None = None  # a delayed run's `{"kind": "delay", "until": ...}`
+    labels: dict[str, str] = field(default_factory=dict)
+    replay_of: str | None = None
+    coalesce: bool = False  # return the pending run of the same concurrency key instead, if any
 
 
 class Wait(NamedTuple):
@@ -112,6 +115,13 @@ class RunQuery:
     limit: int | None = None
     offset: int = 0
     scope: str | None = None  # only the runs of this tenant (None: every run)
+    labels: tuple[tuple[str, str], ...] = ()  # every one must match
+    id_prefix: str | None = None
+    created_after: int | None = None  # epoch ms, inclusive
+    created_before: int | None = None  # epoch ms, exclusive
+    input_fields: tuple[tuple[str, str], ...] = ()  # (dotted path in the input, value as text)
+    replay_of: str | None = None
+    before: tuple[int, str] | None = None  # (created_at, id): only older runs (paging by key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +184,11 @@ class Storage(ABC):
 
     # -- runs on behalf of callers ----------------------------------------------------------------
     @abstractmethod
-    async def insert_runs(self, runs: list[NewRun], announce: Announce | None = None) -> list[tuple[Run, bool]]:
+    async def insert_runs(self, runs: list[NewRun], announce: Announce | None = None) -> list[tuple[Run, Disposition]]:
         """Create runs in one transaction. A run whose (scope, job, idempotency key) exists is not
-        created: the existing run comes back with `False`. `announce(run)` is called for each created
-        run before the commit, so its event comes before anything a worker does with it."""
+        created: the existing run comes back, `idempotent`; nor is a `coalesce` run whose concurrency
+        key has a pending run of the job: that one comes back, `coalesced`. `announce(run)` is called
+        for each created run before the commit, so its event comes before anything a worker does."""
 
     @abstractmethod
     async def get_run(self, run_id: str, scope: str | None = None) -> Run | None:
@@ -209,6 +220,27 @@ class Storage(ABC):
     async def retry(self, run_id: str, now: int, announce: Announce | None = None) -> Run:
         """failed | cancelled → pending, keeping completed steps; `announce(run)` before the commit.
         Raises RunNotFoundError, RunStateError."""
+
+    @abstractmethod
+    async def bulk_change(self, action: str, run_ids: list[str], now: int, announce: Announce) -> list[Run]:
+        """`retry`, `cancel` or `delete` these runs in one transaction, those whose status allows it
+        (the others are left as they are); returns the runs changed, as they were before for
+        `delete`. `announce(run)` for each, inside the transaction."""
+
+    @abstractmethod
+    async def replay(self, run: NewRun, source_id: str, step_names: list[str], announce: Announce) -> Run:
+        """Create `run` (a replay of `source_id`) with copies of the source's completed steps of
+        these names, in one transaction."""
+
+    @abstractmethod
+    async def get_attempts(self, run_id: str) -> list[Attempt]:
+        """The run's earlier attempts, first first."""
+
+    @abstractmethod
+    def purge_runs(self, finished_before: int, limit: int) -> list[str]:
+        """Delete up to `limit` finished runs (with their steps, logs, labels, waits and attempts)
+        that finished before `finished_before` (epoch ms), oldest first; returns their ids. Blocking
+        (the leading worker purges old runs from its own thread)."""
 
     @abstractmethod
     async def cancel(self, run_id: str, now: int) -> Run:

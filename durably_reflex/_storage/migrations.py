@@ -26,12 +26,23 @@ from sqlalchemy.schema import CreateColumn
 
 from .._clock import now_ms
 from .._errors import SchemaVersionError
-from .tables import SCHEMA_VERSION, DurablyTable, RunRow, ScheduleRow, SchemaVersionRow, WaitRow
+from .tables import (
+    SCHEMA_VERSION,
+    AttemptRow,
+    DurablyTable,
+    LabelRow,
+    RunRow,
+    ScheduleRow,
+    SchemaVersionRow,
+    WaitRow,
+)
 
 _runs: Table = RunRow.__table__  # type: ignore[attr-defined]
 _versions: Table = SchemaVersionRow.__table__  # type: ignore[attr-defined]
 _waits: Table = WaitRow.__table__  # type: ignore[attr-defined]
 _schedules: Table = ScheduleRow.__table__  # type: ignore[attr-defined]
+_labels: Table = LabelRow.__table__  # type: ignore[attr-defined]
+_attempts: Table = AttemptRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,22 +92,23 @@ def _add_run_scopes(connection: Connection) -> None:
         _create_index(connection, _runs, name)
 
 
-def _add_waits(connection: Connection) -> None:
-    """Let runs wait: run priority, `ready_at` (a pending run waits until then; existing runs are
-    ready since their creation), `waiting_for`, the claim-order index, and the `durably_waits` and
-    `durably_schedules` tables."""
-    for name in ("priority", "ready_at", "waiting_for"):
+def _add_waits_and_labels(connection: Connection) -> None:
+    """Let runs wait and be found: run priority, `ready_at` (a pending run waits until then;
+    existing runs are ready since their creation), `waiting_for`, `labels`, `replay_of`, their
+    indexes, and the `durably_waits`, `durably_schedules`, `durably_labels` and `durably_attempts` tables."""
+    for name in ("priority", "ready_at", "waiting_for", "labels", "replay_of"):
         _add_column(connection, _runs, name)
     connection.execute(_runs.update().values(ready_at=_runs.c.created_at))
-    _create_index(connection, _runs, "ix_durably_runs_ready")
-    _waits.create(connection, checkfirst=True)
-    _schedules.create(connection, checkfirst=True)
+    for index in ("ix_durably_runs_ready", "ix_durably_runs_replay_of"):
+        _create_index(connection, _runs, index)
+    for table in (_waits, _schedules, _labels, _attempts):
+        table.create(connection, checkfirst=True)
 
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, _index_runs_by_job_and_status),
     Migration(3, _add_run_scopes),
-    Migration(4, _add_waits),
+    Migration(4, _add_waits_and_labels),
 )
 
 

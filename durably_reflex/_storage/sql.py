@@ -21,9 +21,12 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    ColumnElement,
     Connection,
     Dialect,
     Select,
+    Text,
+    case,
     cast,
     delete,
     func,
@@ -32,6 +35,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from .._clock import now_ms
 from .._errors import (
@@ -41,7 +45,20 @@ from .._errors import (
     SignalConflictError,
     StorageUnavailableError,
 )
-from .._records import LogEntry, Progress, Run, RunStatus, Schedule, Step, WaitingFor, from_ms
+from .._ids import new_id
+from .._records import (
+    TERMINAL_STATUSES,
+    Attempt,
+    Disposition,
+    LogEntry,
+    Progress,
+    Run,
+    RunStatus,
+    Schedule,
+    Step,
+    WaitingFor,
+    from_ms,
+)
 from . import migrations
 from .base import (
     NEVER,
@@ -64,7 +81,9 @@ from .base import (
 )
 from .group_commit import GroupCommit
 from .tables import (
+    AttemptRow,
     EventRow,
+    LabelRow,
     LogRow,
     RunRow,
     ScheduleRow,
@@ -91,6 +110,8 @@ STORED_RUN_COLUMNS = (
     "updated_at",
     "priority",
     "waiting_for",
+    "labels",
+    "replay_of",
 )
 STORED_RUN_SQL = ", ".join(STORED_RUN_COLUMNS)
 STEP_COLUMNS = (
@@ -211,6 +232,8 @@ def run_from_row(row: Sequence[Any]) -> Run:
         updated,
         priority,
         waiting_for,
+        labels,
+        replay_of,
         count,
         index,
     ) = row
@@ -234,6 +257,8 @@ def run_from_row(row: Sequence[Any]) -> Run:
         updated_at=from_ms(updated),
         priority=priority,
         waiting_for=None if waiting_for is None else WaitingFor.model_validate_json(waiting_for),
+        labels={} if labels is None else json.loads(labels),
+        replay_of=replay_of,
     )
 
 
@@ -289,6 +314,8 @@ _logs = LogRow.__table__  # type: ignore[attr-defined]
 _events = EventRow.__table__  # type: ignore[attr-defined]
 _waits = WaitRow.__table__  # type: ignore[attr-defined]
 _schedules = ScheduleRow.__table__  # type: ignore[attr-defined]
+_labels = LabelRow.__table__  # type: ignore[attr-defined]
+_attempts = AttemptRow.__table__  # type: ignore[attr-defined]
 _completed_steps_of_run = (_steps.c.run_id == _runs.c.id) & (_steps.c.status == "completed")
 _run_columns = [
     *(_runs.c[name] for name in STORED_RUN_COLUMNS),
@@ -326,6 +353,7 @@ def _merged_page(query: RunQuery, limit: int, dialect: str) -> Select[Any]:
         others = [_runs.c.job_name.in_(query.job_names)] if query.job_names else []
     if query.scope is not None:
         others.append(_runs.c.scope == query.scope)
+    others.extend(_search(query, dialect))
     distinct = list(dict.fromkeys(values))
     if dialect == "postgresql":  # a LATERAL join: one index range per value (JSON's bind type encodes the list)
         each = func.json_array_elements_text(cast(distinct, JSON)).table_valued("value").render_derived()
@@ -362,6 +390,51 @@ def _merged_page(query: RunQuery, limit: int, dialect: str) -> Select[Any]:
         .limit(limit)
         .offset(query.offset)
     )
+
+
+def _delete_runs(session: SqlSession, run_ids: list[str]) -> None:
+    """Delete runs with everything of theirs."""
+    for table in (_logs, _steps, _waits, _labels, _attempts):
+        session.sa.execute(delete(table).where(table.c.run_id.in_(run_ids)))
+    session.sa.execute(delete(_runs).where(_runs.c.id.in_(run_ids)))
+
+
+def _search(query: RunQuery, dialect: str) -> list[ColumnElement[bool]]:
+    """The conditions of a search beyond job, status and scope. Labels and ids go through indexes
+    (`durably_labels`, the primary key); created-at through the created index; an input field is
+    read from each run's input JSON that the other conditions leave (a scan of those runs)."""
+    conditions: list[ColumnElement[bool]] = []
+    for key, value in query.labels:
+        conditions.append(
+            _runs.c.id.in_(select(_labels.c.run_id).where(_labels.c.key == key, _labels.c.value == value))
+        )
+    if query.id_prefix:
+        conditions.append(_runs.c.id >= query.id_prefix)
+        conditions.append(_runs.c.id < query.id_prefix + "\uffff")
+    if query.created_after is not None:
+        conditions.append(_runs.c.created_at >= query.created_after)
+    if query.created_before is not None:
+        conditions.append(_runs.c.created_at < query.created_before)
+    for path, value in query.input_fields:
+        conditions.append(_input_field(path, dialect) == value)
+    if query.replay_of is not None:
+        conditions.append(_runs.c.replay_of == query.replay_of)
+    if query.before is not None:
+        created_at, run_id = query.before
+        conditions.append(
+            (_runs.c.created_at < created_at) | ((_runs.c.created_at == created_at) & (_runs.c.id < run_id))
+        )
+    return conditions
+
+
+def _input_field(path: str, dialect: str) -> ColumnElement[Any]:
+    """A field of the run's input (a dotted path), as text: "42" for 42, "true" for true."""
+    parts = path.split(".")
+    if dialect == "postgresql":
+        return func.jsonb_extract_path_text(cast(_runs.c.input, JSONB), *parts)
+    extracted = func.json_extract(_runs.c.input, "$." + ".".join(f'"{part}"' for part in parts))
+    kind = func.json_type(_runs.c.input, "$." + ".".join(f'"{part}"' for part in parts))
+    return case((kind == "true", "true"), (kind == "false", "false"), else_=cast(extracted, Text))
 
 
 logger = logging.getLogger("durably_reflex")
@@ -427,9 +500,10 @@ class SqlStorage(Storage):
         prepare = self._prepare
         self._insert_run = prepare(f"""
             INSERT INTO durably_runs (id, job_name, input, status, idempotency_key, concurrency_key,
-                attempt, heartbeat_at, created_at, updated_at, scope, priority, ready_at, waiting_for)
+                attempt, heartbeat_at, created_at, updated_at, scope, priority, ready_at, waiting_for, labels,
+                replay_of)
             VALUES (:id, :job_name, :input, 'pending', :idem, :conc, 0, :now, :now, :now, :scope, :priority,
-                :ready_at, :waiting_for)
+                :ready_at, :waiting_for, :labels, :replay_of)
             ON CONFLICT DO NOTHING
             RETURNING {STORED_RUN_SQL}, 0, 0""")
         self._completed_steps = prepare(
@@ -484,6 +558,11 @@ class SqlStorage(Storage):
             INSERT INTO durably_waits (run_id, name, kind, until, payload, received_at, created_at)
             VALUES (:run_id, :name, :kind, :until, :payload, :received_at, :now)
             ON CONFLICT (run_id, name) DO UPDATE SET until = excluded.until, payload = excluded.payload""")
+        self._insert_label = prepare("INSERT INTO durably_labels (run_id, key, value) VALUES (:run_id, :key, :value)")
+        self._pending_of_key = prepare("""
+            SELECT id FROM durably_runs
+            WHERE status = 'pending' AND job_name = :job_name AND concurrency_key = :key AND scope = :scope
+            ORDER BY created_at, id LIMIT 1""")
         self._receive_signal = prepare("""
             UPDATE durably_waits SET payload = :payload, received_at = :now
             WHERE run_id = :run_id AND name = :name AND received_at IS NULL""")
@@ -526,27 +605,22 @@ class SqlStorage(Storage):
         """Keep other processes out of the schema until this transaction ends (where they could meet)."""
 
     # -- runs on behalf of callers ----------------------------------------------------------------
-    async def insert_runs(self, runs: list[NewRun], announce: Announce | None = None) -> list[tuple[Run, bool]]:
-        def insert_all(session: SqlSession) -> list[tuple[Run, bool]]:
-            created: list[tuple[Run, bool]] = []
+    async def insert_runs(self, runs: list[NewRun], announce: Announce | None = None) -> list[tuple[Run, Disposition]]:
+        def insert_all(session: SqlSession) -> list[tuple[Run, Disposition]]:
+            created: list[tuple[Run, Disposition]] = []
             for run in runs:
-                row = session.execute(
-                    self._insert_run,
-                    id=run.id,
-                    job_name=run.job_name,
-                    input=run.input_json,
-                    idem=run.idempotency_key,
-                    conc=run.concurrency_key,
-                    now=run.created_at,
-                    scope=run.scope,
-                    priority=run.priority,
-                    ready_at=run.created_at if run.ready_at is None else run.ready_at,
-                    waiting_for=run.waiting_for_json,
-                ).fetchone()
-                if row is not None:
-                    created.append((run_from_row(row), True))
+                if run.coalesce and run.concurrency_key is not None:
+                    pending = session.execute(
+                        self._pending_of_key, job_name=run.job_name, key=run.concurrency_key, scope=run.scope
+                    ).fetchone()
+                    if pending is not None:
+                        created.append((self._run(session, pending[0]), "coalesced"))
+                        continue
+                inserted = self._insert(session, run)
+                if inserted is not None:
+                    created.append((inserted, "created"))
                     if announce is not None:
-                        announce(created[-1][0])
+                        announce(inserted)
                     continue
                 # Its key was taken; or, with no key, this very run exists (a retry after a lost connection).
                 same = (
@@ -557,10 +631,39 @@ class SqlStorage(Storage):
                     & (_runs.c.idempotency_key == run.idempotency_key)
                 )
                 existing = session.sa.execute(select(*_run_columns).where(same)).one()
-                created.append((run_from_row(existing), False))
+                created.append((run_from_row(existing), "idempotent" if run.idempotency_key is not None else "created"))
             return created
 
         return await self._writer.run(insert_all)
+
+    def _insert(self, session: SqlSession, run: NewRun) -> Run | None:
+        """Insert the run and its labels; None if its idempotency key (or its id) exists."""
+        row = session.execute(
+            self._insert_run,
+            id=run.id,
+            job_name=run.job_name,
+            input=run.input_json,
+            idem=run.idempotency_key,
+            conc=run.concurrency_key,
+            now=run.created_at,
+            scope=run.scope,
+            priority=run.priority,
+            ready_at=run.created_at if run.ready_at is None else run.ready_at,
+            waiting_for=run.waiting_for_json,
+            labels=json.dumps(run.labels, separators=(",", ":")) if run.labels else None,
+            replay_of=run.replay_of,
+        ).fetchone()
+        if row is None:
+            return None
+        if run.labels:
+            session.execute_many(
+                self._insert_label,
+                [{"run_id": run.id, "key": key, "value": value} for key, value in run.labels.items()],
+            )
+        return run_from_row(row)
+
+    def _run(self, session: SqlSession, run_id: str) -> Run:
+        return run_from_row(session.sa.execute(select(*_run_columns).where(_runs.c.id == run_id)).one())
 
     async def get_run(self, run_id: str, scope: str | None = None) -> Run | None:
         statement = _run_in_scope(run_id, scope)
@@ -585,6 +688,7 @@ class SqlStorage(Storage):
         statement = select(*_run_columns).order_by(*_NEWEST_FIRST)
         if query.scope is not None:
             statement = statement.where(_runs.c.scope == query.scope)
+        statement = statement.where(*_search(query, self._dialect.name))
         if query.limit is not None and (len(set(query.job_names)) > 1 or len(set(query.statuses)) > 1):
             statement = statement.where(_runs.c.id.in_(_merged_page(query, query.limit, self._dialect.name)))
         else:
@@ -652,7 +756,8 @@ class SqlStorage(Storage):
 
     async def retry(self, run_id: str, now: int, announce: Announce | None = None) -> Run:
         def change(session: SqlSession) -> Run:
-            self._require_status(session, run_id, "retry", {RunStatus.FAILED, RunStatus.CANCELLED})
+            ended = self._require_status(session, run_id, "retry", {RunStatus.FAILED, RunStatus.CANCELLED})
+            self._keep_attempt(session, ended)
             run = self._update_run(
                 session,
                 run_id,
@@ -685,16 +790,137 @@ class SqlStorage(Storage):
 
     async def delete_run(self, run_id: str) -> Run:
         def remove(session: SqlSession) -> Run:
-            run = self._require_status(
-                session, run_id, "delete", {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}
-            )
-            session.sa.execute(delete(_logs).where(_logs.c.run_id == run_id))
-            session.sa.execute(delete(_steps).where(_steps.c.run_id == run_id))
-            session.sa.execute(delete(_waits).where(_waits.c.run_id == run_id))
-            session.sa.execute(delete(_runs).where(_runs.c.id == run_id))
+            run = self._require_status(session, run_id, "delete", TERMINAL_STATUSES)
+            _delete_runs(session, [run_id])
             return run
 
         return await self._writer.run(remove)
+
+    # -- many runs at once, replays, attempts, retention ----------------------------------------------
+    async def bulk_change(self, action: str, run_ids: list[str], now: int, announce: Announce) -> list[Run]:
+        allowed = {"retry": {RunStatus.FAILED, RunStatus.CANCELLED}, "cancel": _BUSY, "delete": TERMINAL_STATUSES}[
+            action
+        ]
+
+        def change(session: SqlSession) -> list[Run]:
+            rows = session.sa.execute(
+                select(*_run_columns).where(_runs.c.id.in_(run_ids)).with_for_update(of=_runs)
+            ).fetchall()
+            runs = [run for run in map(run_from_row, rows) if run.status in allowed]
+            ids = [run.id for run in runs]
+            if not ids:
+                return []
+            if action == "delete":
+                _delete_runs(session, ids)
+                for run in runs:
+                    announce(run)
+                return runs
+            if action == "retry":
+                for run in runs:
+                    self._keep_attempt(session, run)
+                values: dict[str, Any] = {
+                    "status": RunStatus.PENDING.value,
+                    "error": None,
+                    "error_stack": None,
+                    "completed_at": None,
+                    "owner": None,
+                    "ready_at": now,
+                    "waiting_for": None,
+                    "started_at": None,
+                }
+                session.sa.execute(delete(_waits).where(_waits.c.run_id.in_(ids), _waits.c.kind == "retry"))
+            else:
+                values = {"status": RunStatus.CANCELLED.value, "completed_at": now, "waiting_for": None}
+            session.sa.execute(update(_runs).where(_runs.c.id.in_(ids)).values(updated_at=now, **values))
+            changed = [
+                run_from_row(row) for row in session.sa.execute(select(*_run_columns).where(_runs.c.id.in_(ids)))
+            ]
+            for run in changed:
+                announce(run)
+            return changed
+
+        return await self._writer.run(change)
+
+    async def replay(self, run: NewRun, source_id: str, step_names: list[str], announce: Announce) -> Run:
+        def create(session: SqlSession) -> Run:
+            created = self._insert(session, run)
+            if created is None:
+                raise RunStateError("replay", "existing", run.id)  # a new id never exists
+            if step_names:
+                copied = select(
+                    _steps.c.name, _steps.c.step_index, _steps.c.output, _steps.c.started_at, _steps.c.completed_at
+                ).where(_steps.c.run_id == source_id, _steps.c.status == "completed", _steps.c.name.in_(step_names))
+                rows = [
+                    {
+                        "id": new_id(),
+                        "run_id": run.id,
+                        "name": name,
+                        "step_index": index,
+                        "status": "completed",
+                        "output": output,
+                        "started_at": started_at,
+                        "completed_at": completed_at,
+                    }
+                    for name, index, output, started_at, completed_at in session.sa.execute(copied)
+                ]
+                if rows:
+                    session.sa.execute(_steps.insert(), rows)
+            created = self._run(session, run.id)
+            announce(created)
+            return created
+
+        return await self._writer.run(create)
+
+    async def get_attempts(self, run_id: str) -> list[Attempt]:
+        statement = select(_attempts).where(_attempts.c.run_id == run_id).order_by(_attempts.c.number)
+
+        def read(session: SqlSession) -> list[Attempt]:
+            return [
+                Attempt(
+                    run_id=row.run_id,
+                    number=row.number,
+                    status=row.status,
+                    error=row.error,
+                    error_stack=row.error_stack,
+                    started_at=from_ms(row.started_at),
+                    completed_at=from_ms(row.completed_at),
+                )
+                for row in session.sa.execute(statement)
+            ]
+
+        return await self._reader.run(read, write=False)
+
+    def purge_runs(self, finished_before: int, limit: int) -> list[str]:
+        oldest = (
+            select(_runs.c.id)
+            .where(_runs.c.status.in_([status.value for status in TERMINAL_STATUSES]))
+            .where(_runs.c.completed_at < finished_before)
+            .order_by(_runs.c.completed_at)
+            .limit(limit)
+        )
+
+        def purge(session: SqlSession) -> list[str]:
+            ids = [row[0] for row in session.sa.execute(oldest)]
+            if ids:
+                _delete_runs(session, ids)
+            return ids
+
+        return self._writer.run_blocking(purge)
+
+    def _keep_attempt(self, session: SqlSession, ended: Run) -> None:
+        """Before a finished run starts over: its attempt as it ended."""
+        number = session.sa.execute(select(func.count()).where(_attempts.c.run_id == ended.id)).scalar_one() + 1
+        session.sa.execute(
+            _attempts.insert().values(
+                run_id=ended.id,
+                number=number,
+                status=ended.status.value,
+                error=ended.error,
+                error_stack=ended.error_stack,
+                started_at=None if ended.started_at is None else round(ended.started_at.timestamp() * 1000),
+                completed_at=None if ended.completed_at is None else round(ended.completed_at.timestamp() * 1000),
+            )
+        )
 
     def _require_status(
         self, session: SqlSession, run_id: str, action: str, allowed: set[RunStatus] | frozenset[RunStatus]
@@ -1043,22 +1269,9 @@ class SqlStorage(Storage):
             ).rowcount
             if not moved or run is None:
                 return None  # fired by another leader already, or a missed tick skipped
-            row = session.execute(
-                self._insert_run,
-                id=run.id,
-                job_name=run.job_name,
-                input=run.input_json,
-                idem=run.idempotency_key,
-                conc=run.concurrency_key,
-                now=run.created_at,
-                scope=run.scope,
-                priority=run.priority,
-                ready_at=run.created_at,
-                waiting_for=None,
-            ).fetchone()
-            if row is None:
+            created = self._insert(session, run)
+            if created is None:
                 return None  # the tick's run exists (its idempotency key)
-            created = run_from_row(row)
             session.execute(self._schedule_fired, name=due.name, due=due.due, run_id=created.id)
             announce(created)
             return created

@@ -44,6 +44,7 @@ class RunRow(DurablyTable, table=True):
         Index("ix_durably_runs_scope_job_status", "scope", "job_name", "status"),
         # The claim order: pending runs that are ready, highest priority first, then first ready.
         Index("ix_durably_runs_ready", "status", desc("priority"), "ready_at", "id"),
+        Index("ix_durably_runs_replay_of", "replay_of"),
     )
 
     id: str = Field(primary_key=True)
@@ -74,6 +75,9 @@ class RunRow(DurablyTable, table=True):
     priority: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     ready_at: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     waiting_for: str | None = Field(default=None, sa_column=Column(Text))
+    # The run's labels as a JSON object (None: none), as shown; `LabelRow` holds them for searching.
+    labels: str | None = Field(default=None, sa_column=Column(Text))
+    replay_of: str | None = None  # the run this one replays (`durably.replay`)
 
 
 class StepRow(DurablyTable, table=True):
@@ -93,6 +97,33 @@ class StepRow(DurablyTable, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text))
     error_stack: str | None = Field(default=None, sa_column=Column(Text))
     started_at: int = Field(sa_column=_millis())
+    completed_at: int | None = Field(default=None, sa_column=_millis(nullable=True))
+
+
+class LabelRow(DurablyTable, table=True):
+    """A run's label, one row each, indexed by (key, value) so that a search by labels reads only
+    the runs that have them."""
+
+    __tablename__ = "durably_labels"
+    __table_args__ = (Index("ix_durably_labels_key_value", "key", "value", "run_id"),)
+
+    run_id: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class AttemptRow(DurablyTable, table=True):
+    """A finished attempt of a run that was retried since: how it ended, kept when the run starts
+    over (the run row shows its latest attempt)."""
+
+    __tablename__ = "durably_attempts"
+
+    run_id: str = Field(primary_key=True)
+    number: int = Field(primary_key=True)  # from 1
+    status: str  # "failed" | "cancelled"
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    error_stack: str | None = Field(default=None, sa_column=Column(Text))
+    started_at: int | None = Field(default=None, sa_column=_millis(nullable=True))
     completed_at: int | None = Field(default=None, sa_column=_millis(nullable=True))
 
 
