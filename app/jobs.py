@@ -6,6 +6,8 @@
 - `slow-cleanup`: a minute of slow steps, to cancel midway (the running step stops at once).
 - `send-newsletter`: a typed, nested input (enum, lists, a nested object, a list of objects), so
   the trigger form has something to generate; its progress counts recipients sent.
+- `approve-expense`: waits (holding no worker) for the "approval" signal, whose model the job
+  declares: its run page shows the form to approve or reject it.
 
 The dashboard serves the engine named by `$DURABLY_APP` ("module:attribute"), this module's
 `durably` by default: point it at your own to watch your jobs.
@@ -21,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from durably_reflex import StepContext, create_durably, define_job
+from durably_reflex import SignalTimeoutError, StepContext, create_durably, define_job
 
 
 # -- import-csv ---------------------------------------------------------------------------------------
@@ -182,9 +184,39 @@ def default_database() -> str:
     return "sqlite:///.durably/durably.db"
 
 
+# -- approve-expense ----------------------------------------------------------------------------------
+class Expense(BaseModel):
+    description: str = "Team dinner"
+    amount: float = Field(84.5, gt=0, description="In euros")
+
+
+class Approval(BaseModel):
+    approved: bool = Field(description="Approve the expense")
+    approver: str = Field(min_length=1, description="Who decides")
+    comment: str = ""
+
+
+APPROVAL_DEADLINE = 7 * 24 * 3600  # seconds: unanswered for a week, the expense is rejected
+
+
+@define_job(name="approve-expense", input=Expense, signals={"approval": Approval})
+async def approve_expense(step: StepContext, input: Expense) -> dict[str, str | bool]:
+    await step.run("submit", lambda: f"{input.description}: {input.amount:.2f} EUR")
+    step.log.info("waiting for an approval", {"amount": input.amount})
+    try:
+        decision = await step.wait_for_signal("approval", timeout=APPROVAL_DEADLINE)  # an Approval
+    except SignalTimeoutError:
+        decision = Approval(approved=False, approver="nobody", comment="no answer within a week")
+    if decision.approved:
+        await step.run("book", lambda: f"booked {input.amount:.2f} EUR")
+    step.log.info("approved" if decision.approved else "rejected", decision.model_dump())
+    return {"approved": decision.approved, "approver": decision.approver}
+
+
 durably = create_durably(os.environ.get("DURABLY_DB_URL") or default_database(), max_concurrent_runs=4).register(
     import_csv=import_csv,
     publish_report=publish_report,
     slow_cleanup=slow_cleanup,
     send_newsletter=send_newsletter,
+    approve_expense=approve_expense,
 )

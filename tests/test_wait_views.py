@@ -17,6 +17,7 @@ from durably_reflex._form_schema import form_fields, form_to_input
 from durably_reflex._records import Run, RunStatus, Schedule, Step, WaitingFor
 from durably_reflex._wire_events import RunRetry, RunStart, RunWait, StepComplete, StepFail, StepStart
 from durably_reflex.states.run_fields import apply_run_event, merge_stored_steps, step_row, stopped_step
+from durably_reflex.states.runs_state import _where_stopped
 from durably_reflex.states.schedules_state import schedule_row
 from durably_reflex.states.signal_state import signal_schemas_of
 
@@ -187,3 +188,13 @@ def test_a_signal_form_takes_the_declared_model_and_a_list_of_objects_as_json() 
     assert untyped == {}
     payload, errors = form_to_input(None, {"input": '{"any": "json"}'})  # a signal without a model
     assert (payload, errors) == ({"any": "json"}, {})
+
+
+def test_a_runs_table_names_where_a_run_stopped_by_its_latest_attempts() -> None:
+    steps = [
+        Step(id="a", run_id="run-1", name="call", index=0, status="failed", started_at=at(0), completed_at=at(1)),
+        Step(id="b", run_id="run-1", name="call", index=0, status="completed", started_at=at(2), completed_at=at(3)),
+    ]
+    assert _where_stopped(steps) == "after call"  # cancelled after its retried step completed
+    failed = Step(id="c", run_id="run-1", name="send", index=1, status="failed", started_at=at(3), completed_at=at(4))
+    assert _where_stopped([*steps, failed]) == "send"

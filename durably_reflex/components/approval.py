@@ -26,7 +26,6 @@ from .._form_schema import FormField, form_fields, initial_value
 from ..states.run_state import RunViewState
 from ..states.signal_state import JOB_INPUT, RUN_INPUT, SIGNAL_INPUT, UseSignalState
 from .trigger_form import _control, _description, _label_text
-from .waiting import waiting_note
 
 
 def signal_form(
@@ -59,7 +58,11 @@ def signal_form(
         waits_for_signal & ~signals.sent.contains(key),
         rx.card(
             rx.vstack(
-                rx.hstack(rx.icon("hand", size=16), rx.text(waiting_note(record["waiting_for"])), align="center"),
+                rx.hstack(
+                    rx.icon("hand", size=16),
+                    rx.text('Send the signal "', name, '" to let the run go on', weight="medium", size="2"),
+                    align="center",
+                ),
                 rx.form(hidden, chosen, on_submit=signals.submit_form, reset_on_submit=False, width="100%"),
                 spacing="3",
                 width="100%",

@@ -8,7 +8,9 @@ sit side by side. A running step's bar grows with time and shows how long it has
 
 Driven by a `use_job_run` state, which it attaches when it mounts (to `run_id` when given, a page's
 route parameter say, else to the state's own `run_id`), and a `use_run_actions` state for the
-buttons.
+buttons. A run that waits says for what and until when (a countdown); with a `use_signal` state
+(`signals`), one waiting for a signal shows the form to send it. A retried step's attempts are rows
+of their own.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from typing import Any
 import reflex as rx
 from reflex.vars import ObjectVar, Var
 
-from ..states import UseJobRunState, UseRunActionsState
+from ..states import UseJobRunState, UseRunActionsState, UseSignalState
+from .approval import signal_form
 from .log_viewer import log_viewer
 from .run_actions import run_actions
 from .status import STATUS_COLORS, run_progress, status_badge
+from .waiting import waiting_note
 
 ELAPSED_FORMAT = "m[m] ss[s]"  # a running run's or step's time so far (moment.js duration format)
 
@@ -32,9 +36,11 @@ def run_detail(
     *,
     run_id: Var[str] | str | None = None,
     on_deleted: Any = None,
+    signals: type[UseSignalState] | None = None,
     **props: Any,
 ) -> rx.Component:
-    """The run that `run` follows; with `run_id`, attaching to it on mount."""
+    """The run that `run` follows; with `run_id`, attaching to it on mount; with `signals`, the form
+    to send the signal the run waits for."""
     record = run.run.to(dict)
     header = rx.hstack(
         rx.vstack(
@@ -76,6 +82,19 @@ def run_detail(
                 rx.fragment(),
             ),
             rx.cond(run.error, error, rx.fragment()),
+            rx.cond(
+                run.is_pending & record["waiting_for"].to(bool),
+                rx.callout(
+                    waiting_note(record["waiting_for"], size="2"),
+                    icon="hourglass",
+                    color_scheme="gray",
+                    size="1",
+                    width="100%",
+                    class_name="durably-run-waiting",
+                ),
+                rx.fragment(),
+            ),
+            signal_form(signals, run) if signals is not None else rx.fragment(),
             _times(record, run),
             rx.grid(
                 _timeline(run),
@@ -194,7 +213,8 @@ def _timeline(run: type[UseJobRunState]) -> rx.Component:
     origin, span = run.timeline_origin_ms, run.timeline_span_ms
 
     def step(row: ObjectVar[dict[str, Any]]) -> rx.Component:
-        status = row["status"].to(str)
+        # A step the run waits in (a sleep, a signal) says so while the run is pending.
+        status = rx.cond((row["status"].to(str) == "running") & run.is_pending, "waiting", row["status"].to(str))
         name = rx.cond(row["name"], row["name"].to(str), "step " + (row["index"].to(int) + 1).to_string())
         started = row["started_ms"].to(int)
         ended = rx.cond(row["ended_ms"].is_not_none(), row["ended_ms"].to(int), origin + span)
@@ -229,6 +249,11 @@ def _timeline(run: type[UseJobRunState]) -> rx.Component:
                         style={"overflow": "hidden", "text_overflow": "ellipsis", "white_space": "nowrap"},
                     ),
                     rx.cond(
+                        row["attempt"].to(int) > 1,
+                        rx.text("attempt " + row["attempt"].to_string(), size="1", color_scheme="gray"),
+                        rx.fragment(),
+                    ),
+                    rx.cond(
                         status != "completed",
                         rx.badge(status, color_scheme=rx.match(status, *STATUS_COLORS.items(), "gray"), size="1"),
                         rx.fragment(),
@@ -257,6 +282,7 @@ def _timeline(run: type[UseJobRunState]) -> rx.Component:
             width="100%",
             class_name="durably-step",
             data_status=status,
+            data_attempt=row["attempt"].to_string(),
         )
 
     axis = rx.hstack(

@@ -24,6 +24,7 @@ from reflex.vars import ObjectVar, Var
 from ..states import UseRunActionsState, UseRunsState
 from .run_actions import run_actions
 from .status import run_progress, status_badge
+from .waiting import waiting_note
 
 STATUSES = ["all", "pending", "running", "completed", "failed", "cancelled"]
 
@@ -213,8 +214,8 @@ def _row(
 
 
 def _step_cell(row: ObjectVar[dict[str, Any]]) -> rx.Component:
-    """The step a running run is at, where a stopped one stopped (with a failure's first line), or
-    how many steps a completed one ran."""
+    """The step a running run is at, where a stopped one stopped (with a failure's first line), what
+    a waiting one waits for (and until when), or how many steps a completed one ran."""
     status = row["status"].to(str)
     step_name = row["step_name"]
     at = rx.cond(step_name, rx.code(step_name.to(str), size="1", variant="ghost"), _muted("—"))
@@ -237,6 +238,10 @@ def _step_cell(row: ObjectVar[dict[str, Any]]) -> rx.Component:
             ("failed", rx.vstack(at, error, spacing="0", max_width="100%")),
             ("cancelled", at),
             ("completed", _muted(row["step_count"].to_string() + " steps")),
+            (
+                "pending",
+                rx.cond(row["waiting_for"], waiting_note(row["waiting_for"], color_scheme="gray"), _muted("—")),
+            ),
             _muted("—"),
         ),
         class_name="durably-run-step",

@@ -29,8 +29,8 @@ CREDENTIAL_HEADERS = ("cookie", "authorization")
 
 def create_dashboard(durably: Durably, *, auth: DurablyAuth | None = None, app: rx.App | None = None) -> rx.App:
     """A Reflex app (`app`, or a new one) serving the dashboard of `durably`: `/` runs, `/runs/[run_id]`
-    one run, `/jobs` the jobs and their trigger forms; the API mounted on the same backend and the
-    worker running with it.
+    one run, `/jobs` the jobs and their trigger forms, `/schedules` the schedules; the API mounted on
+    the same backend and the worker running with it.
 
     With `auth`, everything is guarded: the API checks each request (scoping what each user sees with
     `visible_jobs`, `can_access_run` and `can_trigger`), and every page, asset and websocket
@@ -45,6 +45,7 @@ def create_dashboard(durably: Durably, *, auth: DurablyAuth | None = None, app: 
     app.add_page(pages.runs, route="/", title="Runs · durably")
     app.add_page(pages.run, route="/runs/[run_id]", title="Run · durably")
     app.add_page(pages.jobs, route="/jobs", title="Jobs · durably")
+    app.add_page(pages.schedules, route="/schedules", title="Schedules · durably")
     return app
 
 

@@ -1,4 +1,5 @@
-"""The dashboard's pages, built for one engine: `/` the runs, `/runs/[run_id]` one run, `/jobs`.
+"""The dashboard's pages, built for one engine: `/` the runs, `/runs/[run_id]` one run (with the
+form to send the signal it waits for, if it does), `/jobs`, `/schedules`.
 
 `build_pages(durably, ...)` creates the hook states the pages read (one set per dashboard) and
 returns the page functions; `create_dashboard` adds them to an app. The element ids and classes
@@ -27,8 +28,19 @@ from ..components import (
     status_badge,
     status_counts,
     trigger_form,
+    waiting_note,
 )
-from ..states import UseJobState, use_job, use_job_run, use_run_actions, use_run_stats, use_runs
+from ..states import (
+    UseJobState,
+    use_job,
+    use_job_run,
+    use_run_actions,
+    use_run_stats,
+    use_runs,
+    use_schedules,
+    use_signal,
+)
+from .schedules_page import schedules_content
 
 PAGE_SIZE = 20
 Page = Callable[[], rx.Component]
@@ -41,6 +53,7 @@ class DashboardPages:
     runs: Page
     run: Page
     jobs: Page
+    schedules: Page
 
 
 def build_pages(durably: Durably, *, forward_headers: Sequence[str] = ()) -> DashboardPages:
@@ -56,6 +69,8 @@ def build_pages(durably: Durably, *, forward_headers: Sequence[str] = ()) -> Das
     row_actions = use_run_actions(client, forward_headers=headers)
     run_view = use_job_run(client, max_logs=500, forward_headers=headers)
     detail_actions = use_run_actions(client, forward_headers=headers)
+    signals = use_signal(client, forward_headers=headers)
+    schedules = use_schedules(client, forward_headers=headers)
     job_states = {
         key: use_job(client.jobs[key], auto_resume=False, follow_latest=False, forward_headers=headers) for key in jobs
     }
@@ -72,6 +87,7 @@ def build_pages(durably: Durably, *, forward_headers: Sequence[str] = ()) -> Das
             rx.hstack(
                 rx.link("Runs", href="/", weight="medium", id="nav-runs"),
                 rx.link("Jobs", href="/jobs", weight="medium", id="nav-jobs"),
+                rx.link("Schedules", href="/schedules", weight="medium", id="nav-schedules"),
                 spacing="5",
             ),
             rx.spacer(),
@@ -111,8 +127,11 @@ def build_pages(durably: Durably, *, forward_headers: Sequence[str] = ()) -> Das
         route_run_id = rx.State.run_id  # type: ignore[attr-defined]
         return layout(
             rx.link(rx.hstack(rx.icon("arrow-left", size=14), rx.text("All runs"), align="center"), href="/", size="2"),
-            run_detail(run_view, detail_actions, run_id=route_run_id, on_deleted=rx.redirect("/")),
+            run_detail(run_view, detail_actions, run_id=route_run_id, on_deleted=rx.redirect("/"), signals=signals),
         )
+
+    def schedules_page() -> rx.Component:
+        return layout(*schedules_content(schedules, run_href="/runs/"))
 
     def jobs_page() -> rx.Component:
         return layout(
@@ -159,7 +178,14 @@ def build_pages(durably: Durably, *, forward_headers: Sequence[str] = ()) -> Das
         """The card's last run: its progress while it runs; once it has ended, how it ended."""
         outcome = rx.match(
             job.status,
-            ("pending", rx.text("Waiting for a worker…", size="1", color_scheme="gray")),
+            (
+                "pending",
+                rx.cond(
+                    job.run.to(dict)["waiting_for"],
+                    waiting_note(job.run.to(dict)["waiting_for"], color_scheme="gray"),
+                    rx.text("Waiting for a worker…", size="1", color_scheme="gray"),
+                ),
+            ),
             ("failed", rx.text(job.error_line, size="1", color_scheme="red", class_name="durably-job-error")),
             ("completed", rx.text("Completed in " + job.duration_text, size="1", color_scheme="gray")),
             ("cancelled", rx.text(job.stop_summary, size="1", color_scheme="gray")),
@@ -178,4 +204,4 @@ def build_pages(durably: Durably, *, forward_headers: Sequence[str] = ()) -> Das
             data_status=job.status.to(str),
         )
 
-    return DashboardPages(runs=runs_page, run=run_page, jobs=jobs_page)
+    return DashboardPages(runs=runs_page, run=run_page, jobs=jobs_page, schedules=schedules_page)

@@ -48,6 +48,7 @@ _REFRESH_ON = frozenset(
         "run:cancel",
         "run:retry",
         "run:delete",
+        "run:wait",  # back to pending, waiting for a time or a signal
         "step:start",
         "step:fail",
         "stream:gap",  # the stream is back after a reconnect that could not resume: events were missed
@@ -323,7 +324,7 @@ async def _name_stopped_steps(state: Any) -> None:
 def _where_stopped(steps: list[Step]) -> str:
     """The step a stopped run stopped at, "after <the last step>" when all it began completed, ""
     when it began none."""
-    rows = [{"name": step.name, "status": step.status} for step in steps]
+    rows = [{"index": step.index, "name": step.name, "status": step.status} for step in steps]
     at = stopped_step(rows)
     if at is not None:
         return str(at["name"])

@@ -95,9 +95,9 @@ def test_a_failed_run_retried_from_its_page_completes_without_running_done_steps
     expect(page.locator(".durably-run-output")).to_contain_text("https://reports.example.com/")
 
     steps = page.locator(".durably-step")
-    expect(steps).to_have_count(3)
-    names = [steps.nth(i).locator(".rt-Text").first.inner_text() for i in range(3)]
-    assert names == ["fetch-figures", "render", "publish"], names
+    expect(steps).to_have_count(4)  # render's failed attempt stays on the timeline beside the one that completed
+    names = [steps.nth(i).locator(".rt-Text").first.inner_text() for i in range(4)]
+    assert names == ["fetch-figures", "render", "render", "publish"], names
     expect(page.locator(".durably-step[data-status='completed']")).to_have_count(3)
     # fetch-figures kept its first (only) execution: same step record, same times.
     fetched_after = {step["name"]: step for step in api_get(dashboard, f"/steps?runId={run_id}")}["fetch-figures"]
