@@ -302,3 +302,26 @@ async def test_the_new_routes_refuse_callers_authenticate_refuses(serve: Serve, 
     assert_error(await server.client.request(method, path, **options), 401)
     assert [item.paused for item in await server.durably.get_schedules()] == [False]
 
+
+
+# -- GET /openapi.json -----------------------------------------------------------------------------
+async def test_the_document_declares_signals_schedules_and_timing(serve: Serve) -> None:
+    doc = assert_json(await (await serve(jobs=WAIT_JOBS, start_worker=False)).client.get("/openapi.json"), 200)
+    schemas = doc["components"]["schemas"]
+    signal = doc["paths"]["/signal"]["post"]
+    assert {"200", "400", "403", "404", "409", "413", "415"} <= set(signal["responses"])
+    assert signal["requestBody"]["content"]["application/json"]["schema"]["required"] == ["runId", "name"]
+    create = doc["paths"]["/schedules"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert create["discriminator"]["propertyName"] == "jobName"
+    script = schemas[create["discriminator"]["mapping"]["script"].rsplit("/", 1)[1]]
+    assert script["required"] == ["jobName", "cron"] and script["properties"]["catchUp"]["enum"] == ["once", "skip"]
+    assert script["properties"]["input"] == {"$ref": "#/components/schemas/Input.script"}  # shared with /trigger
+    trigger = schemas["Trigger.script"]["properties"]
+    assert trigger["runAt"]["format"] == "date-time" and trigger["priority"]["maximum"] == 1_000_000
+    assert set(schemas["Schedule"]["properties"]) >= {"name", "jobName", "cron", "nextFireAt", "lastRunId", "paused"}
+    assert set(schemas["WaitingFor"]["properties"]) == {"kind", "name", "until", "attempt"}
+    for path in ("/schedules/pause", "/schedules/resume"):
+        assert doc["paths"][path]["post"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Schedule"
+        }
+    assert "run:wait" in doc["paths"]["/subscribe"]["get"]["description"]
