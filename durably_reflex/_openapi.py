@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import _params
-from ._engine import MAX_DELAY_SECONDS, MAX_PRIORITY
+from . import _params, _run_filter
+from ._bulk import MAX_BATCH, MAX_RUN_IDS
+from ._engine import BULK_BATCH, MAX_DELAY_SECONDS, MAX_PRIORITY
 from ._events import EVENT_TYPES
 from ._jobs import JobDefinition
-from ._records import LogEntry, Run, RunStats, RunStatus, Schedule, Step
+from ._records import Attempt, BulkResult, LogEntry, Run, RunStats, RunStatus, Schedule, Step
 from ._schedules import CATCH_UP_POLICIES
+from ._search import MAX_LABELS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _SUCCESS = {"type": "object", "properties": {"success": {"const": True}}, "required": ["success"]}
@@ -62,7 +64,7 @@ _ERROR_STACK = (
     "(`create_durably_handler(expose_error_stack=...)`, off by default)"
 )
 # The run routes `/trigger`'s answer links to, by operation id.
-_RUN_LINKS = ("getRun", "getSteps", "getLogs", "subscribeRun", "retryRun", "cancelRun", "deleteRun")
+_RUN_LINKS = ("getRun", "getSteps", "getLogs", "getAttempts", "subscribeRun", "retryRun", "cancelRun", "deleteRun")
 _SCHEDULE_NAME = {
     "name": "name",
     "in": "query",
@@ -102,6 +104,119 @@ _SIGNAL_BODY = {
         },
     },
     "required": ["runId", "name"],
+}
+_STATUSES = {"enum": [status.value for status in RunStatus]}
+_NAME = {**_TEXT, "minLength": 1}
+_MOMENT = {"type": "string", "format": "date-time", "maxLength": _params.MAX_TIME_LENGTH}
+_LABEL_KEY = f"^{_run_filter.LABEL_KEY_PATTERN}$"
+_FIELD_PATH = f"^{_run_filter.FIELD_PATH_PATTERN}$"
+_LABELS = {
+    "type": "object",
+    "propertyNames": {"pattern": _LABEL_KEY},
+    "additionalProperties": _TEXT,
+    "maxProperties": MAX_LABELS,
+    "description": "Labels kept with the run and searchable (`label.<key>=<value>` on /runs)",
+}
+# The `label.<key>` and `input.<path>` query parameters: an object whose properties are parameters.
+_LABEL_FILTER: dict[str, Any] = {
+    "name": "label",
+    "in": "query",
+    "style": "form",
+    "explode": True,
+    "description": "`label.<key>=<value>`: only runs with these labels (every one given must match)",
+    "schema": {
+        "type": "object",
+        "patternProperties": {f"^label\\.{_run_filter.LABEL_KEY_PATTERN}$": _TEXT},
+        "additionalProperties": False,
+        "maxProperties": MAX_LABELS,
+    },
+}
+_INPUT_FILTER: dict[str, Any] = {
+    "name": "input",
+    "in": "query",
+    "style": "form",
+    "explode": True,
+    "description": "`input.<field>=<value>` (a dotted path for nested fields): only runs whose input has "
+    "this value there, compared as text (`42` matches 42, `true` matches true). Read on the runs the other "
+    "filters leave, so pair it with jobName or a time range on large databases",
+    "schema": {
+        "type": "object",
+        "patternProperties": {f"^input\\.{_run_filter.FIELD_PATH_PATTERN}$": _TEXT},
+        "additionalProperties": False,
+        "maxProperties": _run_filter.MAX_INPUT_FILTERS,
+    },
+}
+_SEARCH_PARAMS: list[dict[str, Any]] = [
+    _LABEL_FILTER,
+    {
+        "name": "idPrefix",
+        "in": "query",
+        "schema": {**_TEXT, "maxLength": _run_filter.MAX_ID_PREFIX},
+        "description": "Only runs whose id starts so",
+    },
+    {"name": "createdAfter", "in": "query", "schema": _MOMENT, "description": "Only runs created at or after"},
+    {"name": "createdBefore", "in": "query", "schema": _MOMENT, "description": "Only runs created before"},
+    _INPUT_FILTER,
+    {"name": "replayOf", "in": "query", "schema": _TEXT, "description": "Only the replays of this run"},
+]
+_ONE_OR_MORE = lambda item: {"anyOf": [item, {"type": "array", "items": item, "maxItems": _params.MAX_FILTER_VALUES}]}  # noqa: E731
+_RUN_FILTER = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "The runs `GET /runs` would list with these filters (`{}`: every run the caller may see)",
+    "properties": {
+        "jobName": _ONE_OR_MORE(_NAME),
+        "status": _ONE_OR_MORE(_STATUSES),
+        "labels": _LABELS,
+        "idPrefix": {**_TEXT, "maxLength": _run_filter.MAX_ID_PREFIX},
+        "createdAfter": _MOMENT,
+        "createdBefore": _MOMENT,
+        "input": {
+            "type": "object",
+            "propertyNames": {"pattern": _FIELD_PATH},
+            "additionalProperties": {"anyOf": [_TEXT, {"type": ["number", "boolean"]}]},
+            "maxProperties": _run_filter.MAX_INPUT_FILTERS,
+        },
+        "replayOf": _TEXT,
+    },
+}
+_BULK_BODY = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "runIds": {"type": "array", "items": _NAME, "maxItems": MAX_RUN_IDS},
+        "filter": _RUN_FILTER,
+        "batchSize": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_BATCH,
+            "default": BULK_BATCH,
+            "description": "Runs per transaction (and per progress frame)",
+        },
+    },
+    "oneOf": [{"required": ["runIds"]}, {"required": ["filter"]}],
+}
+_BULK = (
+    "Works through the runs in batches of `batchSize`, one transaction each, as a task of its own: a caller "
+    "that leaves stops following the action, never the action. With `Accept: text/event-stream` the answer "
+    "streams `bulk:progress` frames (`action`, and `matched`, `changed`, `skipped` so far) after each batch, "
+    "keep-alive comments meanwhile, and ends with `bulk:done` (the totals) or `bulk:error` (the totals so far, "
+    "and the `status`, `error` and `code` an answer would have had); otherwise it answers the totals as JSON "
+    "when done. Runs whose status does not allow the action are skipped; so are ids of runs that do not exist "
+    "or that the caller may not see. A filter is kept to the caller's scope and visible jobs, and to the runs "
+    "`can_access_run` admits."
+)
+_REPLAY_BODY = {
+    "type": "object",
+    "properties": {
+        "runId": _NAME,
+        "fromStep": {
+            **_NAME,
+            "description": "Copy the completed steps before the first step of this name, run it and the rest anew "
+            "(absent: run everything again)",
+        },
+    },
+    "required": ["runId"],
 }
 _WAITS = (
     "Beyond Durably 0.7's events: `run:wait` (`waitingFor`: the run waits for a delay, a sleep, a signal or "
@@ -180,21 +295,21 @@ def openapi_document(base: str, jobs: Iterable[JobDefinition] = ()) -> dict[str,
             model.__name__: model.model_json_schema(
                 by_alias=True, mode="validation", ref_template="#/components/schemas/{model}"
             )
-            for model in (Run, Step, LogEntry, RunStats, Schedule)
+            for model in (Run, Step, LogEntry, RunStats, Schedule, Attempt, BulkResult)
         },
     }
     for schema in list(schemas.values()):
         schemas.update(schema.pop("$defs", {}))
-    for record in ("Run", "Step"):
+    for record in ("Run", "Step", "Attempt"):
         schemas[record]["properties"]["errorStack"]["description"] = _ERROR_STACK
     inputs = _job_inputs(list(jobs), schemas)
     trigger_body = _choice_per_job("Trigger", inputs, _trigger_properties, schemas)
     schedule_body = _choice_per_job("Schedule", inputs, _schedule_properties, schemas, required=("jobName", "cron"))
     array = lambda name: {"type": "array", "items": _ref(name)}  # noqa: E731
-    statuses = {"enum": [status.value for status in RunStatus]}
     list_params = [
         _repeated("jobName", _TEXT, "Only runs of these jobs"),
-        _repeated("status", statuses, "Only runs in these statuses"),
+        _repeated("status", _STATUSES, "Only runs in these statuses"),
+        *_SEARCH_PARAMS,
         _bounded(_params.LIMIT),
         _bounded(_params.OFFSET),
     ]
@@ -213,12 +328,46 @@ def openapi_document(base: str, jobs: Iterable[JobDefinition] = ()) -> dict[str,
         }
         for operation_id in _RUN_LINKS
     }
-    run_id_answer = {"type": "object", "properties": {"runId": {"type": "string"}}, "required": ["runId"]}
+    run_id_answer = {
+        "type": "object",
+        "properties": {
+            "runId": {"type": "string"},
+            "disposition": {
+                "enum": ["created", "idempotent", "coalesced"],
+                "description": "A new run, the run of the same idempotency key, or the pending run of the same "
+                'concurrency key (`coalesce: "skip"`)',
+            },
+        },
+        "required": ["runId", "disposition"],
+    }
+    bulk_answer = {
+        "description": "The totals (JSON), or the action's progress (Server-Sent Events, asked by Accept)",
+        "content": {
+            "application/json": {"schema": _ref("BulkResult")},
+            "text/event-stream": {"schema": {"type": "string"}},
+        },
+    }
+    bulk = {
+        f"/bulk/{action}": {
+            "post": _operation(
+                f"bulk{action.capitalize()}",
+                summary,
+                {"200": bulk_answer, **_errors(400, 413, 415)},
+                body=_BULK_BODY,
+                description=_BULK,
+            )
+        }
+        for action, summary in (
+            ("retry", "Retry the failed and cancelled runs among those named (by ids or a filter)"),
+            ("cancel", "Cancel the pending and running runs among those named (by ids or a filter)"),
+            ("delete", "Delete the finished runs among those named (by ids or a filter)"),
+        )
+    }
     paths = {
         "/trigger": {
             "post": _operation(
                 "trigger",
-                "Create a run (or find the run of the same idempotency key)",
+                "Create a run (or find the run of the same idempotency key, or join a pending one)",
                 {"200": {**_json(run_id_answer), "links": links}, **_errors(400, 403, 404, 413, 415)},
                 body=trigger_body,
             )
@@ -291,6 +440,26 @@ def openapi_document(base: str, jobs: Iterable[JobDefinition] = ()) -> dict[str,
                 },
             )
         },
+        "/attempts": {
+            "get": _operation(
+                "getAttempts",
+                "A run's earlier attempts (how each ended before a retry), first first",
+                {"200": _json(array("Attempt")), **_errors(400, 404)},
+                [_RUN_ID],
+            )
+        },
+        "/replay": {
+            "post": _operation(
+                "replayRun",
+                "A new run of the same job, input and labels, from a step: the steps before it copied",
+                {"200": _json(_ref("Run")), **_errors(400, 403, 404, 413, 415)},
+                body=_REPLAY_BODY,
+                description="The new run's `replayOf` names the source; `GET /runs?replayOf=` lists a run's "
+                "replays. A trigger: 403 when the server's can_trigger refuses (and, for now, for a caller with a "
+                "scope). 400 for a step the run does not have.",
+            )
+        },
+        **bulk,
         "/retry": {
             "post": _operation(
                 "retryRun",
@@ -369,9 +538,11 @@ def openapi_document(base: str, jobs: Iterable[JobDefinition] = ()) -> dict[str,
                 [
                     {"name": "jobName", "in": "query", "schema": _TEXT},
                     _repeated("type", {"enum": list(EVENT_TYPES)}, "Only these event types"),
+                    _LABEL_FILTER,
                     _LAST_EVENT_ID,
                 ],
-                description=f"Each event reduced to what a list needs. {_WAITS}",
+                description="Each event reduced to what a list needs. Labels and access are judged once per run, "
+                f"at its first event on the stream. {_WAITS}",
             )
         },
     }
@@ -422,6 +593,12 @@ def _trigger_properties(job_name: str, job_input: _JobInput) -> dict[str, Any]:
         "idempotencyKey": _TEXT,
         "concurrencyKey": _TEXT,
         **_TIMING,
+        "labels": _LABELS,
+        "coalesce": {
+            "const": "skip",
+            "description": "With concurrencyKey: join the pending run of this job and key, if any, instead of "
+            "creating one (the answer's disposition says `coalesced`)",
+        },
     }
 
 

@@ -12,6 +12,7 @@ in other processes (through the event log). Browsers of other origins may call i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
@@ -20,7 +21,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from starlette.applications import Starlette
@@ -31,6 +32,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import _params
+from ._bulk import BulkAction, BulkRequest, BulkRun, run_bulk
 from ._cors import cors_middleware
 from ._engine import MAX_KEY_LENGTH, Durably
 from ._errors import (
@@ -60,8 +62,9 @@ from ._events import (
 from ._feed import FeedItem, FeedSubscription
 from ._jobs import JobDefinition
 from ._openapi import openapi_document
-from ._records import Run, RunStatus, Schedule, Step
+from ._records import Attempt, BulkResult, Run, RunStatus, Schedule, Step
 from ._replay import ReplayGuard, failed_step_name, replay_events
+from ._run_filter import RunFilter, labels_from_query
 from ._sse import KEEP_ALIVE, EventStreamResponse, frame
 
 logger = logging.getLogger("durably_reflex")
@@ -182,6 +185,11 @@ def create_durably_handler(
         Route(f"{base}/retry", api.retry, methods=["POST"]),
         Route(f"{base}/cancel", api.cancel, methods=["POST"]),
         Route(f"{base}/signal", api.signal, methods=["POST"]),
+        Route(f"{base}/replay", api.replay, methods=["POST"]),
+        Route(f"{base}/attempts", api.attempts, methods=["GET"]),
+        Route(f"{base}/bulk/retry", api.bulk_retry, methods=["POST"]),
+        Route(f"{base}/bulk/cancel", api.bulk_cancel, methods=["POST"]),
+        Route(f"{base}/bulk/delete", api.bulk_delete, methods=["POST"]),
         Route(f"{base}/schedules", api.schedules, methods=["GET"]),
         Route(f"{base}/schedules", api.create_schedule, methods=["POST"]),
         Route(f"{base}/schedules", api.delete_schedule, methods=["DELETE"]),
@@ -220,30 +228,59 @@ def _endpoint(handler: Callable[..., Awaitable[Answer]]) -> Callable[..., Awaita
         try:
             await self.durably.migrate()
             return await handler(self, request)
-        except ApiError as error:
-            return _error(error.status, str(error), error.details, code=error.code)
-        except HTTPException as error:  # raised on purpose, by an auth hook say
-            return _error(error.status_code, str(error.detail), headers=error.headers)
-        except StorageUnavailableError as error:
-            logger.warning("durably API: %s %s: %s", request.method, request.url.path, error)
-            retry_after = str(max(1, math.ceil(error.retry_after)))
-            return _error(503, str(error), code=error.code, headers={"Retry-After": retry_after})
-        except SchemaVersionError as error:  # the deployment's mistake (an old server on a new database)
-            logger.error("durably API: %s", error)
-            return _error(503, str(error), code=error.code, headers={"Retry-After": str(SCHEMA_RETRY_AFTER)})
-        except InvalidInputError as error:
-            return _error(400, str(error), _jsonable(error.errors), code=error.code)
-        except NotFoundError as error:
-            return _error(404, str(error), code=error.code)
-        except ConflictError as error:
-            return _error(409, str(error), code=error.code)
-        except DurablyError as error:  # InvalidArgumentError and the rest: the caller asked amiss
-            return _error(400, str(error), code=error.code)
-        except Exception:
-            logger.exception("durably API: %s %s failed", request.method, request.url.path)
-            return _error(500, "Internal server error")
+        except Exception as error:
+            failure = _failure(error, f"{request.method} {request.url.path}")
+            return _error(failure.status, failure.message, failure.details, code=failure.code, headers=failure.headers)
 
     return wrapped
+
+
+@dataclass(frozen=True)
+class _Failure:
+    status: int
+    message: str
+    code: str
+    details: list[dict[str, Any]] | None = None
+    headers: Mapping[str, str] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """What a stream's error frame says (see `_bulk`): the answer's status and body."""
+        return {
+            "status": self.status,
+            "error": self.message,
+            "code": self.code,
+            **({"details": self.details} if self.details else {}),
+        }
+
+
+def _failure(error: BaseException, where: str) -> _Failure:
+    """How a request (`where`, for the log) that raised `error` is answered: ours by kind, anything
+    unexpected as a logged 500 without its trace."""
+    if isinstance(error, ApiError):
+        return _Failure(error.status, str(error), error.code, error.details)
+    if isinstance(error, HTTPException):  # raised on purpose, by an auth hook say
+        return _Failure(
+            error.status_code, str(error.detail), HTTP_CODES.get(error.status_code, "HTTP_ERROR"), headers=error.headers
+        )
+    if isinstance(error, StorageUnavailableError):
+        logger.warning("durably API: %s: %s", where, error)
+        retry_after = str(max(1, math.ceil(error.retry_after)))
+        return _Failure(503, str(error), error.code, headers={"Retry-After": retry_after})
+    if isinstance(error, SchemaVersionError):  # the deployment's mistake (an old server on a new database)
+        logger.error("durably API: %s", error)
+        return _Failure(503, str(error), error.code, headers={"Retry-After": str(SCHEMA_RETRY_AFTER)})
+    if isinstance(error, InvalidInputError):
+        return _Failure(400, str(error), error.code, _jsonable(error.errors))
+    if isinstance(error, NotFoundError):
+        return _Failure(404, str(error), error.code)
+    if isinstance(error, ConflictError):
+        return _Failure(409, str(error), error.code)
+    if isinstance(error, DurablyError):  # InvalidArgumentError and the rest: the caller asked amiss
+        return _Failure(400, str(error), error.code)
+    if isinstance(error, asyncio.CancelledError):  # a task of the request's, stopped by the server's shutdown
+        return _Failure(503, "The server stopped before this ended", HTTP_CODES[503])
+    logger.error("durably API: %s failed", where, exc_info=error)
+    return _Failure(500, "Internal server error", HTTP_CODES[500])
 
 
 def _error(
@@ -284,6 +321,7 @@ class _Api:
         self._keepalive = keepalive_interval
         self._auth = auth
         self._expose_error_stack = expose_error_stack
+        self._bulk_runs: set[Any] = set()  # bulk actions in progress (see `_bulk`)
 
     # -- commands ---------------------------------------------------------------------------------
     @_endpoint
@@ -304,6 +342,13 @@ class _Api:
                 raise ApiError(400, f"{field} must be a string")
             keys[argument] = None if value is None else _params.text(field, value)
         timing = _params.run_timing(body)
+        labels, coalesce = body.get("labels"), body.get("coalesce")
+        if labels is not None and not isinstance(labels, dict):
+            raise InvalidArgumentError("labels must be a JSON object of strings")
+        if coalesce not in (None, "skip"):
+            raise InvalidArgumentError('coalesce must be "skip" (or absent)')
+        if coalesce and keys["concurrency_key"] is None:
+            raise InvalidArgumentError('coalesce "skip" needs a concurrencyKey: the pending run of that key is joined')
         run_input = body.get("input")
         await self._check_can_trigger(caller, job_name, run_input)
         run = await self.durably.trigger(
@@ -314,8 +359,10 @@ class _Api:
             priority=timing.priority,
             delay=timing.delay,
             run_at=timing.run_at,
+            labels=labels,
+            coalesce=coalesce,
         )
-        return JSONResponse({"runId": run.id})
+        return JSONResponse({"runId": run.id, "disposition": run.disposition})
 
     @_endpoint
     async def retry(self, request: Request) -> Response:
@@ -353,6 +400,72 @@ class _Api:
             raise ApiError(403, f'Not allowed to send the signal "{name}" to run {run_id}')
         await self.durably.signal(run.id, name, payload)
         return JSONResponse(SUCCESS)
+
+    @_endpoint
+    async def replay(self, request: Request) -> Response:
+        """`{"runId", "fromStep"?}`: a new run of the same job, input and labels whose steps before
+        `fromStep` are copied from this run and the rest run anew (`durably.replay`); a trigger, so
+        `can_trigger` is asked. Answers the new run."""
+        caller = await self._caller(request)
+        body = await self._json_body(request)
+        run_id = _params.body_text(body, "runId", required=True)
+        from_step = _params.body_text(body, "fromStep")
+        assert run_id is not None
+        run = await self._readable_run(caller, run_id)
+        if await self._scope(caller) is not None:
+            # The engine's replay does not carry the source's scope yet: the new run would be no tenant's.
+            raise ApiError(403, "Replaying is not available to a caller with a scope")
+        await self._check_can_trigger(caller, run.job_name, run.input)
+        replayed = await self.durably.replay(run.id, from_step=from_step)
+        return JSONResponse(_wire(replayed, await self._shows_stack(caller)))
+
+    @_endpoint
+    async def attempts(self, request: Request) -> Response:
+        """A run's earlier attempts, first first: how each ended before a retry."""
+        run_id = _run_id(request)
+        caller = await self._caller(request)
+        run = await self._readable_run(caller, run_id)
+        stack = await self._shows_stack(caller)
+        return JSONResponse([_wire(attempt, stack) for attempt in await self.durably.get_attempts(run.id)])
+
+    # -- bulk actions ----------------------------------------------------------------------------
+    @_endpoint
+    async def bulk_retry(self, request: Request) -> Answer:
+        return await self._bulk(request, "retry")
+
+    @_endpoint
+    async def bulk_cancel(self, request: Request) -> Answer:
+        return await self._bulk(request, "cancel")
+
+    @_endpoint
+    async def bulk_delete(self, request: Request) -> Answer:
+        return await self._bulk(request, "delete")
+
+    async def _bulk(self, request: Request, action: BulkAction) -> Answer:
+        """`{"runIds": [...]}` or `{"filter": {...}}` (and `batchSize`), worked through in batches
+        by a task of its own (see `_bulk`): streamed progress for `Accept: text/event-stream`,
+        else the final counts."""
+        caller = await self._caller(request)
+        bulk = BulkRequest.from_json(await self._json_body(request))
+        scope = await self._scope(caller)
+        visible = await self._visible_jobs(caller)
+        can_access_run = None if self._auth is None else self._auth.can_access_run
+        if bulk.filter is not None:  # jobs the caller may not see are left out of the query itself
+            kept = bulk.filter.within_jobs(visible)
+            # None: the filter can match no run the caller may see, so the action is one on no ids.
+            bulk = replace(bulk, filter=kept) if kept is not None else BulkRequest((), None, bulk.batch_size)
+            judge = None if can_access_run is None else _run_judge(caller, None, can_access_run)
+        else:
+            judge = None if visible is None and can_access_run is None else _run_judge(caller, visible, can_access_run)
+
+        async def work(progress: Callable[[BulkResult], None]) -> BulkResult:
+            return await run_bulk(self.durably, action, bulk, scope=scope, judge=judge, on_progress=progress)
+
+        running = BulkRun(action, work, self._bulk_runs)
+        if "text/event-stream" not in request.headers.get("accept", ""):
+            return JSONResponse((await running.result()).to_wire())
+        where = f"{request.method} {request.url.path}"
+        return EventStreamResponse(running.frames(self._keepalive, lambda error: _failure(error, where).to_wire()))
 
     # -- schedules --------------------------------------------------------------------------------
     @_endpoint
@@ -437,26 +550,17 @@ class _Api:
     # -- queries ----------------------------------------------------------------------------------
     @_endpoint
     async def runs(self, request: Request) -> Response:
+        """Runs newest first, filtered by job, status, labels, id prefix, creation time, fields of
+        the input and the run they replay (see `_run_filter`)."""
         caller = await self._caller(request)
         params = request.query_params
-        job_names = _params.text_values("jobName", params.getlist("jobName"))
-        statuses = _params.text_values("status", params.getlist("status"))
-        for status in statuses:
-            if status not in RunStatus.__members__.values():
-                raise InvalidArgumentError(f"Unknown status {status!r}: expected one of {', '.join(RunStatus)}")
-        visible = await self._visible_jobs(caller)
-        if visible is not None:
-            job_names = [name for name in job_names if name in visible] if job_names else sorted(visible)
-            if not job_names:
-                return JSONResponse([])
+        run_filter = RunFilter.from_query(params).within_jobs(await self._visible_jobs(caller))
         limit = _params.LIMIT.read(params)
         offset = _params.OFFSET.read(params)
+        if run_filter is None:
+            return JSONResponse([])
         runs = await self.durably.get_runs(
-            job_name=job_names or None,
-            status=statuses or None,
-            limit=limit,
-            offset=offset,
-            scope=await self._scope(caller),
+            **run_filter.arguments(), limit=limit, offset=offset, scope=await self._scope(caller)
         )
         if self._auth is not None and self._auth.can_access_run is not None:
             # Filtered after the page is read: a page may come back short (use visible_jobs to scope
@@ -599,44 +703,52 @@ class _Api:
 
     @_endpoint
     async def subscribe_runs(self, request: Request) -> Answer:
-        """Reduced notifications of every run (or one job's): a signal to refresh lists. `type`
-        (repeatable) keeps only those event types: a page that only switches to new runs need not
-        be sent every progress update."""
+        """Reduced notifications of every run (or one job's, or those with the labels asked for,
+        `label.<key>=<value>`): a signal to refresh lists. `type` (repeatable) keeps only those
+        event types: a page that only switches to new runs need not be sent every progress update.
+
+        Whether the caller may see a run (its scope, `can_access_run`) and whether the run carries
+        the labels is judged once per run, by reading it at its first event on this stream. A run
+        deleted before that cannot be read: its `run:delete` is still sent when only labels filter
+        (news of a run a list does not show is harmless), never when access rules apply."""
         caller = await self._caller(request)
         job_name = _single_text(request, "jobName")
         types = _event_types(request.query_params.getlist("type"))
+        labels = labels_from_query(request.query_params)
         visible = await self._visible_jobs(caller)
-        subscription = await self.durably.feed.subscribe(after=_last_event_id(request))
+        scope = await self._scope(caller)
+        can_access_run = None if self._auth is None else self._auth.can_access_run
+        guarded = scope is not None or can_access_run is not None
+        decided: dict[str, bool] = {}
 
-        def render(item: FeedItem) -> bytes | None:
+        async def judge(item: FeedItem) -> bool:
+            run = await self.durably.get_run(item.run_id, scope=scope)
+            if run is None:
+                return not guarded and item.type == RUN_DELETE
+            if any(run.labels.get(key) != value for key, value in labels.items()):
+                return False
+            return can_access_run is None or bool(await _call(can_access_run, caller, run))
+
+        async def admit(item: FeedItem) -> bool:
             if (job_name is not None and item.job_name != job_name) or (
                 visible is not None and item.job_name not in visible
             ):
-                return None
+                return False
             if types is not None and item.type not in types:
-                return None
-            return _reduced_frame(item)
+                return False
+            if not (guarded or labels):
+                return True
+            if item.run_id not in decided:
+                if len(decided) > 10_000:
+                    decided.clear()
+                decided[item.run_id] = await judge(item)
+            return decided[item.run_id]
 
-        scope = await self._scope(caller)
-        can_access_run = None if self._auth is None else self._auth.can_access_run
-        admit = None
-        if scope is not None or can_access_run is not None:
-            decided: dict[str, bool] = {}
-
-            async def admit(item: FeedItem) -> bool:
-                """Whether the caller may see this run's events: judged once per run, by reading it."""
-                if item.run_id not in decided:
-                    if len(decided) > 10_000:
-                        decided.clear()
-                    run = await self.durably.get_run(item.run_id, scope=scope)
-                    decided[item.run_id] = run is not None and (
-                        can_access_run is None or bool(await _call(can_access_run, caller, run))
-                    )
-                return decided[item.run_id]
+        subscription = await self.durably.feed.subscribe(after=_last_event_id(request))
 
         async def frames() -> AsyncIterator[bytes]:
             try:
-                async for chunk in self._stream(subscription, render, end_on=frozenset(), admit=admit):
+                async for chunk in self._stream(subscription, _reduced_frame, end_on=frozenset(), admit=admit):
                     yield chunk
             finally:
                 subscription.close()
@@ -800,7 +912,20 @@ def reduce_event(event: Event) -> dict[str, Any]:
     return reduced
 
 
-def _wire(record: Run | Step, stack: bool) -> dict[str, Any]:
+def _run_judge(
+    caller: Any, visible: set[str] | None, can_access_run: Callable[[Any, Run], Any] | None
+) -> Callable[[Run], Awaitable[bool]]:
+    """Whether the caller may act on a run: its job visible, and `can_access_run` agreeing."""
+
+    async def judge(run: Run) -> bool:
+        if visible is not None and run.job_name not in visible:
+            return False
+        return can_access_run is None or bool(await _call(can_access_run, caller, run))
+
+    return judge
+
+
+def _wire(record: Run | Step | Attempt, stack: bool) -> dict[str, Any]:
     """The record's wire form; its `errorStack` null unless the caller may see tracebacks."""
     wire = record.to_wire()
     if not stack:

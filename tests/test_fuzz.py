@@ -54,6 +54,8 @@ CHECKS = [
     response_schema_conformance,
 ]
 STREAMS = {"subscribeRun", "subscribeRuns"}
+# Last, in this order: each can take away the runs the operations after it act on.
+DESTRUCTIVE = ("bulkRetry", "bulkCancel", "bulkDelete", "deleteRun")
 MAX_ROUNDS = 10
 
 
@@ -169,8 +171,10 @@ def fuzz_operation(
     def run(case: Any, run_id: str | None) -> None:
         if run_id is not None and isinstance(case.query, dict) and "runId" in case.query:
             case.query["runId"] = run_id
-        if run_id is not None and isinstance(case.body, dict) and "runId" in case.body:  # POST /signal
+        if run_id is not None and isinstance(case.body, dict) and "runId" in case.body:  # POST /signal, /replay
             case.body["runId"] = run_id
+        if run_id is not None and isinstance(case.body, dict) and isinstance(case.body.get("runIds"), list):
+            case.body["runIds"] = [run_id, *case.body["runIds"]]  # bulk actions: one that exists among the rest
         if case.operation.definition.raw.get("operationId") in STREAMS:  # read no further than the headers
             response = session.request(**case.as_transport_kwargs(base_url=base_url), stream=True, timeout=WAIT)
             streaming = response.status_code == 200
@@ -206,7 +210,7 @@ def seed_runs(base_url: str, session: requests.Session) -> list[str]:
         {"jobName": "flaky", "input": {"fail": True}},
         {"jobName": "anything.v2", "input": [1, 2]},
         {"jobName": "flaky", "input": {"fail": False}},
-        {"jobName": "approval"},  # waits for its signal (the fuzzer may send it)
+        {"jobName": "approval", "labels": {"team": "ops"}},  # waits for its signal (the fuzzer may send it)
     ]
     run_ids = [session.post(f"{base_url}/trigger", json=body, timeout=WAIT).json()["runId"] for body in bodies]
     deadline = time.monotonic() + WAIT
@@ -226,7 +230,13 @@ def test_a_schema_driven_fuzz_finds_no_server_error_and_no_answer_outside_the_sc
     with ThreadServer(db_url) as server, requests.Session() as session:
         schema = schemathesis.openapi.from_url(f"{server.base_url}/openapi.json")
         operations = [result.ok() for result in schema.get_all_operations()]
-        operations.sort(key=lambda operation: operation.definition.raw["operationId"] == "deleteRun")  # last
+        operations.sort(
+            key=lambda operation: (
+                DESTRUCTIVE.index(operation_id)
+                if (operation_id := operation.definition.raw["operationId"]) in DESTRUCTIVE
+                else -1
+            )
+        )
         modes = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
         examples = max(1, REQUESTS // (len(operations) * len(modes)))
         tally = Tally()

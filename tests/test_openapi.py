@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ def schema_of(doc: dict[str, Any], ref: str) -> dict[str, Any]:
 
 async def test_the_document_is_valid_openapi_3_1(serve: Serve) -> None:
     import openapi_spec_validator as validator
+
     validator.validate(await document(await serve(start_worker=False)))
 
 
@@ -71,7 +73,7 @@ async def test_trigger_links_its_run_id_to_the_run_routes(serve: Serve) -> None:
     links = doc["paths"]["/trigger"]["post"]["responses"]["200"]["links"]
     operation_ids = {op["operationId"] for item in doc["paths"].values() for op in item.values()}
     assert {link["operationId"] for link in links.values()} == {
-        "getRun", "getSteps", "getLogs", "subscribeRun", "retryRun", "cancelRun", "deleteRun"
+        "getRun", "getSteps", "getLogs", "getAttempts", "subscribeRun", "retryRun", "cancelRun", "deleteRun"
     } <= operation_ids  # fmt: skip
     assert all(link["parameters"] == {"runId": "$response.body#/runId"} for link in links.values())
 
@@ -82,3 +84,25 @@ async def test_the_document_types_only_the_jobs_the_caller_may_see(serve: Serve)
     body = doc["paths"]["/trigger"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["discriminator"]["mapping"]) == {"script"}
     assert not any("import" in name for name in doc["components"]["schemas"])
+
+
+async def test_the_search_parameters_and_bulk_bodies_carry_the_servers_rules(serve: Serve) -> None:
+    doc = await document(await serve(start_worker=False))
+    parameters = {parameter["name"]: parameter for parameter in doc["paths"]["/runs"]["get"]["parameters"]}
+    labels = parameters["label"]  # `label.<key>=<value>`: an object whose properties are parameters
+    assert (labels["style"], labels["explode"], labels["schema"]["additionalProperties"]) == ("form", True, False)
+    (pattern,) = labels["schema"]["patternProperties"]
+    assert re.fullmatch(pattern, "label.customer") and not re.fullmatch(pattern, "label.bad key")
+    assert {"idPrefix", "createdAfter", "createdBefore", "input", "replayOf"} <= set(parameters)
+    streamed = doc["paths"]["/runs/subscribe"]["get"]["parameters"]
+    assert "label" in {parameter["name"] for parameter in streamed}
+    for action in ("retry", "cancel", "delete"):
+        operation = doc["paths"][f"/bulk/{action}"]["post"]
+        body = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert body["oneOf"] == [{"required": ["runIds"]}, {"required": ["filter"]}]
+        assert body["properties"]["filter"]["additionalProperties"] is False  # a misspelt filter is refused
+        assert set(operation["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
+    trigger = doc["paths"]["/trigger"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert trigger["required"] == ["runId", "disposition"]
+    assert {"Attempt", "BulkResult"} <= set(doc["components"]["schemas"])
+    assert {"labels", "replayOf"} <= set(doc["components"]["schemas"]["Run"]["properties"])

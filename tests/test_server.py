@@ -95,7 +95,8 @@ async def request(server: LiveServer, method: str, path: str, **options: Any) ->
 # -- POST /trigger ---------------------------------------------------------------------------------
 async def test_trigger_answers_200_with_the_new_run_id(server: LiveServer) -> None:
     body = assert_json(await server.client.post("/trigger", json={"jobName": "import-rows", "input": ROWS}), 200)
-    assert set(body) == {"runId"} and isinstance(body["runId"], str) and body["runId"]
+    assert set(body) == {"runId", "disposition"} and isinstance(body["runId"], str) and body["runId"]
+    assert body["disposition"] == "created"  # beside the contract's runId (tests/test_server_operations.py)
     run = await server.get_run(body["runId"])
     assert run["jobName"] == "import-rows" and run["input"] == ROWS
 
@@ -227,7 +228,7 @@ async def test_a_body_just_under_max_body_bytes_is_accepted(serve: Serve) -> Non
     body = big_body(900)
     assert len(body) <= 1024
     response = await server.client.post("/trigger", content=body, headers={"content-type": "application/json"})
-    assert set(assert_json(response, 200)) == {"runId"}
+    assert set(assert_json(response, 200)) == {"runId", "disposition"}
 
 
 # -- GET /runs -------------------------------------------------------------------------------------
@@ -525,6 +526,8 @@ async def test_openapi_json_is_an_openapi_3_1_document_listing_every_route(serve
         ("/logs", "get"), ("/jobs", "get"), ("/retry", "post"), ("/cancel", "post"), ("/subscribe", "get"),
         ("/runs/subscribe", "get"), ("/stats", "get"), ("/signal", "post"), ("/schedules", "get"),
         ("/schedules", "post"), ("/schedules", "delete"), ("/schedules/pause", "post"), ("/schedules/resume", "post"),
+        ("/replay", "post"), ("/attempts", "get"), ("/bulk/retry", "post"), ("/bulk/cancel", "post"),
+        ("/bulk/delete", "post"),
     }  # fmt: skip
     assert document["servers"] == [{"url": "/api/durably"}]
     schemas = document["components"]["schemas"]
@@ -604,7 +607,7 @@ async def test_can_trigger_false_answers_403(serve: Serve) -> None:
     assert_error(await server.client.post("/trigger", json=body, headers={"x-user": "guest"}), 403, "import-rows")
     assert seen == [("guest", "import-rows", ROWS)]
     assert await server.durably.get_runs() == []
-    assert set(assert_json(await server.client.post("/trigger", json=body, headers={"x-user": "admin"}), 200)) == {"runId"}
+    assert set(assert_json(await server.client.post("/trigger", json=body, headers={"x-user": "admin"}), 200)) == {"runId", "disposition"}
 
 
 async def test_can_access_run_false_answers_404_on_run_and_subscribe(serve: Serve) -> None:
