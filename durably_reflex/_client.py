@@ -61,7 +61,7 @@ from ._errors import (
 )
 from ._jobs import JobDefinition
 from ._node_wire import LEASED, run_from_wire, run_status
-from ._records import LogEntry, Run, RunResult, RunStats, RunStatus, Schedule, Step
+from ._records import Attempt, BulkResult, Disposition, LogEntry, Run, RunResult, RunStats, RunStatus, Schedule, Step
 from ._registry import ByKey
 from ._wire_events import (
     RunCancel,
@@ -84,9 +84,11 @@ RECONNECT_MAX_DELAY = 5.0
 # A durably-reflex server starts a run's stream with its snapshot at once; a server still silent
 # this long after connecting may send none (Node Durably, on a pending run): the run is read instead.
 FIRST_FRAME_WAIT = 1.0
+BULK_IDS_PER_REQUEST = 1_000  # run ids a bulk action sends per request (the server takes up to 10,000)
 
 ConnectionState = Literal["connecting", "open", "reconnecting", "closed"]
 StateListener = Callable[[ConnectionState], None]
+BulkProgress = Callable[[BulkResult], object]  # told a bulk action's totals so far, after each batch
 
 logger = logging.getLogger("durably_reflex._client")
 
@@ -301,6 +303,80 @@ _STEPS = TypeAdapter(list[Step])
 _LOGS = TypeAdapter(list[LogEntry])
 _JOBS = TypeAdapter(list[JobInfo])
 _SCHEDULES = TypeAdapter(list[Schedule])
+_ATTEMPTS = TypeAdapter(list[Attempt])
+
+
+class TriggeredRunId(str):
+    """What `trigger` returns: the run's id (a `str`, as before), and `disposition`: whether the
+    trigger `created` the run, found the run of its idempotency key (`idempotent`) or joined the
+    pending run of its concurrency key (`coalesced`); None from a server that does not say."""
+
+    disposition: Disposition | None
+
+    def __new__(cls, run_id: str, disposition: Disposition | None = None) -> Self:
+        self = super().__new__(cls, run_id)
+        self.disposition = disposition
+        return self
+
+
+# The filters of `get_runs` and the bulk actions, as the engine names them, and their wire names.
+_FILTER_FIELDS = {
+    "job_name": "jobName",
+    "status": "status",
+    "labels": "labels",
+    "id_prefix": "idPrefix",
+    "created_after": "createdAfter",
+    "created_before": "createdBefore",
+    "input_fields": "input",
+    "replay_of": "replayOf",
+}
+
+
+def _filter_body(filters: Mapping[str, Any]) -> dict[str, Any]:
+    """A bulk action's `filter` object from `get_runs`' keyword arguments (None ones left out)."""
+    if unknown := sorted(set(filters) - set(_FILTER_FIELDS)):
+        raise TypeError(f"unexpected filter {unknown[0]!r}: expected some of {', '.join(_FILTER_FIELDS)}")
+    body: dict[str, Any] = {}
+    for name, value in filters.items():
+        if value is None:
+            continue
+        if name in ("job_name", "status"):
+            value = _as_list(value)
+        elif name in ("created_after", "created_before"):
+            value = _iso(name, value)
+        body[_FILTER_FIELDS[name]] = value
+    return body
+
+
+def _search_params(
+    labels: Mapping[str, str] | None,
+    id_prefix: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    input_fields: Mapping[str, Any] | None,
+    replay_of: str | None,
+) -> list[tuple[str, str]]:
+    """The query parameters of `/runs` beyond job and status (`label.<key>`, `input.<path>`, ...)."""
+    params = [(f"label.{key}", value) for key, value in (labels or {}).items()]
+    params += [(f"input.{path}", _as_text(value)) for path, value in (input_fields or {}).items()]
+    for name, value in (("idPrefix", id_prefix), ("replayOf", replay_of)):
+        if value is not None:
+            params.append((name, value))
+    for name, moment in (("createdAfter", created_after), ("createdBefore", created_before)):
+        if moment is not None:
+            params.append((name, _iso(name, moment)))
+    return params
+
+
+def _as_text(value: Any) -> str:
+    """An input field's value as the server compares it (JSON's `true`, `42`)."""
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
+def _iso(name: str, moment: Any) -> str:
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        raise InvalidArgumentError(f"{name} must be a timezone-aware datetime")
+    return moment.isoformat()
 
 
 # -- event streams ------------------------------------------------------------------------------------
@@ -633,11 +709,16 @@ class DurablyClient:
         priority: int | None = None,
         delay: float | None = None,
         run_at: datetime | None = None,
-    ) -> str:
+        labels: Mapping[str, str] | None = None,
+        coalesce: Literal["skip"] | None = None,
+    ) -> TriggeredRunId:
         """Create a run of the job with this name; returns its id. With an idempotency key already
         used for this job, the existing run's id comes back instead. Workers take higher `priority`
         runs first; a run with `delay` (seconds) or `run_at` (a timezone-aware datetime) waits,
-        pending, until then (a durably-reflex server; Durably's own ignores them)."""
+        pending, until then. `labels` are kept with the run and searchable (`get_runs(labels=)`);
+        with `coalesce="skip"` and a `concurrency_key`, the pending run of that key is returned
+        instead of a new one. The id's `disposition` tells which happened (`TriggeredRunId`).
+        (A durably-reflex server; Durably's own ignores timing, labels and coalescing.)"""
         body: dict[str, Any] = {"jobName": job_name}
         if input is not None:
             body["input"] = input
@@ -653,8 +734,12 @@ class DurablyClient:
             if not isinstance(run_at, datetime) or run_at.tzinfo is None:
                 raise InvalidArgumentError("run_at must be a timezone-aware datetime")
             body["runAt"] = run_at.isoformat()
-        response = await self._request("POST", "trigger", body=body)
-        return str(response.json()["runId"])
+        if labels is not None:
+            body["labels"] = dict(labels)
+        if coalesce is not None:
+            body["coalesce"] = coalesce
+        answer = (await self._request("POST", "trigger", body=body)).json()
+        return TriggeredRunId(str(answer["runId"]), answer.get("disposition"))
 
     async def trigger_and_wait(
         self,
@@ -715,20 +800,33 @@ class DurablyClient:
         status: str | Sequence[str] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        labels: Mapping[str, str] | None = None,
+        id_prefix: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        input_fields: Mapping[str, Any] | None = None,
+        replay_of: str | None = None,
     ) -> list[Run]:
-        """Runs newest first, filtered by job name(s) and status(es)."""
+        """Runs newest first, filtered by job name(s) and status(es); on a durably-reflex server
+        also by `labels` (every one must match), `id_prefix`, creation time (`created_after`
+        inclusive, `created_before` exclusive, timezone-aware), fields of the input
+        (`input_fields={"user.email": "ada@example.com"}`, compared as text) and `replay_of`."""
         statuses = _as_list(status)
+        search = _search_params(labels, id_prefix, created_after, created_before, input_fields, replay_of)
         try:
-            return await self._get_runs(_as_list(job_name), statuses, limit, offset)
+            return await self._get_runs(_as_list(job_name), statuses, limit, offset, search)
         except InvalidArgumentError as error:
             if not self._learned_leased(statuses, error):
                 raise
-        return await self._get_runs(_as_list(job_name), statuses, limit, offset)
+        return await self._get_runs(_as_list(job_name), statuses, limit, offset, search)
 
-    async def _get_runs(self, job_names: list[str], statuses: list[str], limit: int | None, offset: int) -> list[Run]:
+    async def _get_runs(
+        self, job_names: list[str], statuses: list[str], limit: int | None, offset: int, search: list[tuple[str, str]]
+    ) -> list[Run]:
         running = self.traits.running_status
         params = [("jobName", name) for name in job_names]
         params += [("status", running if value == RunStatus.RUNNING else value) for value in statuses]
+        params += search
         if limit is not None:
             params.append(("limit", str(limit)))
         if offset:
@@ -816,6 +914,121 @@ class DurablyClient:
         body = {"runId": run_id, "name": name, "payload": payload}
         await self._request("POST", "signal", body=body, run_id=run_id)
 
+    async def replay(self, run_id: str, *, from_step: str | None = None) -> Run:
+        """A new run of this run's job, input and labels, whose completed steps before `from_step`
+        are copied and the rest run anew (without `from_step`: everything again); returns the new
+        run, whose `replay_of` names this one. InvalidArgumentError for a step the run does not
+        have; FeatureNotSupportedError from a server without replays (Durably's own)."""
+        body = {"runId": run_id} if from_step is None else {"runId": run_id, "fromStep": from_step}
+        response = await self._request("POST", "replay", body=body, run_id=run_id)
+        return Run.model_validate(response.json())
+
+    async def get_attempts(self, run_id: str) -> list[Attempt]:
+        """How each earlier attempt of a retried run ended, first first (the run shows its latest)."""
+        response = await self._request("GET", "attempts", params={"runId": run_id}, run_id=run_id)
+        return _ATTEMPTS.validate_python(response.json())
+
+    # -- many runs at once ----------------------------------------------------------------------------
+    async def bulk_retry(
+        self,
+        run_ids: Sequence[str] | None = None,
+        *,
+        batch_size: int | None = None,
+        on_progress: BulkProgress | None = None,
+        **filters: Any,
+    ) -> BulkResult:
+        """Retry the failed and cancelled runs among `run_ids`, or among the runs the filters of
+        `get_runs` match (`job_name=`, `status=`, `labels=`, ...; none: every run). See `bulk_cancel`."""
+        return await self._bulk("retry", run_ids, filters, batch_size, on_progress)
+
+    async def bulk_cancel(
+        self,
+        run_ids: Sequence[str] | None = None,
+        *,
+        batch_size: int | None = None,
+        on_progress: BulkProgress | None = None,
+        **filters: Any,
+    ) -> BulkResult:
+        """Cancel the pending and running runs among `run_ids` or the runs `filters` match.
+
+        The server works in transactions of `batch_size` runs (500 by default); `on_progress(result
+        so far)` is called after each, from the action's event stream (ids go in requests of
+        `BULK_IDS_PER_REQUEST`). Runs whose status does not allow the action, and ids the server
+        does not know or shows this caller no run for, are skipped and counted. If the connection
+        drops, ClientConnectionError: the action itself goes on at the server."""
+        return await self._bulk("cancel", run_ids, filters, batch_size, on_progress)
+
+    async def bulk_delete(
+        self,
+        run_ids: Sequence[str] | None = None,
+        *,
+        batch_size: int | None = None,
+        on_progress: BulkProgress | None = None,
+        **filters: Any,
+    ) -> BulkResult:
+        """Delete the finished runs among `run_ids` or the runs `filters` match. See `bulk_cancel`."""
+        return await self._bulk("delete", run_ids, filters, batch_size, on_progress)
+
+    async def _bulk(
+        self,
+        action: str,
+        run_ids: Sequence[str] | None,
+        filters: Mapping[str, Any],
+        batch_size: int | None,
+        on_progress: BulkProgress | None,
+    ) -> BulkResult:
+        if run_ids is not None and filters:
+            raise InvalidArgumentError("give run_ids or filters, not both")
+        if isinstance(run_ids, str):
+            raise InvalidArgumentError("run_ids must be a list of run ids, not one string")
+        extra = {} if batch_size is None else {"batchSize": batch_size}
+        if run_ids is None:
+            return await self._bulk_request(
+                action, {"filter": _filter_body(filters), **extra}, NOTHING_DONE, on_progress
+            )
+        done = NOTHING_DONE
+        ids = list(run_ids)
+        for start in range(0, len(ids), BULK_IDS_PER_REQUEST):
+            body = {"runIds": ids[start : start + BULK_IDS_PER_REQUEST], **extra}
+            done = await self._bulk_request(action, body, done, on_progress)
+        return done
+
+    async def _bulk_request(
+        self,
+        action: str,
+        body: dict[str, Any],
+        before: BulkResult,
+        on_progress: BulkProgress | None,
+    ) -> BulkResult:
+        """One bulk request, followed as an event stream; its totals added to `before`'s."""
+        route = f"bulk/{action}"
+        headers = {**self.headers, "Accept": "text/event-stream", "Content-Type": "application/json"}
+        timeout = httpx.Timeout(self.timeout, read=STREAM_READ_TIMEOUT)
+        url = self._url(route)
+        try:
+            async with self.http.stream(
+                "POST", url, content=pydantic_core.to_json(body), headers=headers, timeout=timeout
+            ) as response:
+                if response.is_error:
+                    await response.aread()
+                    raise error_from_response(response, route)
+                async for frame in EventSource(response).aiter_sse():
+                    event = json.loads(frame.data)
+                    so_far = _added(before, event)
+                    if event.get("type") == "bulk:progress" and on_progress is not None:
+                        on_progress(so_far)
+                    elif event.get("type") == "bulk:done":
+                        return so_far
+                    elif event.get("type") == "bulk:error":
+                        error = {key: event[key] for key in ("error", "code", "details") if key in event}
+                        failed = httpx.Response(int(event["status"]), json=error, request=response.request)
+                        raise error_from_response(failed, route)
+        except httpx.TransportError as error:
+            raise ClientConnectionError(
+                f"POST {url} broke off ({error!r}); the action goes on at the server"
+            ) from error
+        raise ClientConnectionError(f"POST {url} ended before the action did; the action goes on at the server")
+
     # -- schedules ------------------------------------------------------------------------------------
     async def get_schedules(self) -> list[Schedule]:
         """The schedules of the jobs this caller sees, by name (FeatureNotSupportedError from a
@@ -869,15 +1082,28 @@ class DurablyClient:
         job_name: str | None = None,
         *,
         types: Sequence[str] | None = None,
+        labels: Mapping[str, str] | None = None,
         on_state: StateListener | None = None,
     ) -> EventStream:
-        """Reduced notifications of every run (or one job's runs), only of `types` if given (say
-        `["run:trigger"]`, filtered here too where the server ignores the filter), and a `StreamGap`
-        after a reconnect that could not resume; never ends by itself."""
+        """Reduced notifications of every run (or one job's runs, or those carrying `labels`: a
+        durably-reflex server), only of `types` if given (say `["run:trigger"]`, filtered here too
+        where the server ignores the filter), and a `StreamGap` after a reconnect that could not
+        resume; never ends by itself."""
         params: dict[str, str | list[str]] = {} if job_name is None else {"jobName": job_name}
         if types:
             params["type"] = list(types)
+        for key, value in (labels or {}).items():
+            params[f"label.{key}"] = value
         return EventStream(self, "runs/subscribe", params, follows_run=False, types=types, on_state=on_state)
+
+
+NOTHING_DONE = BulkResult(matched=0, changed=0, skipped=0)
+
+
+def _added(before: BulkResult, event: dict[str, Any]) -> BulkResult:
+    """`before`'s totals plus a bulk frame's (the totals of its request so far)."""
+    matched, changed = before.matched + int(event.get("matched", 0)), before.changed + int(event.get("changed", 0))
+    return BulkResult(matched=matched, changed=changed, skipped=matched - changed)
 
 
 def _raise_if_settled_badly(run: Run) -> None:
@@ -920,7 +1146,9 @@ class JobClient:
         priority: int | None = None,
         delay: float | None = None,
         run_at: datetime | None = None,
-    ) -> str:
+        labels: Mapping[str, str] | None = None,
+        coalesce: Literal["skip"] | None = None,
+    ) -> TriggeredRunId:
         # Only a check: the input goes out as given (a model by its aliases) for the server to parse.
         self.definition.validate_input(input)
         return await self.client.trigger(
@@ -931,6 +1159,8 @@ class JobClient:
             priority=priority,
             delay=delay,
             run_at=run_at,
+            labels=labels,
+            coalesce=coalesce,
         )
 
     async def signal(self, run_id: str, name: str, payload: Any = None) -> None:
@@ -973,14 +1203,43 @@ class JobClient:
         return run if run is not None and run.job_name == self.name else None
 
     async def get_runs(
-        self, *, status: str | Sequence[str] | None = None, limit: int | None = None, offset: int = 0
+        self, *, status: str | Sequence[str] | None = None, limit: int | None = None, offset: int = 0, **search: Any
     ) -> list[Run]:
-        return await self.client.get_runs(job_name=self.name, status=status, limit=limit, offset=offset)
+        """This job's runs; `search` takes `DurablyClient.get_runs`' other filters (`labels=`, ...)."""
+        return await self.client.get_runs(job_name=self.name, status=status, limit=limit, offset=offset, **search)
+
+    async def bulk_retry(
+        self, *, batch_size: int | None = None, on_progress: BulkProgress | None = None, **filters: Any
+    ) -> BulkResult:
+        """`DurablyClient.bulk_retry` on this job's runs that match `filters`."""
+        return await self.client.bulk_retry(
+            job_name=self.name, batch_size=batch_size, on_progress=on_progress, **filters
+        )
+
+    async def bulk_cancel(
+        self, *, batch_size: int | None = None, on_progress: BulkProgress | None = None, **filters: Any
+    ) -> BulkResult:
+        """`DurablyClient.bulk_cancel` on this job's runs that match `filters`."""
+        return await self.client.bulk_cancel(
+            job_name=self.name, batch_size=batch_size, on_progress=on_progress, **filters
+        )
+
+    async def bulk_delete(
+        self, *, batch_size: int | None = None, on_progress: BulkProgress | None = None, **filters: Any
+    ) -> BulkResult:
+        """`DurablyClient.bulk_delete` on this job's runs that match `filters`."""
+        return await self.client.bulk_delete(
+            job_name=self.name, batch_size=batch_size, on_progress=on_progress, **filters
+        )
 
     def subscribe_runs(
-        self, *, types: Sequence[str] | None = None, on_state: StateListener | None = None
+        self,
+        *,
+        types: Sequence[str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        on_state: StateListener | None = None,
     ) -> EventStream:
-        return self.client.subscribe_runs(self.name, types=types, on_state=on_state)
+        return self.client.subscribe_runs(self.name, types=types, labels=labels, on_state=on_state)
 
     def __repr__(self) -> str:
         return f"<JobClient {self.key}={self.name!r}>"

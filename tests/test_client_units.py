@@ -59,7 +59,7 @@ RUN = {
     "concurrencyKey": None, "currentStepIndex": 1, "stepCount": 1, "progress": {"current": 1, "total": 3},
     "output": None, "error": None, "errorStack": None, "startedAt": "2026-01-03T10:15:30.000Z",
     "completedAt": None, "heartbeatAt": "2026-01-03T10:15:30.100Z", "createdAt": "2026-01-03T10:15:29.900Z",
-    "updatedAt": "2026-01-03T10:15:30.100Z",
+    "updatedAt": "2026-01-03T10:15:30.100Z", "priority": 0, "waitingFor": None, "labels": {}, "replayOf": None,
 }  # fmt: skip
 
 
