@@ -174,7 +174,8 @@ class Durably:
         self.options = options or WorkerOptions()
         self.jobs: ByKey[JobHandle] = ByKey()
         self._handles_by_name: dict[str, JobHandle] = {}
-        self._bus = EventBus(record=self._log_event)
+        self._definitions_by_name: dict[str, JobDefinition] = {}
+        self._bus = EventBus(record=self._log_event, recording=self._logging_events)
         self._worker = Worker(storage, self._bus, self._definitions, self.options)
         self.feed = EventFeed(storage)
         self._migrated = False
@@ -193,6 +194,7 @@ class Durably:
             handle = self._handles_by_name.get(definition.name)
             if handle is None:
                 handle = self._handles_by_name[definition.name] = JobHandle(self, definition)
+                self._definitions_by_name = {name: each.definition for name, each in self._handles_by_name.items()}
             elif handle.definition is not definition:
                 raise JobDefinitionError(f'Job "{definition.name}" is already registered with a different definition')
             self.jobs[key] = handle
@@ -204,7 +206,8 @@ class Durably:
         return self._handles_by_name.get(name)
 
     def _definitions(self) -> dict[str, JobDefinition]:
-        return {name: handle.definition for name, handle in self._handles_by_name.items()}
+        """The registered jobs by name (the worker asks for each run; not to be changed)."""
+        return self._definitions_by_name
 
     def _job(self, name: str) -> JobDefinition:
         handle = self._handles_by_name.get(name) if isinstance(name, str) else None
@@ -767,12 +770,14 @@ class Durably:
 
         return announce
 
+    def _logging_events(self) -> bool:
+        """Whether events go to the event log: while some process streams them (see `EventFeed`);
+        otherwise nobody would read them."""
+        return bool(self.feed.subscriber_count or self.storage.events_watched())
+
     def _log_event(self, event: Event) -> None:
         """Every event made here goes to the event log too (written with the next commit), where other
-        processes, and streams that resume after a disconnect, read it back through `feed`. Only
-        while some process streams events (see `EventFeed`): otherwise nobody would read them."""
-        if not (self.feed.subscriber_count or self.storage.events_watched()):
-            return
+        processes, and streams that resume after a disconnect, read it back through `feed`."""
         self.storage.append_event(
             NewEvent(
                 run_id=event["runId"],

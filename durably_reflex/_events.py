@@ -71,15 +71,22 @@ class EventBus:
     most `BURST_DELAY` apart (waking a loop costs the job thread a system call and a fight for the
     interpreter lock), except a run's settling events, which go at once. Whatever is queued is
     delivered before anything made later, so listeners never see `sequence` go backwards.
-    `record` sees every event as it is made (the engine logs them).
+    `record` sees every event as it is made (the engine logs them) while `recording()` says so.
+
+    An event posted while nobody would see it (no listener of its type or of all, nothing recorded)
+    is not made at all: a job's steps cost less when nothing watches them. A listener sees the
+    events made from its `on()` on, as before.
     """
 
     BURST_DELAY = 0.02
 
-    def __init__(self, record: Callable[[Event], None] | None = None) -> None:
+    def __init__(
+        self, record: Callable[[Event], None] | None = None, recording: Callable[[], bool] | None = None
+    ) -> None:
         self._listeners: dict[str, list[Listener]] = {}
         self._sequence = itertools.count(1)
         self._record = record
+        self._recording = recording if record is not None and recording is not None else _never
         self._error_handler: ErrorHandler | None = None
         self._listener_tasks: set[asyncio.Task[Any]] = set()
         self._lock = threading.Lock()  # making an event and queueing it happen together, in order
@@ -123,24 +130,33 @@ class EventBus:
         self._deliver(event)
         return event
 
-    def post(self, event_type: str, **fields: Any) -> Event:
-        """Make an event on any thread; it reaches the listeners on the bound loop soon, in order."""
+    def wants(self, event_type: str) -> bool:
+        """Whether an event of this type made now would be seen (by a listener, or recorded)."""
+        listeners = self._listeners
+        return bool(listeners.get(event_type) or listeners.get(ALL_EVENTS) or self._recording())
+
+    def post(self, event_type: str, **fields: Any) -> None:
+        """Make an event on any thread; it reaches the listeners on the bound loop soon, in order.
+        Unless nobody would see it (see the class docstring): then, if it settles a run, what is
+        queued still goes at once, as it would have before it."""
         urgent = event_type in SETTLED_TYPES
+        wanted = self.wants(event_type)
+        if not (wanted or (urgent and self._queued)):
+            return
         with self._lock:
-            event = self._make(event_type, fields)
-            self._queued.append(event)
+            if wanted:
+                self._queued.append(self._make(event_type, fields))
             if self._loop is None or (self._urgent_sent if urgent else self._wake_sent):
-                return event  # a wake-up is on its way (or nobody listens on a loop yet)
+                return  # a wake-up is on its way (or nobody listens on a loop yet)
             self._wake_sent = True
             self._urgent_sent = self._urgent_sent or urgent
             loop = self._loop
         with contextlib.suppress(RuntimeError):  # that loop has closed: nobody is listening any more
             loop.call_soon_threadsafe(self._drain if urgent else self._drain_soon)
-        return event
 
     def _make(self, event_type: str, fields: dict[str, Any]) -> Event:
         event: Event = {"type": event_type, **fields, "timestamp": to_iso(now_ms()), "sequence": next(self._sequence)}
-        if self._record is not None:
+        if self._record is not None and self._recording():
             self._record(event)
         return event
 
@@ -190,6 +206,10 @@ class EventBus:
             self._error_handler(error, event)
         except Exception:
             logger.exception("the event error handler itself failed")
+
+
+def _never() -> bool:
+    return False
 
 
 class RunSubscription:

@@ -2,6 +2,10 @@
 
 Ids made in one process increase strictly, even within one millisecond, so ordering logs or runs by
 id keeps the order they were written in.
+
+An id is made on every step, so it is made cheaply: the first 10 characters (the millisecond) are
+encoded once per millisecond, the last 16 (80 bits: random for the millisecond's first id, then
+incremented) with eight look-ups of two characters each.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-# Every 10-bit value as its two characters: encoding takes 13 look-ups, not 26.
+# Every 10-bit value as its two characters.
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
 _RANDOM_BITS = 80
 _lock = threading.Lock()
@@ -21,10 +25,23 @@ _lock = threading.Lock()
 _random = random.Random(os.urandom(16))
 _last_ms = 0
 _last_random = 0
+_prefix = ""  # the characters of `_last_ms`
+
+
+def _time_prefix(ms: int) -> str:
+    """The first 10 characters: 50 bits, the 48-bit millisecond with 2 zero bits in front (26
+    characters of 5 bits cover 130 bits: the 128-bit value with 2 zero bits in front)."""
+    return (
+        _PAIRS[ms >> 40]
+        + _PAIRS[(ms >> 30) & 1023]
+        + _PAIRS[(ms >> 20) & 1023]
+        + _PAIRS[(ms >> 10) & 1023]
+        + _PAIRS[ms & 1023]
+    )
 
 
 def new_id() -> str:
-    global _last_ms, _last_random
+    global _last_ms, _last_random, _prefix
     with _lock:
         ms = time.time_ns() // 1_000_000
         if ms <= _last_ms:
@@ -34,7 +51,18 @@ def new_id() -> str:
                 ms, _last_random = ms + 1, 0
         else:
             _last_random = _random.getrandbits(_RANDOM_BITS - 1)  # headroom for increments
+        if ms != _last_ms or not _prefix:
+            _prefix = _time_prefix(ms)
         _last_ms = ms
-        value = (ms << _RANDOM_BITS) | _last_random
-    # 26 characters of 5 bits cover 130 bits: the 128-bit value with 2 zero bits in front.
-    return "".join([_PAIRS[(value >> shift) & 1023] for shift in range(120, -1, -10)])
+        r, prefix = _last_random, _prefix
+    return (
+        prefix
+        + _PAIRS[r >> 70]
+        + _PAIRS[(r >> 60) & 1023]
+        + _PAIRS[(r >> 50) & 1023]
+        + _PAIRS[(r >> 40) & 1023]
+        + _PAIRS[(r >> 30) & 1023]
+        + _PAIRS[(r >> 20) & 1023]
+        + _PAIRS[(r >> 10) & 1023]
+        + _PAIRS[r & 1023]
+    )

@@ -58,6 +58,7 @@ from ._events import (
 )
 from ._ids import new_id
 from ._jobs import declared_signal_model
+from ._json import decode_json
 from ._persist import persist
 from ._retry import Retry
 from ._storage.base import NewLog, StepRecord, StepWrite, Storage, Wait
@@ -210,8 +211,14 @@ class StepContext:
         seen_before = self.signal.seen
         self._post(STEP_START, stepName=name, stepIndex=index)
         try:
-            value = await _call(name, fn, args, kwargs, timeout if timeout is not None else self._step_timeout)
-            output_json = encode_json(value, f'The result of step "{name}"')
+            within = timeout if timeout is not None else self._step_timeout
+            if within is None:
+                value = fn(*args, **kwargs)
+                if type(value) not in _PLAIN and inspect.isawaitable(value):
+                    value = await value
+            else:
+                value = await _call_within(name, fn, args, kwargs, within)
+            output_json = _encode_output(name, value)
         except ClaimLostError:
             raise
         except Exception as error:
@@ -266,7 +273,7 @@ class StepContext:
             raise ClaimLostError(self.run_id)
         if written is StepWrite.RECORDED_RUN_CANCELLED:
             self.end(RunCancelledError)
-        output = json.loads(output_json)  # what a replay returns, so both paths give the same value
+        output = decode_json(output_json)  # what a replay returns, so both paths give the same value
         self._post(STEP_COMPLETE, stepName=name, stepIndex=index, output=output, duration=completed_at - started_at)
         return output
 
@@ -460,14 +467,20 @@ class StepContext:
             self._storage.prune_logs(self.run_id, self._keep_logs)
 
     def _post(self, event_type: str, **fields: Any) -> None:
-        self._events.post(event_type, runId=self.run_id, jobName=self.job_name, **fields)
+        if self._events.wants(event_type):
+            self._events.post(event_type, runId=self.run_id, jobName=self.job_name, **fields)
 
 
-async def _call(name: str, fn: Callable[..., Any], args: Any, kwargs: Any, timeout: float | None) -> Any:
-    """`fn(*args, **kwargs)`, awaited if it gives an awaitable; within `timeout` seconds if given."""
-    if timeout is None:
-        value = fn(*args, **kwargs)
-        return (await value) if inspect.isawaitable(value) else value
+def _encode_output(name: str, value: Any) -> str:
+    """A step's result as stored (see `encode_json`)."""
+    try:
+        return pydantic_core.to_json(value).decode()
+    except pydantic_core.PydanticSerializationError:
+        return encode_json(value, f'The result of step "{name}"')  # raises, saying which step
+
+
+async def _call_within(name: str, fn: Callable[..., Any], args: Any, kwargs: Any, timeout: float) -> Any:
+    """`fn(*args, **kwargs)`, awaited if it gives an awaitable, within `timeout` seconds."""
 
     async def call() -> Any:
         if inspect.iscoroutinefunction(fn):
@@ -483,6 +496,10 @@ async def _call(name: str, fn: Callable[..., Any], args: Any, kwargs: Any, timeo
         if scope.expired():
             raise StepTimeoutError(name, timeout) from None
         raise  # the step's own TimeoutError
+
+
+# Values no step function returns to be awaited: the usual results skip the awaitable check.
+_PLAIN = frozenset({int, str, bool, float, type(None), dict, list})
 
 
 def _signal_outcome(run_id: str, name: str, stored: Any, model: type[BaseModel] | None) -> Any:

@@ -298,7 +298,7 @@ class Worker:
             previous.context.end(ClaimLostError)
             await asyncio.to_thread(previous.finished.wait)  # one execution of a run at a time
         events.post(RUN_START, runId=run.id, jobName=job.name, payload=run.input)
-        started_at = now_ms() if run.started_at is None else round(run.started_at.timestamp() * 1000)
+        started_at = now_ms() if run.started_at is None else run.started_at
         deadline = None if job.timeout is None else started_at + round(job.timeout * 1000)
         timer = (
             None

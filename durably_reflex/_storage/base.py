@@ -53,11 +53,19 @@ class Wait(NamedTuple):
     created_at: int  # when the wait (or its early signal) was stored
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
+class ClaimedRun(NamedTuple):
+    """What a worker needs of a run it claimed (the whole `Run` costs more to make than its steps)."""
+
+    id: str
+    job_name: str
+    input: Any  # decoded
+    started_at: int | None  # epoch ms of the run's first start (None: this is it)
+
+
+class Claim(NamedTuple):
     """A run this worker now owns, with what earlier executions already completed (name → output)."""
 
-    run: Run
+    run: ClaimedRun
     attempt: int
     completed_steps: dict[str, Any]
 

@@ -116,7 +116,12 @@ class GroupCommit(Generic[C]):
     def run_blocking(self, operation: Operation[C, T], *, write: bool = True) -> T:
         """Run `operation(connection)` in a committed transaction, from any thread but the event loop's.
         Raises `StorageUnavailableError` if the database stays unavailable for `patience` seconds."""
-        return self._run_by(operation, write, time.monotonic() + self.patience)
+        deadline = time.monotonic() + self.patience
+        if self._down_since is None:  # the usual case, known without a lock: no outage to wait out
+            item = self._submit(operation, write)
+            if not item.unavailable:
+                return item.outcome()
+        return self._run_by(operation, write, deadline)
 
     async def run(self, operation: Operation[C, T], *, write: bool = True) -> T:
         """`run_blocking` for event-loop code, on this connection's own small thread pool. During an

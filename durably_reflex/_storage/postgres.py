@@ -48,7 +48,7 @@ from sqlalchemy.pool import NullPool
 
 from .coordination import Coordination, Lease, OnRing, Ring, decode_ring, encode_ring
 from .group_commit import DEFAULT_PATIENCE, GroupCommit
-from .sql import STORED_RUN_SQL, Prepared, SqlSession, SqlStorage, pop_url_option
+from .sql import CLAIMED_SQL, Prepared, SqlSession, SqlStorage, pop_url_option
 
 logger = logging.getLogger("durably_reflex")
 
@@ -172,7 +172,7 @@ class PostgresStorage(SqlStorage):
             SET status = 'running', attempt = attempt + 1, owner = :owner, started_at = COALESCE(started_at, :now),
                 heartbeat_at = :now, updated_at = :now, completed_at = NULL, waiting_for = NULL
             WHERE id = :id AND status = 'pending'
-            RETURNING {STORED_RUN_SQL}, attempt""")
+            RETURNING {CLAIMED_SQL}""")
         self._events_lock = prepare(f"SELECT pg_advisory_xact_lock({_GLOBAL_LOCKS}, {_EVENTS})")
         self._notify = prepare(f"SELECT pg_notify('{CHANNEL}', '')")
         self._migration_lock = prepare(f"SELECT pg_advisory_xact_lock({_GLOBAL_LOCKS}, {_MIGRATION})")

@@ -46,6 +46,7 @@ from .._errors import (
     StorageUnavailableError,
 )
 from .._ids import new_id
+from .._json import decode_json
 from .._records import (
     TERMINAL_STATUSES,
     Attempt,
@@ -64,6 +65,7 @@ from .base import (
     NEVER,
     Announce,
     Claim,
+    ClaimedRun,
     DueSchedule,
     Heartbeat,
     NewEvent,
@@ -114,6 +116,7 @@ STORED_RUN_COLUMNS = (
     "replay_of",
 )
 STORED_RUN_SQL = ", ".join(STORED_RUN_COLUMNS)
+CLAIMED_SQL = "id, job_name, input, started_at, attempt"  # what a claim returns: a ClaimedRun and its attempt
 STEP_COLUMNS = (
     "id",
     "run_id",
@@ -207,7 +210,7 @@ def _json(text_value: str | None) -> Any:
     if text_value is None:
         return None
     try:
-        return json.loads(text_value)
+        return decode_json(text_value)
     except ValueError:
         return text_value
 
@@ -467,7 +470,7 @@ class SqlStorage(Storage):
                   WHERE b.status = 'running' AND b.concurrency_key = r.concurrency_key AND b.scope = r.scope))
             ORDER BY r.priority DESC, r.ready_at, r.id
             LIMIT 1)
-        RETURNING {STORED_RUN_SQL}, attempt
+        RETURNING {CLAIMED_SQL}
     """
     # A step is written only while its execution's claim holds; returns the run's status if so.
     insert_step_sql = """
@@ -507,7 +510,7 @@ class SqlStorage(Storage):
             ON CONFLICT DO NOTHING
             RETURNING {STORED_RUN_SQL}, 0, 0""")
         self._completed_steps = prepare(
-            "SELECT name, output, step_index FROM durably_steps WHERE run_id = :run_id AND status = 'completed'"
+            "SELECT name, output FROM durably_steps WHERE run_id = :run_id AND status = 'completed'"
         )
         self._insert_step = prepare(self.insert_step_sql)
 
@@ -954,12 +957,11 @@ class SqlStorage(Storage):
                 row = self.claim_next(session, statement, params)
                 if row is None:
                     break
-                steps = session.execute(self._completed_steps, run_id=row[0]).fetchall()
-                next_index = max((index for _, _, index in steps), default=-1) + 1
-                run = run_from_row((*row[:-1], len(steps), next_index))
-                completed = {name: _json(output) for name, output, _ in steps}
-                claims.append(Claim(run=run, attempt=row[-1], completed_steps=completed))
-            if claims:  # runs about to start learn at once whether anyone watches their events
+                run_id, job_name, input_json, started_at, attempt = row
+                steps = session.execute(self._completed_steps, run_id=run_id).fetchall()
+                completed = {name: _json(output) for name, output in steps}
+                claims.append(Claim(ClaimedRun(run_id, job_name, _json(input_json), started_at), attempt, completed))
+            if claims and self._watch_mark.stale():  # runs about to start learn whether anyone watches their events
                 self._read_watch_mark(session)
             return claims
 
@@ -1072,6 +1074,8 @@ class SqlStorage(Storage):
     def _flush_buffers(self, session: SqlSession, *, events: bool) -> None:
         """Write buffered progress, logs and events: one statement batch however many calls made them.
         If the transaction rolls back, they go back to the buffers to be written later."""
+        if not (self._progress or self._logs or (events and self._events)):
+            return  # nothing buffered (read without the lock: what this thread buffered, it sees)
         with self._buffer_lock:
             progress, self._progress = self._progress, {}
             logs, self._logs = self._logs, []

@@ -42,8 +42,14 @@ class WatchMark:
         """Whether an event made now should be logged. Asks for a look when knowledge is getting old."""
         age = self._clock() - self._read_at
         if age > self.refresh:
-            self._asked.set()
-        return age > 2 * self.refresh or self._until > now_ms
+            if not self._asked.is_set():
+                self._asked.set()
+            return age > 2 * self.refresh or self._until > now_ms
+        return self._until > now_ms
+
+    def stale(self) -> bool:
+        """Whether what this process knows is older than `refresh` (a busy process keeps it fresher)."""
+        return self._clock() - self._read_at > self.refresh
 
     def raise_to(self, until: int) -> None:
         """This process set the mark itself."""
