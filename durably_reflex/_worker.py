@@ -2,7 +2,7 @@
 
 Each of `max_concurrent_runs` slots is a thread with an event loop of its own: it claims a run,
 executes the job function on its loop, settles the run, and claims the next, all without leaving
-its thread. Job code therefore never runs on the server's event loop (a step that computes for
+its thread (the next claim rides in the settling transaction: one commit between two runs). Job code therefore never runs on the server's event loop (a step that computes for
 seconds without yielding delays neither the API nor the UI), and a run costs no thread hand-offs:
 only its events travel to the server's loop, without waiting.
 
@@ -32,20 +32,23 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ._clock import now_ms, to_iso
 from ._errors import ClaimLostError, RunCancelledError, RunTimeoutError, StorageUnavailableError
 from ._events import RUN_COMPLETE, RUN_FAIL, RUN_START, RUN_TRIGGER, RUN_WAIT, EventBus
 from ._ids import new_id
 from ._jobs import JobDefinition
+from ._json import decode_json
 from ._owners import current_owner, owner_is_dead
 from ._persist import persist
 from ._schedules import MISSED_AFTER_SECONDS, next_fire
 from ._step import StepContext, Suspended, describe_error, encode_json, format_stack
-from ._storage.base import NEVER, Claim, DueSchedule, NewRun, Storage
+from ._storage.base import NEVER, Claim, ClaimRequest, DueSchedule, NewRun, Storage
 from ._storage.coordination import Coordination, Ring, Solo
 
 logger = logging.getLogger("durably_reflex")
+T = TypeVar("T")
 
 # Job threads share the interpreter lock with the event loop of the server that runs the worker; a
 # thread waiting for the lock waits up to the switch interval (Python's default: 5 ms) every time it
@@ -237,23 +240,34 @@ class Worker:
     def _serve(self) -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
+        claim: Claim | None = None  # a run claimed as the previous one was settled, in its transaction
         try:
-            while not self._stopping.is_set():
+            while claim is not None or not self._stopping.is_set():
                 with self._work:
                     wakes = self._wakes
-                claim = self._claim()
+                if claim is None:
+                    claim = self._claim()
                 if claim is not None:
+                    following = None
                     try:
-                        loop.run_until_complete(self._execute(claim, self._jobs()[claim.run.job_name]))
+                        following = loop.run_until_complete(self._execute(claim, self._jobs()[claim.run.job_name]))
                     finally:
-                        with self._lock:
-                            self._busy -= 1
+                        if following is None:
+                            with self._lock:
+                                self._busy -= 1
+                    claim = following
                     continue
                 with self._work:
                     if self._wakes == wakes and not self._stopping.is_set():
                         self._work.wait()  # for a wake: here, a ring, or the leader's survey
         finally:
             loop.close()
+
+    def _next_claim(self) -> ClaimRequest | None:
+        """What a settling run claims for its slot in the same transaction (nothing once stopping)."""
+        if self._stopping.is_set():
+            return None
+        return ClaimRequest(self._owner, tuple(self._jobs()))
 
     def _claim(self) -> Claim | None:
         jobs = self._jobs()
@@ -275,7 +289,9 @@ class Worker:
         return claims[0]
 
     # -- executing (on a slot's own loop) ---------------------------------------------------------
-    async def _execute(self, claim: Claim, job: JobDefinition) -> None:
+    async def _execute(self, claim: Claim, job: JobDefinition) -> Claim | None:
+        """Execute the claimed run and settle it; returns the run claimed for this slot as it was
+        settled, if any (this slot then already holds it)."""
         run, attempt, events = claim.run, claim.attempt, self._bus
         context = StepContext(
             run_id=run.id,
@@ -313,20 +329,18 @@ class Worker:
                 output_json = encode_json(job.dump_output(result), "The job's output")
             except Suspended as suspended:
                 self._suspend(claim, context, suspended, deadline)
-                return
+                return None
             except (RunCancelledError, ClaimLostError):
-                return  # the run's state was settled by whoever cancelled or took it
+                return None  # the run's state was settled by whoever cancelled or took it
             except asyncio.CancelledError:
                 if execution.timed_out:
-                    self._fail(claim, context, RunTimeoutError(job.timeout or 0))
-                else:
-                    self._release(run.id, attempt)  # stop() ran out of patience: resume it elsewhere
-                return
+                    return self._fail(claim, context, RunTimeoutError(job.timeout or 0))
+                self._release(run.id, attempt)  # stop() ran out of patience: resume it elsewhere
+                return None
             except Exception as error:
-                self._fail(claim, context, error)
-                return
+                return self._fail(claim, context, error)
             finished = now_ms()
-            outcome = self._settle(
+            settled = self._settle(
                 context,
                 lambda: self._storage.finish_run(
                     run.id,
@@ -335,21 +349,24 @@ class Worker:
                     finished,
                     output_json=output_json,
                     keep_logs=self._options.log_retention,
+                    claim_next=self._next_claim(),
                 ),
             )
-            if outcome is None:
+            if settled.conflict is None:
                 events.post(
                     RUN_COMPLETE,
                     runId=run.id,
                     jobName=job.name,
-                    output=json.loads(output_json),
+                    output=decode_json(output_json),
                     duration=finished - started_at,
                 )
+            return settled.next
         except StorageUnavailableError:
-            return  # the execution ended (interrupted, cancelled) while the database was away
+            return None  # the execution ended (interrupted, cancelled) while the database was away
         except Exception:
             logger.exception("durably worker: run %s could not be settled; it will be resumed", run.id)
             self._release(run.id, attempt)
+            return None
         finally:
             if timer is not None:
                 timer.cancel()
@@ -357,10 +374,11 @@ class Worker:
                 self._executions.pop((run.id, attempt), None)
             execution.finished.set()
 
-    def _fail(self, claim: Claim, context: StepContext, error: Exception) -> None:
+    def _fail(self, claim: Claim, context: StepContext, error: Exception) -> Claim | None:
+        """Settle the run failed; returns the run claimed for the slot in the same transaction."""
         message, stack = describe_error(error), format_stack(error)
         failed_at = now_ms()
-        outcome = self._settle(
+        settled = self._settle(
             context,
             lambda: self._storage.finish_run(
                 claim.run.id,
@@ -370,9 +388,10 @@ class Worker:
                 error=message,
                 error_stack=stack,
                 keep_logs=self._options.log_retention,
+                claim_next=self._next_claim(),
             ),
         )
-        if outcome is None:
+        if settled.conflict is None:
             self._bus.post(
                 RUN_FAIL,
                 runId=claim.run.id,
@@ -381,6 +400,7 @@ class Worker:
                 failedStepName=context.failed_step_name,
                 errorStack=stack,
             )
+        return settled.next
 
     def _suspend(self, claim: Claim, context: StepContext, suspended: Suspended, deadline: int | None) -> None:
         """The run waits: stored, back to pending, and this worker's slots woken when it is ready (at
@@ -406,7 +426,7 @@ class Worker:
         if ready_at < NEVER:
             self.wake_at(ready_at)
 
-    def _settle(self, context: StepContext, finish: Callable[[], str | None]) -> str | None:
+    def _settle(self, context: StepContext, finish: Callable[[], T]) -> T:
         """A run's outcome is written however long the database is away, unless the execution ends
         meanwhile (then `StorageUnavailableError`)."""
         try:

@@ -70,6 +70,20 @@ class Claim(NamedTuple):
     completed_steps: dict[str, Any]
 
 
+class ClaimRequest(NamedTuple):
+    """Who claims, for which jobs (see `Storage.claim`)."""
+
+    owner: str
+    job_names: tuple[str, ...]
+
+
+class Settled(NamedTuple):
+    """What `Storage.finish_run` did."""
+
+    conflict: str | None  # None: settled; else the run's status as it stands (nothing was written)
+    next: Claim | None  # the run claimed in the same transaction, when asked for and one was pending
+
+
 class StepRecord(NamedTuple):
     id: str
     run_id: str
@@ -290,10 +304,13 @@ class Storage(ABC):
         error: str | None = None,
         error_stack: str | None = None,
         keep_logs: int | None = None,
-    ) -> str | None:
+        claim_next: ClaimRequest | None = None,
+    ) -> Settled:
         """Move a claimed running run to completed or failed (blocking, from the run's thread).
-        Returns None when done, else the run's status as it stands (e.g. "cancelled"; "missing"
-        when deleted) and nothing is written."""
+        `conflict` is None when done, else the run's status as it stands (e.g. "cancelled";
+        "missing" when deleted) and nothing is written. With `claim_next`, the same transaction
+        claims the next run (as `claim` would, one run) for the slot the run leaves: a worker busy
+        with short runs pays one commit, not two, between them."""
 
     @abstractmethod
     def release(self, run_id: str, attempt: int, now: int) -> bool:

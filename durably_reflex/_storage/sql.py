@@ -66,6 +66,7 @@ from .base import (
     Announce,
     Claim,
     ClaimedRun,
+    ClaimRequest,
     DueSchedule,
     Heartbeat,
     NewEvent,
@@ -73,6 +74,7 @@ from .base import (
     NewRun,
     RunCounts,
     RunQuery,
+    Settled,
     StatsQuery,
     StepRecord,
     StepWrite,
@@ -947,25 +949,27 @@ class SqlStorage(Storage):
     def claim(self, owner: str, job_names: tuple[str, ...], limit: int, now: int) -> list[Claim]:
         if not job_names or limit <= 0:
             return []
-        statement = self._claim_statement(len(job_names))
-        params: dict[str, Any] = {f"job_{i}": name for i, name in enumerate(job_names)}
-        params.update(owner=owner, now=now)
+        return self._writer.run_blocking(
+            lambda session: self._claim_in(session, ClaimRequest(owner, job_names), limit, now)
+        )
 
-        def take(session: SqlSession) -> list[Claim]:
-            claims = []
-            for _ in range(limit):
-                row = self.claim_next(session, statement, params)
-                if row is None:
-                    break
-                run_id, job_name, input_json, started_at, attempt = row
-                steps = session.execute(self._completed_steps, run_id=run_id).fetchall()
-                completed = {name: _json(output) for name, output in steps}
-                claims.append(Claim(ClaimedRun(run_id, job_name, _json(input_json), started_at), attempt, completed))
-            if claims and self._watch_mark.stale():  # runs about to start learn whether anyone watches their events
-                self._read_watch_mark(session)
-            return claims
-
-        return self._writer.run_blocking(take)
+    def _claim_in(self, session: SqlSession, request: ClaimRequest, limit: int, now: int) -> list[Claim]:
+        """Claim up to `limit` runs in the session's transaction."""
+        statement = self._claim_statement(len(request.job_names))
+        params: dict[str, Any] = {f"job_{i}": name for i, name in enumerate(request.job_names)}
+        params.update(owner=request.owner, now=now)
+        claims = []
+        for _ in range(limit):
+            row = self.claim_next(session, statement, params)
+            if row is None:
+                break
+            run_id, job_name, input_json, started_at, attempt = row
+            steps = session.execute(self._completed_steps, run_id=run_id).fetchall()
+            completed = {name: _json(output) for name, output in steps}
+            claims.append(Claim(ClaimedRun(run_id, job_name, _json(input_json), started_at), attempt, completed))
+        if claims and self._watch_mark.stale():  # runs about to start learn whether anyone watches their events
+            self._read_watch_mark(session)
+        return claims
 
     def claim_next(self, session: SqlSession, statement: Prepared, params: dict[str, Any]) -> Sequence[Any] | None:
         """Take the oldest claimable run: its STORED_RUN_COLUMNS and new attempt, or None. One
@@ -1140,8 +1144,9 @@ class SqlStorage(Storage):
         error: str | None = None,
         error_stack: str | None = None,
         keep_logs: int | None = None,
-    ) -> str | None:
-        def finish(session: SqlSession) -> str | None:
+        claim_next: ClaimRequest | None = None,
+    ) -> Settled:
+        def finish(session: SqlSession) -> Settled:
             changed = session.execute(
                 self._finish,
                 status=status,
@@ -1152,12 +1157,16 @@ class SqlStorage(Storage):
                 run_id=run_id,
                 attempt=attempt,
             ).rowcount
+            conflict = None
             if changed == 0:
                 row = session.execute(self._status_of, run_id=run_id).fetchone()
-                return "missing" if row is None else row[0]
-            if keep_logs is not None:
+                conflict = "missing" if row is None else row[0]
+            elif keep_logs is not None:
                 session.execute(self._prune_logs, run_id=run_id, keep=keep_logs)
-            return None
+            claimed = (
+                [] if claim_next is None or not claim_next.job_names else self._claim_in(session, claim_next, 1, now)
+            )
+            return Settled(conflict, claimed[0] if claimed else None)
 
         return self._writer.run_blocking(finish)
 
