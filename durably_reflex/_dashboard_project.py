@@ -12,9 +12,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ._dashboard_targets import HEADERS_ENV, headers_text
+
 APP_MODULE = "durably_reflex.dashboard.app"
 APP_NAME = "durably_dashboard"
 NODE_BIN = "node-bin"
+REMOTE_API_ENV = "DURABLY_REMOTE_API"  # the API a dashboard shows instead of serving one
+FORWARD_HEADERS_ENV = "DURABLY_FORWARD_HEADERS"  # the browser's headers it passes on, comma-separated
 
 RXCONFIG = f'''"""Written by `durably-reflex dashboard` on every start: edits are lost."""
 
@@ -85,17 +89,26 @@ def reflex_environment(
     *,
     build_dir: Path,
     user_dir: Path,
-    target: str,
+    target: str | None,
     auth: str | None,
     api_url: str,
     reload_paths: Sequence[Path] = (),
+    remote_api: str | None = None,
+    api_headers: Mapping[str, str] | None = None,
+    forward_headers: Sequence[str] = (),
 ) -> dict[str, str]:
     """The environment of `reflex run`: `base` plus Node.js first on PATH, npm rather than bun (Reflex
     would download bun from outside the package registries), no telemetry or version check, the
-    user's folder importable, the engine and auth to serve, the backend's URL, and what `--dev`
-    reloads on: `reload_paths` only. Left to itself Reflex would watch the folder above the app
-    module's package (site-packages, or a whole checkout), where any SQLite `-wal` file that changes
-    restarts the backend, whose worker writes again: a reload loop."""
+    user's folder importable, the engine and auth to serve, the remote API to show instead (with
+    the headers sent to it and the browser's headers passed on), the backend's URL, and what
+    `--dev` reloads on: `reload_paths` only. Left to itself Reflex would watch the folder above the
+    app module's package (site-packages, or a whole checkout), where any SQLite `-wal` file that
+    changes restarts the backend, whose worker writes again: a reload loop.
+
+    What the app module reads (`DURABLY_APP`, `DURABLY_AUTH`, `DURABLY_REMOTE_API`,
+    `DURABLY_API_HEADERS`, `DURABLY_FORWARD_HEADERS`) is set from the arguments alone, and the
+    client's `DURABLY_API` is dropped: a variable left over in the user's shell does not change what
+    the command was asked to serve."""
     env = dict(base)
     node_bin = build_dir / NODE_BIN
     env["PATH"] = os.pathsep.join(
@@ -103,12 +116,15 @@ def reflex_environment(
     )
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(user_dir), base.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
-    env["DURABLY_APP"] = target
     env["DURABLY_WORKDIR"] = str(user_dir)  # the app module imports the user's module from there
-    if auth:
-        env["DURABLY_AUTH"] = auth
-    else:
-        env.pop("DURABLY_AUTH", None)
+    _set(env, "DURABLY_APP", target)
+    _set(env, "DURABLY_AUTH", auth)
+    _set(env, REMOTE_API_ENV, remote_api)
+    _set(env, HEADERS_ENV, headers_text(api_headers) if api_headers else None)
+    _set(env, FORWARD_HEADERS_ENV, ",".join(forward_headers))
+    # The client's default API (`DurablyClient`): the pages of a served engine read the API mounted
+    # beside them, on the backend Reflex reports, whatever the user's shell points at.
+    env.pop("DURABLY_API", None)
     env["REFLEX_USE_NPM"] = "1"
     env["REFLEX_CHECK_LATEST_VERSION"] = "0"
     env["REFLEX_TELEMETRY_ENABLED"] = "false"
@@ -121,6 +137,14 @@ def reflex_environment(
         # Otherwise Reflex times a mirror against npm's default registry before its first install.
         env["NPM_CONFIG_REGISTRY"] = registry
     return env
+
+
+def _set(env: dict[str, str], name: str, value: str | None) -> None:
+    """`env[name] = value`, or no `name` at all for None or ""."""
+    if value:
+        env[name] = value
+    else:
+        env.pop(name, None)
 
 
 def npm_registry(env: Mapping[str, str]) -> str:

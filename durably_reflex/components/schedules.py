@@ -39,7 +39,12 @@ def schedules_table(state: type[UseSchedulesState], *, run_href: str | None = No
                 width="100%",
                 variant="surface",
             ),
-            rx.text("This server keeps no schedules.", color_scheme="gray", size="2"),
+            rx.text(
+                "This server keeps no schedules (it has no /schedules routes: Durably's own Node server has none).",
+                color_scheme="gray",
+                size="2",
+                class_name="durably-schedules-not-offered",
+            ),
         ),
         rx.cond(
             state.is_empty & state.schedules_offered,

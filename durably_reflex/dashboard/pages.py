@@ -1,10 +1,14 @@
-"""The dashboard's pages, built for one engine: `/` the runs, `/runs/[run_id]` one run (with the
+"""The dashboard's pages, built for one API: `/` the runs, `/runs/[run_id]` one run (with the
 form to send the signal it waits for, if it does), `/jobs`, `/schedules`.
 
-`build_pages(durably, ...)` creates the hook states the pages read (one set per dashboard) and
-returns the page functions; `create_dashboard` adds them to an app. The element ids and classes
-here (`nav-runs`, `job-<name>`, `open-run`, ...) are what the browser tests and users' own
-scripts select by: keep them stable.
+`build_pages(client, ...)` creates the hook states the pages read (one set per dashboard) and
+returns the page functions; `create_dashboard` adds them to an app. A typed client (of an engine's
+jobs) gives the Jobs page a form per job; an untyped one, for an API elsewhere whose jobs the
+dashboard does not know, gives it the server's job list and a trigger by name (remote_jobs.py).
+Where the server lacks a feature (Durably's Node server: no counts, no stored logs, no schedules),
+the pages say so instead of showing an empty panel. The element ids and classes here (`nav-runs`,
+`job-<name>`, `open-run`, ...) are what the browser tests and users' own scripts select by: keep
+them stable.
 
 The runs page keeps its filters in the URL (`/?job=import-csv&status=failed&range=7d`), so a
 filtered view can be shared and reloaded; the counts and the chart follow the job filter.
@@ -18,8 +22,8 @@ from dataclasses import dataclass
 
 import reflex as rx
 
-from .._client import create_durably_client
-from .._engine import Durably
+from .._client import DurablyClient, TypedDurablyClient
+from .._dashboard_targets import shown_url
 from ..components import (
     run_detail,
     run_progress,
@@ -40,6 +44,7 @@ from ..states import (
     use_schedules,
     use_signal,
 )
+from .remote_jobs import remote_jobs_content, use_remote_jobs
 from .schedules_page import schedules_content
 
 PAGE_SIZE = 20
@@ -56,11 +61,13 @@ class DashboardPages:
     schedules: Page
 
 
-def build_pages(durably: Durably, *, forward_headers: Sequence[str] = ()) -> DashboardPages:
-    """The pages for `durably`'s jobs. `forward_headers`: the request headers of each tab's
-    connection its states send on to the API (the user's credentials, when the API checks them)."""
-    client = create_durably_client(durably)
-    jobs = {key: handle.definition for key, handle in durably.jobs.items()}
+def build_pages(client: DurablyClient, *, forward_headers: Sequence[str] = (), remote: bool = False) -> DashboardPages:
+    """The pages for the API of `client` (typed: a form per job of its engine). `forward_headers`:
+    the request headers of each tab's connection its states send on to the API (the user's
+    credentials, when the API checks them). `remote`: the API is served elsewhere, so the top bar
+    names it rather than linking to its OpenAPI document, which the browser may not reach."""
+    job_clients = dict(client.jobs) if isinstance(client, TypedDurablyClient) else None
+    jobs = {key: job.definition for key, job in (job_clients or {}).items()}
     job_names = sorted(definition.name for definition in jobs.values())
     headers = tuple(forward_headers)
 
@@ -72,8 +79,11 @@ def build_pages(durably: Durably, *, forward_headers: Sequence[str] = ()) -> Das
     signals = use_signal(client, forward_headers=headers)
     schedules = use_schedules(client, forward_headers=headers)
     job_states = {
-        key: use_job(client.jobs[key], auto_resume=False, follow_latest=False, forward_headers=headers) for key in jobs
+        key: use_job(job, auto_resume=False, follow_latest=False, forward_headers=headers)
+        for key, job in (job_clients or {}).items()
     }
+    # Jobs the dashboard has no models of: the server's list, and a trigger by name.
+    remote_jobs = use_remote_jobs(client, forward_headers=headers) if job_clients is None else None
 
     def navbar() -> rx.Component:
         return rx.hstack(
@@ -91,7 +101,11 @@ def build_pages(durably: Durably, *, forward_headers: Sequence[str] = ()) -> Das
                 spacing="5",
             ),
             rx.spacer(),
-            rx.link(rx.text("API", size="2"), href=f"{client.api}/openapi.json", is_external=True, color_scheme="gray"),
+            rx.text(f"API {shown_url(client.api)}", size="1", color_scheme="gray", id="remote-api")
+            if remote
+            else rx.link(
+                rx.text("API", size="2"), href=f"{client.api}/openapi.json", is_external=True, color_scheme="gray"
+            ),
             rx.color_mode.button(size="2", variant="ghost", id="color-mode"),
             width="100%",
             align="center",
@@ -111,6 +125,17 @@ def build_pages(durably: Durably, *, forward_headers: Sequence[str] = ()) -> Das
     def runs_page() -> rx.Component:
         return layout(
             rx.heading("Runs", size="7"),
+            rx.cond(
+                stats.stats_offered,
+                rx.fragment(),
+                rx.text(
+                    "This server keeps no run counts (it has no GET /stats route), so the counts and the chart "
+                    "are not shown.",
+                    size="1",
+                    color_scheme="gray",
+                    class_name="durably-no-stats",
+                ),
+            ),
             status_counts(stats, on_select=runs.set_status_filter, selected=runs.status_filter),
             runs_chart(stats),
             run_table(
@@ -127,13 +152,36 @@ def build_pages(durably: Durably, *, forward_headers: Sequence[str] = ()) -> Das
         route_run_id = rx.State.run_id  # type: ignore[attr-defined]
         return layout(
             rx.link(rx.hstack(rx.icon("arrow-left", size=14), rx.text("All runs"), align="center"), href="/", size="2"),
+            retried_as_new_run(route_run_id),
             run_detail(run_view, detail_actions, run_id=route_run_id, on_deleted=rx.redirect("/"), signals=signals),
+        )
+
+    def retried_as_new_run(route_run_id: rx.Var) -> rx.Component:
+        """Where the server retries by creating a new run (Durably's Node server), the way to it:
+        this page's run stays as it ended."""
+        new_run = detail_actions.retried_run_id.to(str)
+        return rx.cond(
+            (detail_actions.retried_from == route_run_id) & (detail_actions.retried_run_id != route_run_id),
+            rx.callout(
+                rx.hstack(
+                    rx.text("This server retried the run as a new run."),
+                    rx.link("Open it →", href="/runs/" + new_run, class_name="durably-retried-run"),
+                    spacing="2",
+                    wrap="wrap",
+                ),
+                icon="rotate-ccw",
+                size="1",
+                width="100%",
+            ),
+            rx.fragment(),
         )
 
     def schedules_page() -> rx.Component:
         return layout(*schedules_content(schedules, run_href="/runs/"))
 
     def jobs_page() -> rx.Component:
+        if remote_jobs is not None:
+            return layout(*remote_jobs_content(remote_jobs, run_href="/runs/"))
         return layout(
             rx.heading("Jobs", size="7"),
             rx.text(f"{len(jobs)} jobs registered. Trigger one and follow it live.", color_scheme="gray"),

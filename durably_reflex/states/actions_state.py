@@ -3,8 +3,9 @@
 Reflex event handlers return nothing to the page, so `get_run` and `get_steps` put what they read in
 `run` and `steps`. Every action sets `is_loading` while it runs and leaves a refused action's reason
 in `error` (a 409 "cannot retry a completed run" says so, it does not raise); `message` says what
-the last successful action did, and `retried_run_id` is the run a retry runs: the same one on a
-durably-reflex server, a new one where the server retriggers (Durably's Node server 0.15).
+the last successful action did, and `retried_run_id` is the run a retry runs (of the run
+`retried_from`): the same one on a durably-reflex server, a new one where the server retriggers
+(Durably's Node server 0.15).
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ class UseRunActionsState(DurablyState, mixin=True):
     run: rx.Field[dict[str, Any] | None] = rx.field(None)
     steps: rx.Field[list[dict[str, Any]]] = rx.field(default_factory=list)
     retried_run_id: rx.Field[str | None] = rx.field(None)
+    retried_from: rx.Field[str | None] = rx.field(None)  # the run the last retry was asked for
 
     @rx.event
     async def retry(self, run_id: str) -> AsyncIterator[None]:
         async def retry() -> None:
             self.retried_run_id = retried = await self.api().retry(run_id)
+            self.retried_from = run_id
             self.message = f"Retrying run {run_id}" if retried == run_id else f"Retried run {run_id} as run {retried}"
 
         async for _ in self._act(retry, ""):
