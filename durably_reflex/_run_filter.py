@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from . import _params
 from ._errors import InvalidArgumentError
-from ._records import Run, RunStatus
+from ._records import RunStatus
 from ._search import FIELD_PATH, LABEL_KEY, MAX_LABELS, run_query
 
 LABEL_PREFIX = "label."  # `label.customer=acme`
@@ -83,9 +83,6 @@ class RunFilter:
             return self
         names = tuple(name for name in self.job_names if name in visible) if self.job_names else tuple(sorted(visible))
         return replace(self, job_names=names) if names else None
-
-    def matches_labels(self, run: Run) -> bool:
-        return all(run.labels.get(key) == value for key, value in self.labels.items())
 
     # -- reading ----------------------------------------------------------------------------------
     @classmethod
