@@ -125,9 +125,13 @@ def build_pages(client: DurablyClient, *, forward_headers: Sequence[str] = (), r
     def runs_page() -> rx.Component:
         return layout(
             rx.heading("Runs", size="7"),
+            # Once the server has said it counts nothing, the panels (which ask it when they mount) go.
             rx.cond(
                 stats.stats_offered,
-                rx.fragment(),
+                rx.fragment(
+                    status_counts(stats, on_select=runs.set_status_filter, selected=runs.status_filter),
+                    runs_chart(stats),
+                ),
                 rx.text(
                     "This server keeps no run counts (it has no GET /stats route), so the counts and the chart "
                     "are not shown.",
@@ -136,8 +140,6 @@ def build_pages(client: DurablyClient, *, forward_headers: Sequence[str] = (), r
                     class_name="durably-no-stats",
                 ),
             ),
-            status_counts(stats, on_select=runs.set_status_filter, selected=runs.status_filter),
-            runs_chart(stats),
             run_table(
                 runs,
                 job_names=job_names,
