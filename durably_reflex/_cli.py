@@ -56,6 +56,7 @@ from typing import Any
 
 from ._engine import Durably
 from ._supervisor import Lifeline, Supervisor, WorkerCommand, unshareable_database
+from ._switch import SERVER_SWITCH_INTERVAL
 
 PROG = "durably-reflex"  # the console script; `python -m durably_reflex` is the same command
 USAGE_ERROR = 2
@@ -560,8 +561,8 @@ async def serve(args: argparse.Namespace, durably: Durably, sock: socket.socket,
         shutdown.on_request.append(request_exit)
         shutdown.on_force.append(force_exit)
         with _engine_errors("could not start the engine"):
-            if args.in_process:
-                await durably.init()
+            if args.in_process:  # job threads share this process's interpreter lock with the API
+                await durably.start(switch_interval=SERVER_SWITCH_INTERVAL)
             else:
                 await durably.migrate()  # before any worker process starts
         host, port = sock.getsockname()[:2]

@@ -226,10 +226,14 @@ class Durably:
                 await self.storage.migrate()
                 self._migrated = True
 
-    async def start(self) -> None:
-        """Start the worker in the running event loop (a no-op if it runs already)."""
+    async def start(self, *, switch_interval: float | None = None) -> None:
+        """Start the worker in the running event loop (a no-op if it runs already). With
+        `switch_interval` (seconds), the interpreter's switch interval is held at most that long
+        while the worker runs, and given back when it stops: for a worker in a server's process,
+        whose event loop shares the interpreter lock with job threads (`mount_durably` and
+        `durably-reflex serve --in-process-worker` ask for `SERVER_SWITCH_INTERVAL`)."""
         await self.migrate()
-        await self._worker.start()
+        await self._worker.start(switch_interval)
 
     async def init(self) -> None:
         """`migrate()` then `start()`."""

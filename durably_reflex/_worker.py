@@ -27,13 +27,13 @@ import contextlib
 import heapq
 import json
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from . import _switch
 from ._clock import now_ms, to_iso
 from ._errors import ClaimLostError, RunCancelledError, RunTimeoutError, StorageUnavailableError
 from ._events import RUN_COMPLETE, RUN_FAIL, RUN_START, RUN_TRIGGER, RUN_WAIT, EventBus
@@ -49,11 +49,6 @@ from ._storage.coordination import Coordination, Ring, Solo
 
 logger = logging.getLogger("durably_reflex")
 T = TypeVar("T")
-
-# Job threads share the interpreter lock with the event loop of the server that runs the worker; a
-# thread waiting for the lock waits up to the switch interval (Python's default: 5 ms) every time it
-# comes back from a system call, and a server writing to many sockets does that constantly.
-SWITCH_INTERVAL = 0.0005
 
 # Finished runs past `retain_runs` deleted per transaction, and transactions per pruning round.
 PURGE_BATCH = 500
@@ -131,6 +126,7 @@ class Worker:
         self._timer_set: set[int] = set()
         self._hand_backs: set[tuple[str, int]] = set()  # runs to hand back once the database takes it
         self._outage_seen = -float("inf")  # time.monotonic() when a call last met an unavailable database
+        self._switch_held = False  # the interpreter's switch interval, held while running (`_switch`)
 
     @property
     def is_running(self) -> bool:
@@ -178,14 +174,17 @@ class Worker:
         for execution in executions:
             execution.context.end(RunCancelledError)
 
-    async def start(self) -> None:
+    async def start(self, switch_interval: float | None = None) -> None:
+        """Start the slots. `switch_interval`: hold the interpreter's switch interval at most this
+        long while the worker runs (see `_switch.py`: for a worker sharing a server's process)."""
         if self._slots:
             return
         self._bus.bind(asyncio.get_running_loop())
         self._stopping.clear()
         self._runs_done.clear()
-        if sys.getswitchinterval() > SWITCH_INTERVAL:
-            sys.setswitchinterval(SWITCH_INTERVAL)  # process-wide: keeps the server's loop responsive
+        if switch_interval is not None:
+            _switch.hold(switch_interval)
+            self._switch_held = True
         recovered = await asyncio.to_thread(self._recover)  # runs of dead workers first: they resume at once
         self._coordination = await asyncio.to_thread(
             self._storage.coordinate, self._on_ring, self._options.polling_interval
@@ -212,6 +211,9 @@ class Worker:
             self._maintenance = None
         await asyncio.to_thread(self._coordination.close)
         self._coordination = Solo()
+        if self._switch_held:
+            self._switch_held = False
+            _switch.release()
         if self._hand_backs and not await asyncio.to_thread(self._hand_back):
             logger.warning(
                 "durably worker: stopped without handing back run(s) %s: the database is unavailable; "

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._engine import Durably
+from ._switch import SERVER_SWITCH_INTERVAL
 from .server import create_durably_handler
 
 if TYPE_CHECKING:
@@ -57,8 +58,8 @@ def mount_durably(
     @contextlib.asynccontextmanager
     async def durably_lifespan() -> AsyncIterator[None]:
         await durably.migrate()
-        if run_worker:
-            await durably.start()
+        if run_worker:  # job threads share this process's interpreter lock with the app's event loop
+            await durably.start(switch_interval=SERVER_SWITCH_INTERVAL)
         try:
             yield
         finally:

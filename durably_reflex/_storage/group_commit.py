@@ -7,6 +7,9 @@ several runs' step writes share a commit, and nobody hears "done" before the com
 durable. The caller's own thread does the work when it leads, so an uncontended write costs no thread
 hand-off at all: a step function and its checkpoint run on the same worker thread.
 
+A write that would lead while other quick writers (worker slots running short steps) are about to
+come back waits for them first, so that they all share its commit (see `cadence.py`).
+
 If one operation raises, the group is rolled back and its operations are run again one transaction
 each, so every operation stays atomic and only the faulty one fails. Event-loop code awaits `run()`,
 which does the same on a small thread pool: the event loop never waits on the database.
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from .._errors import StorageUnavailableError
+from .cadence import Cadence
 
 T = TypeVar("T")
 C = TypeVar("C", bound="Transactional")
@@ -66,6 +70,7 @@ Operation = Callable[[C], T]
 class _Queued:
     operation: Callable[[Any], Any]
     write: bool
+    thread: int  # the caller's ident (see `Cadence`)
     # Held while a follower waits for its leader; a leader's own operation needs none. (A plain lock
     # costs far less to make than an Event, and this is made once per operation.)
     waiter: Any = None
@@ -102,6 +107,7 @@ class GroupCommit(Generic[C]):
         self._lock = threading.Lock()
         self._queue: list[_Queued] = []
         self._leading = False
+        self._cadence = Cadence()
         self._closed = False
         # The outage, if any: since when, the last error, when and whether someone tries again.
         self._state = threading.Condition(self._lock)
@@ -155,19 +161,36 @@ class GroupCommit(Generic[C]):
                 return item.outcome()
 
     def _submit(self, operation: Operation[C, T], write: bool) -> _Queued:
-        """Queue the operation and see it run (leading its group, or waiting for the leader)."""
-        item = _Queued(operation, write)
+        """Queue the operation and see it run: leading its group, or waiting for the leader, or for
+        the quick writers expected back before it leads (then leading if one is overdue)."""
+        item = _Queued(operation, write, threading.get_ident())
         with self._lock:
             if self._closed:
                 raise RuntimeError("the database connection is closed")
+            now = time.monotonic()
+            self._cadence.arrived(item.thread, now)
             self._queue.append(item)
             leads = not self._leading
-            self._leading = True
-            if not leads:
+            expected = None
+            if leads and write:
+                expected = self._cadence.expected_until({queued.thread for queued in self._queue}, now)
+                leads = expected is None
+            if leads:
+                self._leading = True
+            else:
                 item.waiter = threading.Lock()
                 item.waiter.acquire()
+        released = False
+        if expected is not None:
+            released = item.waiter.acquire(timeout=expected - now)
+            if not released:
+                with self._lock:  # the writers expected are late: lead what is queued, unless a leader
+                    leads = not self._leading and item in self._queue  # took it or leads meanwhile
+                    if leads:
+                        self._leading = True
         if not leads:
-            item.waiter.acquire()  # released by the leader that ran it, or that hands over the lead
+            if not released:
+                item.waiter.acquire()  # released by the leader that ran it, or that hands over the lead
             if not item.promoted:
                 return item
         self._lead()
@@ -259,8 +282,11 @@ class GroupCommit(Generic[C]):
 
     # -- leading ----------------------------------------------------------------------------------
     def _lead(self) -> None:
+        group: list[_Queued] = []
         for _ in range(_GROUPS_PER_LEADER):
             with self._lock:
+                if group:
+                    self._cadence.done([item.thread for item in group], time.monotonic())
                 group, self._queue = self._queue, []
                 if not group:
                     self._leading = False
@@ -270,6 +296,7 @@ class GroupCommit(Generic[C]):
                 if item.waiter is not None:
                     item.waiter.release()
         with self._lock:
+            self._cadence.done([item.thread for item in group], time.monotonic())
             if not self._queue:
                 self._leading = False
                 return
