@@ -98,7 +98,8 @@ class DurablyAuth:
       listings, counts, streams and run routes see only its scope's runs (another's is a 404).
 
     `/stats` counts whole jobs, so it is scoped by `scope` and `visible_jobs` only (`can_access_run`
-    judges one run at a time, which a count never reads). Schedules belong to no tenant (their runs
+    judges one run at a time, which a count never reads). A bulk action is held to all three: see
+    `_bulk`. A replay is a trigger (`can_trigger` of the source run's job and input). Schedules belong to no tenant (their runs
     have no scope): a caller with a scope sees none, and may not create one (403).
     """
 
