@@ -1,7 +1,8 @@
 """`durably-reflex dashboard --api URL`: the dashboard of an API served elsewhere. Its arguments and
 the checks made before Reflex starts (one line, exit 2), the environment handed to Reflex, what the
 packaged app module builds from it (no API mounted, every state reading the remote API with the
-headers asked for), and the warning about an API that does not answer as one, against real servers.
+headers asked for), the warning about an API that does not answer as one, and the jobs page's list
+and trigger by name for jobs the dashboard has no models of, against real servers.
 
 Reflex itself serves it, against a real Node Durably server, in tests/browser/test_dashboard_node.py.
 """
@@ -9,23 +10,26 @@ Reflex itself serves it, against a real Node Durably server, in tests/browser/te
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from starlette.requests import Request
 
+from durably_reflex import DurablyClient
 from durably_reflex._cli import UsageError, build_parser
 from durably_reflex._dashboard_cli import api_warning, remote_api
 from durably_reflex._dashboard_project import FORWARD_HEADERS_ENV, REMOTE_API_ENV, reflex_environment
 from durably_reflex._dashboard_targets import HEADERS_ENV, parse_headers, shown_url
+from durably_reflex.dashboard.remote_jobs import listed_jobs, trigger_by_name
 from durably_reflex.server import DurablyAuth
-from tests.test_client import ServerThread, free_port
+from tests.test_client import ROWS, ServerThread, free_port
 from tests.test_dashboard_cli import ROOT, assert_usage_error, dashboard
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX process groups and signals")
@@ -222,3 +226,55 @@ def test_a_url_without_the_apis_base_path_asks_whether_it_is_the_right_one(prote
 def test_an_api_that_does_not_answer_is_a_warning_not_an_error() -> None:
     warning = api_warning(f"http://127.0.0.1:{free_port()}/api/durably", {}, timeout=2)
     assert warning is not None and "does not answer now" in warning and "reconnect" in warning
+
+
+# -- the jobs page of an API whose jobs the dashboard does not know ------------------------------------------
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[DurablyClient]:
+    """A durably-reflex server of the test jobs (import-csv, flaky, slow-job), and a plain client of it."""
+    server = ServerThread(f"sqlite:///{tmp_path / 'served.db'}", free_port())
+    await asyncio.to_thread(server.start)
+    async with DurablyClient(server.api) as client:
+        yield client
+    await asyncio.to_thread(server.stop)
+
+
+async def test_a_durably_reflex_api_lists_its_jobs_with_their_input_schemas(served: DurablyClient) -> None:
+    listed = await listed_jobs(served)
+    assert (listed.offered, listed.error) == (True, None)
+    assert [row["name"] for row in listed.rows] == ["flaky", "import-csv", "slow-job"]
+    schema = json.loads(next(row["schema"] for row in listed.rows if row["name"] == "import-csv"))
+    assert "rows" in schema["properties"]
+
+
+async def test_an_api_that_does_not_answer_is_an_error_not_a_missing_feature() -> None:
+    async with DurablyClient(f"http://127.0.0.1:{free_port()}/api/durably", timeout=2) as client:
+        listed = await listed_jobs(client)
+    assert listed.offered and listed.rows == []
+    assert listed.error is not None and listed.error.startswith("Failed to read the jobs: ")
+
+
+async def test_a_job_triggered_by_name_with_json_input_runs(served: DurablyClient) -> None:
+    run_id, problem = await trigger_by_name(served, " import-csv ", json.dumps(ROWS))
+    assert problem is None and run_id is not None
+    assert (await served.wait_for_run(run_id, timeout=10)).output == {"imported": 2, "names": ["ADA", "GRACE"]}
+
+
+@pytest.mark.parametrize(
+    ("job_name", "input_text", "problem"),
+    [
+        ("", "{}", "Name the job to trigger."),
+        ("no-such-job", "{}", 'The server has no job named "no-such-job".'),
+        ("import-csv", '{"rows": [', "The input is not JSON: Expecting value (line 1, column 11)."),
+    ],
+)
+async def test_a_trigger_by_name_that_cannot_be_sent_says_why(
+    served: DurablyClient, job_name: str, input_text: str, problem: str
+) -> None:
+    assert await trigger_by_name(served, job_name, input_text) == (None, problem)
+    assert await served.get_runs() == []
+
+
+async def test_an_input_the_job_refuses_is_told_in_the_servers_words(served: DurablyClient) -> None:
+    run_id, problem = await trigger_by_name(served, "import-csv", '{"rows": [{"nom": "ada"}]}')
+    assert run_id is None and problem is not None and "rows.0.name" in problem

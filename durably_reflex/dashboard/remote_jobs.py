@@ -15,6 +15,7 @@ Element ids and classes (stable, for tests and scripts): `#trigger-by-name` (the
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import reflex as rx
@@ -50,22 +51,10 @@ class RemoteJobsState(DurablyState, mixin=True):
         """Read the server's jobs; put it in `on_mount`."""
         async with self:
             self.is_loading, api = True, self.api()
-        try:
-            listed = await api.list_jobs()
-        except FeatureNotSupportedError:
-            async with self:
-                self.jobs_offered, self.error, self.is_loading = False, None, False
-            return
-        except DurablyError as error:
-            async with self:
-                self.error, self.is_loading = f"Failed to read the jobs: {error}", False
-            return
-        rows = [
-            {"name": job.name, "schema": json.dumps(job.input_schema, indent=2) if job.input_schema else "any JSON"}
-            for job in sorted(listed, key=lambda job: job.name)
-        ]
+        listed = await listed_jobs(api)
         async with self:
-            self.jobs, self.jobs_offered, self.error, self.is_loading = rows, True, None, False
+            self.jobs, self.jobs_offered, self.error = listed.rows, listed.offered, listed.error
+            self.is_loading = False
 
     @rx.event
     def set_job_name(self, name: str) -> None:
@@ -74,27 +63,58 @@ class RemoteJobsState(DurablyState, mixin=True):
     @rx.event(background=True)
     async def submit(self, form_data: dict[str, Any]) -> None:
         """Trigger the job the form names with its JSON input (blank: no input)."""
-        job_name = str(form_data.get("job_name", "")).strip()
-        input, problem = _parsed_input(str(form_data.get("input", "")))
-        if not job_name:
-            problem = "Name the job to trigger."
-        if problem is not None:
-            async with self:
-                self.trigger_error = problem
-            return
+        job_name, input_text = (str(form_data.get(key, "")) for key in ("job_name", "input"))
         async with self:
             self.is_triggering, self.trigger_error, api = True, None, self.api()
-        run_id = None
-        try:
-            run_id = await api.trigger(job_name, input)
-        except JobNotFoundError:
-            problem = f'The server has no job named "{job_name}".'
-        except DurablyError as error:
-            problem = str(error)
+        run_id, problem = await trigger_by_name(api, job_name, input_text)
         async with self:
             self.is_triggering, self.trigger_error = False, problem
             if run_id is not None:
-                self.triggered = [{"id": str(run_id), "job_name": job_name}, *self.triggered][:TRIGGERED_KEPT]
+                triggered = {"id": run_id, "job_name": job_name.strip()}
+                self.triggered = [triggered, *self.triggered][:TRIGGERED_KEPT]
+
+
+@dataclass(frozen=True)
+class ListedJobs:
+    """What `GET /jobs` told: a row per job (`name`; `schema`, its input JSON Schema as text), whether
+    the server lists jobs at all, and why the list could not be read, if it could not."""
+
+    rows: list[dict[str, str]]
+    offered: bool = True
+    error: str | None = None
+
+
+async def listed_jobs(client: DurablyClient) -> ListedJobs:
+    """The server's jobs by name (none, not offered, where the server has no `/jobs`)."""
+    try:
+        jobs = await client.list_jobs()
+    except FeatureNotSupportedError:
+        return ListedJobs([], offered=False)
+    except DurablyError as error:
+        return ListedJobs([], error=f"Failed to read the jobs: {error}")
+    return ListedJobs(
+        [
+            {"name": job.name, "schema": json.dumps(job.input_schema, indent=2) if job.input_schema else "any JSON"}
+            for job in sorted(jobs, key=lambda job: job.name)
+        ]
+    )
+
+
+async def trigger_by_name(client: DurablyClient, job_name: str, input_text: str) -> tuple[str | None, str | None]:
+    """Trigger `job_name` with `input_text` read as JSON (blank: no input): (the run's id, None), or
+    (None, what to tell the user) when nothing was triggered."""
+    job_name = job_name.strip()
+    if not job_name:
+        return None, "Name the job to trigger."
+    input, problem = _parsed_input(input_text)
+    if problem is not None:
+        return None, problem
+    try:
+        return str(await client.trigger(job_name, input)), None
+    except JobNotFoundError:
+        return None, f'The server has no job named "{job_name}".'
+    except DurablyError as error:
+        return None, str(error)
 
 
 def _parsed_input(text: str) -> tuple[Any, str | None]:
