@@ -34,7 +34,8 @@ from sqlalchemy import create_engine, insert  # noqa: E402
 from durably_reflex import create_durably  # noqa: E402
 from durably_reflex._clock import now_ms  # noqa: E402
 from durably_reflex._ids import new_id  # noqa: E402
-from durably_reflex._storage.tables import RunRow, StepRow  # noqa: E402
+from durably_reflex._storage.tables import runs as run_table  # noqa: E402
+from durably_reflex._storage.tables import steps as step_table  # noqa: E402
 
 JOBS = ("import-csv", "send-email", "resize-image", "sync-crm", "nightly-report")
 JOB_WEIGHTS = (30, 35, 20, 10, 5)
@@ -72,9 +73,9 @@ def seed_runs(db_url: str, n: int, *, seed: int = 1) -> None:
                     run, run_steps = _fake_run(rng, now - SPAN_MS * (n - 1 - i) // max(n - 1, 1))
                     runs.append(run)
                     steps.extend(run_steps)
-                connection.execute(insert(RunRow.__table__), runs)  # type: ignore[attr-defined]
+                connection.execute(insert(run_table), runs)
                 if steps:
-                    connection.execute(insert(StepRow.__table__), steps)  # type: ignore[attr-defined]
+                    connection.execute(insert(step_table), steps)
                 connection.commit()
     finally:
         engine.dispose()

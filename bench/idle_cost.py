@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 180.0
@@ -37,8 +38,9 @@ START_TIMEOUT = 180.0
 def child(url: str, code: str, report: Path) -> None:
     """An idle worker that reports how many statements it has executed whenever SIGUSR1 comes."""
     sys.path.insert(0, code)
+    import sqlite3
+
     from pydantic import BaseModel
-    from sqlalchemy import Engine, event
 
     from durably_reflex import create_durably, define_job
 
@@ -47,10 +49,14 @@ def child(url: str, code: str, report: Path) -> None:
     def count(_statement: str) -> None:
         executed[0] += 1
 
-    @event.listens_for(Engine, "connect")
-    def trace(dbapi_connection: object, _record: object) -> None:
-        if hasattr(dbapi_connection, "set_trace_callback"):  # sqlite3
-            dbapi_connection.set_trace_callback(count)
+    connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:  # every connection, whoever opens it
+        connection = connect(*args, **kwargs)
+        connection.set_trace_callback(count)
+        return connection
+
+    sqlite3.connect = traced
 
     class Empty(BaseModel):
         pass

@@ -42,7 +42,8 @@ from sqlalchemy import create_engine, insert  # noqa: E402
 from bench.dashboard import _fake_run, _migrate, percentile, table, timings  # noqa: E402
 from durably_reflex import BulkResult, DurablyClient, create_durably  # noqa: E402
 from durably_reflex._clock import now_ms  # noqa: E402
-from durably_reflex._storage.tables import LabelRow, RunRow  # noqa: E402
+from durably_reflex._storage.tables import labels as label_table  # noqa: E402
+from durably_reflex._storage.tables import runs as run_table  # noqa: E402
 
 SPAN_MS = 7 * 24 * 3600 * 1000
 BATCH = 10_000
@@ -85,8 +86,8 @@ def seed(db_url: str, runs: int, bulk: int, rng: random.Random) -> None:
                     run["labels"] = json.dumps(tags, separators=(",", ":"))
                     rows.append(run)
                     labels += [{"run_id": run["id"], "key": key, "value": value} for key, value in tags.items()]
-                connection.execute(insert(RunRow.__table__), rows)  # type: ignore[attr-defined]
-                connection.execute(insert(LabelRow.__table__), labels)  # type: ignore[attr-defined]
+                connection.execute(insert(run_table), rows)
+                connection.execute(insert(label_table), labels)
                 connection.commit()
             connection.exec_driver_sql("ANALYZE")
             connection.commit()

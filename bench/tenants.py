@@ -32,7 +32,7 @@ from sqlalchemy import create_engine, insert, text  # noqa: E402
 from durably_reflex import BatchItem, create_durably, define_job  # noqa: E402
 from durably_reflex._clock import now_ms  # noqa: E402
 from durably_reflex._ids import new_id  # noqa: E402
-from durably_reflex._storage.tables import RunRow  # noqa: E402
+from durably_reflex._storage.tables import runs as run_table  # noqa: E402
 
 JOBS = ("import-csv", "send-email", "resize-image")
 STATUSES = ("completed", "completed", "completed", "failed", "pending")
@@ -65,7 +65,7 @@ def seed(db_url: str, runs: int, tenants: int) -> None:
         )
     with engine.begin() as connection:
         for start in range(0, len(rows), 5000):
-            connection.execute(insert(RunRow.__table__), rows[start : start + 5000])  # type: ignore[attr-defined]
+            connection.execute(insert(run_table), rows[start : start + 5000])
         if engine.dialect.name == "postgresql":
             connection.execute(text("ANALYZE durably_runs"))
         else:

@@ -32,9 +32,11 @@ def from_ms(ms: int | None) -> datetime | None:
 
 
 class WireModel(BaseModel):
-    """Base of the records: camelCase aliases, ISO `Z` timestamps on the wire."""
+    """Base of the records: camelCase aliases, ISO `Z` timestamps on the wire. Each record builds
+    its validator on first use (`defer_build`), not at import: a worker process that never makes
+    one does not pay for it (nor for pydantic's scan of installed plugins)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, defer_build=True)
 
     @field_serializer("*", when_used="json")
     def _timestamps_as_iso(self, value: Any) -> Any:
@@ -205,7 +207,7 @@ class RunStats(WireModel):
 class RunResult(BaseModel):
     """What `trigger_and_wait` returns: the run id and its output (the job's output model if it has one)."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
     id: str
     output: Any = None

@@ -20,8 +20,6 @@ from datetime import UTC, datetime
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter  # type: ignore[import-untyped]
-
 from ._clock import now_ms
 from ._errors import InvalidArgumentError
 
@@ -54,12 +52,16 @@ def zone(timezone: str) -> ZoneInfo:
 
 def next_fire(cron: str, timezone: str, after_ms: int) -> int:
     """The first tick strictly after `after_ms` (epoch ms), in epoch ms."""
+    from croniter import croniter  # type: ignore[import-untyped]  # here: most processes never schedule
+
     start = datetime.fromtimestamp(after_ms / 1000, tz=UTC).astimezone(zone(timezone))
     ticks = croniter(cron, start, second_at_beginning=_has_seconds(cron))
     return round(ticks.get_next(datetime).timestamp() * 1000)
 
 
 def _valid(cron: str) -> bool:
+    from croniter import croniter
+
     try:
         return bool(croniter.is_valid(cron, second_at_beginning=_has_seconds(cron)))
     except Exception:  # croniter raises more than its documented errors on odd input

@@ -123,16 +123,19 @@ async def test_a_busy_leader_rings_the_idle_workers_for_what_it_cannot_start(db_
 
 # -- statements per process (SQLite's trace callback, in child processes) ----------------------------
 CHILD = """
-import asyncio, signal, sys
-from sqlalchemy import Engine, event
+import asyncio, signal, sqlite3, sys
 from tests.test_idle_workers import QUICK
 from durably_reflex import create_durably
 
 executed = [0]
+connect = sqlite3.connect
 
-@event.listens_for(Engine, "connect")
-def trace(connection, _record):
+def traced(*args, **kwargs):
+    connection = connect(*args, **kwargs)
     connection.set_trace_callback(lambda _sql: executed.__setitem__(0, executed[0] + 1))
+    return connection
+
+sqlite3.connect = traced
 
 async def main():
     durably = create_durably(sys.argv[1], polling_interval=0.5).register(quick=QUICK)

@@ -1,14 +1,17 @@
-"""Storage backends behind one interface; `open_storage(url)` picks one by the URL's scheme."""
+"""Storage backends behind one interface; `open_storage(url)` picks one by the URL's scheme.
+
+Importing this package loads neither SQLAlchemy nor a database driver: `open_storage` loads the
+backend its URL names.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import make_url
-
 from .base import Storage
+from .urls import parse_url
 
 
 def open_storage(url: str) -> Storage:
-    backend = make_url(url).get_backend_name()
+    backend = parse_url(url).backend
     if backend == "sqlite":
         from .sqlite import SqliteStorage
 

@@ -26,23 +26,13 @@ from sqlalchemy.schema import CreateColumn
 
 from .._clock import now_ms
 from .._errors import SchemaVersionError
-from .tables import (
-    SCHEMA_VERSION,
-    AttemptRow,
-    DurablyTable,
-    LabelRow,
-    RunRow,
-    ScheduleRow,
-    SchemaVersionRow,
-    WaitRow,
-)
-
-_runs: Table = RunRow.__table__  # type: ignore[attr-defined]
-_versions: Table = SchemaVersionRow.__table__  # type: ignore[attr-defined]
-_waits: Table = WaitRow.__table__  # type: ignore[attr-defined]
-_schedules: Table = ScheduleRow.__table__  # type: ignore[attr-defined]
-_labels: Table = LabelRow.__table__  # type: ignore[attr-defined]
-_attempts: Table = AttemptRow.__table__  # type: ignore[attr-defined]
+from .tables import SCHEMA_VERSION, metadata
+from .tables import attempts as _attempts
+from .tables import labels as _labels
+from .tables import runs as _runs
+from .tables import schedules as _schedules
+from .tables import schema_versions as _versions
+from .tables import waits as _waits
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +107,7 @@ def migrate(connection: Connection) -> list[int]:
     migration lock. Returns the versions applied (a new database: just SCHEMA_VERSION)."""
     current = _current_version(connection)
     if current is None:
-        DurablyTable.metadata.create_all(connection, checkfirst=True)
+        metadata.create_all(connection, checkfirst=True)
         _stamp(connection, SCHEMA_VERSION)
         return [SCHEMA_VERSION]
     if current > SCHEMA_VERSION:

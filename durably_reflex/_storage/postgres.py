@@ -43,12 +43,11 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from sqlalchemy import URL, create_engine, make_url
-from sqlalchemy.pool import NullPool
 
 from .coordination import Coordination, Lease, OnRing, Ring, decode_ring, encode_ring
 from .group_commit import DEFAULT_PATIENCE, GroupCommit
 from .sql import CLAIMED_SQL, Prepared, SqlSession, SqlStorage, pop_url_option
+from .urls import DatabaseUrl, parse_url
 
 logger = logging.getLogger("durably_reflex")
 
@@ -78,7 +77,7 @@ class PostgresSession(SqlSession):
 
     def execute_many(self, statement: Prepared, rows: list[dict[str, Any]]) -> None:
         with self.raw.cursor() as cursor:
-            cursor.executemany(statement.sql, [statement.bind(row) for row in rows])
+            cursor.executemany(statement.sql, rows)
 
     def is_transient(self, error: BaseException) -> bool:
         return isinstance(
@@ -116,6 +115,7 @@ class PostgresStorage(SqlStorage):
         LIMIT 1
         FOR UPDATE OF r SKIP LOCKED
     """
+    table_exists_sql = "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename = :name"
     insert_step_sql = """
         WITH run AS (
             SELECT status FROM durably_runs
@@ -136,16 +136,16 @@ class PostgresStorage(SqlStorage):
         SELECT :id, CAST(:run_id AS VARCHAR), :step_name, :level, :message, :data, :created_at
         WHERE EXISTS (SELECT 1 FROM durably_runs WHERE id = CAST(:run_id AS VARCHAR))"""
 
-    def __init__(self, url: str | URL) -> None:
-        parsed = make_url(url)
+    def __init__(self, url: str) -> None:
+        parsed = parse_url(url)
         options = dict(parsed.query)
         self.reconnect_timeout = float(pop_url_option(options, "reconnect_timeout", DEFAULT_PATIENCE))
-        parsed = parsed.set(drivername="postgresql+psycopg", query=options)
-        engine = create_engine(parsed, poolclass=NullPool, connect_args={"connect_timeout": 10})
-        self._conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        # libpq's own URI (psycopg's conninfo): the driver's options stay in it.
+        self._conninfo = parsed.without_options(options, scheme="postgresql")
 
         def connect() -> PostgresSession:
-            return PostgresSession(engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
+            raw = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
+            return PostgresSession(raw, "postgresql+psycopg://")
 
         writer: GroupCommit[PostgresSession] = GroupCommit(
             "durably-pg-writer",
@@ -157,8 +157,8 @@ class PostgresStorage(SqlStorage):
         reader: GroupCommit[PostgresSession] = GroupCommit(
             "durably-pg-reader", connect, patience=self.reconnect_timeout
         )
-        super().__init__(engine.dialect, writer, reader)
-        self.url = parsed
+        super().__init__("postgresql", "pyformat", writer, reader)
+        self.url: DatabaseUrl = parsed
         prepare = self._prepare
         # A key is a tenant's: (scope, key) is locked and looked up (a hash collision only delays a claim).
         self._key_lock = prepare(

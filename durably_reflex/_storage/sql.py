@@ -1,10 +1,12 @@
-"""Storage on SQLAlchemy, shared by every SQL database.
+"""Storage on SQL, shared by every SQL database.
 
-Cold paths (listing, retry, cancel, delete, migration) are SQLModel/SQLAlchemy Core statements. Hot
-paths (claim, step writes, progress, logs, heartbeats) are written once as SQL text with named
-parameters, compiled once per dialect into the driver's own SQL and run on the driver connection:
-statement building would otherwise cost more than the commit. A dialect subclass supplies the
-connection (`SqlSession`) and whatever SQL its database spells differently.
+Hot paths (claim, step writes, settling, progress, logs, heartbeats, the leader's survey) are written
+once as SQL text with named parameters, put in the driver's own parameter style once, and run on
+the driver's connection: statement building would otherwise cost more than the commit. Cold paths
+(listings, counts, actions on runs, schedules, migrations) are SQLAlchemy Core statements
+(`queries.py`, `migrations.py`), imported on first use: a worker process that only claims, runs and
+settles never loads SQLAlchemy. A dialect subclass opens the connections (`SqlSession`) and spells
+what its database spells differently.
 """
 
 from __future__ import annotations
@@ -12,30 +14,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import operator
+import re
 import threading
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from sqlalchemy import (
-    JSON,
-    ColumnElement,
-    Connection,
-    Dialect,
-    Select,
-    Text,
-    case,
-    cast,
-    delete,
-    func,
-    select,
-    text,
-    true,
-    update,
-)
-from sqlalchemy.dialects.postgresql import JSONB
+from typing import TYPE_CHECKING, Any
 
 from .._clock import now_ms
 from .._errors import (
@@ -60,7 +44,6 @@ from .._records import (
     WaitingFor,
     from_ms,
 )
-from . import migrations
 from .base import (
     NEVER,
     Announce,
@@ -84,17 +67,11 @@ from .base import (
     Wait,
 )
 from .group_commit import GroupCommit
-from .tables import (
-    AttemptRow,
-    EventRow,
-    LabelRow,
-    LogRow,
-    RunRow,
-    ScheduleRow,
-    StepRow,
-    WaitRow,
-)
+from .version import SCHEMA_VERSION
 from .watch import WatchMark
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 STORED_RUN_COLUMNS = (
     "id",
@@ -134,40 +111,61 @@ STEP_COLUMNS = (
 LOG_COLUMNS = ("id", "run_id", "step_name", "level", "message", "data", "created_at")
 
 
+# A `:name` parameter, as SQLAlchemy's text() finds them (not `::`, not an escaped `\:`).
+_PARAMETER = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
+
+
 class Prepared:
-    """SQL text compiled once for a dialect; binds named parameters in the driver's style."""
+    """SQL text with `:name` parameters in the driver's own style, made once: sqlite3 takes `:name`
+    as it is; psycopg takes `%(name)s`. Either binds by name from a dict."""
 
-    def __init__(self, sql: str, dialect: Dialect) -> None:
-        compiled = text(sql).compile(dialect=dialect)
-        self.sql = str(compiled)
-        order = compiled.positiontup
-        # Positional drivers (SQLite's qmark) get a tuple in placeholder order; named ones the dict.
-        self._pick: Callable[[dict[str, Any]], Any] | None = None
-        if order:
-            pick = operator.itemgetter(*order)
-            self._pick = pick if len(order) > 1 else lambda params: (pick(params),)
-
-    def bind(self, params: dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
-        return params if self._pick is None else self._pick(params)
+    def __init__(self, sql: str, paramstyle: str) -> None:
+        if paramstyle == "named":
+            self.sql = sql
+        elif paramstyle == "pyformat":
+            self.sql = _PARAMETER.sub(r"%(\1)s", sql.replace("%", "%%"))
+        else:
+            raise ValueError(f"unsupported parameter style {paramstyle!r}")
 
 
 class SqlSession:
-    """One connection as a `Transactional`: SQLAlchemy for cold paths, the driver for hot ones."""
+    """One connection as a `Transactional`: the driver's for the hot paths, and SQLAlchemy Core over
+    the same connection for the cold ones, made on first use (see the module's docstring)."""
 
-    def __init__(self, sa: Connection) -> None:
-        self.sa = sa
-        self.raw: Any = sa.connection.driver_connection
+    def __init__(self, raw: Any, sqlalchemy_url: str) -> None:
+        self.raw: Any = raw
+        self._sqlalchemy_url = sqlalchemy_url  # names the dialect ("sqlite://", "postgresql+psycopg://")
+        self._sa: Connection | None = None
         self._on_rollback: list[Callable[[], None]] = []
+
+    @property
+    def sa(self) -> Connection:
+        """SQLAlchemy Core on this connection, made on first use, often in the middle of a
+        transaction: the group commit's BEGIN and COMMIT frame its statements, and SQLAlchemy ends
+        none itself (it would roll back after its first look at a connection, and when a connection
+        goes back to its pool)."""
+        if self._sa is None:
+            from sqlalchemy import create_engine
+            from sqlalchemy.pool import StaticPool
+
+            raw = self.raw
+            engine = create_engine(
+                self._sqlalchemy_url, creator=lambda: raw, poolclass=StaticPool, pool_reset_on_return=None
+            )
+            for ending in ("do_commit", "do_rollback"):
+                setattr(engine.dialect, ending, _leave_transaction)
+            self._sa = engine.connect()
+        return self._sa
 
     def on_rollback(self, undo: Callable[[], None]) -> None:
         """Run `undo` if the current transaction rolls back (to put taken buffers back)."""
         self._on_rollback.append(undo)
 
     def execute(self, statement: Prepared, **params: Any) -> Any:
-        return self.raw.execute(statement.sql, statement.bind(params))
+        return self.raw.execute(statement.sql, params)
 
     def execute_many(self, statement: Prepared, rows: list[dict[str, Any]]) -> None:
-        self.raw.executemany(statement.sql, [statement.bind(row) for row in rows])
+        self.raw.executemany(statement.sql, rows)
 
     @abstractmethod
     def begin(self, write: bool) -> None: ...
@@ -185,7 +183,9 @@ class SqlSession:
                 action()
 
     def close(self) -> None:
-        self.sa.close()
+        if self._sa is not None:
+            self._sa.close()
+        self.raw.close()
 
     def is_transient(self, error: BaseException) -> bool:
         return False
@@ -195,6 +195,10 @@ class SqlSession:
 
     def is_broken(self) -> bool:
         return False
+
+
+def _leave_transaction(_connection: Any) -> None:
+    """What SQLAlchemy does instead of committing or rolling back a session's connection."""
 
 
 def pop_url_option(options: dict[str, str | tuple[str, ...]], name: str, default: str) -> str:
@@ -313,135 +317,6 @@ def log_from_row(row: Sequence[Any]) -> LogEntry:
     )
 
 
-_runs = RunRow.__table__  # type: ignore[attr-defined]
-_steps = StepRow.__table__  # type: ignore[attr-defined]
-_logs = LogRow.__table__  # type: ignore[attr-defined]
-_events = EventRow.__table__  # type: ignore[attr-defined]
-_waits = WaitRow.__table__  # type: ignore[attr-defined]
-_schedules = ScheduleRow.__table__  # type: ignore[attr-defined]
-_labels = LabelRow.__table__  # type: ignore[attr-defined]
-_attempts = AttemptRow.__table__  # type: ignore[attr-defined]
-_completed_steps_of_run = (_steps.c.run_id == _runs.c.id) & (_steps.c.status == "completed")
-_run_columns = [
-    *(_runs.c[name] for name in STORED_RUN_COLUMNS),
-    select(func.count()).where(_completed_steps_of_run).scalar_subquery().label("step_count"),
-    select(func.coalesce(func.max(_steps.c.step_index) + 1, 0))
-    .where(_completed_steps_of_run)
-    .scalar_subquery()
-    .label("current_step_index"),
-]
-
-_NEWEST_FIRST = (_runs.c.created_at.desc(), _runs.c.id.desc())
-
-
-def _run_in_scope(run_id: str, scope: str | None) -> Select[Any]:
-    """One run by id; with a scope, only if it is that tenant's (another's reads as missing)."""
-    statement = select(*_run_columns).where(_runs.c.id == run_id)
-    return statement if scope is None else statement.where(_runs.c.scope == scope)
-
-
-def _merged_page(query: RunQuery, limit: int, dialect: str) -> Select[Any]:
-    """The ids of one page of runs of several jobs (or statuses), newest first: the newest
-    `offset + limit` of each from its own index range, merged and cut. Filtering on them all at
-    once makes the database sort every run they have (0.3 s at 100,000 runs, against 1 ms).
-
-    The values travel as one JSON array parameter, joined as a table (`json_each` on SQLite,
-    `json_array_elements_text` on PostgreSQL) to a correlated "newest of this value" subquery: the
-    statement is the same whatever the number of values, so building, planning and running it cost
-    one index range per value, not a UNION term each (500 terms broke SQLite; 2,000 took PostgreSQL
-    12 s to plan)."""
-    if len(set(query.job_names)) > 1:
-        name, values = "job_name", query.job_names
-        others = [_runs.c.status.in_(query.statuses)] if query.statuses else []
-    else:
-        name, values = "status", query.statuses
-        others = [_runs.c.job_name.in_(query.job_names)] if query.job_names else []
-    if query.scope is not None:
-        others.append(_runs.c.scope == query.scope)
-    others.extend(_search(query, dialect))
-    distinct = list(dict.fromkeys(values))
-    if dialect == "postgresql":  # a LATERAL join: one index range per value (JSON's bind type encodes the list)
-        each = func.json_array_elements_text(cast(distinct, JSON)).table_valued("value").render_derived()
-        newest = (
-            select(_runs.c.id, _runs.c.created_at)
-            .where(_runs.c[name] == each.c.value, *others)
-            .order_by(*_NEWEST_FIRST)
-            .limit(query.offset + limit)
-            .lateral()
-        )
-        return (
-            select(newest.c.id)
-            .select_from(each)
-            .join(newest, true())
-            .order_by(newest.c.created_at.desc(), newest.c.id.desc())
-            .limit(limit)
-            .offset(query.offset)
-        )
-    # SQLite has no LATERAL; a correlated IN per value is its equivalent.
-    each = func.json_each(json.dumps(distinct)).table_valued("value")
-    newest_ids = (
-        select(_runs.c.id)
-        .where(_runs.c[name] == each.c.value, *others)
-        .order_by(*_NEWEST_FIRST)
-        .limit(query.offset + limit)
-        .correlate(each)
-    )
-    page = _runs.alias("page")
-    return (
-        select(page.c.id)
-        .select_from(each)
-        .join(page, page.c.id.in_(newest_ids))
-        .order_by(page.c.created_at.desc(), page.c.id.desc())
-        .limit(limit)
-        .offset(query.offset)
-    )
-
-
-def _delete_runs(session: SqlSession, run_ids: list[str]) -> None:
-    """Delete runs with everything of theirs."""
-    for table in (_logs, _steps, _waits, _labels, _attempts):
-        session.sa.execute(delete(table).where(table.c.run_id.in_(run_ids)))
-    session.sa.execute(delete(_runs).where(_runs.c.id.in_(run_ids)))
-
-
-def _search(query: RunQuery, dialect: str) -> list[ColumnElement[bool]]:
-    """The conditions of a search beyond job, status and scope. Labels and ids go through indexes
-    (`durably_labels`, the primary key); created-at through the created index; an input field is
-    read from each run's input JSON that the other conditions leave (a scan of those runs)."""
-    conditions: list[ColumnElement[bool]] = []
-    for key, value in query.labels:
-        conditions.append(
-            _runs.c.id.in_(select(_labels.c.run_id).where(_labels.c.key == key, _labels.c.value == value))
-        )
-    if query.id_prefix:
-        conditions.append(_runs.c.id >= query.id_prefix)
-        conditions.append(_runs.c.id < query.id_prefix + "\uffff")
-    if query.created_after is not None:
-        conditions.append(_runs.c.created_at >= query.created_after)
-    if query.created_before is not None:
-        conditions.append(_runs.c.created_at < query.created_before)
-    for path, value in query.input_fields:
-        conditions.append(_input_field(path, dialect) == value)
-    if query.replay_of is not None:
-        conditions.append(_runs.c.replay_of == query.replay_of)
-    if query.before is not None:
-        created_at, run_id = query.before
-        conditions.append(
-            (_runs.c.created_at < created_at) | ((_runs.c.created_at == created_at) & (_runs.c.id < run_id))
-        )
-    return conditions
-
-
-def _input_field(path: str, dialect: str) -> ColumnElement[Any]:
-    """A field of the run's input (a dotted path), as text: "42" for 42, "true" for true."""
-    parts = path.split(".")
-    if dialect == "postgresql":
-        return func.jsonb_extract_path_text(cast(_runs.c.input, JSONB), *parts)
-    extracted = func.json_extract(_runs.c.input, "$." + ".".join(f'"{part}"' for part in parts))
-    kind = func.json_type(_runs.c.input, "$." + ".".join(f'"{part}"' for part in parts))
-    return case((kind == "true", "true"), (kind == "false", "false"), else_=cast(extracted, Text))
-
-
 logger = logging.getLogger("durably_reflex")
 
 _BUSY = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
@@ -484,13 +359,18 @@ class SqlStorage(Storage):
                       AND status IN ('running', 'cancelled'))
         RETURNING (SELECT status FROM durably_runs WHERE id = :run_id)"""
     # A log line of a deleted run is dropped.
+    # Whether a table exists (`migrate`'s first look).
+    table_exists_sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name"
     insert_log_sql = """
         INSERT INTO durably_logs (id, run_id, step_name, level, message, data, created_at)
         SELECT :id, :run_id, :step_name, :level, :message, :data, :created_at
         WHERE EXISTS (SELECT 1 FROM durably_runs WHERE id = :run_id)"""
 
-    def __init__(self, dialect: Dialect, writer: GroupCommit[Any], reader: GroupCommit[Any]) -> None:
+    def __init__(self, dialect: str, paramstyle: str, writer: GroupCommit[Any], reader: GroupCommit[Any]) -> None:
+        """`dialect`: SQLAlchemy's name for the database ("sqlite", "postgresql"); `paramstyle`: its
+        driver's ("named", "pyformat")."""
         self._dialect = dialect
+        self._paramstyle = paramstyle
         self._writer = writer
         self._reader = reader
         self._claim_by_arity: dict[int, Prepared] = {}
@@ -583,12 +463,22 @@ class SqlStorage(Storage):
         self._insert_event = prepare("""
             INSERT INTO durably_events (run_id, job_name, type, body, created_at)
             VALUES (:run_id, :job_name, :type, :body, :created_at)""")
+        self._table_exists = prepare(self.table_exists_sql)
+        self._newest_version = prepare("SELECT max(version) FROM durably_schema_versions")
+        self._first_event_kept = prepare(
+            "SELECT id FROM durably_events WHERE created_at >= :before ORDER BY id LIMIT 1"
+        )
+        self._prune_events = prepare("DELETE FROM durably_events WHERE id < :keep_from")
+        self._get_steps = prepare(f"""
+            SELECT {", ".join(STEP_COLUMNS)} FROM durably_steps WHERE run_id = :run_id
+            ORDER BY step_index, started_at, id""")
+        self._last_event = prepare("SELECT coalesce(max(id), 0) FROM durably_events")
         self._prune_logs = prepare("""
             DELETE FROM durably_logs WHERE run_id = :run_id AND id NOT IN (
                 SELECT id FROM durably_logs WHERE run_id = :run_id ORDER BY id DESC LIMIT :keep)""")
 
     def _prepare(self, sql: str) -> Prepared:
-        return Prepared(sql, self._dialect)
+        return Prepared(sql, self._paramstyle)
 
     # -- schema -----------------------------------------------------------------------------------
     async def migrate(self) -> None:
@@ -600,11 +490,23 @@ class SqlStorage(Storage):
 
     def _migrate(self, session: SqlSession) -> None:
         """Bring the schema to the current version (see `migrations`) in one transaction that holds
-        the migration lock."""
+        the migration lock. A database already current (every start but the first after an
+        upgrade) is known so from two statements, without the migration machinery."""
+        if self._schema_version(session) == SCHEMA_VERSION:
+            return
+        from . import migrations
+
         self.lock_for_migration(session)
-        applied = migrations.migrate(session.sa)
+        applied = migrations.migrate(session.sa)  # reads the version again, under the lock
         if applied:
             logger.info("durably storage: schema migrated to version %s", applied[-1])
+
+    def _schema_version(self, session: SqlSession) -> int | None:
+        """The newest version applied, or None for a database without our tables."""
+        if session.execute(self._table_exists, name="durably_schema_versions").fetchone() is None:
+            return None
+        version: int | None = session.execute(self._newest_version).fetchone()[0]
+        return version
 
     def lock_for_migration(self, session: SqlSession) -> None:
         """Keep other processes out of the schema until this transaction ends (where they could meet)."""
@@ -628,14 +530,16 @@ class SqlStorage(Storage):
                         announce(inserted)
                     continue
                 # Its key was taken; or, with no key, this very run exists (a retry after a lost connection).
+                from .queries import run_columns, run_table, select
+
                 same = (
-                    _runs.c.id == run.id
+                    run_table.c.id == run.id
                     if run.idempotency_key is None
-                    else (_runs.c.scope == run.scope)
-                    & (_runs.c.job_name == run.job_name)
-                    & (_runs.c.idempotency_key == run.idempotency_key)
+                    else (run_table.c.scope == run.scope)
+                    & (run_table.c.job_name == run.job_name)
+                    & (run_table.c.idempotency_key == run.idempotency_key)
                 )
-                existing = session.sa.execute(select(*_run_columns).where(same)).one()
+                existing = session.sa.execute(select(*run_columns).where(same)).one()
                 created.append((run_from_row(existing), "idempotent" if run.idempotency_key is not None else "created"))
             return created
 
@@ -668,10 +572,14 @@ class SqlStorage(Storage):
         return run_from_row(row)
 
     def _run(self, session: SqlSession, run_id: str) -> Run:
-        return run_from_row(session.sa.execute(select(*_run_columns).where(_runs.c.id == run_id)).one())
+        from .queries import run_columns, run_table, select
+
+        return run_from_row(session.sa.execute(select(*run_columns).where(run_table.c.id == run_id)).one())
 
     async def get_run(self, run_id: str, scope: str | None = None) -> Run | None:
-        statement = _run_in_scope(run_id, scope)
+        from .queries import run_in_scope
+
+        statement = run_in_scope(run_id, scope)
 
         def read(session: SqlSession) -> Run | None:
             row = session.sa.execute(statement).fetchone()
@@ -680,27 +588,31 @@ class SqlStorage(Storage):
         return await self._reader.run(read, write=False)
 
     async def get_run_and_last_event_id(self, run_id: str, scope: str | None = None) -> tuple[Run | None, int]:
-        statement = _run_in_scope(run_id, scope)
+        from .queries import event_table, func, run_in_scope, select
+
+        statement = run_in_scope(run_id, scope)
 
         def read(session: SqlSession) -> tuple[Run | None, int]:
             row = session.sa.execute(statement).fetchone()
-            last = session.sa.execute(select(func.coalesce(func.max(_events.c.id), 0))).scalar_one()
+            last = session.sa.execute(select(func.coalesce(func.max(event_table.c.id), 0))).scalar_one()
             return (None if row is None else run_from_row(row)), last
 
         return await self._reader.run(read, write=False)
 
     async def get_runs(self, query: RunQuery) -> list[Run]:
-        statement = select(*_run_columns).order_by(*_NEWEST_FIRST)
+        from .queries import NEWEST_FIRST, merged_page, run_columns, run_table, search, select
+
+        statement = select(*run_columns).order_by(*NEWEST_FIRST)
         if query.scope is not None:
-            statement = statement.where(_runs.c.scope == query.scope)
-        statement = statement.where(*_search(query, self._dialect.name))
+            statement = statement.where(run_table.c.scope == query.scope)
+        statement = statement.where(*search(query, self._dialect))
         if query.limit is not None and (len(set(query.job_names)) > 1 or len(set(query.statuses)) > 1):
-            statement = statement.where(_runs.c.id.in_(_merged_page(query, query.limit, self._dialect.name)))
+            statement = statement.where(run_table.c.id.in_(merged_page(query, query.limit, self._dialect)))
         else:
             if query.job_names:
-                statement = statement.where(_runs.c.job_name.in_(query.job_names))
+                statement = statement.where(run_table.c.job_name.in_(query.job_names))
             if query.statuses:
-                statement = statement.where(_runs.c.status.in_(query.statuses))
+                statement = statement.where(run_table.c.status.in_(query.statuses))
             statement = statement.limit(query.limit).offset(query.offset or None)
 
         def read(session: SqlSession) -> list[Run]:
@@ -709,7 +621,9 @@ class SqlStorage(Storage):
         return await self._reader.run(read, write=False)
 
     async def count_runs(self, query: StatsQuery) -> RunCounts:
-        status, job_name, created_at = _runs.c.status, _runs.c.job_name, _runs.c.created_at
+        from .queries import func, run_table, select
+
+        status, job_name, created_at = run_table.c.status, run_table.c.job_name, run_table.c.created_at
         by_job = select(job_name, status, func.count()).group_by(job_name, status)
         end = query.start + query.bucket_ms * query.buckets
         # Naming every status lets (status, created_at) cover the series; the bucket is computed in a
@@ -721,8 +635,8 @@ class SqlStorage(Storage):
             by_job = by_job.where(job_name.in_(query.job_names))
             created = created.where(job_name.in_(query.job_names))
         if query.scope is not None:
-            by_job = by_job.where(_runs.c.scope == query.scope)
-            created = created.where(_runs.c.scope == query.scope)
+            by_job = by_job.where(run_table.c.scope == query.scope)
+            created = created.where(run_table.c.scope == query.scope)
         buckets = created.subquery()
         by_bucket = select(buckets.c.bucket, buckets.c.status, func.count()).group_by(
             buckets.c.bucket, buckets.c.status
@@ -737,22 +651,18 @@ class SqlStorage(Storage):
         return await self._reader.run(read, write=False)
 
     async def get_steps(self, run_id: str) -> list[Step]:
-        statement = (
-            select(*[_steps.c[name] for name in STEP_COLUMNS])
-            .where(_steps.c.run_id == run_id)
-            .order_by(_steps.c.step_index, _steps.c.started_at, _steps.c.id)
-        )
-
         def read(session: SqlSession) -> list[Step]:
-            return [step_from_row(row) for row in session.sa.execute(statement)]
+            return [step_from_row(row) for row in session.execute(self._get_steps, run_id=run_id)]
 
         return await self._reader.run(read, write=False)
 
     async def get_logs(self, run_id: str, *, after_id: str | None = None, limit: int | None = None) -> list[LogEntry]:
-        statement = select(*[_logs.c[name] for name in LOG_COLUMNS]).where(_logs.c.run_id == run_id)
+        from .queries import log_table, select
+
+        statement = select(*[log_table.c[name] for name in LOG_COLUMNS]).where(log_table.c.run_id == run_id)
         if after_id is not None:
-            statement = statement.where(_logs.c.id > after_id)
-        statement = statement.order_by(_logs.c.id).limit(limit)
+            statement = statement.where(log_table.c.id > after_id)
+        statement = statement.order_by(log_table.c.id).limit(limit)
 
         def read(session: SqlSession) -> list[LogEntry]:
             return [log_from_row(row) for row in session.sa.execute(statement)]
@@ -760,6 +670,8 @@ class SqlStorage(Storage):
         return await self._reader.run(read, write=False)
 
     async def retry(self, run_id: str, now: int, announce: Announce | None = None) -> Run:
+        from .queries import delete, wait_table
+
         def change(session: SqlSession) -> Run:
             ended = self._require_status(session, run_id, "retry", {RunStatus.FAILED, RunStatus.CANCELLED})
             self._keep_attempt(session, ended)
@@ -777,7 +689,7 @@ class SqlStorage(Storage):
                 started_at=None,  # a new start: the job's timeout counts from it
             )
             # A new retry budget for each step (the failed attempts stay recorded as steps).
-            session.sa.execute(delete(_waits).where(_waits.c.run_id == run_id, _waits.c.kind == "retry"))
+            session.sa.execute(delete(wait_table).where(wait_table.c.run_id == run_id, wait_table.c.kind == "retry"))
             if announce is not None:
                 announce(run)
             return run
@@ -794,29 +706,33 @@ class SqlStorage(Storage):
         return await self._writer.run(change)
 
     async def delete_run(self, run_id: str) -> Run:
+        from .queries import delete_runs
+
         def remove(session: SqlSession) -> Run:
             run = self._require_status(session, run_id, "delete", TERMINAL_STATUSES)
-            _delete_runs(session, [run_id])
+            delete_runs(session, [run_id])
             return run
 
         return await self._writer.run(remove)
 
     # -- many runs at once, replays, attempts, retention ----------------------------------------------
     async def bulk_change(self, action: str, run_ids: list[str], now: int, announce: Announce) -> list[Run]:
+        from .queries import delete, delete_runs, run_columns, run_table, select, update, wait_table
+
         allowed = {"retry": {RunStatus.FAILED, RunStatus.CANCELLED}, "cancel": _BUSY, "delete": TERMINAL_STATUSES}[
             action
         ]
 
         def change(session: SqlSession) -> list[Run]:
             rows = session.sa.execute(
-                select(*_run_columns).where(_runs.c.id.in_(run_ids)).with_for_update(of=_runs)
+                select(*run_columns).where(run_table.c.id.in_(run_ids)).with_for_update(of=run_table)
             ).fetchall()
             runs = [run for run in map(run_from_row, rows) if run.status in allowed]
             ids = [run.id for run in runs]
             if not ids:
                 return []
             if action == "delete":
-                _delete_runs(session, ids)
+                delete_runs(session, ids)
                 for run in runs:
                     announce(run)
                 return runs
@@ -833,12 +749,12 @@ class SqlStorage(Storage):
                     "waiting_for": None,
                     "started_at": None,
                 }
-                session.sa.execute(delete(_waits).where(_waits.c.run_id.in_(ids), _waits.c.kind == "retry"))
+                session.sa.execute(delete(wait_table).where(wait_table.c.run_id.in_(ids), wait_table.c.kind == "retry"))
             else:
                 values = {"status": RunStatus.CANCELLED.value, "completed_at": now, "waiting_for": None}
-            session.sa.execute(update(_runs).where(_runs.c.id.in_(ids)).values(updated_at=now, **values))
+            session.sa.execute(update(run_table).where(run_table.c.id.in_(ids)).values(updated_at=now, **values))
             changed = [
-                run_from_row(row) for row in session.sa.execute(select(*_run_columns).where(_runs.c.id.in_(ids)))
+                run_from_row(row) for row in session.sa.execute(select(*run_columns).where(run_table.c.id.in_(ids)))
             ]
             for run in changed:
                 announce(run)
@@ -847,14 +763,24 @@ class SqlStorage(Storage):
         return await self._writer.run(change)
 
     async def replay(self, run: NewRun, source_id: str, step_names: list[str], announce: Announce) -> Run:
+        from .queries import select, step_table
+
         def create(session: SqlSession) -> Run:
             created = self._insert(session, run)
             if created is None:
                 raise RunStateError("replay", "existing", run.id)  # a new id never exists
             if step_names:
                 copied = select(
-                    _steps.c.name, _steps.c.step_index, _steps.c.output, _steps.c.started_at, _steps.c.completed_at
-                ).where(_steps.c.run_id == source_id, _steps.c.status == "completed", _steps.c.name.in_(step_names))
+                    step_table.c.name,
+                    step_table.c.step_index,
+                    step_table.c.output,
+                    step_table.c.started_at,
+                    step_table.c.completed_at,
+                ).where(
+                    step_table.c.run_id == source_id,
+                    step_table.c.status == "completed",
+                    step_table.c.name.in_(step_names),
+                )
                 rows = [
                     {
                         "id": new_id(),
@@ -869,7 +795,7 @@ class SqlStorage(Storage):
                     for name, index, output, started_at, completed_at in session.sa.execute(copied)
                 ]
                 if rows:
-                    session.sa.execute(_steps.insert(), rows)
+                    session.sa.execute(step_table.insert(), rows)
             created = self._run(session, run.id)
             announce(created)
             return created
@@ -877,7 +803,9 @@ class SqlStorage(Storage):
         return await self._writer.run(create)
 
     async def get_attempts(self, run_id: str) -> list[Attempt]:
-        statement = select(_attempts).where(_attempts.c.run_id == run_id).order_by(_attempts.c.number)
+        from .queries import attempt_table, select
+
+        statement = select(attempt_table).where(attempt_table.c.run_id == run_id).order_by(attempt_table.c.number)
 
         def read(session: SqlSession) -> list[Attempt]:
             return [
@@ -896,27 +824,31 @@ class SqlStorage(Storage):
         return await self._reader.run(read, write=False)
 
     def purge_runs(self, finished_before: int, limit: int) -> list[str]:
+        from .queries import delete_runs, run_table, select
+
         oldest = (
-            select(_runs.c.id)
-            .where(_runs.c.status.in_([status.value for status in TERMINAL_STATUSES]))
-            .where(_runs.c.completed_at < finished_before)
-            .order_by(_runs.c.completed_at)
+            select(run_table.c.id)
+            .where(run_table.c.status.in_([status.value for status in TERMINAL_STATUSES]))
+            .where(run_table.c.completed_at < finished_before)
+            .order_by(run_table.c.completed_at)
             .limit(limit)
         )
 
         def purge(session: SqlSession) -> list[str]:
             ids = [row[0] for row in session.sa.execute(oldest)]
             if ids:
-                _delete_runs(session, ids)
+                delete_runs(session, ids)
             return ids
 
         return self._writer.run_blocking(purge)
 
     def _keep_attempt(self, session: SqlSession, ended: Run) -> None:
         """Before a finished run starts over: its attempt as it ended."""
-        number = session.sa.execute(select(func.count()).where(_attempts.c.run_id == ended.id)).scalar_one() + 1
+        from .queries import attempt_table, func, select
+
+        number = session.sa.execute(select(func.count()).where(attempt_table.c.run_id == ended.id)).scalar_one() + 1
         session.sa.execute(
-            _attempts.insert().values(
+            attempt_table.insert().values(
                 run_id=ended.id,
                 number=number,
                 status=ended.status.value,
@@ -932,7 +864,9 @@ class SqlStorage(Storage):
     ) -> Run:
         # The row stays locked to the commit (PostgreSQL; SQLite's single writer needs no lock): a
         # run cannot complete between this check and the change that depends on it.
-        locked = select(*_run_columns).where(_runs.c.id == run_id).with_for_update(of=_runs)
+        from .queries import run_columns, run_table, select
+
+        locked = select(*run_columns).where(run_table.c.id == run_id).with_for_update(of=run_table)
         row = session.sa.execute(locked).fetchone()
         if row is None:
             raise RunNotFoundError(run_id)
@@ -942,8 +876,10 @@ class SqlStorage(Storage):
         return run
 
     def _update_run(self, session: SqlSession, run_id: str, **values: Any) -> Run:
-        session.sa.execute(update(_runs).where(_runs.c.id == run_id).values(**values))
-        return run_from_row(session.sa.execute(select(*_run_columns).where(_runs.c.id == run_id)).one())
+        from .queries import run_columns, run_table, select, update
+
+        session.sa.execute(update(run_table).where(run_table.c.id == run_id).values(**values))
+        return run_from_row(session.sa.execute(select(*run_columns).where(run_table.c.id == run_id)).one())
 
     # -- runs on behalf of a worker (blocking) -----------------------------------------------------
     def claim(self, owner: str, job_names: tuple[str, ...], limit: int, now: int) -> list[Claim]:
@@ -1216,6 +1152,8 @@ class SqlStorage(Storage):
 
     # -- schedules --------------------------------------------------------------------------------
     async def put_schedule(self, schedule: Schedule, input_json: str, next_fire_at: int) -> Schedule:
+        from .queries import schedule_table, select, update
+
         now = round(schedule.updated_at.timestamp() * 1000)
         values = {
             "name": schedule.name,
@@ -1230,15 +1168,15 @@ class SqlStorage(Storage):
         }
 
         def put(session: SqlSession) -> Schedule:
-            row = session.sa.execute(select(_schedules).where(_schedules.c.name == schedule.name)).fetchone()
+            row = session.sa.execute(select(schedule_table).where(schedule_table.c.name == schedule.name)).fetchone()
             if row is None:
-                session.sa.execute(_schedules.insert().values(**values))
+                session.sa.execute(schedule_table.insert().values(**values))
             else:
                 unchanged = (row.cron, row.timezone) == (schedule.cron, schedule.timezone)
                 keep = {"next_fire_at": row.next_fire_at} if row.next_fire_at is None or unchanged else {}
                 session.sa.execute(
-                    update(_schedules)
-                    .where(_schedules.c.name == schedule.name)
+                    update(schedule_table)
+                    .where(schedule_table.c.name == schedule.name)
                     .values(**{**values, "created_at": row.created_at, **keep})
                 )
             return self._schedule(session, schedule.name)
@@ -1246,31 +1184,39 @@ class SqlStorage(Storage):
         return await self._writer.run(put)
 
     async def get_schedules(self) -> list[Schedule]:
+        from .queries import schedule_table, select
+
         def read(session: SqlSession) -> list[Schedule]:
-            rows = session.sa.execute(select(_schedules).order_by(_schedules.c.name))
+            rows = session.sa.execute(select(schedule_table).order_by(schedule_table.c.name))
             return [schedule_from_row(row) for row in rows]
 
         return await self._reader.run(read, write=False)
 
     async def set_schedule_next(self, name: str, next_fire_at: int | None, now: int) -> Schedule:
+        from .queries import schedule_table, update
+
         def change(session: SqlSession) -> Schedule:
             self._schedule(session, name)  # or ScheduleNotFoundError
-            statement = update(_schedules).where(_schedules.c.name == name)
+            statement = update(schedule_table).where(schedule_table.c.name == name)
             session.sa.execute(statement.values(next_fire_at=next_fire_at, updated_at=now))
             return self._schedule(session, name)
 
         return await self._writer.run(change)
 
     async def delete_schedule(self, name: str) -> Schedule:
+        from .queries import delete, schedule_table
+
         def remove(session: SqlSession) -> Schedule:
             schedule = self._schedule(session, name)
-            session.sa.execute(delete(_schedules).where(_schedules.c.name == name))
+            session.sa.execute(delete(schedule_table).where(schedule_table.c.name == name))
             return schedule
 
         return await self._writer.run(remove)
 
     def _schedule(self, session: SqlSession, name: str) -> Schedule:
-        row = session.sa.execute(select(_schedules).where(_schedules.c.name == name)).fetchone()
+        from .queries import schedule_table, select
+
+        row = session.sa.execute(select(schedule_table).where(schedule_table.c.name == name)).fetchone()
         if row is None:
             raise ScheduleNotFoundError(name)
         return schedule_from_row(row)
@@ -1373,12 +1319,14 @@ class SqlStorage(Storage):
 
     # -- the event log ----------------------------------------------------------------------------
     async def read_events(self, after_id: int, *, run_id: str | None = None, limit: int = 1000) -> list[StoredEvent]:
-        statement = select(_events.c.id, _events.c.run_id, _events.c.job_name, _events.c.type, _events.c.body).where(
-            _events.c.id > after_id
-        )
+        from .queries import event_table, select
+
+        statement = select(
+            event_table.c.id, event_table.c.run_id, event_table.c.job_name, event_table.c.type, event_table.c.body
+        ).where(event_table.c.id > after_id)
         if run_id is not None:
-            statement = statement.where(_events.c.run_id == run_id)
-        statement = statement.order_by(_events.c.id).limit(limit)
+            statement = statement.where(event_table.c.run_id == run_id)
+        statement = statement.order_by(event_table.c.id).limit(limit)
 
         def read(session: SqlSession) -> list[StoredEvent]:
             return [StoredEvent(*row) for row in session.sa.execute(statement)]
@@ -1387,7 +1335,8 @@ class SqlStorage(Storage):
 
     async def last_event_id(self) -> int:
         def read(session: SqlSession) -> int:
-            return session.sa.execute(select(func.coalesce(func.max(_events.c.id), 0))).scalar_one()
+            last: int = session.execute(self._last_event).fetchone()[0]
+            return last
 
         return await self._reader.run(read, write=False)
 
@@ -1417,14 +1366,11 @@ class SqlStorage(Storage):
             self._watch_mark.failed(error)
 
     def prune_events(self, before: int) -> None:
-        # Ids grow with time: find the first event to keep walking from the oldest (no index on time).
-        first_kept = select(_events.c.id).where(_events.c.created_at >= before).order_by(_events.c.id).limit(1)
-
         def prune(session: SqlSession) -> None:
-            keep_from = session.sa.execute(first_kept).scalar()
-            if keep_from is None:
-                keep_from = session.sa.execute(select(func.coalesce(func.max(_events.c.id), 0) + 1)).scalar_one()
-            session.sa.execute(delete(_events).where(_events.c.id < keep_from))
+            # Ids grow with time: the first event to keep, walking from the oldest (no index on time).
+            row = session.execute(self._first_event_kept, before=before).fetchone()
+            keep_from = row[0] if row is not None else session.execute(self._last_event).fetchone()[0] + 1
+            session.execute(self._prune_events, keep_from=keep_from)
 
         self._writer.run_blocking(prune)
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+import warnings
+from collections.abc import Callable
 from typing import Any
-
-from sqlalchemy import URL, create_engine, make_url
-from sqlalchemy.pool import NullPool
 
 from .coordination import Coordination, OnRing, Ring, Solo, file_coordination, rendezvous, ring_folder
 from .group_commit import DEFAULT_PATIENCE, GroupCommit
 from .sql import SqlSession, SqlStorage, pop_url_option
+from .urls import DatabaseUrl, Query, as_bool, parse_url
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 # Primary result codes of a database that cannot be written now (the extended codes keep them in
@@ -53,28 +53,33 @@ class SqliteStorage(SqlStorage):
     survive power loss, at the cost of an fsync per commit.
     """
 
-    def __init__(self, url: str | URL) -> None:
-        parsed = make_url(url)
-        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
-            # A relative file is relative to where the engine is created, not to wherever the
-            # process's working directory is when it first connects (a server may change it).
-            parsed = parsed.set(database=os.path.abspath(parsed.database))
+    def __init__(self, url: str) -> None:
+        parsed = parse_url(url)
+        if parsed.host_part:
+            raise ValueError(
+                f"Invalid SQLite URL {url!r}: use sqlite:///relative/path.db, sqlite:////absolute/path.db "
+                "or sqlite:// (in memory)"
+            )
         options = dict(parsed.query)
         synchronous = pop_url_option(options, "synchronous", "NORMAL").upper()
         if synchronous not in SYNCHRONOUS_LEVELS:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}, got {synchronous!r}")
         busy_timeout = float(pop_url_option(options, "busy_timeout", "30"))
         patience = float(pop_url_option(options, "reconnect_timeout", DEFAULT_PATIENCE))
-        in_memory = parsed.database in (None, "", ":memory:")
-        engine = create_engine(
-            parsed.set(query=options),
-            poolclass=NullPool,
-            connect_args={"check_same_thread": False, "timeout": busy_timeout},
-        )
+        database = parsed.database
+        in_memory = database in (None, ":memory:")
+        if database and not in_memory and not database.startswith("file:"):
+            # A relative file is relative to where the engine is created, not to wherever the
+            # process's working directory is when it first connects (a server may change it).
+            database = os.path.abspath(database)
+            parsed = parsed.with_database(database)
+        filename, driver_options = _connect_args(database or ":memory:", options)
 
         def connect() -> SqliteSession:
-            session = SqliteSession(engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
-            raw: Any = session.raw
+            raw = sqlite3.connect(
+                filename, timeout=busy_timeout, check_same_thread=False, isolation_level=None, **driver_options
+            )
+            session = SqliteSession(raw, "sqlite://")
             raw.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             if not in_memory:
                 _enable_wal(raw, busy_timeout)
@@ -90,10 +95,9 @@ class SqliteStorage(SqlStorage):
             patience=patience,
         )
         reader = writer if in_memory else GroupCommit("durably-sqlite-reader", connect, patience=patience)
-        super().__init__(engine.dialect, writer, reader)
-        self.url = parsed
+        super().__init__("sqlite", "named", writer, reader)
+        self.url: DatabaseUrl = parsed
         # Workers of an in-memory database share this process: its worker is alone.
-        database = parsed.database
         self._meeting = (
             rendezvous(database) if database and not in_memory and not database.startswith("file:") else None
         )
@@ -121,3 +125,29 @@ def _enable_wal(raw: Any, busy_timeout: float) -> None:
             if ("locked" not in message and "busy" not in message) or time.monotonic() > deadline:
                 raise
         time.sleep(0.01)
+
+
+# The sqlite3 options a URL may give (as SQLAlchemy reads them); the engine sets the others.
+_DRIVER_OPTIONS: dict[str, Callable[[str], Any]] = {"uri": as_bool, "detect_types": int, "cached_statements": int}
+_ENGINE_OWNED = ("timeout", "isolation_level", "check_same_thread")
+
+
+def _connect_args(database: str, options: Query) -> tuple[str, dict[str, Any]]:
+    """sqlite3.connect's file name and options for what is left of the URL's query. With `uri=true`,
+    the rest goes into the file's URI (`file:jobs.db?mode=ro`); without, it is ignored with a
+    warning, as SQLAlchemy does."""
+    rest = {name: value for name, value in options.items() if name not in _ENGINE_OWNED}
+    driver: dict[str, Any] = {}
+    for name, convert in _DRIVER_OPTIONS.items():
+        if name in rest:
+            driver[name] = convert(pop_url_option(rest, name, ""))
+    if driver.get("uri"):
+        if rest:
+            database += "?" + "&".join(f"{name}={rest[name]}" for name in sorted(rest))
+        return database, driver
+    if rest:
+        warnings.warn(
+            f"SQLite URL option(s) {', '.join(sorted(rest))} ignored: SQLite URI options need uri=true",
+            stacklevel=3,
+        )
+    return (database if database == ":memory:" else os.path.abspath(database)), driver

@@ -1,0 +1,171 @@
+"""The cold paths' SQL, in SQLAlchemy Core: listings, counts, searches, actions on runs, schedules.
+
+Imported on first use by the storage's cold verbs (see `sql.py`): a worker that only claims, runs
+and settles never loads SQLAlchemy. Statements are built per call from the tables of `tables.py`
+and run on the session's SQLAlchemy connection (`SqlSession.sa`), inside the transaction the group
+commit opened.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import JSON, ColumnElement, Select, Text, case, cast, delete, func, select, true, update
+from sqlalchemy.dialects.postgresql import JSONB
+
+from .base import RunQuery
+from .sql import STORED_RUN_COLUMNS, SqlSession
+from .tables import attempts as attempt_table
+from .tables import events as event_table
+from .tables import labels as label_table
+from .tables import logs as log_table
+from .tables import runs as run_table
+from .tables import schedules as schedule_table
+from .tables import steps as step_table
+from .tables import waits as wait_table
+
+_completed_steps_of_run = (step_table.c.run_id == run_table.c.id) & (step_table.c.status == "completed")
+run_columns = [
+    *(run_table.c[name] for name in STORED_RUN_COLUMNS),
+    select(func.count()).where(_completed_steps_of_run).scalar_subquery().label("step_count"),
+    select(func.coalesce(func.max(step_table.c.step_index) + 1, 0))
+    .where(_completed_steps_of_run)
+    .scalar_subquery()
+    .label("current_step_index"),
+]
+
+NEWEST_FIRST = (run_table.c.created_at.desc(), run_table.c.id.desc())
+
+
+def run_in_scope(run_id: str, scope: str | None) -> Select[Any]:
+    """One run by id; with a scope, only if it is that tenant's (another's reads as missing)."""
+    statement = select(*run_columns).where(run_table.c.id == run_id)
+    return statement if scope is None else statement.where(run_table.c.scope == scope)
+
+
+def merged_page(query: RunQuery, limit: int, dialect: str) -> Select[Any]:
+    """The ids of one page of runs of several jobs (or statuses), newest first: the newest
+    `offset + limit` of each from its own index range, merged and cut. Filtering on them all at
+    once makes the database sort every run they have (0.3 s at 100,000 runs, against 1 ms).
+
+    The values travel as one JSON array parameter, joined as a table (`json_each` on SQLite,
+    `json_array_elements_text` on PostgreSQL) to a correlated "newest of this value" subquery: the
+    statement is the same whatever the number of values, so building, planning and running it cost
+    one index range per value, not a UNION term each (500 terms broke SQLite; 2,000 took PostgreSQL
+    12 s to plan)."""
+    others: list[ColumnElement[bool]]
+    if len(set(query.job_names)) > 1:
+        name, values = "job_name", query.job_names
+        others = [run_table.c.status.in_(query.statuses)] if query.statuses else []
+    else:
+        name, values = "status", query.statuses
+        others = [run_table.c.job_name.in_(query.job_names)] if query.job_names else []
+    if query.scope is not None:
+        others.append(run_table.c.scope == query.scope)
+    others.extend(search(query, dialect))
+    distinct = list(dict.fromkeys(values))
+    if dialect == "postgresql":  # a LATERAL join: one index range per value (JSON's bind type encodes the list)
+        each = func.json_array_elements_text(cast(distinct, JSON)).table_valued("value").render_derived()
+        newest = (
+            select(run_table.c.id, run_table.c.created_at)
+            .where(run_table.c[name] == each.c.value, *others)
+            .order_by(*NEWEST_FIRST)
+            .limit(query.offset + limit)
+            .lateral()
+        )
+        return (
+            select(newest.c.id)
+            .select_from(each)
+            .join(newest, true())
+            .order_by(newest.c.created_at.desc(), newest.c.id.desc())
+            .limit(limit)
+            .offset(query.offset)
+        )
+    # SQLite has no LATERAL; a correlated IN per value is its equivalent.
+    each = func.json_each(json.dumps(distinct)).table_valued("value")
+    newest_ids = (
+        select(run_table.c.id)
+        .where(run_table.c[name] == each.c.value, *others)
+        .order_by(*NEWEST_FIRST)
+        .limit(query.offset + limit)
+        .correlate(each)
+    )
+    page = run_table.alias("page")
+    return (
+        select(page.c.id)
+        .select_from(each)
+        .join(page, page.c.id.in_(newest_ids))
+        .order_by(page.c.created_at.desc(), page.c.id.desc())
+        .limit(limit)
+        .offset(query.offset)
+    )
+
+
+def delete_runs(session: SqlSession, run_ids: list[str]) -> None:
+    """Delete runs with everything of theirs."""
+    for table in (log_table, step_table, wait_table, label_table, attempt_table):
+        session.sa.execute(delete(table).where(table.c.run_id.in_(run_ids)))
+    session.sa.execute(delete(run_table).where(run_table.c.id.in_(run_ids)))
+
+
+def search(query: RunQuery, dialect: str) -> list[ColumnElement[bool]]:
+    """The conditions of a search beyond job, status and scope. Labels and ids go through indexes
+    (`durably_labels`, the primary key); created-at through the created index; an input field is
+    read from each run's input JSON that the other conditions leave (a scan of those runs)."""
+    conditions: list[ColumnElement[bool]] = []
+    for key, value in query.labels:
+        conditions.append(
+            run_table.c.id.in_(
+                select(label_table.c.run_id).where(label_table.c.key == key, label_table.c.value == value)
+            )
+        )
+    if query.id_prefix:
+        conditions.append(run_table.c.id >= query.id_prefix)
+        conditions.append(run_table.c.id < query.id_prefix + "\uffff")
+    if query.created_after is not None:
+        conditions.append(run_table.c.created_at >= query.created_after)
+    if query.created_before is not None:
+        conditions.append(run_table.c.created_at < query.created_before)
+    for path, value in query.input_fields:
+        conditions.append(_input_field(path, dialect) == value)
+    if query.replay_of is not None:
+        conditions.append(run_table.c.replay_of == query.replay_of)
+    if query.before is not None:
+        created_at, run_id = query.before
+        conditions.append(
+            (run_table.c.created_at < created_at) | ((run_table.c.created_at == created_at) & (run_table.c.id < run_id))
+        )
+    return conditions
+
+
+def _input_field(path: str, dialect: str) -> ColumnElement[Any]:
+    """A field of the run's input (a dotted path), as text: "42" for 42, "true" for true."""
+    parts = path.split(".")
+    if dialect == "postgresql":
+        return func.jsonb_extract_path_text(cast(run_table.c.input, JSONB), *parts)
+    extracted = func.json_extract(run_table.c.input, "$." + ".".join(f'"{part}"' for part in parts))
+    kind = func.json_type(run_table.c.input, "$." + ".".join(f'"{part}"' for part in parts))
+    return case((kind == "true", "true"), (kind == "false", "false"), else_=cast(extracted, Text))
+
+
+__all__ = [
+    "NEWEST_FIRST",
+    "attempt_table",
+    "delete",
+    "delete_runs",
+    "event_table",
+    "func",
+    "label_table",
+    "log_table",
+    "merged_page",
+    "run_columns",
+    "run_in_scope",
+    "run_table",
+    "schedule_table",
+    "search",
+    "select",
+    "step_table",
+    "update",
+    "wait_table",
+]
