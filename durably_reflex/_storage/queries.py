@@ -38,12 +38,6 @@ run_columns = [
 NEWEST_FIRST = (run_table.c.created_at.desc(), run_table.c.id.desc())
 
 
-def run_in_scope(run_id: str, scope: str | None) -> Select[Any]:
-    """One run by id; with a scope, only if it is that tenant's (another's reads as missing)."""
-    statement = select(*run_columns).where(run_table.c.id == run_id)
-    return statement if scope is None else statement.where(run_table.c.scope == scope)
-
-
 def merged_page(query: RunQuery, limit: int, dialect: str) -> Select[Any]:
     """The ids of one page of runs of several jobs (or statuses), newest first: the newest
     `offset + limit` of each from its own index range, merged and cut. Filtering on them all at
@@ -160,7 +154,6 @@ __all__ = [
     "log_table",
     "merged_page",
     "run_columns",
-    "run_in_scope",
     "run_table",
     "schedule_table",
     "search",

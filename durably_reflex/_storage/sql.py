@@ -463,6 +463,15 @@ class SqlStorage(Storage):
         self._insert_event = prepare("""
             INSERT INTO durably_events (run_id, job_name, type, body, created_at)
             VALUES (:run_id, :job_name, :type, :body, :created_at)""")
+        # A run with its completed step count and the index after its last completed step.
+        stored_run = f"""
+            SELECT {", ".join(f"r.{name}" for name in STORED_RUN_COLUMNS)},
+                (SELECT count(*) FROM durably_steps s WHERE s.run_id = r.id AND s.status = 'completed'),
+                (SELECT coalesce(max(s.step_index) + 1, 0) FROM durably_steps s
+                 WHERE s.run_id = r.id AND s.status = 'completed')
+            FROM durably_runs r WHERE r.id = :run_id"""
+        self._run_by_id = prepare(stored_run)
+        self._run_of_scope = prepare(f"{stored_run} AND r.scope = :scope")
         self._table_exists = prepare(self.table_exists_sql)
         self._newest_version = prepare("SELECT max(version) FROM durably_schema_versions")
         self._first_event_kept = prepare(
@@ -572,30 +581,24 @@ class SqlStorage(Storage):
         return run_from_row(row)
 
     def _run(self, session: SqlSession, run_id: str) -> Run:
-        from .queries import run_columns, run_table, select
+        return run_from_row(session.execute(self._run_by_id, run_id=run_id).fetchone())
 
-        return run_from_row(session.sa.execute(select(*run_columns).where(run_table.c.id == run_id)).one())
+    def _run_in_scope(self, session: SqlSession, run_id: str, scope: str | None) -> Run | None:
+        """One run by id; with a scope, only if it is that tenant's (another's reads as missing)."""
+        if scope is None:
+            row = session.execute(self._run_by_id, run_id=run_id).fetchone()
+        else:
+            row = session.execute(self._run_of_scope, run_id=run_id, scope=scope).fetchone()
+        return None if row is None else run_from_row(row)
 
     async def get_run(self, run_id: str, scope: str | None = None) -> Run | None:
-        from .queries import run_in_scope
-
-        statement = run_in_scope(run_id, scope)
-
-        def read(session: SqlSession) -> Run | None:
-            row = session.sa.execute(statement).fetchone()
-            return None if row is None else run_from_row(row)
-
-        return await self._reader.run(read, write=False)
+        return await self._reader.run(lambda session: self._run_in_scope(session, run_id, scope), write=False)
 
     async def get_run_and_last_event_id(self, run_id: str, scope: str | None = None) -> tuple[Run | None, int]:
-        from .queries import event_table, func, run_in_scope, select
-
-        statement = run_in_scope(run_id, scope)
-
         def read(session: SqlSession) -> tuple[Run | None, int]:
-            row = session.sa.execute(statement).fetchone()
-            last = session.sa.execute(select(func.coalesce(func.max(event_table.c.id), 0))).scalar_one()
-            return (None if row is None else run_from_row(row)), last
+            run = self._run_in_scope(session, run_id, scope)
+            last: int = session.execute(self._last_event).fetchone()[0]
+            return run, last
 
         return await self._reader.run(read, write=False)
 
