@@ -12,11 +12,11 @@ def writes(cadence: Cadence, thread: int, gaps: list[float], start: float = 0.0)
     """`thread` writes with these gaps between one write done and the next arriving (each write
     done at once); returns when its last write was done."""
     now = start
-    cadence.done([thread], now)
+    cadence.done([thread], now, took=0.0)
     for gap in gaps:
         now += gap
         cadence.arrived(thread, now)
-        cadence.done([thread], now)
+        cadence.done([thread], now, took=0.0)
     return now
 
 
@@ -60,6 +60,16 @@ def test_writers_slower_than_the_limit_are_not_waited_for():
     done = writes(cadence, 2, [LIMIT * 2] * 5)
 
     assert cadence.expected_until({1}, done + 0.1 * MS) is None
+
+
+def test_where_commits_take_longer_than_the_limit_writers_as_slow_as_a_commit_are_waited_for():
+    """PostgreSQL flushing its log to disk: a commit of a few milliseconds is worth waiting for."""
+    cadence = Cadence()
+    done = writes(cadence, 2, [LIMIT * 2] * 5)
+    for _ in range(20):
+        cadence.done([3], done, took=LIMIT * 3)
+
+    assert cadence.expected_until({1, 3}, done + 0.1 * MS) is not None
 
 
 def test_a_writer_that_slows_down_stops_being_waited_for():

@@ -15,8 +15,10 @@ on: half the commits carry one step, and every commit's database calls hand the 
 to a computing slot and back (on SQLite, four slots ran W1 slower than one). On PostgreSQL with
 durable commits, one flush then carries every slot's step instead of every other.
 
-A writer whose cadence exceeds `LIMIT` is not waited for: nobody waits on a thread that is away
-doing I/O or that writes only now and then. A lone writer (one slot) never waits.
+A writer whose cadence exceeds `LIMIT`, or a commit's usual duration if that is longer, is not
+waited for: nobody waits on a thread that is away doing I/O or that writes only now and then, but
+where a commit costs milliseconds (PostgreSQL flushing its log to disk), writers that come back
+within one are worth one commit less. A lone writer (one slot) never waits.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Cadence:
 
     def __init__(self) -> None:
         self._writers: dict[int, _Writer] = {}
+        self._commit = 0.0  # moving average of a write group's duration, commit included (seconds)
 
     def arrived(self, ident: int, now: float) -> None:
         """A thread's write arrives."""
@@ -50,8 +53,10 @@ class Cadence:
         gap = now - writer.committed_at
         writer.gap = gap if writer.gap is None else writer.gap + _WEIGHT * (gap - writer.gap)
 
-    def done(self, idents: list[int], now: float) -> None:
-        """These threads' writes are done: their next ones are timed from now."""
+    def done(self, idents: list[int], now: float, took: float) -> None:
+        """These threads' writes are done, in one group that took `took` seconds: their next ones
+        are timed from now."""
+        self._commit += _WEIGHT * (took - self._commit)
         for ident in idents:
             writer = self._writers.get(ident)
             if writer is None:
@@ -64,13 +69,14 @@ class Cadence:
         time), or None if no such writer is expected."""
         until = None
         stale = []
+        limit = max(LIMIT, self._commit)  # a slow commit (a durable flush) is worth a longer wait
         for ident, writer in self._writers.items():
             if ident in present:
                 continue
             if now - writer.committed_at > FORGET_AFTER:
                 stale.append(ident)
                 continue
-            if writer.gap is None or writer.gap > LIMIT:
+            if writer.gap is None or writer.gap > limit:
                 continue
             overdue = writer.committed_at + 2 * writer.gap + _SLACK
             if overdue > now and (until is None or overdue > until):

@@ -283,20 +283,24 @@ class GroupCommit(Generic[C]):
     # -- leading ----------------------------------------------------------------------------------
     def _lead(self) -> None:
         group: list[_Queued] = []
+        started = 0.0
         for _ in range(_GROUPS_PER_LEADER):
             with self._lock:
                 if group:
-                    self._cadence.done([item.thread for item in group], time.monotonic())
+                    now = time.monotonic()
+                    self._cadence.done([item.thread for item in group], now, now - started)
                 group, self._queue = self._queue, []
                 if not group:
                     self._leading = False
                     return
+            started = time.monotonic()
             self._run_group(group)
             for item in group:
                 if item.waiter is not None:
                     item.waiter.release()
         with self._lock:
-            self._cadence.done([item.thread for item in group], time.monotonic())
+            now = time.monotonic()
+            self._cadence.done([item.thread for item in group], now, now - started)
             if not self._queue:
                 self._leading = False
                 return
