@@ -2,6 +2,7 @@
 same server.
 
     .venv/bin/python bench/postgres.py [--url postgresql://...] [--runs 1000] [--steps 10] [--conc 4]
+        [--before REV] [--repeat N] [--no-dbos]
 
 Without --url a throwaway server is started (tests/pg_cluster.py) with PostgreSQL's default, durable
 settings (fsync on, synchronous_commit on); durably-reflex is measured with those and again with
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -153,13 +155,15 @@ def _fresh_database(admin_url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
-def measure_durably(admin_url: str, processes: int, runs: int, steps: int, conc: int, options: str = "") -> dict[str, Any]:
+def measure_durably(admin_url: str, processes: int, runs: int, steps: int, conc: int, options: str = "",
+                    code: str = CODE) -> dict[str, Any]:  # fmt: skip
     url = _fresh_database(admin_url, f"bench_durably_{processes}") + options
     share = [runs // processes + (1 if i < runs % processes else 0) for i in range(processes)]
     with tempfile.TemporaryDirectory(prefix="durably-bench-pg-") as tmp:
         workers = [
             _spawn("durably", "--url", url, "--runs", str(share[i]), "--total", str(runs), "--steps", str(steps), "--conc", str(conc),
-                   "--go", os.path.join(tmp, "go"), "--ready", os.path.join(tmp, f"ready{i}"), "--timeout", "300")
+                   "--go", os.path.join(tmp, "go"), "--ready", os.path.join(tmp, f"ready{i}"), "--timeout", "300",
+                   env={"DURABLY_BENCH_CODE": code})
             for i in range(processes)
         ]  # fmt: skip
         outcome = _release(workers, tmp, 360)
@@ -261,20 +265,40 @@ def measure_stream_latency(admin_url: str, runs: int = 6) -> dict[str, Any]:
             "p95": ordered[int(len(ordered) * 0.95)], "max": ordered[-1]}  # fmt: skip
 
 
-def bench(admin_url: str, runs: int, steps: int, conc: int, dbos_runs: int, no_dbos: bool = False) -> dict[str, Any]:
-    """Print the table; return the figures."""
+def bench(admin_url: str, runs: int, steps: int, conc: int, dbos_runs: int, no_dbos: bool = False,
+          before: tuple[str, str] | None = None, repeat: int = 1) -> dict[str, Any]:  # fmt: skip
+    """Print the table; return the figures. With `before` (label, code folder), that code is measured
+    too, each configuration's processes of both codes one after the other, round after round
+    (`repeat`), and each figure is the median of its rounds."""
     print(f"\n=== W1 on PostgreSQL: {runs:,} runs x {steps} trivial steps; durably-reflex worker processes with "
           f"max_concurrent_runs={conc} each ===")  # fmt: skip
     figures: dict[str, Any] = {}
+    codes = ([before] if before else []) + [("this code" if before else "", CODE)]
     for label, options in (("", ""), (", synchronous_commit=off", SYNC_OFF)):
         for processes in (1, 2, 4):
-            r = measure_durably(admin_url, processes, runs, steps, conc, options)
-            figures[f"durably x{processes}{label}"] = r
-            if "error" in r:
-                print(f"  durably-reflex, {processes} process(es){label}: ERROR {r['error']}\n{r.get('stderr', '')}")
-                continue
-            print(f"  durably-reflex, {processes} process(es){label}: {r['steps']:,} steps in {r['seconds']:.2f} s = "
-                  f"{r['steps_s']:,.0f} steps/s")
+            rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in codes}
+            for _ in range(repeat):
+                for name, code in codes:
+                    rounds[name].append(measure_durably(admin_url, processes, runs, steps, conc, options, code))
+            for name, _ in codes:
+                done = [r for r in rounds[name] if "error" not in r]
+                who = f" [{name}]" if name else ""
+                if not done:
+                    r = rounds[name][0]
+                    print(f"  durably-reflex{who}, {processes} process(es){label}: ERROR {r['error']}\n{r.get('stderr', '')}")
+                    figures[f"durably{who} x{processes}{label}"] = r
+                    continue
+                steps_s = statistics.median(r["steps_s"] for r in done)
+                figures[f"durably{who} x{processes}{label}"] = {**done[0], "steps_s": steps_s}
+                listed = ", ".join(format(r["steps_s"], ",.0f") for r in done)
+                each = f" (rounds: {listed})" if len(done) > 1 else ""
+                print(f"  durably-reflex{who}, {processes} process(es){label}: {done[0]['steps']:,} steps, "
+                      f"{steps_s:,.0f} steps/s{each}")  # fmt: skip
+            if before:
+                after = figures.get(f"durably [this code] x{processes}{label}", {}).get("steps_s")
+                earlier = figures.get(f"durably [{before[0]}] x{processes}{label}", {}).get("steps_s")
+                if after and earlier:
+                    print(f"    this code / {before[0]}: {after / earlier:.2f}x")
     if not no_dbos:
         for processes in (1, 2, 4):
             r = figures[f"dbos x{processes}"] = measure_dbos(admin_url, processes, dbos_runs, steps, conc)
@@ -283,7 +307,7 @@ def bench(admin_url: str, runs: int, steps: int, conc: int, dbos_runs: int, no_d
                 continue
             print(f"  DBOS Queue worker_concurrency={conc}, {processes} process(es): {r['completed'] * steps:,} steps in "
                   f"{r['seconds']:.2f} s = {r['steps_s']:,.0f} steps/s ({dbos_runs} runs)")
-            base = figures[f"durably x{processes}"].get("steps_s")
+            base = figures.get(f"durably{' [this code]' if before else ''} x{processes}", {}).get("steps_s")
             if base:
                 print(f"    durably-reflex / DBOS at {processes} process(es), both durable: {base / r['steps_s']:.1f}x")
     r = figures["sse"] = measure_stream_latency(admin_url)
@@ -304,6 +328,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dbos-runs", type=int, default=200)
     parser.add_argument("--no-dbos", action="store_true")
     parser.add_argument("--rev", metavar="REV", help="measure this commit (git archive) or folder instead of this checkout")
+    parser.add_argument("--before", metavar="REV", help="also measure this commit (git archive) or folder, interleaved")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of every durably-reflex configuration (medians)")
     parser.add_argument("--child", choices=("durably", "dbos"), help=argparse.SUPPRESS)
     parser.add_argument("--total", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--go", help=argparse.SUPPRESS)
@@ -331,14 +357,20 @@ def main(argv: list[str]) -> int:
             print(f"DBOS comparison skipped: cannot import dbos ({error}); pip install -e '.[bench]' installs it")
             args.no_dbos = True
     print(f"code: {'this checkout' if CODE == str(ROOT) else CODE}")
+    before = None
+    if args.before:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from cli_server import code_for
+
+        before = (f"before {args.before}", code_for(args.before))
     if args.url:
-        bench(args.url, args.runs, args.steps, args.conc, args.dbos_runs, args.no_dbos)
+        bench(args.url, args.runs, args.steps, args.conc, args.dbos_runs, args.no_dbos, before, args.repeat)
         return 0
     from tests.pg_cluster import PgCluster
 
     cluster = PgCluster(durable=True).start()
     try:
-        bench(cluster.url(), args.runs, args.steps, args.conc, args.dbos_runs, args.no_dbos)
+        bench(cluster.url(), args.runs, args.steps, args.conc, args.dbos_runs, args.no_dbos, before, args.repeat)
     finally:
         cluster.destroy()
     return 0
