@@ -236,3 +236,13 @@ async def test_retain_runs_makes_the_leading_worker_purge_old_runs(db_url: str) 
         await durably.close()
     with pytest.raises(ValueError, match="duration"):
         create_durably(db_url, retain_runs="a while")
+
+
+async def test_an_input_search_copes_with_inputs_that_hold_any_character(durably: Durably) -> None:
+    # PostgreSQL's jsonb refuses "\u0000" in text: reading such an input must not fail the search.
+    durably.register(signup=SIGNUP)
+    odd = await durably.jobs.signup.trigger({"email": "nul\x00here@x", "plan": {"tier": "gold\x00"}})
+    plain = await durably.jobs.signup.trigger({"email": "plain@x", "plan": {"tier": "gold"}})
+    assert [run.id for run in await durably.get_runs(input_fields={"email": "plain@x"})] == [plain.id]
+    assert [run.id for run in await durably.get_runs(input_fields={"plan.tier": "gold"})] == [plain.id]
+    assert [run.id for run in await durably.get_runs(input_fields={"email": "nul\x00here@x"})] in ([odd.id], [])

@@ -9,10 +9,11 @@ commit opened.
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
+import pydantic_core
 from sqlalchemy import JSON, ColumnElement, Select, Text, case, cast, delete, func, select, true, update
-from sqlalchemy.dialects.postgresql import JSONB
 
 from .base import RunQuery
 from .sql import STORED_RUN_COLUMNS, SqlSession
@@ -122,7 +123,7 @@ def search(query: RunQuery, dialect: str) -> list[ColumnElement[bool]]:
     if query.created_before is not None:
         conditions.append(run_table.c.created_at < query.created_before)
     for path, value in query.input_fields:
-        conditions.append(_input_field(path, dialect) == value)
+        conditions.append(_input_field_json(path, dialect).in_(_json_forms(value)))
     if query.replay_of is not None:
         conditions.append(run_table.c.replay_of == query.replay_of)
     if query.before is not None:
@@ -133,14 +134,39 @@ def search(query: RunQuery, dialect: str) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def _input_field(path: str, dialect: str) -> ColumnElement[Any]:
-    """A field of the run's input (a dotted path), as text: "42" for 42, "true" for true."""
+def _input_field_json(path: str, dialect: str) -> ColumnElement[Any]:
+    """A field of the run's input (a dotted path) as JSON text, never decoded to SQL text: JSON text
+    compares exactly, and decoding fails or cuts where a string holds a NUL character (PostgreSQL
+    refuses "\\u0000" in text; SQLite's text functions stop at it). PostgreSQL's `json` keeps the
+    stored text (pydantic-core's encoding) but cannot walk a document holding "\\u0000" at all: such
+    runs are not found by an input search there. SQLite's `->` (3.38+) gives the stored JSON text."""
     parts = path.split(".")
     if dialect == "postgresql":
-        return func.jsonb_extract_path_text(cast(run_table.c.input, JSONB), *parts)
-    extracted = func.json_extract(run_table.c.input, "$." + ".".join(f'"{part}"' for part in parts))
-    kind = func.json_type(run_table.c.input, "$." + ".".join(f'"{part}"' for part in parts))
-    return case((kind == "true", "true"), (kind == "false", "false"), else_=cast(extracted, Text))
+        walkable = func.strpos(run_table.c.input, "\\u0000") == 0
+        field = cast(func.json_extract_path(cast(run_table.c.input, JSON), *parts), Text)
+        return case((walkable, field), else_=None)
+    json_path = "$." + ".".join(f'"{part}"' for part in parts)
+    if sqlite3.sqlite_version_info >= (3, 38):
+        return run_table.c.input.op("->")(json_path)
+    kind = func.json_type(run_table.c.input, json_path)  # older SQLite: decoded, then quoted again
+    return case(
+        (kind == "true", "true"),
+        (kind == "false", "false"),
+        else_=func.json_quote(func.json_extract(run_table.c.input, json_path)),
+    )
+
+
+def _json_forms(value: str) -> list[str]:
+    """The JSON texts a searched value matches: the string itself, and the number or boolean it
+    spells ("42" also finds 42, "true" finds true)."""
+    forms = [pydantic_core.to_json(value).decode()]
+    try:
+        literal = json.loads(value)
+    except ValueError:
+        return forms
+    if isinstance(literal, bool | int | float) and value == json.dumps(literal):
+        forms.append(value)
+    return forms
 
 
 __all__ = [
