@@ -5,7 +5,8 @@ Reflex event handlers return nothing to the page, so `get_run` and `get_steps` p
 in `error` (a 409 "cannot retry a completed run" says so, it does not raise); `message` says what
 the last successful action did, and `retried_run_id` is the run a retry runs (of the run
 `retried_from`): the same one on a durably-reflex server, a new one where the server retriggers
-(Durably's Node server 0.15).
+(Durably's Node server 0.15). `replay` makes a new run of a run's job and input from one of its
+steps (the steps before it copied, not run again), `replayed_run_id`, and can open its page.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import reflex as rx
+from reflex.event import EventSpec
 
-from .._errors import DurablyError
+from .._errors import DurablyError, FeatureNotSupportedError
 from .base import DurablyState
 
 
@@ -29,6 +31,7 @@ class UseRunActionsState(DurablyState, mixin=True):
     steps: rx.Field[list[dict[str, Any]]] = rx.field(default_factory=list)
     retried_run_id: rx.Field[str | None] = rx.field(None)
     retried_from: rx.Field[str | None] = rx.field(None)  # the run the last retry was asked for
+    replayed_run_id: rx.Field[str | None] = rx.field(None)  # the run the last replay made
 
     @rx.event
     async def retry(self, run_id: str) -> AsyncIterator[None]:
@@ -49,6 +52,28 @@ class UseRunActionsState(DurablyState, mixin=True):
     async def delete_run(self, run_id: str) -> AsyncIterator[None]:
         async for _ in self._act(lambda: self.api().delete_run(run_id), f"Deleted run {run_id}"):
             yield
+
+    @rx.event
+    async def replay(self, run_id: str, from_step: str = "", run_href: str = "") -> AsyncIterator[EventSpec | None]:
+        """Replay `run_id` from its step `from_step` ("": from the start); with `run_href`, then
+        open the new run's page (`run_href` + its id)."""
+        made: list[str] = []
+
+        async def replay() -> None:
+            try:
+                run = await self.api().replay(run_id, from_step=from_step or None)
+            except FeatureNotSupportedError:
+                self.error = "This server cannot replay runs (it has no POST /replay)."
+                return
+            self.replayed_run_id = run.id
+            made.append(run.id)
+            where = f' from step "{from_step}"' if from_step else ""
+            self.message = f"Replaying run {run_id}{where} as run {run.id}"
+
+        async for _ in self._act(replay, ""):
+            yield None
+        if made and run_href:
+            yield rx.redirect(run_href + made[0])
 
     @rx.event
     async def get_run(self, run_id: str) -> AsyncIterator[None]:

@@ -184,19 +184,22 @@ def use_job_run_state(
     run_id: str | None = None,
     *,
     max_logs: int | None = None,
+    history: bool | None = None,
     on_start: Any = None,
     on_complete: Any = None,
     on_fail: Any = None,
     forward_headers: tuple[str, ...] | None = None,
     request_headers: HeadersFunction | None = None,
 ) -> type[UseJobRunState]:
-    """A mixin of `UseJobRunState` (the run may also be given at `attach(run_id)`)."""
+    """A mixin of `UseJobRunState` (the run may also be given at `attach(run_id)`); `history`: also
+    read the run's earlier attempts and its replays (`attempts`, `replays`)."""
     return configured_mixin(
         UseJobRunState,
         "job_run",
         client=client,
         default_run_id=run_id,
         max_logs=max_logs,
+        history=history,
         on_start=on_start,
         on_complete=on_complete,
         on_fail=on_fail,
@@ -246,12 +249,17 @@ def use_runs_state(
     status: str | None = None,
     page_size: int | None = None,
     url_query: bool | None = None,
+    on_job_filter: Any = None,
+    bulk_batch_size: int | None = None,
     forward_headers: tuple[str, ...] | None = None,
     request_headers: HeadersFunction | None = None,
 ) -> type[UseRunsState]:
     """A mixin of `UseRunsState`: every job's runs (`use_runs_state(client)`, `job_name` the
     initial filter), or one job's, typed (`use_runs_state(client.import_csv)`); `url_query`: the
-    filters live in the page's URL."""
+    filters and the search live in the page's URL; `on_job_filter`: an event handler given the job
+    filter whenever the user changes it (a `use_run_stats` state's `set_job_filter`, so that its
+    counts follow the table); `bulk_batch_size`: runs per transaction of its bulk actions (None:
+    the server's default)."""
     client, job, name = _job_of(source, job_name)
     return configured_mixin(
         UseRunsState,
@@ -262,6 +270,8 @@ def use_runs_state(
         status=status,
         page_size=page_size,
         url_query=url_query,
+        on_job_filter=on_job_filter,
+        bulk_batch_size=bulk_batch_size,
         forward_headers=forward_headers,
         request_headers=request_headers,
     )

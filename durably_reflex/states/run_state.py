@@ -7,6 +7,11 @@ log lines, then every event is applied as it comes. `connection` tells the UI ho
 doing ("idle", "connecting", "open", "reconnecting", "closed"); a stream that ends because the run
 completed is "closed", not an error. A server that stores no logs (Durably's Node server has no
 `/logs`) sets `log_history_offered` to False: the lines shown are then those logged while watching.
+
+With `history` (a class attribute; `use_job_run(..., history=True)`), the view also reads what a run
+page shows beside the run: its earlier `attempts` (how each ended before a retry, from
+`GET /attempts`, read again after every retry) and its `replays` (the runs replaying it, newest
+first); a server without them (Durably's Node server) leaves both empty.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import reflex as rx
 from .._client import ClientConnectionError, DurablyClient, ServerError
 from .._clock import now_ms
 from .._errors import DurablyError, FeatureNotSupportedError, RunNotFoundError
-from .._wire_events import RunCancel, RunSnapshot
+from .._records import Attempt, Run
+from .._wire_events import RunCancel, RunRetry, RunSnapshot
 from .base import DurablyState
 from .consumers import Consumer, Update, apply_updates, consuming
 from .run_fields import (
@@ -36,10 +42,12 @@ from .run_fields import (
     log_line,
     merge_stored_steps,
     percent,
+    short_id,
     step_row,
     stop_summary,
     timeline_bounds,
 )
+from .run_search import label_query
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +57,7 @@ CLOCK_INTERVAL = 1.0  # seconds: how often a running run's timeline grows
 # After a cancel, how often and how many times the steps are read for the step it stopped.
 STOPPED_STEP_PAUSE = 0.3
 STOPPED_STEP_READS = 6
+REPLAYS_SHOWN = 20  # newest replays a run's view lists
 
 
 class RunViewState(DurablyState, mixin=True):
@@ -60,6 +69,7 @@ class RunViewState(DurablyState, mixin=True):
 
     # -- configuration (class attributes, set by the `use_*` factories or a subclass) -------------
     max_logs: ClassVar[int] = 100  # newest log lines kept (0: all); state stays small
+    history: ClassVar[bool] = False  # also read the run's earlier attempts and its replays
 
     # -- what the UI shows ------------------------------------------------------------------------
     current_run_id: rx.Field[str | None] = rx.field(None)
@@ -81,6 +91,9 @@ class RunViewState(DurablyState, mixin=True):
     # A log viewer hides the lines up to this id ("": none), which a reload shows again.
     logs_hidden_through: rx.Field[str] = rx.field("")
     clock_ms: rx.Field[int] = rx.field(0)  # epoch ms, moved every second while the run runs
+    # With `history`: the run's earlier attempts (`attempt_row`s) and the runs replaying it.
+    attempts: rx.Field[list[dict[str, Any]]] = rx.field(default_factory=list)
+    replays: rx.Field[list[dict[str, Any]]] = rx.field(default_factory=list)
 
     @rx.var
     def is_pending(self) -> bool:
@@ -158,6 +171,13 @@ class RunViewState(DurablyState, mixin=True):
         """Where a failed or cancelled run stopped ("" otherwise)."""
         return stop_summary(self.status, self.steps, self.progress)
 
+    @rx.var(deps=["run"], auto_deps=False)
+    def labels(self) -> list[dict[str, str]]:
+        """The run's labels, each with `search`: the runs page's query that finds its runs
+        (`q=customer%3Dacme`)."""
+        labels = (self.run or {}).get("labels") or {}
+        return [{"key": key, "value": value, "search": label_query(key, value)} for key, value in labels.items()]
+
     @rx.var(deps=["logs", "logs_hidden_through"], auto_deps=False)
     def hidden_log_count(self) -> int:
         marker = self.logs_hidden_through
@@ -209,7 +229,8 @@ class RunViewState(DurablyState, mixin=True):
         if run_id is None:
             consumer.cancel_source(RUN_SOURCE)
         elif consumer.follows(RUN_SOURCE) != run_id:
-            consumer.start_source(RUN_SOURCE, follow_run(consumer, self.api(), run_id), follows=run_id)
+            source = follow_run(consumer, self.api(), run_id, history=self.__class__.history)
+            consumer.start_source(RUN_SOURCE, source, follows=run_id)
 
     def _switch(self, consumer: Consumer, run_id: str | None) -> None:
         """Inside the lock: show `run_id` from now on (cleared unless it is the run shown already)."""
@@ -217,6 +238,7 @@ class RunViewState(DurablyState, mixin=True):
             clear_run(self, run_id)
             self.connection = "idle"
             self.logs_hidden_through = ""
+            self.attempts, self.replays = [], []
         self.clock_ms = now_ms()
         self._follow(consumer, run_id)
 
@@ -238,9 +260,10 @@ def _tick(state: Any) -> None:
         state.clock_ms = now_ms()
 
 
-async def follow_run(consumer: Consumer, client: DurablyClient, run_id: str) -> None:
+async def follow_run(consumer: Consumer, client: DurablyClient, run_id: str, *, history: bool = False) -> None:
     """Source: the events of one run, with its log history merged in after the first snapshot and
-    its steps read again after every snapshot (a reconnect may have missed step events)."""
+    its steps read again after every snapshot (a reconnect may have missed step events); with
+    `history`, its attempts and replays read after every snapshot, and its attempts after a retry."""
 
     def on_connection(state_name: str) -> None:
         consumer.post(_run_update(run_id, lambda state: setattr(state, "connection", state_name)))
@@ -254,6 +277,8 @@ async def follow_run(consumer: Consumer, client: DurablyClient, run_id: str) -> 
                 )
                 if isinstance(event, RunCancel):
                     await _read_stopped_step(consumer, client, run_id, event)
+                if history and isinstance(event, (RunSnapshot, RunRetry)):
+                    await _read_history(consumer, client, run_id, replays=isinstance(event, RunSnapshot))
                 if not isinstance(event, RunSnapshot):
                     continue
                 try:
@@ -320,6 +345,44 @@ async def _read_stopped_step(consumer: Consumer, client: DurablyClient, run_id: 
             for step in steps
         ):
             return
+
+
+async def _read_history(consumer: Consumer, client: DurablyClient, run_id: str, *, replays: bool) -> None:
+    """Read the run's earlier attempts (and its replays) into the view; a server without them
+    (Durably's Node server) or a failed read leaves what the view shows."""
+    try:
+        attempts = [attempt_row(attempt) for attempt in await client.get_attempts(run_id)]
+    except DurablyError as error:
+        logger.debug("attempts of run %s not read: %r", run_id, error)
+    else:
+        consumer.post(_run_update(run_id, lambda state: setattr(state, "attempts", attempts)))
+    if not replays:
+        return
+    try:
+        runs = await client.get_runs(replay_of=run_id, limit=REPLAYS_SHOWN)
+    except DurablyError as error:
+        logger.debug("replays of run %s not read: %r", run_id, error)
+        return
+    # A server that ignores the search (Durably's Node server answers every run) replays nothing.
+    rows = [replay_row(run) for run in runs if run.replay_of == run_id]
+    consumer.post(_run_update(run_id, lambda state: setattr(state, "replays", rows)))
+
+
+def attempt_row(attempt: Attempt) -> dict[str, Any]:
+    """An earlier attempt as a row: `number`, `status`, `error`, `error_line`, `started_at`,
+    `completed_at` and `duration_text`."""
+    row = attempt.model_dump(mode="json", exclude={"error_stack"})
+    started, ended = attempt.started_at, attempt.completed_at
+    took = None if started is None or ended is None else (ended - started).total_seconds() * 1000
+    row["duration_text"] = format_duration(took)
+    row["error_line"] = first_line(attempt.error)
+    return row
+
+
+def replay_row(run: Run) -> dict[str, Any]:
+    """A run replaying another, as a row: `id`, `short_id`, `status` and `created_at`."""
+    row = run.model_dump(mode="json", include={"id", "status", "created_at"})
+    return {**row, "short_id": short_id(run.id)}
 
 
 def _show_error(state: Any, message: str) -> None:

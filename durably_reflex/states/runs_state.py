@@ -8,13 +8,21 @@ stream's `step:start`; None until one arrives), or where a failed or cancelled r
 its steps once the page is shown; "" when it stopped before any step).
 The page is fetched with one extra row to learn `has_more`.
 
-While the first page is shown, `attach` (in `on_mount`) follows `/runs/subscribe`: lifecycle
-events and step starts/failures refresh the page (a burst of them becomes one fetch, at most one
-every `REFRESH_INTERVAL`), progress and step completions change the matching row in place with no
-fetch. Other pages stay as fetched until `refresh`. The status and job filters can be changed at run
-time (`set_status_filter`, `set_job_filter`, `clear_filters`) unless the state is bound to one job;
-with `url_query`, they are read from the page's URL (`?job=...&status=...`) when the state attaches
-and written back to it as they change, so a filtered view can be shared and reloaded.
+While the first page is shown, `attach` (in `on_mount`) follows `/runs/subscribe` (only the runs
+of the job, and of the labels, searched for): lifecycle events and step starts/failures refresh the
+page (a burst of them becomes one fetch, at most one every `REFRESH_INTERVAL`), progress and step
+completions change the matching row in place with no fetch. Other pages stay as fetched until
+`refresh`. The status and job filters can be changed at run time (`set_status_filter`,
+`set_job_filter`, `clear_filters`) unless the state is bound to one job, and so can the search
+(`apply_search` with a search box's text, see `run_search`: labels, an id prefix, creation times,
+fields of the input, replays; its job and status terms are the two filters; `filter_by_label` adds
+a label to it). A search that does not read leaves the runs as they were and says why in
+`search_error`. `search_text` is what a search box shows: the applied search, job and status
+included, in its canonical form. With `url_query`, the filters are read from the page's URL
+(`?job=...&status=...&q=<the other terms>`) when the state attaches and written back to it as they
+change, so a filtered view can be shared and reloaded. `on_job_filter` (an event handler, say a
+`use_run_stats` state's `set_job_filter`) is given the job filter whenever the user changes it.
+The selection and the bulk actions are `RunSelectionState`'s (bulk_state.py).
 
 Extension points, for a subclass: `fetch_runs(limit, offset)` (where a page's runs come from) and
 `to_row(run)` (what a row holds: add the fields your table shows).
@@ -24,6 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import reflex as rx
@@ -32,9 +42,10 @@ from .._client import DurablyClient, JobClient
 from .._errors import DurablyError
 from .._records import Run, RunStatus, Step
 from .._wire_events import RunProgress, StepComplete, StepStart
-from .base import DurablyState
+from .bulk_state import RunSelectionState
 from .consumers import Consumer, Refresher, apply_updates, consumer_of, consuming
 from .run_fields import first_line, format_duration, percent, short_id, stopped_step
+from .run_search import RunSearch, parse_search
 from .url_query import query_value, replace_query
 
 REFRESH_INTERVAL = 0.1  # seconds between two live refreshes of the first page, at most
@@ -59,15 +70,17 @@ STATUSES = frozenset(status.value for status in RunStatus)
 STOPPED = ("failed", "cancelled")  # rows whose `step_name` says where the run stopped
 
 
-class UseRunsState(DurablyState, mixin=True):
-    """`use_runs`: `runs`, `page`, `has_more`, `is_loading`, `error` and the page moves."""
+class UseRunsState(RunSelectionState, mixin=True):
+    """`use_runs`: `runs`, `page`, `has_more`, `is_loading`, `error`, the page moves, the filters and
+    the search, and (from `RunSelectionState`) the selection and the bulk actions."""
 
     # -- configuration ----------------------------------------------------------------------------
     job: ClassVar[JobClient | None] = None  # bound to one job: typed rows, no job filter
     job_name: ClassVar[str | None] = None  # initial job filter (fixed when `job` is set)
     status: ClassVar[str | None] = None  # initial status filter
     page_size: ClassVar[int] = 10
-    url_query: ClassVar[bool] = False  # filters live in the page's URL query (`job`, `status`)
+    url_query: ClassVar[bool] = False  # filters live in the page's URL query (`job`, `status`, `q`)
+    on_job_filter: ClassVar[Any] = None  # an event handler given the job filter when the user changes it
 
     # -- what the UI shows ------------------------------------------------------------------------
     runs: rx.Field[list[dict[str, Any]]] = rx.field(default_factory=list)
@@ -77,6 +90,9 @@ class UseRunsState(DurablyState, mixin=True):
     error: rx.Field[str | None] = rx.field(None)
     job_filter: rx.Field[str] = rx.field("")  # "" = every job
     status_filter: rx.Field[str] = rx.field("")  # "" = every status
+    search_terms: rx.Field[str] = rx.field("")  # the applied search beyond job and status, canonical
+    search_text: rx.Field[str] = rx.field("")  # what the search box shows (the whole search)
+    search_error: rx.Field[str] = rx.field("")  # why the search box's text was not applied
     connection: rx.Field[str] = rx.field("idle")
     _configured: rx.Field[bool] = rx.field(False)
 
@@ -84,10 +100,10 @@ class UseRunsState(DurablyState, mixin=True):
     def is_empty(self) -> bool:
         return not self.runs and not self.is_loading and self.error is None
 
-    @rx.var(deps=["status_filter", "job_filter"], auto_deps=False)
+    @rx.var(deps=["status_filter", "job_filter", "search_terms"], auto_deps=False)
     def is_filtered(self) -> bool:
         """Whether the user's filters narrow the runs (a job the state is bound to is not one)."""
-        return bool(self.status_filter or (self.job_filter and self.__class__.job is None))
+        return bool(self.status_filter or self.search_terms or (self.job_filter and self.__class__.job is None))
 
     @rx.var(deps=["page", "runs"], auto_deps=False)
     def first_row_number(self) -> int:
@@ -103,10 +119,11 @@ class UseRunsState(DurablyState, mixin=True):
         """Load the page and keep the first page live for this tab; put it in `on_mount`."""
         async with self:
             self._configure()
-            token, name, api = self.router.session.client_token, self.get_full_name(), self.api()
+            token, name = self.router.session.client_token, self.get_full_name()
             await self._load()
+            follow = self._live_source()
         async with consuming(token, name) as consumer:
-            consumer.start_source(LIVE_SOURCE, _follow_runs(consumer, api, self.job_filter or None))
+            consumer.start_source(LIVE_SOURCE, follow(consumer))
             consumer.post(_name_stopped_steps)
             async for batch in consumer.batches():
                 async with self:
@@ -136,10 +153,7 @@ class UseRunsState(DurablyState, mixin=True):
     @rx.event
     async def set_status_filter(self, status: str) -> Any:
         """Show runs of one status ("" or "all": every status), from the first page."""
-        self.status_filter = "" if status == "all" else status
-        self.page = 0
-        await self._load()
-        return self._filters_to_url()
+        return await self._filter(self.job_filter, "" if status == "all" else status, self.search_terms)
 
     @rx.event
     async def set_job_filter(self, job_name: str) -> Any:
@@ -147,33 +161,49 @@ class UseRunsState(DurablyState, mixin=True):
         follows the filter. Ignored when the state is bound to one job."""
         if self.__class__.job is not None:
             return None
-        self.job_filter = "" if job_name == "all" else job_name
-        self.page = 0
-        await self._load()
-        self._follow_job_filter()
-        return self._filters_to_url()
+        return await self._filter("" if job_name == "all" else job_name, self.status_filter, self.search_terms)
 
     @rx.event
     async def clear_filters(self) -> Any:
-        """Every run again (every status, and every job unless the state is bound to one)."""
-        job_changed = bool(self.job_filter) and self.__class__.job is None
-        self.status_filter = ""
-        if job_changed:
-            self.job_filter = ""
-        self.page = 0
-        await self._load()
-        if job_changed:
-            self._follow_job_filter()
-        return self._filters_to_url()
+        """Every run again (every status, no search, and every job unless the state is bound to one)."""
+        job = self.__class__.job
+        return await self._filter(job.name if job is not None else "", "", "")
+
+    @rx.event
+    def set_search_text(self, text: str) -> None:
+        """What the search box holds while it is edited (applied by `apply_search`)."""
+        self.search_text = text
+
+    @rx.event
+    async def apply_search(self, form_data: dict[str, Any]) -> Any:
+        """Apply a search box's text (`form_data["q"]`, a form's submission; see `run_search`): its
+        job and status terms become the filters, the rest the search. A text that does not read
+        changes nothing but `search_error`."""
+        text = str(form_data.get("q", ""))
+        self.search_text = text
+        parsed = parse_search(text)
+        bound = self.__class__.job
+        if parsed.ok and bound is not None and parsed.search.job_name not in (None, bound.name):
+            parsed.errors.append(f"This table shows the runs of {bound.name} only.")
+        if not parsed.ok:
+            self.search_error = " ".join(parsed.errors)
+            return None
+        search = parsed.search
+        job = search.job_name or (bound.name if bound is not None else "")
+        return await self._filter(job, search.status or "", _terms_beyond(search).text())
+
+    @rx.event
+    async def filter_by_label(self, key: str, value: str) -> Any:
+        """Narrow the search to the runs labelled `key`=`value` (a label chip's click)."""
+        search = self._search().with_label(key, value)
+        return await self._filter(self.job_filter, self.status_filter, _terms_beyond(search).text())
 
     # -- extension points and helpers for subclasses ---------------------------------------------
     async def fetch_runs(self, limit: int, offset: int) -> list[Run]:
-        """The runs of the page being loaded, newest first, under the current filters (called with
-        the state locked). Override it to read runs another way; a `DurablyError` it raises is
-        shown in `error`, and the rows already shown stay."""
-        return await self.api().get_runs(
-            job_name=self.job_filter or None, status=self.status_filter or None, limit=limit, offset=offset
-        )
+        """The runs of the page being loaded, newest first, under the current filters and search
+        (called with the state locked). Override it to read runs another way; a `DurablyError` it
+        raises is shown in `error`, and the rows already shown stay."""
+        return await self.api().get_runs(**self._search().filters(), limit=limit, offset=offset)
 
     def to_row(self, run: Run) -> dict[str, Any]:
         """A run as a row of `runs` (see `run_row`). Override it to add fields; keep the row's
@@ -203,20 +233,47 @@ class UseRunsState(DurablyState, mixin=True):
             self.status_filter = status if status in STATUSES else ""
             if cls.job is None:
                 self.job_filter = query_value(self, "job")
+            self.search_terms, self.search_error = "", ""
+            parsed = parse_search(query_value(self, "q"))
+            if parsed.ok:
+                self.search_terms = _terms_beyond(parsed.search).text()
+            else:
+                self.search_error = " ".join(parsed.errors)
             self.page = 0
+        self.search_text = self._search().text() if not self.search_error else query_value(self, "q")
 
-    def _filters_to_url(self) -> Any:
-        """The event that writes the filters into the page's URL (with `url_query`), else None."""
-        if not self.__class__.url_query:
-            return None
-        return replace_query(
-            {"job": "" if self.__class__.job is not None else self.job_filter, "status": self.status_filter}
-        )
+    def _search(self) -> RunSearch:
+        """The applied search: the job and status filters with the other terms."""
+        terms = parse_search(self.search_terms).search
+        return replace(terms, job_name=self.job_filter or None, status=self.status_filter or None)
 
-    def _follow_job_filter(self) -> None:
-        consumer = consumer_of(self)
-        if consumer is not None:
-            consumer.start_source(LIVE_SOURCE, _follow_runs(consumer, self.api(), self.job_filter or None))
+    async def _filter(self, job: str, status: str, terms: str) -> Any:
+        """Show the runs of these filters from the first page (inside the lock); the events that
+        follow the change (the URL, the job filter's listener)."""
+        job_changed = job != self.job_filter
+        labels_changed = _labels(terms) != _labels(self.search_terms)
+        self.job_filter, self.status_filter, self.search_terms = job, status, terms
+        self.search_error, self.page, self.selected_ids = "", 0, []
+        self.search_text = self._search().text()
+        await self._load()
+        if job_changed or labels_changed:
+            consumer = consumer_of(self)
+            if consumer is not None:
+                consumer.start_source(LIVE_SOURCE, self._live_source()(consumer))
+        events = []
+        listener = self.__class__.on_job_filter
+        if job_changed and listener is not None and self.__class__.job is None:
+            events.append(listener(job))
+        if self.__class__.url_query:
+            events.append(
+                replace_query({"job": "" if self.__class__.job is not None else job, "status": status, "q": terms})
+            )
+        return events or None
+
+    def _live_source(self) -> Any:
+        """The runs stream this table follows (its job's and labels' runs), as a source to start."""
+        api, job, labels = self.api(), self.job_filter or None, dict(self._search().labels)
+        return lambda consumer: _follow_runs(consumer, api, job, labels)
 
     async def _load(self) -> None:
         """Fetch the current page (inside the lock: a normal event, or an update)."""
@@ -227,6 +284,11 @@ class UseRunsState(DurablyState, mixin=True):
         except DurablyError as error:
             self.error = f"Failed to fetch runs: {error}"  # the rows shown so far are kept
         else:
+            search = self._search()
+            if search.beyond_job_and_status and not all(search.matches(run, datetime.now(UTC)) for run in rows):
+                self.error = _IGNORED
+                self.runs, self.has_more = [], False
+                return
             self.error = None
             self.has_more = len(rows) > page_size
             self.runs = _keep_step_names([self.to_row(run) for run in rows[:page_size]], self.runs)
@@ -238,14 +300,31 @@ class UseRunsState(DurablyState, mixin=True):
             self.is_loading = False
 
 
-async def _follow_runs(consumer: Consumer, client: DurablyClient, job_name: str | None) -> None:
+_IGNORED = (
+    "This server does not search runs by labels, ids, creation times or replays (Durably's own server "
+    "filters by job and status only): no runs are shown rather than runs the search does not match."
+)
+
+
+def _terms_beyond(search: RunSearch) -> RunSearch:
+    """The search without its job and status (the part `search_terms` keeps)."""
+    return replace(search, job_name=None, status=None)
+
+
+def _labels(terms: str) -> tuple[tuple[str, str], ...]:
+    return parse_search(terms).search.labels
+
+
+async def _follow_runs(
+    consumer: Consumer, client: DurablyClient, job_name: str | None, labels: dict[str, str] | None = None
+) -> None:
     """Source: `/runs/subscribe`; patches rows in place and asks for coalesced refreshes."""
     refresh = Refresher(consumer, _refresh_first_page, REFRESH_INTERVAL)
 
     def on_connection(state_name: str) -> None:
         consumer.post(lambda state: setattr(state, "connection", state_name))
 
-    async with client.subscribe_runs(job_name, on_state=on_connection) as events:
+    async with client.subscribe_runs(job_name, labels=labels or None, on_state=on_connection) as events:
         async for event in events:
             if isinstance(event, (RunProgress, StepComplete, StepStart)):
                 consumer.post(functools.partial(_patch_row, event=event))
