@@ -6,11 +6,15 @@ filters and go back to the first page; when they match nothing the table says so
 clear them. With `run_href`, a row's job name and short id link to the run's page (`run_href` + the
 run's id); without it, rows link nowhere. The table attaches its state on mount.
 
-A row shows the run's job and short id (the last characters of its id; the whole id is its title),
-its status, its step (the one it is at while it runs, where it stopped when it failed or was
-cancelled, with the error's first line, or how many steps it completed), its progress, when it was
-created and how long it took, and the actions its status allows. `row_extras(row)` adds content of
-yours under the job's name (labels, say).
+A row shows the run's job and short id (the last characters of its id; the whole id is its title)
+with its labels (a label's click narrows the search to it), its status, its step (the one it is at
+while it runs, where it stopped when it failed or was cancelled, with the error's first line, or
+how many steps it completed), its progress, when it was created and how long it took, and the
+actions its status allows. `row_extras(row)` adds content of yours under the job's name.
+
+With `searchable`, a search box above the table (see `search_box`); with `selectable`, a checkbox
+per row (and one for the page) and the bulk actions for the selection or for every run the search
+matches (see `bulk_actions`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ import reflex as rx
 from reflex.vars import ObjectVar, Var
 
 from ..states import UseRunActionsState, UseRunsState
+from .bulk_actions import bulk_actions
+from .labels import label_chips
 from .run_actions import run_actions
+from .search_box import search_box
 from .status import run_progress, status_badge
 from .waiting import waiting_note
 
@@ -40,25 +47,34 @@ def run_table(
     run_href: str | None = None,
     on_job_filter: Any = None,
     row_extras: RowExtras | None = None,
+    searchable: bool = False,
+    selectable: bool = False,
     **props: Any,
 ) -> rx.Component:
     """The runs of `runs` as a table. `job_names` fills the job filter (no job filter without it);
     `on_job_filter`: an event handler also given the job chosen there ("" for every job), so that
-    counts or a chart can follow it; `actions` adds the retry/cancel/delete buttons each row's
+    counts or a chart can follow it (or give it to the state: `use_runs(..., on_job_filter=...)`,
+    which the search follows too); `actions` adds the retry/cancel/delete buttons each row's
     status allows; `run_href` (say "/runs/") makes each job name a link to `run_href` + the run's
-    id; `row_extras(row)` renders more under each row's job name."""
+    id; `row_extras(row)` renders more under each row's job name; `searchable` adds the search
+    box, `selectable` the checkboxes and the bulk actions."""
     columns = ["Run", "Status", "Step", "Progress", "Created", "Duration"] + (["Actions"] if actions else [])
+    header = [rx.table.column_header_cell(name) for name in columns]
+    if selectable:
+        header.insert(0, rx.table.column_header_cell(_page_checkbox(runs), width="2rem"))
     return rx.vstack(
+        search_box(runs) if searchable else rx.fragment(),
         _toolbar(runs, job_names, on_job_filter),
+        bulk_actions(runs) if selectable else rx.fragment(),
         rx.cond(
             runs.error,
             rx.callout(runs.error.to(str), icon="triangle-alert", color_scheme="red", size="1", width="100%"),
             rx.fragment(),
         ),
         rx.table.root(
-            rx.table.header(rx.table.row(*(rx.table.column_header_cell(name) for name in columns))),
+            rx.table.header(rx.table.row(*header)),
             rx.table.body(
-                rx.foreach(runs.runs, lambda row: _row(row, actions, run_href, row_extras)),
+                rx.foreach(runs.runs, lambda row: _row(runs, row, actions, run_href, row_extras, selectable)),
             ),
             variant="surface",
             size="1",
@@ -136,11 +152,23 @@ def _labelled(label: str, control: rx.Component) -> rx.Component:
     return rx.hstack(rx.text(label, size="2", color_scheme="gray"), control, align="center", spacing="2")
 
 
+def _page_checkbox(runs: type[UseRunsState]) -> rx.Component:
+    return rx.checkbox(
+        checked=runs.page_selected,
+        on_change=runs.select_page,
+        disabled=runs.runs.length() == 0,
+        title="Select every run on this page",
+        class_name="durably-select-page",
+    )
+
+
 def _row(
+    runs: type[UseRunsState],
     row: ObjectVar[dict[str, Any]],
     actions: type[UseRunActionsState] | None,
     run_href: str | None,
     row_extras: RowExtras | None,
+    selectable: bool,
 ) -> rx.Component:
     run_id = row["id"].to(str)
     job_name = row["job_name"].to(str)
@@ -159,7 +187,12 @@ def _row(
                     align="center",
                     class_name="durably-run-id",
                 ),
-                spacing="0",
+                rx.cond(
+                    row["labels"].to(dict[str, str]).length() > 0,
+                    label_chips(row["labels"], on_select=runs.filter_by_label),  # type: ignore[arg-type]  # see _pager
+                    rx.fragment(),
+                ),
+                spacing="1",
             )
         ),
         rx.table.cell(status_badge(status)),
@@ -204,6 +237,18 @@ def _row(
             white_space="nowrap",
         ),
     ]
+    if selectable:
+        cells.insert(
+            0,
+            rx.table.cell(
+                rx.checkbox(
+                    checked=runs.selected_ids.contains(run_id),
+                    on_change=lambda checked: runs.toggle_run(run_id, checked),  # type: ignore[operator]
+                    class_name="durably-select-run",
+                    title="Select this run",
+                )
+            ),
+        )
     if actions is not None:
         cells.append(
             rx.table.cell(

@@ -10,8 +10,12 @@ the pages say so instead of showing an empty panel. The element ids and classes 
 `job-<name>`, `open-run`, ...) are what the browser tests and users' own scripts select by: keep
 them stable.
 
-The runs page keeps its filters in the URL (`/?job=import-csv&status=failed&range=7d`), so a
-filtered view can be shared and reloaded; the counts and the chart follow the job filter.
+The runs page keeps its filters and its search in the URL
+(`/?job=import-csv&status=failed&q=customer%3Dacme&range=7d`), so a filtered view can be shared and
+reloaded; the counts and the chart follow the job filter (the rest of a search narrows the table
+only, and the page says so). Its rows can be selected and acted on in bulk, as can every run the
+search matches. A run's page offers a replay from each settled step and lists its earlier
+attempts, its replays and the run it replays.
 """
 
 from __future__ import annotations
@@ -71,10 +75,12 @@ def build_pages(client: DurablyClient, *, forward_headers: Sequence[str] = (), r
     job_names = sorted(definition.name for definition in jobs.values())
     headers = tuple(forward_headers)
 
-    runs = use_runs(client, page_size=PAGE_SIZE, url_query=True, forward_headers=headers)
     stats = use_run_stats(client, url_query=True, forward_headers=headers)
+    runs = use_runs(
+        client, page_size=PAGE_SIZE, url_query=True, on_job_filter=stats.set_job_filter, forward_headers=headers
+    )
     row_actions = use_run_actions(client, forward_headers=headers)
-    run_view = use_job_run(client, max_logs=500, forward_headers=headers)
+    run_view = use_job_run(client, max_logs=500, history=True, forward_headers=headers)
     detail_actions = use_run_actions(client, forward_headers=headers)
     signals = use_signal(client, forward_headers=headers)
     schedules = use_schedules(client, forward_headers=headers)
@@ -131,6 +137,7 @@ def build_pages(client: DurablyClient, *, forward_headers: Sequence[str] = (), r
                 rx.fragment(
                     status_counts(stats, on_select=runs.set_status_filter, selected=runs.status_filter),
                     runs_chart(stats),
+                    counts_note(),
                 ),
                 rx.text(
                     "This server keeps no run counts (it has no GET /stats route), so the counts and the chart "
@@ -145,8 +152,24 @@ def build_pages(client: DurablyClient, *, forward_headers: Sequence[str] = (), r
                 job_names=job_names,
                 actions=row_actions,
                 run_href="/runs/",
-                on_job_filter=stats.set_job_filter,
+                searchable=True,
+                selectable=True,
             ),
+        )
+
+    def counts_note() -> rx.Component:
+        """The counts are kept per job and status: a search beyond them narrows the table only."""
+        return rx.cond(
+            runs.search_terms,
+            rx.text(
+                "The counts and the chart follow the job filter only; the rest of the search (",
+                rx.code(runs.search_terms, size="1", variant="ghost"),
+                ") narrows the table below, not them.",
+                size="1",
+                color_scheme="gray",
+                class_name="durably-counts-note",
+            ),
+            rx.fragment(),
         )
 
     def run_page() -> rx.Component:
@@ -155,7 +178,15 @@ def build_pages(client: DurablyClient, *, forward_headers: Sequence[str] = (), r
         return layout(
             rx.link(rx.hstack(rx.icon("arrow-left", size=14), rx.text("All runs"), align="center"), href="/", size="2"),
             retried_as_new_run(route_run_id),
-            run_detail(run_view, detail_actions, run_id=route_run_id, on_deleted=rx.redirect("/"), signals=signals),
+            run_detail(
+                run_view,
+                detail_actions,
+                run_id=route_run_id,
+                on_deleted=rx.redirect("/"),
+                signals=signals,
+                run_href="/runs/",
+                runs_href="/",
+            ),
         )
 
     def retried_as_new_run(route_run_id: rx.Var) -> rx.Component:
