@@ -4,6 +4,7 @@
                                      [--processes N | --in-process-worker | --no-worker] ...
     durably-reflex worker app:durably [--processes N] [--stop-timeout 30]
     durably-reflex dashboard app:durably [--port 3000] [--auth app:auth] [--dev]
+    durably-reflex dashboard --api URL [--api-header "Name: value"]   # an API served elsewhere
 
 (`python -m durably_reflex ...` is the same command.) The dashboard command lives in
 _dashboard_cli.py: it runs Reflex in a process tree of its own, and only it needs Reflex.

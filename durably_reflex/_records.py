@@ -160,7 +160,7 @@ class Step(WireModel):
     run_id: str
     name: str
     index: int
-    status: str  # "completed" | "failed": rows are written when a step settles
+    status: str  # "completed" | "failed" | "cancelled" (saw its run's cancel and stopped): written when it settles
     output: Any = None
     error: str | None = None
     error_stack: str | None = None

@@ -90,7 +90,7 @@ class StepRecord(NamedTuple):
     attempt: int
     name: str
     step_index: int  # not `index`: a NamedTuple field may not shadow tuple.index
-    status: str  # "completed" | "failed"
+    status: str  # "completed" | "failed" | "cancelled"
     output_json: str | None
     error: str | None
     error_stack: str | None
