@@ -1,12 +1,15 @@
 """Screenshots of the dashboard for the README: docs/screenshots/{runs,run,jobs}.png and their dark
-versions ({runs,run,jobs}-dark.png).
+versions ({runs,run,jobs}-dark.png); runs-search.png (a search with runs selected), runs-bulk.png
+(the confirmation of an action on every run a search matches) and run-attempts.png (a retried run's
+attempts, a step's "Replay from here" and the run's replay).
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--width 1280]
 
 Starts the dashboard (`reflex run --env prod` of the repository root, through the browser tests'
 harness) on a fresh SQLite database in a temporary directory, triggers the example jobs over the
-HTTP API (a completed import, a report that fails and one retried to completion, a newsletter, a
-cancelled cleanup and one still running), then photographs the pages in Debian's Chromium
+HTTP API, some with labels (a completed import, a report that fails and one retried to completion
+then replayed from a step, newsletters, a cancelled cleanup and one still running, and newsletters
+scheduled for later), then photographs the pages in Debian's Chromium
 (`CHROMIUM_PATH` overrides /usr/bin/chromium). The app is stopped at the end whatever happens.
 """
 
@@ -43,13 +46,19 @@ class Api:
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         request = urllib.request.Request(
-            self.base + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+            self.base + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
-    def trigger(self, job_name: str, input: dict[str, Any] | None = None) -> str:
-        return self.post("/trigger", {"jobName": job_name, "input": input or {}})["runId"]
+    def trigger(
+        self, job_name: str, input: dict[str, Any] | None = None, labels: dict[str, str] | None = None, **timing: Any
+    ) -> str:
+        body = {"jobName": job_name, "input": input or {}, "labels": labels or {}, **timing}
+        return self.post("/trigger", body)["runId"]
 
     def wait(self, run_id: str, statuses: tuple[str, ...], timeout: float = 90) -> str:
         deadline = time.monotonic() + timeout
@@ -64,10 +73,12 @@ class Api:
 
 def seed(api: Api) -> dict[str, str]:
     """A handful of runs in every state; the ids of those worth a picture."""
-    imported = api.trigger("import-csv", {"seconds_per_row": 0.3})
-    newsletter = api.trigger("send-newsletter", {"subject": "Autumn release notes", "priority": "high"})
-    failed = api.trigger("publish-report", {"title": "Quarterly numbers"})
-    retried = api.trigger("publish-report", {"title": "Monthly numbers"})
+    imported = api.trigger("import-csv", {"seconds_per_row": 0.3}, {"customer": "acme", "source": "crm"})
+    newsletter = api.trigger(
+        "send-newsletter", {"subject": "Autumn release notes", "priority": "high"}, {"customer": "acme"}
+    )
+    failed = api.trigger("publish-report", {"title": "Quarterly numbers"}, {"customer": "globex"})
+    retried = api.trigger("publish-report", {"title": "Monthly numbers"}, {"customer": "acme", "tier": "gold"})
     cancelled = api.trigger("slow-cleanup", {"batches": 40, "seconds_per_batch": 0.5})
     for run_id in (imported, newsletter):
         api.wait(run_id, FINISHED)
@@ -78,11 +89,17 @@ def seed(api: Api) -> dict[str, str]:
     time.sleep(2)
     api.post(f"/cancel?runId={cancelled}", {})
     api.wait(retried, ("completed",))
-    api.trigger("import-csv", {"seconds_per_row": 0.2})
+    replay = api.post("/replay", {"runId": retried, "fromStep": "publish"})["id"]
+    api.wait(replay, FINISHED)
+    for customer in ("acme", "globex", "acme"):  # for later: pending until then
+        api.trigger(
+            "send-newsletter", {"subject": "Winter sale"}, {"customer": customer, "campaign": "winter"}, delay=86400
+        )
+    api.trigger("import-csv", {"seconds_per_row": 0.2}, {"customer": "globex", "source": "upload"})
     running = api.trigger("slow-cleanup", {"batches": 600, "seconds_per_batch": 1.0})  # still going in the pictures
     api.wait(running, ("running",))
     time.sleep(4)
-    return {"imported": imported, "failed": failed, "running": running}
+    return {"imported": imported, "failed": failed, "retried": retried, "running": running}
 
 
 def main() -> None:
@@ -108,10 +125,31 @@ def main() -> None:
                 page = browser.new_page(viewport={"width": args.width, "height": 900}, device_scale_factor=1)
                 page.set_default_timeout(60_000)
 
-                def shot(name: str) -> None:
+                def shot(name: str, *, full_page: bool = True) -> None:
                     page.wait_for_timeout(1500)  # fonts, chart layout, relative times
-                    page.screenshot(path=str(out / name), full_page=True)
+                    page.screenshot(path=str(out / name), full_page=full_page)
                     print(f"saved {out / name}", flush=True)
+
+                page.goto(server.url("/?q=customer%3Dacme"))
+                expect(page.locator(".durably-run-row")).to_have_count(len(api.get("/runs?label.customer=acme")))
+                for row in page.locator(".durably-run-row[data-status='pending'] .durably-select-run").all():
+                    row.click()
+                expect(page.locator(".durably-selection-bar")).to_be_visible()
+                shot("runs-search.png")
+
+                page.goto(server.url("/?q=campaign%3Dwinter"))
+                expect(page.locator(".durably-run-row")).to_have_count(3)
+                page.locator(".durably-bulk-matching").click()
+                page.locator(".durably-bulk-matching-cancel").click()
+                expect(page.locator(".durably-bulk-question")).to_contain_text("Cancel all 3")
+                shot("runs-bulk.png", full_page=False)
+                page.locator(".durably-bulk-keep").click()
+
+                page.goto(server.url(f"/runs/{runs['retried']}"))
+                expect(page.locator(".durably-attempt")).to_have_count(2)
+                expect(page.locator(".durably-replay")).to_have_count(1)
+                page.locator(".durably-step").filter(has_text="publish").hover()
+                shot("run-attempts.png")
 
                 for suffix in ("", "-dark"):
                     page.goto(server.url("/"))
@@ -123,7 +161,9 @@ def main() -> None:
                     shot(f"runs{suffix}.png")
 
                     page.goto(server.url(f"/runs/{runs['imported']}"))
-                    expect(page.locator(".durably-run-detail .durably-status").first).to_have_attribute("data-status", "completed")
+                    expect(page.locator(".durably-run-detail .durably-status").first).to_have_attribute(
+                        "data-status", "completed"
+                    )
                     expect(page.locator(".durably-log-line")).to_have_count(5)
                     shot(f"run{suffix}.png")
 
