@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from durably_reflex import Run
 from durably_reflex.states.run_search import RunSearch, TimeBound, parse_search
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -136,3 +137,17 @@ def test_whether_a_search_goes_beyond_what_counts_can_follow() -> None:
     assert not parse_search("job:a status:failed", now=NOW).search.beyond_job_and_status
     assert parse_search("job:a team=x", now=NOW).search.beyond_job_and_status
     assert RunSearch(since=TimeBound("1h", ago=timedelta(hours=1))).beyond_job_and_status
+
+
+def test_a_run_the_search_does_not_match_gives_away_a_server_that_ignores_it() -> None:
+    def run(**fields: object) -> Run:
+        base = {"id": "01JB2X00000000000000000000", "job_name": "a", "input": {}, "status": "pending"}
+        return Run.model_validate({**base, "created_at": NOW, "updated_at": NOW, **fields})
+
+    search = parse_search("team=data since:1h 01jb", now=NOW).search
+    assert search.matches(run(labels={"team": "data"}), NOW)
+    assert not search.matches(run(labels={"team": "ops"}), NOW)
+    assert not search.matches(run(labels={"team": "data"}, id="01ZZ2X00000000000000000000"), NOW)
+    assert not search.matches(run(labels={"team": "data"}, created_at=NOW - timedelta(hours=2)), NOW)
+    assert parse_search("replay-of:X", now=NOW).search.matches(run(replay_of="X"), NOW)
+    assert not parse_search("replay-of:X", now=NOW).search.matches(run(), NOW)

@@ -118,7 +118,9 @@ def _confirmation(runs: type[UseRunsState]) -> rx.Component:
     nothing = (runs.bulk_count == 0) & runs.bulk_count_exact
     return rx.alert_dialog.root(
         rx.alert_dialog.content(
-            rx.alert_dialog.title(rx.cond(runs.bulk_action == "delete", "Delete runs", "Act on runs")),
+            rx.alert_dialog.title(
+                rx.match(runs.bulk_action, ("retry", "Retry runs"), ("cancel", "Cancel runs"), "Delete runs")
+            ),
             rx.alert_dialog.description(
                 rx.cond(
                     runs.bulk_counting,

@@ -490,7 +490,7 @@ def _replays(run: type[UseJobRunState], run_href: str | None) -> rx.Component:
         return rx.hstack(
             short if run_href is None else rx.link(short, href=run_href + run_id),
             status_badge(row["status"].to(str)),
-            rx.moment(row["created_at"].to(str), from_now=True, interval=15000, with_title=True, size="1"),
+            rx.text(rx.moment(row["created_at"].to(str), from_now=True, interval=15000, with_title=True), size="1"),
             align="center",
             spacing="3",
             class_name="durably-replay",

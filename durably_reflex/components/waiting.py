@@ -14,8 +14,9 @@ import reflex as rx
 from reflex.vars import Var
 
 COUNTDOWN_FORMAT = "d[d] h[h] m[m] s[s]"  # leading zero units are trimmed: "4m 5s", "12s"
-# react-moment's duration from now is negative for a time to come: show it without the sign.
-_UNSIGNED: Var[str] = Var("(text) => String(text).replace(/^-/, '')")
+# react-moment's duration from now is negative for a time to come, and its format then signs every
+# unit and trims no leading zero one ("-0d -23h 59m 51s"): show it without signs or leading zeros.
+_UNSIGNED: Var[str] = Var("(text) => String(text).replace(/-/g, '').replace(/^(0[dhm] )+/, '')")
 
 
 def countdown(until: Var[str] | str, **props: Any) -> rx.Component:

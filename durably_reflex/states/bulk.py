@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from .._client import BulkProgress, DurablyClient
-from .._errors import FeatureNotSupportedError
+from .._errors import DurablyError, FeatureNotSupportedError
 from .._records import BulkResult
-from .run_search import RunSearch
+from .run_search import IGNORED_BY_SERVER, RunSearch
 
 Action = Literal["retry", "cancel", "delete"]
 # The statuses each action changes (in the order a sentence names them).
@@ -36,6 +36,13 @@ VERBS = {"retry": ("Retry", "Retrying", "Retried"), "cancel": ("Cancel", "Cancel
          "delete": ("Delete", "Deleting", "Deleted")}  # fmt: skip
 COUNT_PAGE = 1000  # runs per `/runs` request while counting (the API's largest page)
 COUNT_CAP = 10_000  # runs counted by paging, at most
+
+
+class SearchIgnoredError(DurablyError):
+    """The server answered runs the search does not match: it ignores the search (so its count
+    would be of other runs)."""
+
+    code = "SEARCH_IGNORED"
 
 
 @dataclass(frozen=True)
@@ -91,9 +98,11 @@ async def count_changed(client: DurablyClient, action: str, search: RunSearch, p
         else:
             counts = stats.counts.model_dump()
             return Count(sum(counts.get(status, 0) for status in statuses))
-    counted = 0
+    counted, now = 0, datetime.now(UTC)
     while counted < COUNT_CAP:
         page = await client.get_runs(**plan.filters, limit=COUNT_PAGE, offset=counted)
+        if search.beyond_job_and_status and not all(search.matches(run, now) for run in page):
+            raise SearchIgnoredError(IGNORED_BY_SERVER)
         counted += len(page)
         if len(page) < COUNT_PAGE:
             return Count(counted)

@@ -45,6 +45,13 @@ _SLACK = timedelta(seconds=1)  # times a server rounds (to the millisecond) are 
 _PLAIN = re.compile(r'[^\s"\\]+')  # a value written without quotes
 
 
+# What a page says when the server's answer shows it ignored the search (`RunSearch.matches`).
+IGNORED_BY_SERVER = (
+    "This server does not search runs by labels, ids, creation times or replays (Durably's own server "
+    "filters by job and status only)"
+)
+
+
 @dataclass(frozen=True)
 class TimeBound:
     """A `since:` or `until:` value: a time ago (`ago`) or a moment (`at`), and how it was written."""

@@ -45,7 +45,7 @@ from .._wire_events import RunProgress, StepComplete, StepStart
 from .bulk_state import RunSelectionState
 from .consumers import Consumer, Refresher, apply_updates, consumer_of, consuming
 from .run_fields import first_line, format_duration, percent, short_id, stopped_step
-from .run_search import RunSearch, parse_search
+from .run_search import IGNORED_BY_SERVER, RunSearch, parse_search
 from .url_query import query_value, replace_query
 
 REFRESH_INTERVAL = 0.1  # seconds between two live refreshes of the first page, at most
@@ -239,7 +239,7 @@ class UseRunsState(RunSelectionState, mixin=True):
                 self.search_terms = _terms_beyond(parsed.search).text()
             else:
                 self.search_error = " ".join(parsed.errors)
-            self.page = 0
+            self.page, self.selected_ids = 0, []  # the URL says the view: no selection of another one
         self.search_text = self._search().text() if not self.search_error else query_value(self, "q")
 
     def _search(self) -> RunSearch:
@@ -300,10 +300,7 @@ class UseRunsState(RunSelectionState, mixin=True):
             self.is_loading = False
 
 
-_IGNORED = (
-    "This server does not search runs by labels, ids, creation times or replays (Durably's own server "
-    "filters by job and status only): no runs are shown rather than runs the search does not match."
-)
+_IGNORED = f"{IGNORED_BY_SERVER}: no runs are shown rather than runs the search does not match."
 
 
 def _terms_beyond(search: RunSearch) -> RunSearch:
