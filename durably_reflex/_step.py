@@ -172,6 +172,11 @@ class StepContext:
         self._ended: type[RunCancelledError] | type[ClaimLostError] | None = None
 
     @property
+    def logs_written(self) -> int:
+        """Log lines this execution wrote."""
+        return self._logs_written
+
+    @property
     def is_cancelled(self) -> bool:
         """Whether the run was cancelled (not merely interrupted by a worker shutting down)."""
         cancelled = self._ended is RunCancelledError

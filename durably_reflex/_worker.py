@@ -350,7 +350,7 @@ class Worker:
                     "completed",
                     finished,
                     output_json=output_json,
-                    keep_logs=self._options.log_retention,
+                    keep_logs=self._logs_to_keep(claim, context),
                     claim_next=self._next_claim(),
                 ),
             )
@@ -389,7 +389,7 @@ class Worker:
                 failed_at,
                 error=message,
                 error_stack=stack,
-                keep_logs=self._options.log_retention,
+                keep_logs=self._logs_to_keep(claim, context),
                 claim_next=self._next_claim(),
             ),
         )
@@ -427,6 +427,13 @@ class Worker:
         self._bus.post(RUN_WAIT, runId=run_id, jobName=claim.run.job_name, waitingFor=waiting_for)
         if ready_at < NEVER:
             self.wake_at(ready_at)
+
+    def _logs_to_keep(self, claim: Claim, context: StepContext) -> int | None:
+        """How many log lines settling the run keeps (the rest is pruned); None when it can have
+        none to prune: this is its first execution and it wrote no log."""
+        if claim.attempt == 1 and not context.logs_written:
+            return None
+        return self._options.log_retention
 
     def _settle(self, context: StepContext, finish: Callable[[], T]) -> T:
         """A run's outcome is written however long the database is away, unless the execution ends
@@ -634,7 +641,8 @@ class Worker:
 
     def _stale_before(self) -> int:
         """Runs whose heartbeat is older than this (epoch ms) are abandoned."""
-        if time.monotonic() - self._outage_seen < self._options.stale_threshold:
+        outage = max(self._outage_seen, self._storage.last_outage())  # met here, or by anyone in this process
+        if time.monotonic() - outage < self._options.stale_threshold:
             return 0  # heartbeats could not be written lately: only dead owners' runs are abandoned
         return now_ms() - int(self._options.stale_threshold * 1000)
 

@@ -95,7 +95,9 @@ STORED_RUN_COLUMNS = (
     "replay_of",
 )
 STORED_RUN_SQL = ", ".join(STORED_RUN_COLUMNS)
-CLAIMED_SQL = "id, job_name, input, started_at, attempt"  # what a claim returns: a ClaimedRun and its attempt
+# What a claim returns: a ClaimedRun, its attempt, and what it replays (a first attempt of a run that
+# replays none has no steps yet).
+CLAIMED_SQL = "id, job_name, input, started_at, attempt, replay_of"
 STEP_COLUMNS = (
     "id",
     "run_id",
@@ -437,11 +439,11 @@ class SqlStorage(Storage):
         )
         self._insert_wait = prepare("""
             INSERT INTO durably_waits (run_id, name, kind, until, payload, received_at, created_at)
-            VALUES (:run_id, :name, :kind, :until, :payload, :received_at, :now)
+            VALUES (:run_id, :name, :kind, :until, :payload, :received_at, :created_at)
             ON CONFLICT DO NOTHING""")
         self._replace_wait = prepare("""
             INSERT INTO durably_waits (run_id, name, kind, until, payload, received_at, created_at)
-            VALUES (:run_id, :name, :kind, :until, :payload, :received_at, :now)
+            VALUES (:run_id, :name, :kind, :until, :payload, :received_at, :created_at)
             ON CONFLICT (run_id, name) DO UPDATE SET until = excluded.until, payload = excluded.payload""")
         self._insert_label = prepare("INSERT INTO durably_labels (run_id, key, value) VALUES (:run_id, :key, :value)")
         self._pending_of_key = prepare("""
@@ -885,6 +887,9 @@ class SqlStorage(Storage):
         return run_from_row(session.sa.execute(select(*run_columns).where(run_table.c.id == run_id)).one())
 
     # -- runs on behalf of a worker (blocking) -----------------------------------------------------
+    def last_outage(self) -> float:
+        return max(self._writer.last_outage(), self._reader.last_outage())
+
     def claim(self, owner: str, job_names: tuple[str, ...], limit: int, now: int) -> list[Claim]:
         if not job_names or limit <= 0:
             return []
@@ -902,9 +907,11 @@ class SqlStorage(Storage):
             row = self.claim_next(session, statement, params)
             if row is None:
                 break
-            run_id, job_name, input_json, started_at, attempt = row
-            steps = session.execute(self._completed_steps, run_id=run_id).fetchall()
-            completed = {name: _json(output) for name, output in steps}
+            run_id, job_name, input_json, started_at, attempt, replay_of = row
+            completed = {}
+            if attempt > 1 or replay_of is not None:  # else no execution, and no replay, made steps
+                steps = session.execute(self._completed_steps, run_id=run_id).fetchall()
+                completed = {name: _json(output) for name, output in steps}
             claims.append(Claim(ClaimedRun(run_id, job_name, _json(input_json), started_at), attempt, completed))
         if claims and self._watch_mark.stale():  # runs about to start learn whether anyone watches their events
             self._read_watch_mark(session)
@@ -1260,7 +1267,7 @@ class SqlStorage(Storage):
                 until=wait.until,
                 payload=wait.payload_json,
                 received_at=None,
-                now=now,
+                created_at=wait.created_at,  # when the step set its deadline: a sleep's step starts then
             )
             moved = session.execute(
                 self._suspend, run_id=run_id, attempt=attempt, ready_at=ready_at, waiting_for=waiting_for_json, now=now
@@ -1291,7 +1298,7 @@ class SqlStorage(Storage):
                     until=None,
                     payload=payload_json,
                     received_at=now,
-                    now=now,
+                    created_at=now,
                 )
             elif stored[0] != "signal" or stored[3] is not None:
                 raise SignalConflictError(run_id, name)
