@@ -273,6 +273,12 @@ class Storage(ABC):
         """Delete a terminal run with its steps and logs. Raises RunNotFoundError, RunStateError."""
 
     # -- runs on behalf of a worker (blocking: called from the worker's threads) -------------------
+    def last_outage(self) -> float:
+        """When an outage of the database that any caller of this process met (a step write, an API
+        request, ...) last ended or was last seen (`time.monotonic()`; minus infinity: never).
+        Nobody's heartbeat could be written meanwhile, so runs are not judged stale by it."""
+        return -float("inf")
+
     @abstractmethod
     def claim(self, owner: str, job_names: tuple[str, ...], limit: int, now: int) -> list[Claim]:
         """Atomically take up to `limit` pending runs of these jobs, oldest first, skipping runs whose

@@ -112,6 +112,7 @@ class GroupCommit(Generic[C]):
         # The outage, if any: since when, the last error, when and whether someone tries again.
         self._state = threading.Condition(self._lock)
         self._down_since: float | None = None
+        self._outage_ended = -float("inf")  # time.monotonic() when the last outage ended
         self._down_error: BaseException | None = None
         self._backoff = _FIRST_BACKOFF
         self._probe_at = 0.0
@@ -253,7 +254,13 @@ class GroupCommit(Generic[C]):
             if self._down_since is not None:
                 logger.warning("database available again after %.1fs", time.monotonic() - self._down_since)
                 self._down_since = self._down_error = None
+                self._outage_ended = time.monotonic()
                 self._changed()
+
+    def last_outage(self) -> float:
+        """Now, during an outage met by any caller; else when the last one ended (`time.monotonic()`;
+        minus infinity: none yet)."""
+        return time.monotonic() if self._down_since is not None else self._outage_ended
 
     def run_later(self, operation: Operation[C, Any]) -> None:
         """Queue a write nobody waits for (buffered progress and logs); a failure is logged."""
