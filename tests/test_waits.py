@@ -126,7 +126,7 @@ async def test_higher_priority_runs_go_first_and_equal_ones_in_order(durably: Du
 async def test_a_sleeping_run_is_pending_until_its_wake_time_and_holds_no_slot(engine: Durably) -> None:
     waits = collect(engine, "run:wait")
     napping = await engine.jobs.nap.trigger({})
-    await wait_for_status(engine, napping.id, "pending", timeout=10)
+    await until_waiting(engine, napping.id, "sleep")  # claimed, then back to pending (not still new)
     asleep = await engine.get_run(napping.id)
     assert asleep is not None and asleep.waiting_for is not None
     assert (asleep.waiting_for.kind, asleep.waiting_for.name) == ("sleep", "nap")
@@ -146,7 +146,7 @@ async def test_a_sleeping_run_is_pending_until_its_wake_time_and_holds_no_slot(e
 
 async def test_a_sleep_keeps_its_deadline_when_the_run_is_executed_again(engine: Durably, db_url: str) -> None:
     napping = await engine.jobs.nap.trigger({})
-    await wait_for_status(engine, napping.id, "pending", timeout=10)
+    await until_waiting(engine, napping.id, "sleep")
     (until,) = query_db(db_url, "SELECT until FROM durably_waits WHERE run_id = ? AND name = 'nap'", napping.id)[0]
     # Make the run ready at once, as a recovery or a spurious wake would: it sleeps on to the same deadline.
     query_db(db_url, "UPDATE durably_runs SET ready_at = 0 WHERE id = ?", napping.id)
