@@ -9,8 +9,6 @@ against it, `GET /jobs` lists their JSON Schemas (a page builds the form to send
 
 from __future__ import annotations
 
-import contextvars
-import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,11 +26,6 @@ if TYPE_CHECKING:
 JobFunction = Callable[["StepContext", Any], Awaitable[Any]]
 SignalModels = Mapping[str, type[BaseModel]]  # signal name -> its payload's model
 MAX_SIGNAL_NAME_LENGTH = 255
-
-# The signal models of the job whose function runs in this context (see `_with_signal_models`).
-_signal_models: contextvars.ContextVar[SignalModels] = contextvars.ContextVar(
-    "durably_signal_models", default=MappingProxyType({})
-)
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,26 +101,6 @@ class JobDefinition:
         return {name: model.model_json_schema() for name, model in self.signals.items()}
 
 
-def declared_signal_model(name: str) -> type[BaseModel] | None:
-    """The payload model that the job running in this context declares for signal `name`, if any."""
-    return _signal_models.get().get(name)
-
-
-def _with_signal_models(function: JobFunction, models: SignalModels) -> JobFunction:
-    """`function`, run with its job's signal models in context, where `step.wait_for_signal` finds
-    them (the step context is made by the worker, which knows the job only by its definition)."""
-
-    @functools.wraps(function)
-    async def run(step: StepContext, input: Any) -> Any:
-        token = _signal_models.set(models)
-        try:
-            return await function(step, input)
-        finally:
-            _signal_models.reset(token)
-
-    return run
-
-
 def invalid(prefix: str, error: ValidationError) -> InvalidInputError:
     """`Invalid input: rows.0.name: Field required; count: ...`, keeping the structured list too."""
     details = error.errors(include_url=False, include_context=False, include_input=False)
@@ -191,7 +164,7 @@ def define_job(
             raise JobDefinitionError(f'Job "{name}": run must be an async function taking (step, input)')
         return JobDefinition(
             name=name,
-            run=_with_signal_models(function, signal_models) if signal_models else function,
+            run=function,
             input=input,
             output=output,
             retry=retry,

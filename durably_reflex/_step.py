@@ -33,6 +33,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 import pydantic_core
@@ -57,7 +58,7 @@ from ._events import (
     EventBus,
 )
 from ._ids import new_id
-from ._jobs import declared_signal_model
+from ._jobs import SignalModels
 from ._json import decode_json
 from ._persist import persist
 from ._retry import Retry
@@ -151,6 +152,7 @@ class StepContext:
         keep_logs: int | None,
         retry: Retry | None = None,
         step_timeout: float | None = None,
+        signals: SignalModels = MappingProxyType({}),
     ) -> None:
         self.run_id = run_id
         self.job_name = job_name
@@ -166,6 +168,7 @@ class StepContext:
         self._keep_logs = keep_logs
         self._retry = retry
         self._step_timeout = step_timeout
+        self._signals = signals
         self._names_used: set[str] = set()
         self._next_index = 0
         self._logs_written = 0
@@ -319,7 +322,7 @@ class StepContext:
         `define_job(signals=...)`, if any). The run holds no worker slot meanwhile. A signal
         sent before the run gets here is kept. After `timeout` seconds without one, raises
         `SignalTimeoutError`, which the job may catch (a replay raises it again)."""
-        model = model if model is not None else declared_signal_model(name)
+        model = model if model is not None else self._signals.get(name)
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 <= timeout <= MAX_WAIT_SECONDS
         ):

@@ -305,6 +305,7 @@ class Worker:
             keep_logs=self._options.log_retention,
             retry=job.retry,
             step_timeout=job.step_timeout,
+            signals=job.signals,
         )
         task = asyncio.current_task()
         assert task is not None
