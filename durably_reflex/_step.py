@@ -261,24 +261,7 @@ class StepContext:
     def _complete(self, name: str, index: int, started_at: int, output_json: str) -> Any:
         """Record the step completed; returns its output as a replay would."""
         completed_at = now_ms()
-        written = self._record(
-            StepRecord(
-                id=new_id(),
-                run_id=self.run_id,
-                attempt=self._attempt,
-                name=name,
-                step_index=index,
-                status="completed",
-                output_json=output_json,
-                error=None,
-                error_stack=None,
-                started_at=started_at,
-                completed_at=completed_at,
-            )
-        )
-        if written is StepWrite.CLAIM_LOST:
-            self.end(ClaimLostError)
-            raise ClaimLostError(self.run_id)
+        written = self._record(name, index, "completed", started_at, completed_at, output_json=output_json)
         if written is StepWrite.RECORDED_RUN_CANCELLED:
             self.end(RunCancelledError)
         output = decode_json(output_json)  # what a replay returns, so both paths give the same value
@@ -379,56 +362,54 @@ class StepContext:
     ) -> None:
         """Record a step that stopped early on its run's cancel: never replayed, so a retry runs it
         again; what it returned (or why it raised) is kept for whoever looks."""
-        written = self._record(
-            StepRecord(
-                id=new_id(),
-                run_id=self.run_id,
-                attempt=self._attempt,
-                name=name,
-                step_index=index,
-                status="cancelled",
-                output_json=output_json,
-                error=error,
-                error_stack=None,
-                started_at=started_at,
-                completed_at=now_ms(),
-            )
-        )
-        if written is StepWrite.CLAIM_LOST:
-            self.end(ClaimLostError)
-            raise ClaimLostError(self.run_id)
+        self._record(name, index, "cancelled", started_at, now_ms(), output_json=output_json, error=error)
 
     def _record_failure(self, name: str, index: int, started_at: int, error: Exception) -> None:
         self.failed_step_name = name
         message = describe_error(error)
-        written = self._record(
-            StepRecord(
-                id=new_id(),
-                run_id=self.run_id,
-                attempt=self._attempt,
-                name=name,
-                step_index=index,
-                status="failed",
-                output_json=None,
-                error=message,
-                error_stack=format_stack(error),
-                started_at=started_at,
-                completed_at=now_ms(),
-            )
+        self._record(
+            name, index, "failed", started_at, now_ms(), error=message, error_stack=format_stack(error), cause=error
         )
-        if written is StepWrite.CLAIM_LOST:
-            self.end(ClaimLostError)
-            raise ClaimLostError(self.run_id) from error
         self._post(STEP_FAIL, stepName=name, stepIndex=index, error=message)
 
-    def _record(self, step: StepRecord) -> StepWrite:
+    def _record(
+        self,
+        name: str,
+        index: int,
+        status: str,
+        started_at: int,
+        completed_at: int,
+        *,
+        output_json: str | None = None,
+        error: str | None = None,
+        error_stack: str | None = None,
+        cause: BaseException | None = None,
+    ) -> StepWrite:
         """Write the step, waiting for the database however long it is away: a step that ran is
-        written, not run again. Only the end of this execution stops the waiting."""
+        written, not run again. Only the end of this execution stops the waiting. A write refused
+        because another worker now holds the run ends this execution (ClaimLostError, from `cause`)."""
+        step = StepRecord(
+            id=new_id(),
+            run_id=self.run_id,
+            attempt=self._attempt,
+            name=name,
+            step_index=index,
+            status=status,
+            output_json=output_json,
+            error=error,
+            error_stack=error_stack,
+            started_at=started_at,
+            completed_at=completed_at,
+        )
         try:
-            return persist(lambda: self._storage.record_step(step), until=self.signal)
+            written = persist(lambda: self._storage.record_step(step), until=self.signal)
         except StorageUnavailableError:
             self.raise_if_ended()  # interrupted or cancelled meanwhile: the usual way out
             raise
+        if written is StepWrite.CLAIM_LOST:
+            self.end(ClaimLostError)
+            raise ClaimLostError(self.run_id) from cause
+        return written
 
     # -- cancellation -----------------------------------------------------------------------------
     def end(self, reason: type[RunCancelledError] | type[ClaimLostError]) -> None:
