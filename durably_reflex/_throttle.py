@@ -1,0 +1,79 @@
+"""Which feed items a stream sends, and when: `run:progress` throttled per run, ids never going back.
+
+A client that reconnects sends the id of the last frame it received (`Last-Event-ID`) and is sent
+every event logged after it, so that id must mean "everything up to here has been received": a
+stream's ids must only increase. A progress held back by the throttle therefore goes out before
+any later frame of the stream, never after one: when it is due, or just before the next frame the
+stream sends, whichever comes first. What the throttle drops is only a progress that a newer
+progress of the same run replaced while both were held, with nothing sent between them, so a
+resumed stream (which throttles what it reads afresh) tells the same as the one that dropped.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._events import RUN_PROGRESS
+from ._feed import FeedItem
+
+# Runs remembered before those whose last progress went out longer than the interval ago are forgotten.
+_REMEMBERED_RUNS = 1024
+
+
+class ProgressThrottle:
+    """At most one `run:progress` per run per `interval` seconds on one stream, the latest always sent
+    (see the module docstring). `admit(item, now)` gives what to send for an item, in log order;
+    `release_due(now)` what is due by now; `wake_at` when the next held progress is due."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._held: dict[str, tuple[float, FeedItem]] = {}  # run id → (when due, its latest progress)
+        self._sent_at: dict[str, float] = {}  # run id → when its last progress went out
+        self._forget_at = _REMEMBERED_RUNS
+
+    @property
+    def wake_at(self) -> float:
+        """When the earliest held progress is due (inf: none is held)."""
+        return min((due for due, _ in self._held.values()), default=math.inf)
+
+    def admit(self, item: FeedItem, now: float) -> list[FeedItem]:
+        """The items to send now, in log order, for `item` coming next: [] if it is a progress held
+        back; otherwise any held progress logged before it, then the item."""
+        if item.type == RUN_PROGRESS and self._interval > 0:
+            self._held.pop(item.run_id, None)  # replaced: nothing was sent since it was held
+            due = self._sent_at.get(item.run_id, -math.inf) + self._interval
+            if due > now:
+                self._held[item.run_id] = (due, item)
+                return []
+            ready = self._release(item.id, now) if self._held else []
+            self._sent(item.run_id, now)
+            ready.append(item)
+            return ready
+        if not self._held:
+            return [item]
+        ready = self._release(item.id, now)
+        ready.append(item)
+        return ready
+
+    def release_due(self, now: float) -> list[FeedItem]:
+        """Held progress that is due by `now`, with any held progress logged before it, in log order."""
+        through = max((item.id for due, item in self._held.values() if due <= now), default=None)
+        return [] if through is None else self._release(through, now)
+
+    def _release(self, through: int, now: float) -> list[FeedItem]:
+        ready = sorted((item for _, item in self._held.values() if item.id <= through), key=_log_order)
+        for item in ready:
+            del self._held[item.run_id]
+            self._sent(item.run_id, now)
+        return ready
+
+    def _sent(self, run_id: str, now: float) -> None:
+        self._sent_at[run_id] = now
+        if len(self._sent_at) > self._forget_at:  # a long stream of many runs: forget those long quiet
+            horizon = now - self._interval
+            self._sent_at = {run: at for run, at in self._sent_at.items() if at > horizon}
+            self._forget_at = max(_REMEMBERED_RUNS, 2 * len(self._sent_at))
+
+
+def _log_order(item: FeedItem) -> int:
+    return item.id
