@@ -6,6 +6,9 @@ git history so that later changes to `tables.py` cannot change what "version 1" 
 - Version 2 (23171d6): version 1 and ix_durably_runs_job_status.
 - Version 3 (6084749): version 2 and runs.scope, with the idempotency index per scope and two
   indexes for a tenant's runs (the same DDL on both databases).
+- Version 4 (592bbe5, unchanged to de42940): version 3 and runs' priority, ready_at, waiting_for,
+  labels and replay_of, the claim order and replay indexes, and the tables of waits, schedules,
+  labels and attempts (the same DDL on both databases).
 """
 
 from __future__ import annotations
@@ -153,7 +156,8 @@ CREATE TABLE durably_watch (
     until BIGINT NOT NULL,
     PRIMARY KEY (id)
 );
-""",}
+""",
+}
 
 VERSION_2_ADDS = "CREATE INDEX ix_durably_runs_job_status ON durably_runs (job_name, status);"
 
@@ -167,11 +171,66 @@ VERSION_3_CHANGES = (
 )
 
 
+VERSION_4_CHANGES = (
+    "ALTER TABLE durably_runs ADD COLUMN priority INTEGER DEFAULT '0' NOT NULL",
+    "ALTER TABLE durably_runs ADD COLUMN ready_at BIGINT DEFAULT '0' NOT NULL",
+    "ALTER TABLE durably_runs ADD COLUMN waiting_for TEXT",
+    "ALTER TABLE durably_runs ADD COLUMN labels TEXT",
+    "ALTER TABLE durably_runs ADD COLUMN replay_of VARCHAR",
+    "CREATE INDEX ix_durably_runs_ready ON durably_runs (status, priority DESC, ready_at, id)",
+    "CREATE INDEX ix_durably_runs_replay_of ON durably_runs (replay_of)",
+    """CREATE TABLE durably_waits (
+    run_id VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    until BIGINT,
+    payload TEXT,
+    received_at BIGINT,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (run_id, name)
+)""",
+    """CREATE TABLE durably_schedules (
+    name VARCHAR NOT NULL,
+    job_name VARCHAR NOT NULL,
+    cron VARCHAR NOT NULL,
+    timezone VARCHAR NOT NULL,
+    input TEXT NOT NULL,
+    catch_up VARCHAR NOT NULL,
+    next_fire_at BIGINT,
+    last_fired_at BIGINT,
+    last_run_id VARCHAR,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (name)
+)""",
+    "CREATE INDEX ix_durably_schedules_next_fire ON durably_schedules (next_fire_at)",
+    """CREATE TABLE durably_labels (
+    run_id VARCHAR NOT NULL,
+    "key" VARCHAR NOT NULL,
+    value VARCHAR NOT NULL,
+    PRIMARY KEY (run_id, "key")
+)""",
+    'CREATE INDEX ix_durably_labels_key_value ON durably_labels ("key", value, run_id)',
+    """CREATE TABLE durably_attempts (
+    run_id VARCHAR NOT NULL,
+    number INTEGER NOT NULL,
+    status VARCHAR NOT NULL,
+    error TEXT,
+    error_stack TEXT,
+    started_at BIGINT,
+    completed_at BIGINT,
+    PRIMARY KEY (run_id, number)
+)""",
+)
+
+
 def ddl(version: int, backend: str) -> list[str]:
-    """The statements that make an empty database at `version` (1 to 3) on `backend`."""
+    """The statements that make an empty database at `version` (1 to 4) on `backend`."""
     statements = [part.strip() for part in VERSION_1[backend].split(";") if part.strip()]
     if version >= 2:
         statements.append(VERSION_2_ADDS.rstrip(";"))
     if version >= 3:
         statements.extend(VERSION_3_CHANGES)
+    if version >= 4:
+        statements.extend(VERSION_4_CHANGES)
     return statements

@@ -17,8 +17,8 @@ from sqlalchemy import create_engine, inspect
 
 from durably_reflex import RunStatus, SchemaVersionError, create_durably, define_job
 from durably_reflex._storage.migrations import MIGRATIONS
-from durably_reflex.server import create_durably_handler
 from durably_reflex._storage.tables import SCHEMA_VERSION
+from durably_reflex.server import create_durably_handler
 from tests.conftest import FAST
 from tests.engine_helpers import query_db
 from tests.pg_cluster import PgCluster
@@ -75,7 +75,7 @@ def put_old_rows(db_url: str) -> None:
 
 def schema_of(db_url: str) -> dict[str, Any]:
     """What SQLAlchemy's inspector sees: each table's columns (in order, with type, nullability and
-    default), indexes and primary key."""
+    default), indexes (with a partial index's condition) and primary key."""
     engine = create_engine(_sa_url(db_url))
     try:
         with engine.connect() as connection:
@@ -87,7 +87,7 @@ def schema_of(db_url: str) -> dict[str, Any]:
                         for column in inspector.get_columns(table)
                     ],
                     "indexes": sorted(
-                        (index["name"], tuple(index["column_names"]), bool(index["unique"]))
+                        (index["name"], tuple(index["column_names"]), bool(index["unique"]), _condition(index))
                         for index in inspector.get_indexes(table)
                     ),
                     "primary_key": inspector.get_pk_constraint(table)["constrained_columns"],
@@ -96,6 +96,13 @@ def schema_of(db_url: str) -> dict[str, Any]:
             }
     finally:
         engine.dispose()
+
+
+def _condition(index: Any) -> str:
+    """A partial index's condition, as the database keeps it ("" for a whole-table index)."""
+    options = index.get("dialect_options", {})
+    where = options.get("sqlite_where", options.get("postgresql_where"))
+    return "" if where is None else str(getattr(where, "text", where))
 
 
 def versions_recorded(db_url: str) -> list[int]:

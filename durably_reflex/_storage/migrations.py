@@ -95,10 +95,26 @@ def _add_waits_and_labels(connection: Connection) -> None:
         table.create(connection, checkfirst=True)
 
 
+def _index_only_the_runs_asked_for(connection: Connection) -> None:
+    """Make the indexes whose entries every status change rewrote partial: the claim order holds
+    pending runs only, the concurrency key index only pending and running runs with a key, the
+    idempotency and replay indexes only runs with a key or a replayed run."""
+    _drop_index(connection, "ix_durably_runs_status_concurrency")
+    for name in (
+        "ix_durably_runs_ready",
+        "ix_durably_runs_active_key",
+        "ix_durably_runs_idempotency",
+        "ix_durably_runs_replay_of",
+    ):
+        _drop_index(connection, name)  # an index of every run by that name, made by version 4
+        _create_index(connection, _runs, name)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, _index_runs_by_job_and_status),
     Migration(3, _add_run_scopes),
     Migration(4, _add_waits_and_labels),
+    Migration(5, _index_only_the_runs_asked_for),
 )
 
 

@@ -12,7 +12,9 @@ JSON columns are TEXT holding compact JSON: the engine encodes once and the wire
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, desc
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, desc, text
 
 # The version these tables are at: the last step of `migrations.MIGRATIONS`, which says what each
 # version changed. A schema change here comes with a migration step that makes it in old databases.
@@ -34,6 +36,11 @@ def _text(name: str, *, primary_key: bool = False, nullable: bool = False) -> Co
 
 def _millis(name: str, nullable: bool = False) -> Column[int]:
     return Column(name, BigInteger, nullable=nullable)
+
+
+def _partial(name: str, *columns: Any, where: str, unique: bool = False) -> Index:
+    """An index of the rows that meet `where` only, on both databases (the same SQL on each)."""
+    return Index(name, *columns, unique=unique, sqlite_where=text(where), postgresql_where=text(where))
 
 
 runs = Table(
@@ -70,10 +77,34 @@ runs = Table(
     # The run's labels as a JSON object (None: none), as shown; `labels` holds them for searching.
     Column("labels", Text),
     _text("replay_of", nullable=True),  # the run this one replays (`durably.replay`)
+    # Partial indexes (version 5) hold only the runs their queries can ask for, so that a run
+    # without a key, or a settled one, costs them nothing: SQLite writes no entry for it, and
+    # PostgreSQL, which writes an entry in every index for each new version of a row whose status
+    # changed, skips those whose condition the row fails. Each query of them states their condition
+    # in a form both planners prove (see tests/test_storage_plans.py).
     # An idempotency key names one run per tenant and job.
-    Index("ix_durably_runs_idempotency", "scope", "job_name", "idempotency_key", unique=True),
+    _partial(
+        "ix_durably_runs_idempotency",
+        "scope",
+        "job_name",
+        "idempotency_key",
+        unique=True,
+        where="idempotency_key IS NOT NULL",
+    ),
     Index("ix_durably_runs_status_created", "status", "created_at", "id"),
-    Index("ix_durably_runs_status_concurrency", "status", "concurrency_key"),
+    # A concurrency key's pending and running runs: is one running (the claim), which is pending
+    # (a coalesced trigger). Settled runs leave it. An OR, not IN: SQLite proves that `status =
+    # 'running'` implies an OR that names it, but not an IN list.
+    _partial(
+        "ix_durably_runs_active_key",
+        "concurrency_key",
+        "scope",
+        "status",
+        "job_name",
+        "created_at",
+        "id",
+        where="concurrency_key IS NOT NULL AND (status = 'pending' OR status = 'running')",
+    ),
     Index("ix_durably_runs_job_created", "job_name", "created_at"),
     Index("ix_durably_runs_created", "created_at", "id"),
     # Covers the dashboard's counts per job and status: an index scan, never a table scan.
@@ -81,9 +112,11 @@ runs = Table(
     # A tenant's runs, newest first, and its counts per job and status, without reading the others'.
     Index("ix_durably_runs_scope_created", "scope", "created_at", "id"),
     Index("ix_durably_runs_scope_job_status", "scope", "job_name", "status"),
-    # The claim order: pending runs that are ready, highest priority first, then first ready.
-    Index("ix_durably_runs_ready", "status", desc("priority"), "ready_at", "id"),
-    Index("ix_durably_runs_replay_of", "replay_of"),
+    # The claim order: pending runs that are ready, highest priority first, then first ready. The
+    # status leads although every entry has the same: SQLite's planner, which has no statistics,
+    # prefers an index its query constrains by equality over one it would walk from the start.
+    _partial("ix_durably_runs_ready", "status", desc("priority"), "ready_at", "id", where="status = 'pending'"),
+    _partial("ix_durably_runs_replay_of", "replay_of", where="replay_of IS NOT NULL"),
 )
 
 # A settled step. The hot path's only write: one row in one table and one index. A run's step count

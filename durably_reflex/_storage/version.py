@@ -2,4 +2,4 @@
 each version changed. Its own module, so that a process checks a database is current (see
 `SqlStorage.migrate`) without importing SQLAlchemy and the tables."""
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
