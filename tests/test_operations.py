@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -19,6 +20,7 @@ from durably_reflex import (
     create_durably,
     define_job,
 )
+from durably_reflex._storage import queries
 from tests.conftest import FAST
 from tests.engine_helpers import collect, query_db, wait_for_status
 
@@ -59,6 +61,32 @@ async def test_labels_are_kept_with_the_run_and_every_label_asked_for_must_match
     assert [run.id for run in found] == [acme_us.id, acme_eu.id]
     assert [run.id for run in await durably.get_runs(labels={"customer": "acme", "region": "eu"})] == [acme_eu.id]
     assert await durably.get_runs(labels={"customer": "initech"}) == []
+
+
+async def test_a_label_search_finds_the_same_runs_whether_a_rare_label_leads_or_none_does(
+    durably: Durably, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A label on LABEL_LEADS_BELOW runs or more leads no search (SQLite reads the newest runs and
+    # checks each label): here "eu" is common, "acme" and "T-1" rare.
+    monkeypatch.setattr(queries, "LABEL_LEADS_BELOW", 3)
+    durably.register(signup=SIGNUP)
+    tags = [{"region": "eu", "customer": "acme"}, {"region": "eu"}, {"region": "eu", "customer": "acme", "ticket": "T-1"},
+            {"region": "us", "customer": "acme"}, {"region": "eu"}]  # fmt: skip
+    runs = [(await durably.jobs.signup.trigger({"email": f"{n}@x"}, labels=labels)).id for n, labels in enumerate(tags)]
+
+    def found(*indexes: int) -> list[str]:
+        return [runs[index] for index in indexes]
+
+    async def ids(**filters: Any) -> list[str]:
+        return [run.id for run in await durably.get_runs(**filters)]
+
+    assert await ids(labels={"region": "eu"}) == found(4, 2, 1, 0)
+    assert await ids(labels={"region": "eu"}, limit=2, offset=1) == found(2, 1)
+    assert await ids(labels={"region": "eu", "customer": "acme"}) == found(2, 0)
+    assert await ids(labels={"ticket": "T-1", "region": "eu", "customer": "acme"}) == found(2)
+    assert await ids(labels={"region": "eu", "customer": "globex"}) == []
+    assert await ids(labels={"region": "eu"}, status=["pending", "failed"], limit=3) == found(4, 2, 1)  # merged pages
+    assert await ids(labels={"region": "eu", "customer": "acme"}, job_name=["signup", "other"], limit=5) == found(2, 0)
 
 
 async def test_bad_labels_are_refused(durably: Durably) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from typing import Any
 
 import pydantic_core
-from sqlalchemy import JSON, ColumnElement, Select, Text, case, cast, delete, func, select, true, update
+from sqlalchemy import JSON, ColumnElement, Select, Text, bindparam, case, cast, delete, func, select, true, update
 
 from .base import RunQuery
 from .sql import STORED_RUN_COLUMNS, SqlSession
@@ -37,9 +38,10 @@ run_columns = [
 ]
 
 NEWEST_FIRST = (run_table.c.created_at.desc(), run_table.c.id.desc())
+LABEL_LEADS_BELOW = 5_000  # runs: a label on fewer leads a search (see `rarest_label_first`)
 
 
-def merged_page(query: RunQuery, limit: int, dialect: str) -> Select[Any]:
+def merged_page(query: RunQuery, limit: int, dialect: str, *, lead: bool = True) -> Select[Any]:
     """The ids of one page of runs of several jobs (or statuses), newest first: the newest
     `offset + limit` of each from its own index range, merged and cut. Filtering on them all at
     once makes the database sort every run they have (0.3 s at 100,000 runs, against 1 ms).
@@ -58,7 +60,7 @@ def merged_page(query: RunQuery, limit: int, dialect: str) -> Select[Any]:
         others = [run_table.c.job_name.in_(query.job_names)] if query.job_names else []
     if query.scope is not None:
         others.append(run_table.c.scope == query.scope)
-    others.extend(search(query, dialect))
+    others.extend(search(query, dialect, lead=lead))
     distinct = list(dict.fromkeys(values))
     if dialect == "postgresql":  # a LATERAL join: one index range per value (JSON's bind type encodes the list)
         each = func.json_array_elements_text(cast(distinct, JSON)).table_valued("value").render_derived()
@@ -97,6 +99,32 @@ def merged_page(query: RunQuery, limit: int, dialect: str) -> Select[Any]:
     )
 
 
+def rarest_label_first(session: SqlSession, query: RunQuery, dialect: str) -> tuple[RunQuery, bool]:
+    """The query with its labels reordered, the rarest first, and whether that one should lead the
+    search (SQLite only: its planner knows no label's frequency; PostgreSQL's has statistics per
+    value and turns either form into the join it prefers, so its query is kept as it is).
+
+    A label on few runs leads: its runs are read by (key, value) and the newest of them sorted
+    (1M runs, `customer` on ~500 and `region` on 200,000: p95 12 ms in bench/search.py, against
+    60 ms when every label was such a list). When every label is on at least `LABEL_LEADS_BELOW`
+    runs, none leads: the newest runs are read in created-at order and each label checked per run,
+    so a page of 50 reads about 50 x (runs / runs with the label) rows (`region=eu` alone: under
+    1 ms, against 0.7 to 1.5 s sorting its 200,000 runs; a bulk action's page of 500 of 100,000
+    labelled runs: 334 ms a batch became 92). Each label's count is capped at that limit, so asking costs an index range of at
+    most `LABEL_LEADS_BELOW` entries per label."""
+    if not query.labels or dialect != "sqlite":
+        return query, True
+    counted = select(label_table.c.run_id).where(
+        label_table.c.key == bindparam("key"), label_table.c.value == bindparam("value")
+    )
+    capped = select(func.count()).select_from(counted.limit(LABEL_LEADS_BELOW).subquery())
+    counts = {
+        label: session.sa.execute(capped, {"key": label[0], "value": label[1]}).scalar_one() for label in query.labels
+    }
+    ordered = tuple(sorted(query.labels, key=counts.__getitem__))
+    return replace(query, labels=ordered), counts[ordered[0]] < LABEL_LEADS_BELOW
+
+
 def delete_runs(session: SqlSession, run_ids: list[str]) -> None:
     """Delete runs with everything of theirs."""
     for table in (log_table, step_table, wait_table, label_table, attempt_table):
@@ -104,17 +132,20 @@ def delete_runs(session: SqlSession, run_ids: list[str]) -> None:
     session.sa.execute(delete(run_table).where(run_table.c.id.in_(run_ids)))
 
 
-def search(query: RunQuery, dialect: str) -> list[ColumnElement[bool]]:
-    """The conditions of a search beyond job, status and scope. Labels and ids go through indexes
-    (`durably_labels`, the primary key); created-at through the created index; an input field is
-    read from each run's input JSON that the other conditions leave (a scan of those runs)."""
+def search(query: RunQuery, dialect: str, *, lead: bool = True) -> list[ColumnElement[bool]]:
+    """The conditions of a search beyond job, status and scope. Labels go through `durably_labels`'
+    indexes (see `rarest_label_first`: with `lead`, the first label's runs are the ones read, by
+    (key, value); every other label is checked per run by (run_id, key)); ids through the primary
+    key; created-at through the created index; an input field is read from each run's input JSON
+    that the other conditions leave (a scan of those runs)."""
     conditions: list[ColumnElement[bool]] = []
-    for key, value in query.labels:
-        conditions.append(
-            run_table.c.id.in_(
-                select(label_table.c.run_id).where(label_table.c.key == key, label_table.c.value == value)
-            )
-        )
+    for number, (key, value) in enumerate(query.labels):
+        if number == 0 and lead:
+            runs_with_label = select(label_table.c.run_id).where(label_table.c.key == key, label_table.c.value == value)
+            conditions.append(run_table.c.id.in_(runs_with_label))
+        else:
+            has_label = (label_table.c.run_id == run_table.c.id) & (label_table.c.key == key)
+            conditions.append(select(1).where(has_label, label_table.c.value == value).exists())
     if query.id_prefix:
         conditions.append(run_table.c.id >= query.id_prefix)
         conditions.append(run_table.c.id < query.id_prefix + "\uffff")
@@ -179,6 +210,7 @@ __all__ = [
     "label_table",
     "log_table",
     "merged_page",
+    "rarest_label_first",
     "run_columns",
     "run_table",
     "schedule_table",

@@ -605,22 +605,23 @@ class SqlStorage(Storage):
         return await self._reader.run(read, write=False)
 
     async def get_runs(self, query: RunQuery) -> list[Run]:
-        from .queries import NEWEST_FIRST, merged_page, run_columns, run_table, search, select
-
-        statement = select(*run_columns).order_by(*NEWEST_FIRST)
-        if query.scope is not None:
-            statement = statement.where(run_table.c.scope == query.scope)
-        statement = statement.where(*search(query, self._dialect))
-        if query.limit is not None and (len(set(query.job_names)) > 1 or len(set(query.statuses)) > 1):
-            statement = statement.where(run_table.c.id.in_(merged_page(query, query.limit, self._dialect)))
-        else:
-            if query.job_names:
-                statement = statement.where(run_table.c.job_name.in_(query.job_names))
-            if query.statuses:
-                statement = statement.where(run_table.c.status.in_(query.statuses))
-            statement = statement.limit(query.limit).offset(query.offset or None)
+        from .queries import NEWEST_FIRST, merged_page, rarest_label_first, run_columns, run_table, search, select
 
         def read(session: SqlSession) -> list[Run]:
+            ordered, lead = rarest_label_first(session, query, self._dialect)
+            statement = select(*run_columns).order_by(*NEWEST_FIRST)
+            if query.scope is not None:
+                statement = statement.where(run_table.c.scope == query.scope)
+            statement = statement.where(*search(ordered, self._dialect, lead=lead))
+            if query.limit is not None and (len(set(query.job_names)) > 1 or len(set(query.statuses)) > 1):
+                page = merged_page(ordered, query.limit, self._dialect, lead=lead)
+                statement = statement.where(run_table.c.id.in_(page))
+            else:
+                if query.job_names:
+                    statement = statement.where(run_table.c.job_name.in_(query.job_names))
+                if query.statuses:
+                    statement = statement.where(run_table.c.status.in_(query.statuses))
+                statement = statement.limit(query.limit).offset(query.offset or None)
             return [run_from_row(row) for row in session.sa.execute(statement)]
 
         return await self._reader.run(read, write=False)
