@@ -175,6 +175,19 @@ async def test_bulk_retry_and_delete_by_ids_skip_runs_whose_status_forbids_it(du
         await durably.bulk_delete([runs[0].id], job_name="signup")
 
 
+async def test_a_bulk_retry_keeps_each_runs_attempt_numbered_after_its_earlier_ones(durably: Durably) -> None:
+    durably.register(signup=SIGNUP)
+    twice, once = [run.id for run in await durably.batch_trigger("signup", [{"email": "a@x"}, {"email": "b@x"}])]
+    await durably.bulk_cancel([twice])
+    await durably.bulk_retry([twice])
+    await durably.bulk_cancel([twice, once])
+    assert await durably.bulk_retry([twice, once]) == BulkResult(matched=2, changed=2, skipped=0)
+    assert [(a.number, a.status) for a in await durably.get_attempts(twice)] == [(1, "cancelled"), (2, "cancelled")]
+    (attempt,) = await durably.get_attempts(once)
+    assert (attempt.number, attempt.status, attempt.started_at) == (1, "cancelled", None)
+    assert attempt.completed_at is not None
+
+
 async def test_a_bulk_retry_by_filter_sees_each_run_once_though_the_runs_change(durably: Durably) -> None:
     durably.register(signup=SIGNUP)
     runs = await durably.batch_trigger("signup", [{"email": f"{n}@x"} for n in range(7)])
