@@ -678,13 +678,14 @@ class Durably:
                 on_progress(result)
 
     # -- replays, attempts, retention -------------------------------------------------------------
-    async def replay(self, run_id: str, *, from_step: str | None = None) -> Run:
+    async def replay(self, run_id: str, *, from_step: str | None = None, scope: str | None = None) -> Run:
         """A new run of the same job and input whose steps before `from_step` are copied from this
         run (not executed again) and the rest run anew: for "the code is fixed, redo from here".
         Without `from_step`, everything runs again. The new run's `replay_of` names this one;
-        `get_runs(replay_of=run_id)` lists a run's replays. Raises RunNotFoundError, and
-        InvalidArgumentError for a step this run does not have."""
-        source = await self.get_run(run_id)
+        `get_runs(replay_of=run_id)` lists a run's replays. It belongs to the source's tenant (its
+        scope), whoever asks; with a `scope`, a run of another tenant is not found (as `get_run`).
+        Raises RunNotFoundError, and InvalidArgumentError for a step this run does not have."""
+        source = await self.get_run(run_id, scope=scope)
         if source is None:
             raise RunNotFoundError(run_id)
         steps = await self.get_steps(run_id)

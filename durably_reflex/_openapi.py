@@ -451,12 +451,11 @@ def openapi_document(base: str, jobs: Iterable[JobDefinition] = ()) -> dict[str,
         "/replay": {
             "post": _operation(
                 "replayRun",
-                "A new run of the same job, input and labels, from a step: the steps before it copied",
+                "A new run of the same job, input, labels and tenant, from a step: the steps before it copied",
                 {"200": _json(_ref("Run")), **_errors(400, 403, 404, 413, 415)},
                 body=_REPLAY_BODY,
                 description="The new run's `replayOf` names the source; `GET /runs?replayOf=` lists a run's "
-                "replays. A trigger: 403 when the server's can_trigger refuses (and, for now, for a caller with a "
-                "scope). 400 for a step the run does not have.",
+                "replays. A trigger: 403 when the server's can_trigger refuses. 400 for a step the run does not have.",
             )
         },
         **bulk,

@@ -404,20 +404,17 @@ class _Api:
 
     @_endpoint
     async def replay(self, request: Request) -> Response:
-        """`{"runId", "fromStep"?}`: a new run of the same job, input and labels whose steps before
-        `fromStep` are copied from this run and the rest run anew (`durably.replay`); a trigger, so
-        `can_trigger` is asked. Answers the new run."""
+        """`{"runId", "fromStep"?}`: a new run of the same job, input, labels and tenant whose steps
+        before `fromStep` are copied from this run and the rest run anew (`durably.replay`); a
+        trigger, so `can_trigger` is asked. Answers the new run."""
         caller = await self._caller(request)
         body = await self._json_body(request)
         run_id = _params.body_text(body, "runId", required=True)
         from_step = _params.body_text(body, "fromStep")
         assert run_id is not None
         run = await self._readable_run(caller, run_id)
-        if await self._scope(caller) is not None:
-            # The engine's replay does not carry the source's scope yet: the new run would be no tenant's.
-            raise ApiError(403, "Replaying is not available to a caller with a scope")
         await self._check_can_trigger(caller, run.job_name, run.input)
-        replayed = await self.durably.replay(run.id, from_step=from_step)
+        replayed = await self.durably.replay(run.id, from_step=from_step, scope=await self._scope(caller))
         return JSONResponse(_wire(replayed, await self._shows_stack(caller)))
 
     @_endpoint

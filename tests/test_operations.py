@@ -223,6 +223,17 @@ async def test_a_replay_from_a_step_copies_the_steps_before_it_and_runs_the_rest
         await durably.replay("no-such-run")
 
 
+async def test_a_replay_belongs_to_its_sources_tenant_whoever_asks(durably: Durably) -> None:
+    durably.register(signup=SIGNUP)
+    source = await durably.trigger("signup", {"email": "a@x"}, scope="acme")
+    own = await durably.replay(source.id, scope="acme")
+    unscoped = await durably.replay(source.id)  # an operator who sees every tenant
+    assert [run.id for run in await durably.get_runs(scope="acme")] == [unscoped.id, own.id, source.id]
+    with pytest.raises(RunNotFoundError):
+        await durably.replay(source.id, scope="globex")
+    assert await durably.get_runs(scope="globex") == []
+
+
 async def test_a_retried_run_keeps_each_attempt_and_its_failed_steps(durably: Durably) -> None:
     failures = [RuntimeError("disk full")]
 

@@ -69,12 +69,26 @@ async def test_a_label_filtered_runs_stream_sends_a_tenant_only_its_runs(tenants
     assert [frame.event["runId"] for frame in frames] == [b_run]
 
 
-async def test_a_tenant_may_not_replay_yet_and_sees_only_its_own_attempts(tenants: StartTenants) -> None:  # noqa: F811
+async def test_a_tenant_replays_its_own_runs_into_its_own_scope_and_no_one_elses(tenants: StartTenants) -> None:  # noqa: F811
+    t = await tenants(start_worker=False)
+    a_run = await t.trigger(t.a, "script", {"steps": 1})
+    b_run = await t.trigger(t.b, "script", {"steps": 1})
+
+    replay = assert_json(await t.a.post("/replay", json={"runId": a_run}), 200)
+    by_admin = assert_json(await t.admin.post("/replay", json={"runId": b_run}), 200)  # still B's run
+
+    assert replay["replayOf"] == a_run
+    assert await t.run_ids(t.a, replayOf=a_run) == [replay["id"]]
+    assert await t.run_ids(t.b) == [by_admin["id"], b_run]
+    assert_error(await t.b.get("/run", params={"runId": replay["id"]}), 404, code="RUN_NOT_FOUND")
+    assert_error(await t.b.post("/replay", json={"runId": a_run}), 404, code="RUN_NOT_FOUND")
+    assert_error(await t.b.post("/replay", json={"runId": replay["id"]}), 404, code="RUN_NOT_FOUND")
+    assert len(await t.server.durably.get_runs()) == 4  # B's refused replays made nothing
+
+
+async def test_a_tenant_sees_only_its_own_runs_attempts(tenants: StartTenants) -> None:  # noqa: F811
     t = await tenants(start_worker=False)
     a_run = await t.trigger(t.a, "script", {"steps": 1})
 
-    assert_error(await t.a.post("/replay", json={"runId": a_run}), 403, "scope", code="FORBIDDEN")
-    assert_error(await t.b.post("/replay", json={"runId": a_run}), 404, code="RUN_NOT_FOUND")
     assert_error(await t.b.get("/attempts", params={"runId": a_run}), 404, code="RUN_NOT_FOUND")
     assert assert_json(await t.a.get("/attempts", params={"runId": a_run}), 200) == []
-    assert len(await t.server.durably.get_runs()) == 1

@@ -251,8 +251,8 @@ class Storage(ABC):
 
     @abstractmethod
     async def replay(self, run: NewRun, source_id: str, step_names: list[str], announce: Announce) -> Run:
-        """Create `run` (a replay of `source_id`) with copies of the source's completed steps of
-        these names, in one transaction."""
+        """Create `run` (a replay of `source_id`, in the source's scope) with copies of the source's
+        completed steps of these names, in one transaction."""
 
     @abstractmethod
     async def get_attempts(self, run_id: str) -> list[Attempt]:

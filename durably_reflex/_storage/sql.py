@@ -19,6 +19,7 @@ import threading
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._clock import now_ms
@@ -768,10 +769,13 @@ class SqlStorage(Storage):
         return await self._writer.run(change)
 
     async def replay(self, run: NewRun, source_id: str, step_names: list[str], announce: Announce) -> Run:
-        from .queries import select, step_table
+        from .queries import run_table, select, step_table
 
         def create(session: SqlSession) -> Run:
-            created = self._insert(session, run)
+            scope = session.sa.execute(select(run_table.c.scope).where(run_table.c.id == source_id)).scalar()
+            if scope is None:
+                raise RunNotFoundError(source_id)  # deleted since the engine read it
+            created = self._insert(session, replace(run, scope=scope))
             if created is None:
                 raise RunStateError("replay", "existing", run.id)  # a new id never exists
             if step_names:
