@@ -55,6 +55,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ._clock import parse_duration
 from ._engine import Durably
 from ._supervisor import Lifeline, Supervisor, WorkerCommand, unshareable_database
 from ._switch import SERVER_SWITCH_INTERVAL
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         "want it and its event streams keep flowing while jobs compute (default: %(default)s; 0: the same)",
     )
     _add_stop_timeout(serve)
+    _add_retain_runs(serve)
     _add_log_level(serve)
 
     worker = commands.add_parser(
@@ -142,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(worker)
     _add_processes(worker, default_text="1: this process is the worker")
     _add_stop_timeout(worker)
+    _add_retain_runs(worker)
     _add_log_level(worker)
     # Given by a supervisor to its worker children (see _supervisor.py), never by people.
     worker.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
@@ -170,6 +173,16 @@ def _add_stop_timeout(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="on SIGINT/SIGTERM, how long runs in progress may take to finish before they are interrupted "
         "and handed back as pending, to resume from their last completed step (default: %(default)s)",
+    )
+
+
+def _add_retain_runs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--retain-runs",
+        type=_duration,
+        metavar="DURATION",
+        help='delete finished runs older than this, such as "30d", "12h" or "90m": the leading worker does it, '
+        "a batch at a time while idle (default: the Durably's own retain_runs; without one, every run is kept)",
     )
 
 
@@ -207,6 +220,16 @@ def _processes(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected at least 1 process, got {value}")
     return value
+
+
+def _duration(text: str) -> str:
+    """A duration as create_durably's `retain_runs` reads it, checked here and kept as given (so a
+    supervisor passes the same text on to its worker processes)."""
+    try:
+        parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text.strip()
 
 
 def _seconds(text: str) -> float:
@@ -527,7 +550,8 @@ def plan_workers(args: argparse.Namespace, durably: Durably) -> None:
 
 def _supervisor(args: argparse.Namespace, shutdown: Shutdown) -> Supervisor:
     nice = getattr(args, "worker_nice", 0)
-    supervisor = Supervisor(WorkerCommand(args.target, args.stop_timeout, args.log_level, nice), args.children)
+    command = WorkerCommand(args.target, args.stop_timeout, args.log_level, nice, args.retain_runs)
+    supervisor = Supervisor(command, args.children)
     shutdown.on_signal.append(supervisor.escalate)
     return supervisor
 
@@ -681,6 +705,8 @@ def main(argv: list[str] | None = None) -> int:
         value = import_target(args.target)
         with asyncio.Runner() as runner:
             durably = runner.run(resolve_durably(value, args.target))
+            if args.retain_runs is not None:
+                durably.set_retain_runs(args.retain_runs)
             plan_workers(args, durably)
             sock = listen(args.host, args.port) if args.command == "serve" else None
             shutdown = Shutdown(runner.get_loop(), args.stop_timeout)

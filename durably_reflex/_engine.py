@@ -737,6 +737,13 @@ class Durably:
                 break
         return deleted
 
+    def set_retain_runs(self, retain_runs: float | timedelta | str | None) -> None:
+        """Set `retain_runs` (as `create_durably` takes it) on an engine made elsewhere: the command
+        line's `--retain-runs` sets it on the application's Durably. The worker reads it at each
+        pruning, so it may change while the engine runs."""
+        self.options = replace(self.options, retain_runs=None if retain_runs is None else parse_duration(retain_runs))
+        self._worker.retain_runs_for(self.options.retain_runs)
+
     async def cancel(self, run_id: str) -> Run:
         """Cancel a pending or running run. Running code sees `step.signal` set at once (in this
         process; at its next step write or heartbeat elsewhere) and its next `step.run` stops it."""

@@ -58,6 +58,7 @@ class WorkerCommand:
     stop_timeout: float
     log_level: str
     nice: int = 0
+    retain_runs: str | None = None  # `--retain-runs` as given ("30d")
 
     def argv(self, index: int, lifeline: int) -> list[str]:
         return [
@@ -65,6 +66,7 @@ class WorkerCommand:
             "--stop-timeout", repr(self.stop_timeout), "--log-level", self.log_level,
             "--worker-index", str(index), "--lifeline", str(lifeline),
             *(["--nice", str(self.nice)] if self.nice else []),
+            *(["--retain-runs", self.retain_runs] if self.retain_runs is not None else []),
         ]  # fmt: skip
 
 

@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from . import _switch
@@ -622,6 +622,10 @@ class Worker:
                 execution = self._executions.get(key)
                 if execution is not None:
                     execution.context.end(reason)
+
+    def retain_runs_for(self, seconds: float | None) -> None:
+        """Keep finished runs `seconds` (None: forever) from the next pruning on."""
+        self._options = replace(self._options, retain_runs=seconds)
 
     def _prune(self) -> None:
         """Forget old events, and finished runs older than `retain_runs`: a batch at a time, more

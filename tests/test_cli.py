@@ -29,6 +29,7 @@ from tests.cli_helpers import (
     until,
     workspace,  # noqa: F401 - the fixture
 )
+from tests.engine_helpers import query_db
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
 
@@ -112,6 +113,31 @@ async def test_base_path_no_worker_factory_and_sigterm_ends_event_streams(worksp
     assert_clean_exit(server, code)
     run = await workspace.jobs.durably.get_run(run_id)
     assert run is not None and run.status == "pending"  # --no-worker: nothing executed it
+
+
+async def test_serve_retain_runs_has_its_worker_processes_delete_runs_finished_longer_ago(
+    workspace: Workspace,
+) -> None:
+    durably = workspace.jobs.durably
+    await durably.migrate()
+    old, recent, waiting = [run.id for run in await durably.batch_trigger("quick", [{"n": n} for n in range(3)])]
+    await durably.bulk_cancel([old, recent])
+    two_days, db_url = 2 * 86_400_000, f"sqlite:///{workspace.path / 'jobs.db'}"
+    query_db(db_url, "UPDATE durably_runs SET completed_at = completed_at - ? WHERE id = ?", two_days, old)
+    # Created long ago, finished only once the server runs it: its age counts from then.
+    query_db(db_url, "UPDATE durably_runs SET created_at = created_at - ? WHERE id = ?", two_days, waiting)
+    refused = workspace.cli("bad-duration", "serve", "cli_jobs:durably", "--retain-runs", "a while")
+
+    server = workspace.cli("serve", "serve", "cli_jobs:durably", "--port", str(free_port()), "--retain-runs", "1d")
+    server.ready(READY_SERVE)
+
+    async def purged() -> bool:
+        return await durably.get_run(old) is None
+
+    await until(purged, 15, "the run finished two days ago to be deleted")
+    assert_clean_exit(server, server.stop(signal.SIGTERM))
+    assert {run.id for run in await durably.get_runs()} == {recent, waiting}
+    assert refused.wait(30) == 2 and "--retain-runs" in refused.stderr() and 'like "30d"' in refused.stderr()
 
 
 # -- worker ----------------------------------------------------------------------------------------
@@ -258,9 +284,7 @@ async def test_factories_in_process(importable: Path) -> None:
     from durably_reflex._cli import UsageError, import_target, resolve_durably
 
     (importable / "factories.py").write_text(
-        "from cli_jobs import durably\n"
-        "async def make_async():\n    return durably\n"
-        "def make_none():\n    return None\n"
+        "from cli_jobs import durably\nasync def make_async():\n    return durably\ndef make_none():\n    return None\n"
     )
     engine = import_target("cli_jobs:durably")
     assert isinstance(engine, Durably)
