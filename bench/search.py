@@ -3,6 +3,7 @@ job and status, a created-at range, a field of the input) with 1,000,000 stored 
 bulk action over 100,000 of them costs per batch.
 
     .venv/bin/python bench/search.py [--runs 1000000] [--bulk 100000] [--repeat 100] [--keep]
+                                     [--before REV] [--rounds 2]
 
 Seeds a SQLite file (bench/results/search.db; `--keep` reuses it) with `--runs` runs of several jobs
 over the last 7 days, each with labels `customer` (one of 2,000) and `region` (one of 5), one run in
@@ -17,6 +18,13 @@ Then the bulk actions over the `--bulk` runs, each in batches of 500: in process
 and over HTTP by ids (`bulk_cancel(ids)`, 1,000 ids a request, then `bulk_retry(ids)`, which leaves
 the runs as seeded); for each, the total time and the time per batch (from one progress report to
 the next: p50, p95, max).
+
+`--before REV` (a commit, as `git archive`, or a folder holding durably_reflex/) measures that code
+too, on a copy of the same database (`search-before.db`: this code may migrate its own to a schema
+the earlier one refuses): each code in a process of its own (this script, its durably_reflex taken
+from that folder), the two taking turns for `--rounds` rounds (each round a share of the
+calls, and one whole sequence of bulk actions, which leaves the runs as seeded); the tables then show
+both codes' figures side by side and after / before.
 """
 
 from __future__ import annotations
@@ -24,9 +32,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import socket
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -36,6 +47,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+CODE_ENV = "DURABLY_BENCH_CODE"  # a child's code folder: its durably_reflex, ahead of this checkout's
+if os.environ.get(CODE_ENV):
+    _only_the_package = tempfile.mkdtemp(prefix="durably-bench-code-")
+    os.symlink(Path(os.environ[CODE_ENV], "durably_reflex").resolve(), Path(_only_the_package, "durably_reflex"))
+    sys.path.insert(0, _only_the_package)
 
 from sqlalchemy import create_engine, insert  # noqa: E402
 
@@ -190,10 +206,14 @@ def searches(sample_ids: list[str], now: datetime) -> list[Query]:
     ]
 
 
-async def measure_searches(durably: Any, api: str, repeat: int, sample_ids: list[str]) -> list[list[str]]:
+Figures = dict[str, Any]  # one code's measurements: {"searches": {name: ...}, "bulk": {name: ...}}
+
+
+async def measure_searches(durably: Any, api: str, repeat: int, sample_ids: list[str]) -> dict[str, Any]:
+    """Each search's milliseconds per call over HTTP and through `get_runs`, and how many it found."""
     import httpx
 
-    rows = []
+    figures: dict[str, Any] = {}
     now = datetime.now(UTC)
     async with httpx.AsyncClient(base_url=api, timeout=120) as http:
         for name, make in searches(sample_ids, now):
@@ -211,10 +231,9 @@ async def measure_searches(durably: Any, api: str, repeat: int, sample_ids: list
                 return await durably.get_runs(**arguments, limit=PAGE)
 
             served, storage = await timings(over_http, calls), await timings(alone, calls)
-            found = len(await alone())
-            rows.append([name, f"{found}", *(f"{percentile(t, p):.1f}" for t in (served, storage) for p in (50, 95))])
+            figures[name] = {"http": served, "storage": storage, "found": len(await alone())}
             print(f"  {name}: HTTP p95 {percentile(served, 95):.1f} ms", flush=True)
-    return rows
+    return figures
 
 
 # -- bulk actions --------------------------------------------------------------------------------------
@@ -232,15 +251,13 @@ class BatchClock:
         self.last = now
         self.result = result
 
-    def row(self, name: str, result: BulkResult) -> list[str]:
+    def figures(self, result: BulkResult) -> dict[str, Any]:
         total = time.perf_counter() - self.started
-        b = self.batches
-        return [name, f"{result.matched:,}", f"{result.changed:,}", f"{total:.1f}", f"{len(b)}",
-                *(f"{percentile(b, p):.0f}" for p in (50, 95)), f"{max(b):.0f}"]  # fmt: skip
+        return {"matched": result.matched, "changed": result.changed, "total": total, "batches": self.batches}
 
 
-async def measure_bulk(durably: Any, api: str) -> list[list[str]]:
-    rows = []
+async def measure_bulk(durably: Any, api: str) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
     ids = [run.id for run in await durably.get_runs(labels={"batch": "nightly"})]
     actions: list[tuple[str, Callable[[BatchClock], Awaitable[BulkResult]]]] = []
     async with DurablyClient(api, timeout=60) as client:
@@ -252,13 +269,12 @@ async def measure_bulk(durably: Any, api: str) -> list[list[str]]:
         ]  # fmt: skip
         for name, act in actions:
             clock = BatchClock()
-            result = await act(clock)
-            rows.append(clock.row(name, result))
-            print(f"  {name}: {rows[-1][3]} s", flush=True)
-    return rows
+            figures[name] = clock.figures(await act(clock))
+            print(f"  {name}: {figures[name]['total']:.1f} s", flush=True)
+    return figures
 
 
-async def measure(db_url: str, repeat: int, bulk: bool) -> tuple[list[list[str]], list[list[str]]]:
+async def measure(db_url: str, repeat: int, bulk: bool) -> Figures:
     import uvicorn
 
     from durably_reflex.server import create_durably_handler
@@ -275,14 +291,111 @@ async def measure(db_url: str, repeat: int, bulk: bool) -> tuple[list[list[str]]
     try:
         sample_ids = [run.id for run in await durably.get_runs(limit=1000, offset=1000)]
         print("searches:", flush=True)
-        search_rows = await measure_searches(durably, api, repeat, sample_ids)
+        found = await measure_searches(durably, api, repeat, sample_ids)
         print("bulk actions:", flush=True)
-        bulk_rows = await measure_bulk(durably, api) if bulk else []
+        acted = await measure_bulk(durably, api) if bulk else {}
     finally:
         server.should_exit = True
         await serving
         await durably.close()
-    return search_rows, bulk_rows
+    return {"searches": found, "bulk": acted}
+
+
+# -- this code against another ---------------------------------------------------------------------
+RESULT_TAG = "@@FIGURES "
+
+
+def measure_code(code: str, db: str, args: argparse.Namespace, repeat: int) -> Figures:
+    """One round of `code` (a folder holding durably_reflex/) on the database file `db`, in a
+    process of its own; its progress lines are passed on as they come."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", "--keep", "--db", db,
+               "--repeat", str(repeat), "--runs", str(args.runs), "--bulk", str(args.bulk)]  # fmt: skip
+    env = {**os.environ, CODE_ENV: code}
+    figures: Figures | None = None
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdout is not None
+        for line in child.stdout:
+            if line.startswith(RESULT_TAG):
+                figures = json.loads(line[len(RESULT_TAG) :])
+            else:
+                print(f"  {line}", end="", flush=True)
+    if child.returncode or figures is None:
+        raise SystemExit(f"the measuring process of {code} failed (exit code {child.returncode})")
+    return figures
+
+
+def copy_database(path: Path) -> str:
+    """The seeded SQLite file copied beside it (`<name>-before.db`), with its log checkpointed first."""
+    import shutil
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    copy = path.with_name(f"{path.stem}-before{path.suffix}")
+    for stale in (copy, Path(f"{copy}-wal"), Path(f"{copy}-shm")):
+        stale.unlink(missing_ok=True)
+    shutil.copyfile(path, copy)
+    return str(copy)
+
+
+def pooled(rounds: list[Figures]) -> Figures:
+    """Rounds of one code as one: every call's and every batch's time together."""
+    searches: dict[str, Any] = {}
+    bulk: dict[str, Any] = {}
+    for figures in rounds:
+        for name, each in figures["searches"].items():
+            into = searches.setdefault(name, {"http": [], "storage": [], "found": each["found"]})
+            into["http"] += each["http"]
+            into["storage"] += each["storage"]
+        for name, each in figures["bulk"].items():
+            into = bulk.setdefault(name, {**each, "batches": [], "total": 0.0, "rounds": 0})
+            into["batches"] += each["batches"]
+            into["total"] += each["total"]
+            into["rounds"] += 1
+    for each in bulk.values():
+        each["total"] /= each.pop("rounds")
+    return {"searches": searches, "bulk": bulk}
+
+
+def report(codes: dict[str, Figures], args: argparse.Namespace) -> None:
+    """The tables: one code's figures, or before's and after's side by side with after / before."""
+    names = list(codes)
+    compare = len(names) == 2
+    print(f"\nSQLite, {args.runs:,} runs, a page of {PAGE}, {args.repeat} calls each (scans: fewer), ms "
+          f"(target: p95 under {TARGET_MS:.0f} ms)")  # fmt: skip
+    heads = ["HTTP p50", "HTTP p95", "storage p50", "storage p95"]
+    headers = ["search", "found"] + [f"{head}{f' {name}' if compare else ''}" for head in heads for name in names]
+    if compare:
+        headers += ["HTTP p95 after/before", "storage p95 after/before"]
+    rows = []
+    for search in codes[names[-1]]["searches"]:
+        each = [codes[name]["searches"][search] for name in names]
+        cells = [f"{percentile(e[way], p):.1f}" for way in ("http", "storage") for p in (50, 95) for e in each]
+        if compare:
+            cells += [
+                f"{percentile(each[1][way], 95) / percentile(each[0][way], 95):.2f}x" for way in ("http", "storage")
+            ]
+        rows.append([search, f"{each[-1]['found']}", *cells])
+    print(table(headers, rows))
+    if not codes[names[-1]]["bulk"]:
+        return
+    print(f"\nBulk actions over {args.bulk:,} runs in batches of 500: total seconds, milliseconds per batch")
+    heads = ["total s", "p50", "p95", "max"]
+    headers = ["action", "matched", "changed"] + [
+        f"{h}{f' {name}' if compare else ''}" for h in heads for name in names
+    ]
+    if compare:
+        headers += ["p50 after/before", "p95 after/before"]
+    rows = []
+    for action in codes[names[-1]]["bulk"]:
+        each = [codes[name]["bulk"][action] for name in names]
+        cells = [f"{e['total']:.1f}" for e in each]
+        cells += [f"{percentile(e['batches'], p):.0f}" for p in (50, 95) for e in each]
+        cells += [f"{max(e['batches']):.0f}" for e in each]
+        if compare:
+            cells += [f"{percentile(each[1]['batches'], p) / percentile(each[0]['batches'], p):.2f}x" for p in (50, 95)]
+        rows.append([action, f"{each[-1]['matched']:,}", f"{each[-1]['changed']:,}", *cells])
+    print(table(headers, rows))
 
 
 def main() -> None:
@@ -292,15 +405,29 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=100, help="timed calls per search and way")
     parser.add_argument("--db", default=str(ROOT / "bench" / "results" / "search.db"))
     parser.add_argument("--keep", action="store_true", help="reuse the database if it exists (no reseeding)")
+    parser.add_argument("--before", metavar="REV", help="also measure this commit (git archive) or folder, in turns")
+    parser.add_argument("--rounds", type=int, default=2, help="with --before: turns each code takes")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     db_url = seeded_database(Path(args.db), args.runs, args.bulk, keep=args.keep)
-    search_rows, bulk_rows = asyncio.run(measure(db_url, args.repeat, args.bulk > 0))
-    print(f"\nSQLite, {args.runs:,} runs, a page of {PAGE}, {args.repeat} calls each (scans: fewer), ms "
-          f"(target: p95 under {TARGET_MS:.0f} ms)")  # fmt: skip
-    print(table(["search", "found", "HTTP p50", "HTTP p95", "storage p50", "storage p95"], search_rows))
-    if bulk_rows:
-        print(f"\nBulk actions over {args.bulk:,} runs in batches of 500: total seconds, milliseconds per batch")
-        print(table(["action", "matched", "changed", "total s", "batches", "p50", "p95", "max"], bulk_rows))
+    if args.child:
+        print(RESULT_TAG + json.dumps(asyncio.run(measure(db_url, args.repeat, args.bulk > 0))), flush=True)
+        return
+    if not args.before:
+        report({"": asyncio.run(measure(db_url, args.repeat, args.bulk > 0))}, args)
+        return
+    from bench.cli_server import code_for
+
+    codes = {"before": code_for(args.before), "after": str(ROOT)}
+    # A copy for the earlier code: the later one may migrate the database to a schema it refuses.
+    databases = {"before": copy_database(Path(args.db)), "after": args.db}
+    rounds: dict[str, list[Figures]] = {name: [] for name in codes}
+    share = max(1, args.repeat // args.rounds)
+    for number in range(1, args.rounds + 1):
+        for name, code in codes.items():
+            print(f"round {number}, {name} ({args.before if name == 'before' else 'this checkout'}):", flush=True)
+            rounds[name].append(measure_code(code, databases[name], args, share))
+    report({name: pooled(each) for name, each in rounds.items()}, args)
 
 
 if __name__ == "__main__":
