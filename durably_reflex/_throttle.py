@@ -27,7 +27,9 @@ class ProgressThrottle:
 
     def __init__(self, interval: float) -> None:
         self._interval = interval
-        self._held: dict[str, tuple[float, FeedItem]] = {}  # run id → (when due, its latest progress)
+        # run id → (when due, its latest progress), in log order: items come in log order, and a
+        # replaced one is removed before its successor goes in at the end.
+        self._held: dict[str, tuple[float, FeedItem]] = {}
         self._sent_at: dict[str, float] = {}  # run id → when its last progress went out
         self._forget_at = _REMEMBERED_RUNS
 
@@ -57,11 +59,17 @@ class ProgressThrottle:
 
     def release_due(self, now: float) -> list[FeedItem]:
         """Held progress that is due by `now`, with any held progress logged before it, in log order."""
+        if not self._held:
+            return []
         through = max((item.id for due, item in self._held.values() if due <= now), default=None)
         return [] if through is None else self._release(through, now)
 
     def _release(self, through: int, now: float) -> list[FeedItem]:
-        ready = sorted((item for _, item in self._held.values() if item.id <= through), key=_log_order)
+        ready = []
+        for _, item in self._held.values():
+            if item.id > through:
+                break
+            ready.append(item)
         for item in ready:
             del self._held[item.run_id]
             self._sent(item.run_id, now)
@@ -73,7 +81,3 @@ class ProgressThrottle:
             horizon = now - self._interval
             self._sent_at = {run: at for run, at in self._sent_at.items() if at > horizon}
             self._forget_at = max(_REMEMBERED_RUNS, 2 * len(self._sent_at))
-
-
-def _log_order(item: FeedItem) -> int:
-    return item.id
