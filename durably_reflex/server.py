@@ -56,7 +56,6 @@ from ._events import (
     RUN_SIGNAL,
     RUN_TRIGGER,
     RUN_WAIT,
-    SETTLED_TYPES,
     Event,
 )
 from ._feed import FeedItem, FeedSubscription
@@ -66,12 +65,16 @@ from ._records import Attempt, BulkResult, Run, RunStatus, Schedule, Step
 from ._replay import ReplayGuard, failed_step_name, replay_events
 from ._run_filter import RunFilter, labels_from_query
 from ._sse import KEEP_ALIVE, EventStreamResponse, frame
+from ._throttle import ProgressThrottle
 
 logger = logging.getLogger("durably_reflex")
 
 RUN_SNAPSHOT = "run:snapshot"
 SCHEMA_RETRY_AFTER = 60  # seconds: a database newer than this server waits for the server's upgrade
 _RUN_ENDED = frozenset({RUN_COMPLETE, RUN_DELETE})  # a run's stream closes after these
+# A stream resuming a run that had completed when it was read ends at its `run:complete`, or after
+# this many seconds with no event of it (one no longer logged: kept `event_retention`).
+_COMPLETED_RESUME_GRACE = 1.0
 
 # What an endpoint answers with: a JSON response, or a live event stream (an ASGI app of its own).
 Answer = Response | EventStreamResponse
@@ -651,7 +654,8 @@ class _Api:
 
         A fresh viewer gets a `run:snapshot`, then the same state told as Durably 0.7 events (see
         `_replay`), then live events the snapshot does not already reflect. A viewer resuming with
-        `Last-Event-ID` has that state: it gets the snapshot, then every event after its id."""
+        `Last-Event-ID` has that state: it gets the snapshot, then every event after its id (of a
+        completed run too, through its `run:complete`)."""
         run_id = _run_id(request)
         caller = await self._caller(request)
         # Listen first, read second: whatever happens in between arrives on the feed (perhaps twice).
@@ -670,7 +674,10 @@ class _Api:
         except BaseException:
             subscription.close()
             raise
-        return EventStreamResponse(self._run_frames(run, b"".join(map(frame, opening)), subscription, guard, stack))
+        frames = self._run_frames(
+            run, b"".join(map(frame, opening)), subscription, guard, stack, resume_after is not None
+        )
+        return EventStreamResponse(frames)
 
     async def _replay(self, run: Run, stack: bool) -> tuple[list[Event], ReplayGuard]:
         """The run told as Durably 0.7 events, and the guard that keeps live events from repeating them.
@@ -683,18 +690,31 @@ class _Api:
         return events, ReplayGuard(run, [entry.id for entry in logs])
 
     async def _run_frames(
-        self, run: Run, opening: bytes, subscription: FeedSubscription, guard: ReplayGuard | None, stack: bool
+        self,
+        run: Run,
+        opening: bytes,
+        subscription: FeedSubscription,
+        guard: ReplayGuard | None,
+        stack: bool,
+        resumed: bool,
     ) -> AsyncIterator[bytes]:
+        """The opening, then the run's events until it ends. A fresh viewer of a completed run has
+        been told everything; one resuming it is sent what it missed of it."""
+
         def render(item: FeedItem) -> bytes:
             if item.type == RUN_FAIL and not stack:
                 return frame({**item.event, "errorStack": None}, item.id)
             return _full_frame(item)
 
+        completed = run.status is RunStatus.COMPLETED
         try:
             yield opening
-            if run.status is not RunStatus.COMPLETED:
+            if not completed or resumed:
                 admit = None if guard is None else guard.admit
-                async for chunk in self._stream(subscription, render, end_on=_RUN_ENDED, admit=admit):
+                quiet_end = _COMPLETED_RESUME_GRACE if completed else None
+                async for chunk in self._stream(
+                    subscription, render, end_on=_RUN_ENDED, admit=admit, quiet_end=quiet_end
+                ):
                     yield chunk
         finally:
             subscription.close()
@@ -756,46 +776,43 @@ class _Api:
     async def _stream(
         self,
         subscription: FeedSubscription,
-        render: Callable[[FeedItem], bytes | None],
+        render: Callable[[FeedItem], bytes],
         *,
         end_on: frozenset[str],
         admit: Callable[[FeedItem], Awaitable[bool]] | None = None,
+        quiet_end: float | None = None,
     ) -> AsyncIterator[bytes]:
-        """Frames of feed items, all that are ready sent in one write; `run:progress` throttled to
-        one per run per `progress_interval` (the latest held back and sent when due, or before the
-        run settles); a keep-alive comment whenever the stream has been quiet for `keepalive`."""
-        held: dict[str, tuple[float, FeedItem]] = {}  # run id → (when due, latest progress)
-        last_progress: dict[str, float] = {}
-        last_write = time.monotonic()
+        """Frames of feed items, all that are ready sent in one write, ids only increasing;
+        `run:progress` throttled per run by `ProgressThrottle` (a held progress goes out when due
+        or before the stream's next frame); a keep-alive comment whenever the stream has been
+        quiet for `keepalive`. With `quiet_end`, it ends once no item has come for that long."""
+        throttle = ProgressThrottle(self._progress_interval)
+        last_write = last_item = time.monotonic()
+        end_at = math.inf
         while True:
-            wake_at = min([last_write + self._keepalive, *(due for due, _ in held.values())])
+            if quiet_end is not None:
+                end_at = last_item + quiet_end
+            wake_at = min(last_write + self._keepalive, throttle.wake_at, end_at)
             batch = await subscription.next_batch(timeout=max(0.0, wake_at - time.monotonic()))
             if subscription.ended:
                 return
             now = time.monotonic()
+            if batch:
+                last_item = now
+            elif now >= end_at:
+                if held := throttle.release_due(math.inf):
+                    yield b"".join(map(render, held))
+                return
             chunks: list[bytes] = []
             complete = False
             for item in batch:
                 if admit is not None and not await admit(item):
                     continue
-                if item.type == RUN_PROGRESS and self._progress_interval > 0:
-                    due = last_progress.get(item.run_id, float("-inf")) + self._progress_interval
-                    if due > now:
-                        held[item.run_id] = (due, item)
-                        continue
-                    last_progress[item.run_id] = now
-                    held.pop(item.run_id, None)
-                elif item.type in SETTLED_TYPES and item.run_id in held:  # the last value goes first
-                    _add(chunks, render(held.pop(item.run_id)[1]))
-                _add(chunks, render(item))
+                chunks.extend(map(render, throttle.admit(item, now)))
                 if item.type in end_on:
                     complete = True
                     break
-            for run_id, (due, item) in list(held.items()):
-                if due <= now:
-                    del held[run_id]
-                    last_progress[run_id] = now
-                    _add(chunks, render(item))
+            chunks.extend(map(render, throttle.release_due(now)))
             if chunks:
                 last_write = now
                 yield b"".join(chunks)
@@ -940,11 +957,6 @@ def _full_frame(item: FeedItem) -> bytes:
 def _reduced_frame(item: FeedItem) -> bytes:
     """Made once per event, however many streams send it."""
     return frame(reduce_event(item.event), item.id)
-
-
-def _add(chunks: list[bytes], chunk: bytes | None) -> None:
-    if chunk is not None:
-        chunks.append(chunk)
 
 
 def _run_id(request: Request) -> str:
