@@ -762,11 +762,16 @@ class _Api:
                 decided[item.run_id] = await judge(item)
             return decided[item.run_id]
 
+        filtered = job_name is not None or visible is not None or types is not None or guarded or bool(labels)
         subscription = await self.durably.feed.subscribe(after=_last_event_id(request))
 
         async def frames() -> AsyncIterator[bytes]:
             try:
-                async for chunk in self._stream(subscription, _reduced_frame, end_on=frozenset(), admit=admit):
+                # Unfiltered, every event goes: no call per event (the stream's cost grows with its events).
+                stream = self._stream(
+                    subscription, _reduced_frame, end_on=frozenset(), admit=admit if filtered else None
+                )
+                async for chunk in stream:
                     yield chunk
             finally:
                 subscription.close()
