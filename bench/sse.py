@@ -42,10 +42,13 @@ Stored timestamps are truncated to whole milliseconds, so those latencies read 0
 
 Must-arrive events (W4a, per client): run:trigger, run:start, run:complete, every step:start and
 step:complete of every run, and each run's final progress (5/5). Intermediate progress may be
-throttled by design (one per 100 ms per run per stream): counted apart as "throttled". W4b, per
+throttled by design (one per 100 ms per run per stream, unless the stream sends another frame first:
+a held progress goes out before it, since ids only increase): counted apart as "throttled". W4b, per
 stream: the snapshot first, run:start, every step:start/complete, the final progress, run:complete.
 A missing must-arrive event is 'lost' if its stream delivered a later event of the log (a gap; the
-ids come from the server's event log, read after the server stopped), otherwise 'late'.
+ids come from the server's event log, read after the server stopped), otherwise 'late'. 'out-of-order
+ids': frames whose id is not above every id its stream sent before (a client resuming with
+Last-Event-ID after such a frame would be sent again what it had, or miss what was held back).
 
 Only 127.0.0.1 is used; every wait is bounded; every child process is stopped at the end.
 """
