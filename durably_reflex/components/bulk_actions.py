@@ -48,7 +48,7 @@ def bulk_actions(runs: type[UseRunsState]) -> rx.Component:
         ),
         _note(runs.bulk_message, "circle-check", "green", "durably-bulk-done", runs),
         _note(runs.bulk_error, "triangle-alert", "red", "durably-bulk-error", runs),
-        _confirmation(runs),
+        rx.cond(runs.bulk_open, _confirmation(runs), rx.fragment()),  # mounted when asked: a lighter page
         spacing="2",
         width="100%",
     )
