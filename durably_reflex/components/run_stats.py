@@ -1,9 +1,11 @@
 """`status_counts` and `runs_chart`: a dashboard's header, from a `use_run_stats` state.
 
 Each attaches the state when it mounts (two on one page share it: the second attach takes over the
-first's streams, for the same tab and state). The chart is a compact strip of runs created per
-time bucket, with the time range to cover (the state's `RANGES`) chosen beside it. Against a server
-that counts nothing (no `/stats`: the state's `stats_offered` is False), both show nothing.
+first's streams, for the same tab and state, having fetched the counts again); pass `attach=False`
+to both and put `stats.attach` in `on_mount` of a component around them to fetch the counts once.
+The chart is a compact strip of runs created per time bucket, with the time range to cover (the
+state's `RANGES`) chosen beside it. Against a server that counts nothing (no `/stats`: the state's
+`stats_offered` is False), both show nothing.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ from .status import STATUS_COLORS
 RANGE_LABELS = {"1h": "Last hour", "24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days"}
 
 
-def status_counts(stats: type[UseRunStatsState], *, on_select: Any = None, selected: Any = None) -> rx.Component:
+def status_counts(
+    stats: type[UseRunStatsState], *, on_select: Any = None, selected: Any = None, attach: bool = True
+) -> rx.Component:
     """One card per status with its number of runs, plus the total; `on_select(status)` (an event
     handler taking the status, "all" for the total) makes the cards filters, and `selected` (a var:
-    the status filtered on, "" for all) marks the card of the current filter."""
+    the status filtered on, "" for all) marks the card of the current filter. `attach`: attach the
+    state on mount."""
     selected_var = None if selected is None else Var.create(selected)
 
     def card(label: str, status: str, count: Any, color: str) -> rx.Component:
@@ -62,13 +67,15 @@ def status_counts(stats: type[UseRunStatsState], *, on_select: Any = None, selec
             rx.fragment(),
         ),
         width="100%",
-        on_mount=stats.attach,
+        on_mount=stats.attach if attach else None,
     )
 
 
-def runs_chart(stats: type[UseRunStatsState], *, height: int = 110, ranges: bool = True) -> rx.Component:
+def runs_chart(
+    stats: type[UseRunStatsState], *, height: int = 110, ranges: bool = True, attach: bool = True
+) -> rx.Component:
     """Runs created per time bucket (UTC), stacked by the status they have now (the counts' colours
-    say which); `ranges` adds the choice of time range."""
+    say which); `ranges` adds the choice of time range; `attach`: attach the state on mount."""
     bars = [
         rx.recharts.bar(
             data_key=status,
@@ -114,4 +121,6 @@ def runs_chart(stats: type[UseRunStatsState], *, height: int = 110, ranges: bool
         size="1",
         class_name="durably-runs-chart",
     )
-    return rx.box(rx.cond(stats.stats_offered, chart, rx.fragment()), width="100%", on_mount=stats.attach)
+    return rx.box(
+        rx.cond(stats.stats_offered, chart, rx.fragment()), width="100%", on_mount=stats.attach if attach else None
+    )

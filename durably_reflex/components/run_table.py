@@ -4,7 +4,8 @@ Driven by a `use_runs` state: the first page follows every run's events (new run
 change, progress bars move), other pages stay as fetched. Filters change the state's job and status
 filters and go back to the first page; when they match nothing the table says so and offers to
 clear them. With `run_href`, a row's job name and short id link to the run's page (`run_href` + the
-run's id); without it, rows link nowhere. The table attaches its state on mount.
+run's id); without it, rows link nowhere. The table attaches its state on mount (unless
+`attach=False`: a page that attaches its states itself, to choose their order).
 
 A row shows the run's job and short id (the last characters of its id; the whole id is its title)
 with its labels (a label's click narrows the search to it), its status, its step (the one it is at
@@ -49,6 +50,7 @@ def run_table(
     row_extras: RowExtras | None = None,
     searchable: bool = False,
     selectable: bool = False,
+    attach: bool = True,
     **props: Any,
 ) -> rx.Component:
     """The runs of `runs` as a table. `job_names` fills the job filter (no job filter without it);
@@ -57,7 +59,7 @@ def run_table(
     which the search follows too); `actions` adds the retry/cancel/delete buttons each row's
     status allows; `run_href` (say "/runs/") makes each job name a link to `run_href` + the run's
     id; `row_extras(row)` renders more under each row's job name; `searchable` adds the search
-    box, `selectable` the checkboxes and the bulk actions."""
+    box, `selectable` the checkboxes and the bulk actions; `attach`: attach the state on mount."""
     columns = ["Run", "Status", "Step", "Progress", "Created", "Duration"] + (["Actions"] if actions else [])
     header = [rx.table.column_header_cell(name) for name in columns]
     if selectable:
@@ -85,7 +87,7 @@ def run_table(
         _pager(runs),
         width="100%",
         spacing="3",
-        on_mount=runs.attach,
+        on_mount=runs.attach if attach else None,
         **props,
     )
 

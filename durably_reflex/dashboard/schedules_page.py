@@ -1,6 +1,6 @@
 """The dashboard's Schedules page (`/schedules`): every schedule with its next fire time and a
 countdown, when it last fired, its newest runs (links to their pages) and buttons to pause, resume
-or delete it, live. `build_pages` puts `schedules_content` in the dashboard's layout.
+or delete it, live.
 """
 
 from __future__ import annotations
@@ -9,6 +9,16 @@ import reflex as rx
 
 from ..components import schedules_table
 from ..states import UseSchedulesState
+from .layout import Layout, Page
+
+
+def schedules_page(layout: Layout, schedules: type[UseSchedulesState]) -> Page:
+    """The page of `schedules`, in `layout`."""
+
+    def page() -> rx.Component:
+        return layout(*schedules_content(schedules, run_href="/runs/"))
+
+    return page
 
 
 def schedules_content(schedules: type[UseSchedulesState], *, run_href: str = "/runs/") -> list[rx.Component]:

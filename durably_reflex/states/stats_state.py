@@ -82,8 +82,15 @@ class UseRunStatsState(DurablyState, mixin=True):
             if self.__class__.url_query:
                 self.job_filter = "" if self.__class__.job_name else query_value(self, "job")
                 self.range_name = query_value(self, "range") if query_value(self, "range") in RANGES else ""
-            job = self._job()
-            await self._load()
+            job, asked = self._job(), self._request()
+            self.is_loading = True
+        # Counted outside the lock: it holds every state of the tab, and the runs table beside the
+        # counts would wait for them (a /stats of 100,000 runs takes tens of milliseconds).
+        answer = await _fetch(api, asked)
+        async with self:
+            if self._request() == asked:  # else a filter changed meanwhile and its own load is shown
+                self._show(answer)
+            self.is_loading = False
             offered = self.stats_offered
         if not offered:
             return  # nothing to keep current
@@ -121,21 +128,39 @@ class UseRunStatsState(DurablyState, mixin=True):
     def _job(self) -> str | None:
         return self.__class__.job_name or self.job_filter or None
 
-    async def _load(self) -> None:
+    def _request(self) -> _Request:
+        """What a load asks the API for: the job counted, the bucket length and the buckets."""
         cls = self.__class__
-        bucket_seconds, buckets = RANGES.get(self.range_name, (cls.bucket_seconds, cls.buckets))
+        return (self._job(), *RANGES.get(self.range_name, (cls.bucket_seconds, cls.buckets)))
+
+    async def _load(self) -> None:
+        """Fetch the counts (inside the lock: a normal event, or an update)."""
         self.is_loading = True
         try:
-            stats = await self.api().get_stats(self._job(), bucket_seconds=bucket_seconds, buckets=buckets)
-        except FeatureNotSupportedError:
-            self.stats_offered, self.error = False, None
-        except DurablyError as error:
-            self.error = f"Failed to fetch run counts: {error}"
-        else:
-            self.error = None
-            self.counts, self.by_job, self.series = stats_fields(stats)
+            self._show(await _fetch(self.api(), self._request()))
         finally:
             self.is_loading = False
+
+    def _show(self, answer: RunStats | DurablyError) -> None:
+        if isinstance(answer, FeatureNotSupportedError):
+            self.stats_offered, self.error = False, None
+        elif isinstance(answer, DurablyError):
+            self.error = f"Failed to fetch run counts: {answer}"
+        else:
+            self.error = None
+            self.counts, self.by_job, self.series = stats_fields(answer)
+
+
+_Request = tuple[str | None, int, int]  # (job, bucket_seconds, buckets)
+
+
+async def _fetch(api: DurablyClient, request: _Request) -> RunStats | DurablyError:
+    """The API's counts for `request`, or the error it answered."""
+    job, bucket_seconds, buckets = request
+    try:
+        return await api.get_stats(job, bucket_seconds=bucket_seconds, buckets=buckets)
+    except DurablyError as error:
+        return error
 
 
 def stats_fields(stats: RunStats) -> tuple[dict[str, int], dict[str, dict[str, int]], list[dict[str, Any]]]:
