@@ -2,7 +2,7 @@
 same server.
 
     .venv/bin/python bench/postgres.py [--url postgresql://...] [--runs 1000] [--steps 10] [--conc 4]
-        [--before REV] [--repeat N] [--no-dbos]
+        [--before REV] [--repeat N] [--no-dbos] [--processes 1,2,4] [--commits durable,off] [--no-sse]
 
 Without --url a throwaway server is started (tests/pg_cluster.py) with PostgreSQL's default, durable
 settings (fsync on, synchronous_commit on); durably-reflex is measured with those and again with
@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ def child_durably(args: argparse.Namespace) -> None:
         Path(args.ready).touch()
         while not os.path.exists(args.go):
             await asyncio.sleep(0.005)
+        cpu_at_go = time.process_time()
         await durably.start()
         for start in range(0, args.runs, 100):  # this process's share, as DBOS's processes enqueue theirs
             await durably.jobs.w1.batch_trigger([None] * min(100, args.runs - start))
@@ -82,8 +84,9 @@ def child_durably(args: argparse.Namespace) -> None:
                 if db.execute("SELECT count(*) FROM durably_runs WHERE status = 'completed'").fetchone()[0] >= args.total:
                     break
                 await asyncio.sleep(0.1)  # the rate comes from completed_at in the database, not from this
+        cpu = time.process_time() - cpu_at_go
         await durably.close(timeout=5)
-        return {"pid": os.getpid()}
+        return {"pid": os.getpid(), "cpu_s": cpu}
 
     print(RESULT_TAG + json.dumps(asyncio.run(main())), flush=True)
 
@@ -166,28 +169,75 @@ def measure_durably(admin_url: str, processes: int, runs: int, steps: int, conc:
                    env={"DURABLY_BENCH_CODE": code})
             for i in range(processes)
         ]  # fmt: skip
-        outcome = _release(workers, tmp, 360)
+        server = ServerCpu(admin_url)
+        outcome = _release(workers, tmp, 360, at_release=server.start)
     if isinstance(outcome, dict):
         return outcome
     released, results = outcome
     errors = [r for r in results if "error" in r]
     if errors:
         return errors[0]
+    server_s = server.seconds()  # the workers have closed their connections: their backends are done
     with psycopg.connect(url) as db:
         done_runs, last = db.execute("SELECT count(*), max(completed_at) FROM durably_runs WHERE status = 'completed'").fetchone()
         done_steps = db.execute("SELECT count(*) FROM durably_steps WHERE status = 'completed'").fetchone()[0]
     seconds = last / 1000 - released
-    return {"runs": done_runs, "steps": done_steps, "seconds": seconds, "steps_s": done_steps / seconds}
+    return {"runs": done_runs, "steps": done_steps, "seconds": seconds, "steps_s": done_steps / seconds,
+            "worker_us": sum(r["cpu_s"] for r in results) / done_steps * 1e6,
+            "server_us": None if server_s is None else server_s / done_steps * 1e6}  # fmt: skip
 
 
-def _release(workers: list[subprocess.Popen[str]], tmp: str, timeout: float) -> tuple[float, list[dict[str, Any]]] | dict[str, Any]:
-    """Wait until every child is ready, release them together, collect their results: (release
-    time, results), or an error."""
+class ServerCpu:
+    """The CPU time a local server spent (every process of it: backends, WAL writer, checkpointer,
+    autovacuum) from `start()` to `seconds()`, read from /proc: the postmaster's children that
+    exited count through its own children's times. None where the server's files are not readable
+    (another machine, another user)."""
+
+    def __init__(self, admin_url: str) -> None:
+        with psycopg.connect(admin_url, autocommit=True) as db:
+            data = db.execute("SHOW data_directory").fetchone()[0]
+        try:
+            self._postmaster: int | None = int(Path(data, "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError):
+            self._postmaster = None
+        self._start = 0.0
+
+    def start(self) -> None:
+        self._start = self._total() or 0.0
+
+    def seconds(self) -> float | None:
+        time.sleep(0.2)  # for the backends of the workers that just left to exit
+        total = self._total()
+        return None if total is None else total - self._start
+
+    def _total(self) -> float | None:
+        if self._postmaster is None:
+            return None
+        ticks = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile
+            if int(entry) == self._postmaster:
+                ticks += sum(int(field) for field in fields[11:15])  # its own and its exited children's
+            elif int(fields[1]) == self._postmaster:
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _release(workers: list[subprocess.Popen[str]], tmp: str, timeout: float,
+             at_release: Callable[[], None] = lambda: None) -> tuple[float, list[dict[str, Any]]] | dict[str, Any]:  # fmt: skip
+    """Wait until every child is ready, release them together (`at_release` just before), collect
+    their results: (release time, results), or an error."""
     deadline = time.monotonic() + 120
     while not all(os.path.exists(os.path.join(tmp, f"ready{i}")) for i in range(len(workers))):
         if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
             return {"error": "workers did not start", **_result(workers[0], 5)}
         time.sleep(0.01)
+    at_release()
     released = time.time()
     Path(tmp, "go").touch()
     return released, [_result(worker, timeout) for worker in workers]
@@ -266,16 +316,19 @@ def measure_stream_latency(admin_url: str, runs: int = 6) -> dict[str, Any]:
 
 
 def bench(admin_url: str, runs: int, steps: int, conc: int, dbos_runs: int, no_dbos: bool = False,
-          before: tuple[str, str] | None = None, repeat: int = 1) -> dict[str, Any]:  # fmt: skip
+          before: tuple[str, str] | None = None, repeat: int = 1, process_counts: tuple[int, ...] = (1, 2, 4),
+          commits: tuple[str, ...] = ("durable", "off"), sse: bool = True) -> dict[str, Any]:  # fmt: skip
     """Print the table; return the figures. With `before` (label, code folder), that code is measured
     too, each configuration's processes of both codes one after the other, round after round
-    (`repeat`), and each figure is the median of its rounds."""
+    (`repeat`), and each figure is the median of its rounds. `process_counts` and `commits` choose
+    the configurations (to measure one of them more often in the same time)."""
     print(f"\n=== W1 on PostgreSQL: {runs:,} runs x {steps} trivial steps; durably-reflex worker processes with "
           f"max_concurrent_runs={conc} each ===")  # fmt: skip
     figures: dict[str, Any] = {}
     codes = ([before] if before else []) + [("this code" if before else "", CODE)]
-    for label, options in (("", ""), (", synchronous_commit=off", SYNC_OFF)):
-        for processes in (1, 2, 4):
+    modes = {"durable": ("", ""), "off": (", synchronous_commit=off", SYNC_OFF)}
+    for label, options in (modes[mode] for mode in commits):
+        for processes in process_counts:
             rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in codes}
             for _ in range(repeat):
                 for name, code in codes:
@@ -289,18 +342,24 @@ def bench(admin_url: str, runs: int, steps: int, conc: int, dbos_runs: int, no_d
                     figures[f"durably{who} x{processes}{label}"] = r
                     continue
                 steps_s = statistics.median(r["steps_s"] for r in done)
-                figures[f"durably{who} x{processes}{label}"] = {**done[0], "steps_s": steps_s}
+                worker_us = statistics.median(r["worker_us"] for r in done)
+                server = [r["server_us"] for r in done if r["server_us"] is not None]
+                server_us = statistics.median(server) if server else None
+                figures[f"durably{who} x{processes}{label}"] = {
+                    **done[0], "steps_s": steps_s, "worker_us": worker_us, "server_us": server_us
+                }
                 listed = ", ".join(format(r["steps_s"], ",.0f") for r in done)
                 each = f" (rounds: {listed})" if len(done) > 1 else ""
+                cpu = f"; CPU per step: workers {worker_us:.0f} us" + ("" if server_us is None else f", server {server_us:.0f} us")
                 print(f"  durably-reflex{who}, {processes} process(es){label}: {done[0]['steps']:,} steps, "
-                      f"{steps_s:,.0f} steps/s{each}")  # fmt: skip
+                      f"{steps_s:,.0f} steps/s{each}{cpu}")  # fmt: skip
             if before:
                 after = figures.get(f"durably [this code] x{processes}{label}", {}).get("steps_s")
                 earlier = figures.get(f"durably [{before[0]}] x{processes}{label}", {}).get("steps_s")
                 if after and earlier:
                     print(f"    this code / {before[0]}: {after / earlier:.2f}x")
     if not no_dbos:
-        for processes in (1, 2, 4):
+        for processes in process_counts:
             r = figures[f"dbos x{processes}"] = measure_dbos(admin_url, processes, dbos_runs, steps, conc)
             if "error" in r:
                 print(f"  DBOS Queue, {processes} process(es): ERROR {r['error']}\n{r.get('stderr', '')}")
@@ -310,6 +369,8 @@ def bench(admin_url: str, runs: int, steps: int, conc: int, dbos_runs: int, no_d
             base = figures.get(f"durably{' [this code]' if before else ''} x{processes}", {}).get("steps_s")
             if base:
                 print(f"    durably-reflex / DBOS at {processes} process(es), both durable: {base / r['steps_s']:.1f}x")
+    if not sse:
+        return figures
     r = figures["sse"] = measure_stream_latency(admin_url)
     if "error" in r:
         print(f"  cross-process stream latency: ERROR {r['error']}")
@@ -330,6 +391,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rev", metavar="REV", help="measure this commit (git archive) or folder instead of this checkout")
     parser.add_argument("--before", metavar="REV", help="also measure this commit (git archive) or folder, interleaved")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of every durably-reflex configuration (medians)")
+    parser.add_argument("--processes", default="1,2,4", help="worker process counts to measure (default 1,2,4)")
+    parser.add_argument("--commits", default="durable,off", help="durable (PostgreSQL's defaults) and/or off "
+                        "(synchronous_commit=off); default both")  # fmt: skip
+    parser.add_argument("--no-sse", action="store_true", help="skip the cross-process stream latency")
     parser.add_argument("--child", choices=("durably", "dbos"), help=argparse.SUPPRESS)
     parser.add_argument("--total", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--go", help=argparse.SUPPRESS)
@@ -363,14 +428,20 @@ def main(argv: list[str]) -> int:
         from cli_server import code_for
 
         before = (f"before {args.before}", code_for(args.before))
+    choice = {
+        "process_counts": tuple(int(count) for count in args.processes.split(",")),
+        "commits": tuple(args.commits.split(",")),
+        "sse": not args.no_sse,
+    }
     if args.url:
-        bench(args.url, args.runs, args.steps, args.conc, args.dbos_runs, args.no_dbos, before, args.repeat)
+        bench(args.url, args.runs, args.steps, args.conc, args.dbos_runs, args.no_dbos, before, args.repeat, **choice)
         return 0
     from tests.pg_cluster import PgCluster
 
     cluster = PgCluster(durable=True).start()
     try:
-        bench(cluster.url(), args.runs, args.steps, args.conc, args.dbos_runs, args.no_dbos, before, args.repeat)
+        bench(cluster.url(), args.runs, args.steps, args.conc, args.dbos_runs, args.no_dbos, before, args.repeat,
+              **choice)  # fmt: skip
     finally:
         cluster.destroy()
     return 0
