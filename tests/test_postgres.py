@@ -20,7 +20,8 @@ import psycopg
 
 from durably_reflex import create_durably, define_job
 from durably_reflex._clock import now_ms
-from durably_reflex._storage.base import NewEvent
+from durably_reflex._storage.base import NewEvent, NewRun, StepRecord, StepWrite
+from durably_reflex._storage.postgres import PendingStep, PostgresSession
 from durably_reflex._storage.tables import SCHEMA_VERSION
 from tests.conftest import FAST
 
@@ -128,7 +129,10 @@ def test_processes_migrating_one_fresh_database_at_once_all_succeed(pg_url):
         _, err = process.communicate(timeout=60)
         assert process.returncode == 0, err
     with psycopg.connect(pg_url) as db:
-        assert db.execute("SELECT count(*), max(version) FROM durably_schema_versions").fetchone() == (1, SCHEMA_VERSION)
+        assert db.execute("SELECT count(*), max(version) FROM durably_schema_versions").fetchone() == (
+            1,
+            SCHEMA_VERSION,
+        )
 
 
 async def _progress_job(step, input):
@@ -193,3 +197,49 @@ async def test_events_keep_arriving_when_the_listening_connection_is_killed_and_
     finally:
         await worker.close()
         await api.close()
+
+
+def _step(run_id: str, attempt: int, step_id: str, index: int) -> StepRecord:
+    now = now_ms()
+    return StepRecord(step_id, run_id, attempt, f"s{index}", index, "completed", str(index), None, None, now, now)
+
+
+async def test_step_writes_committed_together_are_each_checked_against_their_own_run(pg_url):
+    """The step writes of one commit group go as one statement: each is written only while its own
+    run's claim holds, says whether its run was cancelled meanwhile, and a write retried after a
+    lost connection (its row already there) is not written twice."""
+    durably = create_durably(pg_url, **FAST)
+    await durably.migrate()
+    storage = durably.storage
+    try:
+        now = now_ms()
+        await storage.insert_runs([NewRun(f"run-{n}", "j", "null", None, None, now + n) for n in range(3)])
+        claims = {claim.run.id: claim.attempt for claim in storage.claim("me", ("j",), 3, now + 10)}
+        await storage.cancel("run-1", now + 11)
+        storage.record_step(_step("run-0", claims["run-0"], "earlier", 0))
+        pending = [
+            PendingStep(_step("run-0", claims["run-0"], "earlier", 0)),  # retried: already written
+            PendingStep(_step("run-0", claims["run-0"], "next", 1)),
+            PendingStep(_step("run-1", claims["run-1"], "cancelled", 0)),
+            PendingStep(_step("run-2", claims["run-2"] - 1, "stale", 0)),  # an earlier claim's
+            PendingStep(_step("run-2", claims["run-2"], "current", 0)),
+        ]
+
+        def write_together(session: PostgresSession) -> None:
+            for step in pending:
+                session.add_step(step)
+
+        storage._writer.run_blocking(write_together)
+
+        assert [step.outcome for step in pending] == [
+            StepWrite.RECORDED,
+            StepWrite.RECORDED,
+            StepWrite.RECORDED_RUN_CANCELLED,
+            StepWrite.CLAIM_LOST,
+            StepWrite.RECORDED,
+        ]
+        with psycopg.connect(pg_url) as db:
+            rows = db.execute("SELECT run_id, id FROM durably_steps ORDER BY run_id, step_index").fetchall()
+        assert rows == [("run-0", "earlier"), ("run-0", "next"), ("run-1", "cancelled"), ("run-2", "current")]
+    finally:
+        await durably.close()
