@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import reflex as rx
+from reflex.utils.imports import ImportVar
 from reflex.vars import Var
 
 from ..states import UseRunStatsState
@@ -76,17 +77,6 @@ def runs_chart(
 ) -> rx.Component:
     """Runs created per time bucket (UTC), stacked by the status they have now (the counts' colours
     say which); `ranges` adds the choice of time range; `attach`: attach the state on mount."""
-    bars = [
-        rx.recharts.bar(
-            data_key=status,
-            stack_id="runs",
-            fill=rx.color(color, 9),
-            name=status,
-            is_animation_active=False,
-            max_bar_size=18,
-        )
-        for status, color in STATUS_COLORS.items()
-    ]
     picker = rx.select.root(  # not rx.select(...): its class_name would go to the root, which renders no element
         rx.select.trigger(variant="ghost", class_name="durably-chart-range"),
         rx.select.content(*(rx.select.item(RANGE_LABELS.get(name, name), value=name) for name in RANGES)),
@@ -103,16 +93,10 @@ def runs_chart(
                 width="100%",
                 align="center",
             ),
-            rx.recharts.bar_chart(
-                *bars,
-                rx.recharts.x_axis(data_key="label", font_size=10, min_tick_gap=24, tick_line=False),
-                rx.recharts.y_axis(allow_decimals=False, font_size=10, width=28, tick_line=False),
-                rx.recharts.graphing_tooltip(),
+            RunsBarChart.create(
                 data=stats.series,
-                height=height,
-                width="100%",
-                margin={"top": 4, "right": 4, "bottom": 0, "left": 0},
-                bar_category_gap="15%",
+                bars=[{"key": status, "color": rx.color(color, 9)} for status, color in STATUS_COLORS.items()],
+                chart_height=height,
             ),
             width="100%",
             spacing="1",
@@ -124,3 +108,49 @@ def runs_chart(
     return rx.box(
         rx.cond(stats.stats_offered, chart, rx.fragment()), width="100%", on_mount=stats.attach if attach else None
     )
+
+
+class RunsBarChart(rx.Component):
+    """The chart's bars, axes and tooltip (recharts), from a module imported once the chart has
+    mounted: no part of recharts (360 kB of script) is in the page's first load, and the chart
+    renders after the page's first render, not in it (measured: bench/dashboard_browser.py).
+    Reflex's own recharts components import their parts statically, so they cannot be deferred.
+
+    `data`: one row per bucket (`label` and a count per status); `bars`: `{key, color}` per
+    status, stacked in that order; `chart_height` in pixels."""
+
+    tag = "DurablyRunsBarChart"
+    lib_dependencies: list[str] = [rx.recharts.Bar.library or "recharts"]  # noqa: RUF012  (Reflex's field; its pin)
+
+    data: Var[list[dict[str, Any]]]
+    bars: Var[list[dict[str, Any]]]
+    chart_height: Var[int]
+
+    def add_imports(self) -> dict[str, Any]:
+        return {"$/utils/context": ImportVar(tag="ClientSide"), "react": ImportVar(tag="createElement")}
+
+    def add_custom_code(self) -> list[str]:
+        return [_RUNS_BAR_CHART_JS]
+
+
+# ClientSide (Reflex's) renders nothing until the import has resolved, then the chart. The colours,
+# margins and tooltip style are those rx.recharts gives by default; ticks in 10px type, so that a
+# count of hundreds fits the y axis.
+_RUNS_BAR_CHART_JS = """
+const DurablyRunsBarChart = ClientSide(() => import("recharts").then(
+  ({ Bar, BarChart, ResponsiveContainer, Tooltip, XAxis, YAxis }) => function RunsBarChart({ data, bars, chartHeight }) {
+    return createElement(ResponsiveContainer, { width: "100%", height: chartHeight, minWidth: 10, minHeight: 10 },
+      createElement(BarChart, { data, height: "100%", width: "100%", barCategoryGap: "15%",
+                                margin: { top: 4, right: 4, bottom: 0, left: 0 } },
+        ...bars.map(({ key, color }) => createElement(Bar, { key, dataKey: key, name: key, fill: color,
+                                                             stackId: "runs", isAnimationActive: false, maxBarSize: 18 })),
+        createElement(XAxis, { dataKey: "label", fontSize: 10, minTickGap: 24, tickLine: false, stroke: "var(--gray-9)" }),
+        createElement(YAxis, { allowDecimals: false, fontSize: 10, width: 28, tickLine: false, stroke: "var(--gray-9)" }),
+        createElement(Tooltip, {
+          contentStyle: { background: "var(--gray-1)", borderColor: "var(--gray-4)", borderRadius: "8px" },
+          cursor: { strokeWidth: 1, fill: "var(--gray-3)" },
+          itemStyle: { color: "var(--gray-12)" },
+          labelStyle: { color: "var(--gray-11)" },
+        })));
+  }), "DurablyRunsBarChart");
+"""
