@@ -19,7 +19,6 @@ from sqlalchemy import JSON, ColumnElement, Select, Text, bindparam, case, cast,
 from .base import RunQuery
 from .sql import STORED_RUN_COLUMNS, SqlSession
 from .tables import attempts as attempt_table
-from .tables import events as event_table
 from .tables import labels as label_table
 from .tables import logs as log_table
 from .tables import runs as run_table
@@ -205,7 +204,6 @@ __all__ = [
     "attempt_table",
     "delete",
     "delete_runs",
-    "event_table",
     "func",
     "label_table",
     "log_table",
