@@ -21,9 +21,10 @@ and as the storage call alone (`Durably.get_runs`). Targets (issue 14): first ro
 under 500 ms warm (p50).
 
 `--before REV` (repeatable) also serves that commit (`git archive`) or folder, with this checkout's
-installed frontend packages copied in, on the same database; `--after REV` serves a commit or
-folder in place of this checkout. Every load round goes through each served code in turn, so the
-machine's load falls on all alike; compare them as ratios within one run.
+installed frontend packages copied in, on a database of its own seeded by its own code (an earlier
+commit refuses a database a later one has migrated); `--after REV` serves a commit or folder in
+place of this checkout. Every load round goes through each served code in turn, so the machine's
+load falls on all alike; compare them as ratios within one run.
 
 Measured here (2 shared cores, loaded by other work; 100,000 runs; 12 loads each): see the README's
 UI benchmarks. What the first row waits for is not the data (`/runs?limit=21` takes a few ms): it is
@@ -40,6 +41,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 import urllib.request
@@ -197,7 +199,7 @@ def _probed(page: Any) -> Any:
     return page
 
 
-async def runs_query_ms(db_url: str, api: str, repeat: int) -> tuple[list[float], list[float]]:
+async def runs_query_ms(db_url: str, api: str, repeat: int, *, storage: bool) -> tuple[list[float], list[float]]:
     import httpx
 
     from durably_reflex import create_durably
@@ -210,6 +212,8 @@ async def runs_query_ms(db_url: str, api: str, repeat: int) -> tuple[list[float]
             return response.json()
 
         served = await timings(over_http, repeat)
+    if not storage:
+        return served, []
     durably = create_durably(db_url)  # no worker: reads only
     try:
         await durably.migrate()
@@ -231,6 +235,20 @@ def prepared_copy(rev: str) -> Path:
     return folder
 
 
+def seeded_by(folder: Path, path: Path, runs: int, keep: bool) -> str:
+    """The URL of a database at `path` seeded by `folder`'s own code, in a process of its own: an
+    earlier commit refuses a database a later one has migrated (and their tables may differ)."""
+    seed = (
+        "import sys; from pathlib import Path; from bench.dashboard import seeded_database; "
+        "print(seeded_database(Path(sys.argv[1]), int(sys.argv[2]), keep=sys.argv[3] == '1'))"
+    )
+    command = [sys.executable, "-c", seed, str(path), str(runs), "1" if keep else "0"]
+    env = {**os.environ, "PYTHONPATH": str(folder)}
+    done = subprocess.run(command, cwd=folder, env=env, check=True, capture_output=True, text=True)
+    print(done.stdout.strip(), flush=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=100_000)
@@ -247,33 +265,41 @@ def main() -> None:
     )
     parser.add_argument("--after", metavar="REV", help="serve this commit or folder instead of this checkout")
     args = parser.parse_args()
-    db_url = seeded_database(Path(args.db), args.runs, keep=args.keep)
 
     after = f"after ({args.after})" if args.after else "this checkout"
     codes = {
         **{f"before ({rev})": prepared_copy(rev) for rev in args.before},
         after: prepared_copy(args.after) if args.after else ROOT,
     }
+    path = Path(args.db)
+    databases = {
+        name: seeded_by(folder, path.with_name(f"{path.stem}-{index}{path.suffix}"), args.runs, args.keep)
+        if folder != ROOT
+        else seeded_database(path, args.runs, keep=args.keep)
+        for index, (name, folder) in enumerate(codes.items())
+    }
     with contextlib.ExitStack() as stack:
         servers = {}
         for name, folder in codes.items():
             # The app's own folder first on the path: its durably_reflex, not this checkout's.
-            env = {"DURABLY_DB_URL": db_url, "DURABLY_APP": "app.jobs:durably", "PYTHONPATH": str(folder)}
+            env = {"DURABLY_DB_URL": databases[name], "DURABLY_APP": "app.jobs:durably", "PYTHONPATH": str(folder)}
             servers[name] = stack.enter_context(reflex_app(folder, env))
             print(
                 f"{name}: dashboard on {servers[name].frontend_url} after {servers[name].started_in:.0f} s", flush=True
             )
-        api = next(iter(servers.values())).url("/api/durably")
-        wait_until_settled(api)
+        for server in servers.values():
+            wait_until_settled(server.url("/api/durably"))
+        api = servers[after].url("/api/durably")
         total = get_json(api + "/stats")["counts"]
         loads = browser_loads({name: server.frontend_url for name, server in servers.items()}, args.loads)
-        served, alone = asyncio.run(runs_query_ms(db_url, servers[after].url("/api/durably"), args.repeat))
+        # The storage call runs this checkout's code: on another code's database only its HTTP is timed.
+        served, alone = asyncio.run(runs_query_ms(databases[after], api, args.repeat, storage=not args.after))
 
     print(f"\n{sum(total.values()):,} runs {total}; {args.loads} loads per kind and code, interleaved; milliseconds")
     print(table(["code", "load", "measure", "p50", "p95", "mean"], report_rows(loads)))
     print(table(["query", "p50", "p95", "mean"], [
         ["/runs?limit=21 over HTTP (dashboard backend)", *(f"{v:.1f}" for v in summary(served))],
-        ["/runs?limit=21 storage call alone", *(f"{v:.1f}" for v in summary(alone))],
+        *([["/runs?limit=21 storage call alone", *(f"{v:.1f}" for v in summary(alone))]] if alone else []),
     ]))  # fmt: skip
     print()
     for name in codes:
