@@ -7,6 +7,8 @@ they use reach databases of earlier versions).
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -262,6 +264,30 @@ async def test_get_run_stats_with_a_scope_count_only_that_scopes_runs(durably: D
     assert {name: counts.pending for name, counts in mine.by_job.items()} == {"job-a": 1, "job-b": 1}
     assert (await durably.get_run_stats("job-a", scope="tenant-2")).counts.pending == 1
     assert everyone.counts.pending == 4
+
+
+async def test_a_count_in_progress_holds_up_no_other_read(durably: Durably) -> None:
+    """Counts read whole indexes (a second or more over millions of runs): they have a connection
+    of their own, so a page of runs, a run or a stream's poll never queues behind one."""
+    durably.register(a=define_job(name="job-a", run=_nothing))
+    run_id = (await durably.trigger("job-a")).id
+    counter = durably.storage._counter  # type: ignore[attr-defined]
+    counting, done = threading.Event(), threading.Event()
+
+    def long_count(session: Any) -> None:
+        counting.set()
+        done.wait(10)
+
+    count = asyncio.create_task(counter.run(long_count, write=False))
+    try:
+        assert await asyncio.to_thread(counting.wait, 10)
+        runs = await asyncio.wait_for(durably.get_runs(), 10)
+        run = await asyncio.wait_for(durably.get_run(run_id), 10)
+        assert not done.is_set() and not count.done()  # read while the count still held its connection
+        assert [r.id for r in runs] == [run_id] and run is not None
+    finally:
+        done.set()
+        await count
 
 
 async def _nothing(step: Any, input: Any) -> None:

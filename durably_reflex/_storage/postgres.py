@@ -269,7 +269,10 @@ class PostgresStorage(SqlStorage):
         reader: GroupCommit[PostgresSession] = GroupCommit(
             "durably-pg-reader", connect, patience=self.reconnect_timeout
         )
-        super().__init__("postgresql", "pyformat", writer, reader)
+        counter: GroupCommit[PostgresSession] = GroupCommit(
+            "durably-pg-counter", connect, threads=2, patience=self.reconnect_timeout
+        )
+        super().__init__("postgresql", "pyformat", writer, reader, counter)
         self.url: DatabaseUrl = parsed
         prepare = self._prepare
         # A key is a tenant's: (scope, key) is locked and looked up (a hash collision only delays a claim).

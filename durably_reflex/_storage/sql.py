@@ -369,13 +369,23 @@ class SqlStorage(Storage):
         SELECT :id, :run_id, :step_name, :level, :message, :data, :created_at
         WHERE EXISTS (SELECT 1 FROM durably_runs WHERE id = :run_id)"""
 
-    def __init__(self, dialect: str, paramstyle: str, writer: GroupCommit[Any], reader: GroupCommit[Any]) -> None:
+    def __init__(
+        self,
+        dialect: str,
+        paramstyle: str,
+        writer: GroupCommit[Any],
+        reader: GroupCommit[Any],
+        counter: GroupCommit[Any] | None = None,
+    ) -> None:
         """`dialect`: SQLAlchemy's name for the database ("sqlite", "postgresql"); `paramstyle`: its
-        driver's ("named", "pyformat")."""
+        driver's ("named", "pyformat"). `counter`, a connection of its own for counts (`/stats`),
+        which read whole indexes: reads queue behind each other on a connection, so a page of runs
+        or a stream's poll would otherwise wait for a count to end."""
         self._dialect = dialect
         self._paramstyle = paramstyle
         self._writer = writer
         self._reader = reader
+        self._counter = reader if counter is None else counter
         self._claim_by_arity: dict[int, Prepared] = {}
         self._buffer_lock = threading.Lock()
         self._progress: dict[str, tuple[int, str, int]] = {}
@@ -659,7 +669,7 @@ class SqlStorage(Storage):
                 [tuple(row) for row in session.sa.execute(by_bucket)],
             )
 
-        return await self._reader.run(read, write=False)
+        return await self._counter.run(read, write=False)
 
     async def get_steps(self, run_id: str) -> list[Step]:
         def read(session: SqlSession) -> list[Step]:
@@ -897,7 +907,7 @@ class SqlStorage(Storage):
 
     # -- runs on behalf of a worker (blocking) -----------------------------------------------------
     def last_outage(self) -> float:
-        return max(self._writer.last_outage(), self._reader.last_outage())
+        return max(connection.last_outage() for connection in self._connections())
 
     def claim(self, owner: str, job_names: tuple[str, ...], limit: int, now: int) -> list[Claim]:
         if not job_names or limit <= 0:
@@ -1402,9 +1412,12 @@ class SqlStorage(Storage):
             await asyncio.to_thread(self._writer.run_blocking, _nothing)  # the last buffered writes
         except StorageUnavailableError as error:
             logger.warning("durably storage: closing without the last progress, logs and events: %s", error)
-        await asyncio.to_thread(self._writer.close)
-        if self._reader is not self._writer:
-            await asyncio.to_thread(self._reader.close)
+        for connection in self._connections():
+            await asyncio.to_thread(connection.close)
+
+    def _connections(self) -> list[GroupCommit[Any]]:
+        """The writer, the reader and the counter, each once (an in-memory database has one)."""
+        return list(dict.fromkeys((self._writer, self._reader, self._counter)))
 
 
 def _abandoned(

@@ -94,8 +94,12 @@ class SqliteStorage(SqlStorage):
             before_commit=self.flush_before_commit,
             patience=patience,
         )
-        reader = writer if in_memory else GroupCommit("durably-sqlite-reader", connect, patience=patience)
-        super().__init__("sqlite", "named", writer, reader)
+        if in_memory:  # one connection is the database
+            super().__init__("sqlite", "named", writer, writer)
+        else:
+            reader = GroupCommit("durably-sqlite-reader", connect, patience=patience)
+            counter = GroupCommit("durably-sqlite-counter", connect, threads=2, patience=patience)
+            super().__init__("sqlite", "named", writer, reader, counter)
         self.url: DatabaseUrl = parsed
         # Workers of an in-memory database share this process: its worker is alone.
         self._meeting = (
