@@ -10,7 +10,7 @@ os.environ.setdefault("REFLEX_USE_NPM", "1")
 # pinned in requirements.txt.
 os.environ.setdefault("REFLEX_CHECK_LATEST_VERSION", "0")
 
-import reflex as rx  # noqa: E402  (the environment must be set first)
+import reflex as rx
 
 config = rx.Config(
     app_name="app",

@@ -29,13 +29,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, insert  # noqa: E402
+from sqlalchemy import create_engine, insert
 
-from durably_reflex import create_durably  # noqa: E402
-from durably_reflex._clock import now_ms  # noqa: E402
-from durably_reflex._ids import new_id  # noqa: E402
-from durably_reflex._storage.tables import runs as run_table  # noqa: E402
-from durably_reflex._storage.tables import steps as step_table  # noqa: E402
+from durably_reflex import create_durably
+from durably_reflex._clock import now_ms
+from durably_reflex._ids import new_id
+from durably_reflex._storage.tables import runs as run_table
+from durably_reflex._storage.tables import steps as step_table
 
 JOBS = ("import-csv", "send-email", "resize-image", "sync-crm", "nightly-report")
 JOB_WEIGHTS = (30, 35, 20, 10, 5)
@@ -147,7 +147,10 @@ async def timings(call: Callable[[], Awaitable[Any]], repeat: int) -> list[float
 def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))) for row in rows]
+    lines += [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        for row in rows
+    ]
     return "\n".join(lines)
 
 

@@ -53,9 +53,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.cli_server import code_for  # noqa: E402
-from bench.dashboard import percentile, seeded_database, table, timings  # noqa: E402
-from tests.browser.reflex_server import reflex_app  # noqa: E402
+from bench.cli_server import code_for
+from bench.dashboard import percentile, seeded_database, table, timings
+from tests.browser.reflex_server import reflex_app
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 TARGET_MS = {"cold": 1000.0, "warm": 500.0}

@@ -29,11 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import psutil  # noqa: E402
+import psutil
 
-from bench.dashboard import percentile, seeded_database, table  # noqa: E402
-from bench.dashboard_browser import browser_loads  # noqa: E402
-from tests.browser.reflex_server import free_port  # noqa: E402
+from bench.dashboard import percentile, seeded_database, table
+from bench.dashboard_browser import browser_loads
+from tests.browser.reflex_server import free_port
 
 COMMAND = [str(ROOT / ".venv" / "bin" / "durably-reflex"), "dashboard", "app.jobs:durably"]
 START_TIMEOUT = 600.0
@@ -70,8 +70,12 @@ def stop(process: subprocess.Popen[bytes], port: int) -> tuple[float, int, bool]
     process.wait(timeout=60)
     took = time.monotonic() - started
     psutil.wait_procs([p for p in tree if isinstance(p, psutil.Process)], timeout=5)
-    left = sum(1 for p in tree if isinstance(p, psutil.Process) and p.is_running() and p.status() != psutil.STATUS_ZOMBIE)
-    listening = any(c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in psutil.net_connections("tcp"))
+    left = sum(
+        1 for p in tree if isinstance(p, psutil.Process) and p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    )
+    listening = any(
+        c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in psutil.net_connections("tcp")
+    )
     return took, left, listening
 
 
@@ -114,12 +118,22 @@ def main() -> None:
         assert isinstance(samples, dict)
         for kind in ("cold", "warm"):
             in_page = [sample[0] for sample in samples[kind]]
-            rows.append([f"{mode}: first run row, {kind}", f"{percentile(in_page, 50):.0f}", f"{percentile(in_page, 95):.0f}", f"{statistics.mean(in_page):.0f}"])
+            rows.append(
+                [
+                    f"{mode}: first run row, {kind}",
+                    f"{percentile(in_page, 50):.0f}",
+                    f"{percentile(in_page, 95):.0f}",
+                    f"{statistics.mean(in_page):.0f}",
+                ]
+            )
     print(f"\n{args.runs:,} runs, {args.loads} loads per kind; milliseconds from navigation start")
     print(table(["mode and measure", "p50", "p95", "mean"], rows))
     print()
     headers = ["mode", "start to first answer (warm build)", "SIGTERM to exit", "processes left", "port listening"]
-    lines = [[mode, f"{r['start']:.1f} s", f"{r['stop']:.1f} s", str(r["left"]), str(r["listening"])] for mode, r in results.items()]
+    lines = [
+        [mode, f"{r['start']:.1f} s", f"{r['stop']:.1f} s", str(r["left"]), str(r["listening"])]
+        for mode, r in results.items()
+    ]
     print(table(headers, lines))
 
 

@@ -38,7 +38,9 @@ CODE = os.environ.get("DURABLY_BENCH_CODE", str(ROOT))
 if CODE not in sys.path:
     sys.path.insert(0, CODE)
 
-from cli_server import CliServer, code_for, describe_code  # noqa: E402 - bench/ is this script's folder
+import contextlib
+
+from cli_server import CliServer, code_for, describe_code
 
 RESULT_TAG = "@@RESULT "
 TARGET_STEPS_C1 = 15000.0
@@ -395,10 +397,8 @@ def child_w3_resume(args: argparse.Namespace) -> None:
         t_start_called = time.monotonic()
         await durably.start()
         t_started = time.monotonic()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), args.timeout)
-        except TimeoutError:
-            pass
         await durably.close(timeout=2)
         return {
             "t_entry": t_entry, "t_imported": t_imported, "t_start_called": t_start_called, "t_started": t_started,
@@ -491,7 +491,7 @@ def run_child(kind: str, extra: list[str], timeout: float, code: str = CODE) -> 
         _live_children.remove(proc)
     for line in out.splitlines():
         if line.startswith(RESULT_TAG):
-            result: dict[str, Any] = json.loads(line[len(RESULT_TAG):])
+            result: dict[str, Any] = json.loads(line[len(RESULT_TAG) :])
             if proc.returncode:
                 result["warning"] = f"exit code {proc.returncode}"
             return result
@@ -513,10 +513,14 @@ def fmt(value: Any, spec: str = ",.0f") -> str:
 def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     line = "  ".join("-" * w for w in widths)
-    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(), line]
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip(), line]
     for row in rows:
         last = len(row) - 1
-        out.append("  ".join(c.ljust(w) if i in (0, last) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+        out.append(
+            "  ".join(
+                c.ljust(w) if i in (0, last) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))
+            ).rstrip()
+        )
     return "\n".join(out)
 
 
@@ -579,7 +583,8 @@ def w1_durably_rounds(opts: argparse.Namespace, summary: Summary, rows: list[lis
         done = results[(conc, mode, name)]
         who = f"{name} ({opts.before}): " if name == "before" else ("after: " if name else "")
         label = f"durably-reflex {who}max_concurrent_runs={conc}, " + (
-            "worker running while triggering (DBOS's window)" if mode == "queue" else "backlog drained")
+            "worker running while triggering (DBOS's window)" if mode == "queue" else "backlog drained"
+        )
         if not done:
             rows.append([label, "ERROR", "", "", "", "", "", "", "", ""])
             summary.add(f"W1 {who}c={conc} {mode} steps/s", "ERROR", status="FAIL")
@@ -612,7 +617,9 @@ def w1_durably_rounds(opts: argparse.Namespace, summary: Summary, rows: list[lis
 def bench_w1(opts: argparse.Namespace, summary: Summary) -> None:
     runs, steps = opts.runs, opts.steps
     total_steps = runs * steps
-    print(f"\n=== W1: throughput, {runs:,} runs x {steps} trivial steps, file-backed SQLite, fresh temp dir per config ===")
+    print(
+        f"\n=== W1: throughput, {runs:,} runs x {steps} trivial steps, file-backed SQLite, fresh temp dir per config ==="
+    )
     rows: list[list[str]] = []
     timeout = max(180.0, total_steps / 100.0)
 
@@ -711,16 +718,29 @@ def bench_w2(opts: argparse.Namespace, summary: Summary) -> None:
             continue
         lat = r["latencies_ms"]
         p50, p95, p99 = (percentile(lat, p) for p in (50, 95, 99))
-        target = f"p50 < {TARGET_W2_P50_MS:g} {verdict(p50, TARGET_W2_P50_MS, False)}" if kind == "w2-durably" else "(reference)"
+        target = (
+            f"p50 < {TARGET_W2_P50_MS:g} {verdict(p50, TARGET_W2_P50_MS, False)}"
+            if kind == "w2-durably"
+            else "(reference)"
+        )
         rows.append([label, str(len(lat)), f"{p50:.2f}", f"{p95:.2f}", f"{p99:.2f}", f"{min(lat):.2f}",
                      f"{max(lat):.2f}", target])  # fmt: skip
         if kind == "w2-durably":
-            summary.add("W2 durably latency p50", f"{p50:.2f} ms", f"< {TARGET_W2_P50_MS:g} ms", verdict(p50, TARGET_W2_P50_MS, False))
+            summary.add(
+                "W2 durably latency p50",
+                f"{p50:.2f} ms",
+                f"< {TARGET_W2_P50_MS:g} ms",
+                verdict(p50, TARGET_W2_P50_MS, False),
+            )
             summary.add("W2 durably latency p95 / p99", f"{p95:.2f} / {p99:.2f} ms")
             if r.get("timeouts"):
                 summary.add("W2 durably runs not completed within 5 s", str(r["timeouts"]), "0", "FAIL")
         else:
-            summary.add("W2 DBOS start_workflow->get_result p50 / p95 / p99", f"{p50:.2f} / {p95:.2f} / {p99:.2f} ms", "reference")
+            summary.add(
+                "W2 DBOS start_workflow->get_result p50 / p95 / p99",
+                f"{p50:.2f} / {p95:.2f} / {p99:.2f} ms",
+                "reference",
+            )
     print(table(["configuration", "n", "p50 ms", "p95 ms", "p99 ms", "min ms", "max ms", "target"], rows))
 
 
@@ -798,7 +818,7 @@ def bench_w2_http(opts: argparse.Namespace, summary: Summary) -> None:
         try:
             server = CliServer(code, d, f"sqlite:///{d}/durably.db", extra)
             r = asyncio.run(_w2_over_http(server.port, samples, warmup, pause))
-        except Exception as error:  # noqa: BLE001 - report it and go on
+        except Exception as error:
             rows.append([label, "ERROR", "", "", "", ""])
             print(f"  {label}: {type(error).__name__}: {error}{server.tail() if server else ''}")
             continue
@@ -806,11 +826,18 @@ def bench_w2_http(opts: argparse.Namespace, summary: Summary) -> None:
             if server is not None:
                 server.stop()
             shutil.rmtree(d, ignore_errors=True)
-        cells = [f"{percentile(r[key], 50):.1f} / {percentile(r[key], 95):.1f}" for key in ("answer", "started", "run:start", "run:complete")]
+        cells = [
+            f"{percentile(r[key], 50):.1f} / {percentile(r[key], 95):.1f}"
+            for key in ("answer", "started", "run:start", "run:complete")
+        ]
         rows.append([label, str(len(r["answer"])), *cells])
         summary.add(f"W2 HTTP {label}: trigger -> run:complete received p50 / p95",
                     f"{percentile(r['run:complete'], 50):.1f} / {percentile(r['run:complete'], 95):.1f} ms")  # fmt: skip
-    print(table(["server", "n", "POST answered", "startedAt (stored)", "run:start received", "run:complete received"], rows))
+    print(
+        table(
+            ["server", "n", "POST answered", "startedAt (stored)", "run:start received", "run:complete received"], rows
+        )
+    )
     paragraph(
         "p50 / p95 in ms from sending POST /trigger. 'startedAt' is the run's stored claim time (whole ms, read "
         "afterwards); the stream columns are when the client read the event from /runs/subscribe, which the API "
@@ -873,7 +900,7 @@ def w3_kill_and_resume(system: str) -> dict[str, Any]:
         if "error" in r or r.get("t_complete") is None:
             return {"error": r.get("error", "the run did not complete within 60 s"), "stderr": r.get("stderr", "")}
         executions: dict[str, int] = {}
-        for name in open(counter).read().split():
+        for name in Path(counter).read_text().split():
             executions[name] = executions.get(name, 0) + 1
         hung = f"s{W3_HANG_AT:03d}"  # started, never finished: it runs again by design
         return {
@@ -997,7 +1024,7 @@ def main(argv: list[str]) -> int:
         at = argv.index("--rev") if "--rev" in argv else None
         rest = argv[:at] + argv[at + 2 :] if at is not None else [a for a in argv if not a.startswith("--rev=")]
         os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *rest], env)
-    opts.rev_label = describe_code(CODE) if CODE == str(ROOT) else os.environ.get("DURABLY_BENCH_REV", CODE)
+    opts.rev_label = describe_code(CODE) if str(ROOT) == CODE else os.environ.get("DURABLY_BENCH_REV", CODE)
     opts.before_code = code_for(opts.before) if opts.before else ""
     opts.w1_slots = [int(value) for value in opts.slots.split(",")]
     opts.w1_modes = [value.strip() for value in opts.windows.split(",")]
@@ -1013,11 +1040,19 @@ def main(argv: list[str]) -> int:
             opts.no_dbos = True
     print("durably-reflex engine benchmark")
     print(f"  {machine_line()}")
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "durably_reflex"], cwd=ROOT, capture_output=True, text=True).stdout
-    print(f"  load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())} (other processes share these CPUs)")
-    if CODE == str(ROOT):
-        print(f"  code: this checkout, HEAD {head or '?'}{' + uncommitted changes in durably_reflex/' if dirty.strip() else ''}")
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "durably_reflex"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
+    print(
+        f"  load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())} (other processes share these CPUs)"
+    )
+    if str(ROOT) == CODE:
+        print(
+            f"  code: this checkout, HEAD {head or '?'}{' + uncommitted changes in durably_reflex/' if dirty.strip() else ''}"
+        )
     else:
         print(f"  code: {opts.rev_label} (git archive in {CODE})")
     started = time.monotonic()
@@ -1038,8 +1073,10 @@ def main(argv: list[str]) -> int:
                 proc.wait(10)
     print("\n=== Summary ===")
     print(table(["metric", "value", "target", "status"], summary.rows))
-    print(f"\n(total bench time {time.monotonic() - started:.0f} s; load average at end: "
-          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())})")
+    print(
+        f"\n(total bench time {time.monotonic() - started:.0f} s; load average at end: "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())})"
+    )
     return 0
 
 

@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.dashboard import JOBS, seed_runs  # noqa: E402
-from durably_reflex import create_durably  # noqa: E402
-from tests.pg_cluster import PgCluster  # noqa: E402
+from bench.dashboard import JOBS, seed_runs
+from durably_reflex import create_durably
+from tests.pg_cluster import PgCluster
 
 
 async def measure(db_url: str, repeat: int) -> list[tuple[str, float, float]]:

@@ -167,7 +167,9 @@ def main() -> None:
                 else:
                     url = f"sqlite:///{tempfile.mkdtemp(prefix='durably-idle-db-')}/{name}.db"
                     rate = measure(url, workers, args.window, args.code, None, name)
-                print(f"{backend:9} {workers:4} idle workers: {rate:8.1f} statements/s ({rate / workers:.2f} per worker)")
+                print(
+                    f"{backend:9} {workers:4} idle workers: {rate:8.1f} statements/s ({rate / workers:.2f} per worker)"
+                )
         finally:
             if cluster is not None:
                 cluster.destroy()

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.pg_cluster import PgCluster  # noqa: E402
+from tests.pg_cluster import PgCluster
 
 
 class Process:

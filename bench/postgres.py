@@ -81,7 +81,10 @@ def child_durably(args: argparse.Namespace) -> None:
         deadline = time.monotonic() + args.timeout
         with psycopg.connect(args.url, autocommit=True) as db:  # until every process's runs are done
             while time.monotonic() < deadline:
-                if db.execute("SELECT count(*) FROM durably_runs WHERE status = 'completed'").fetchone()[0] >= args.total:
+                if (
+                    db.execute("SELECT count(*) FROM durably_runs WHERE status = 'completed'").fetchone()[0]
+                    >= args.total
+                ):
                     break
                 await asyncio.sleep(0.1)  # the rate comes from completed_at in the database, not from this
         cpu = time.process_time() - cpu_at_go
@@ -124,7 +127,9 @@ def child_dbos(args: argparse.Namespace) -> None:
     # This process's queue worker may be running other processes' workflows: leaving now would
     # strand them, so stay until the whole queue is drained.
     with psycopg.connect(args.url) as db:
-        while db.execute("SELECT count(*) FROM dbos.workflow_status WHERE status IN ('PENDING', 'ENQUEUED')").fetchone()[0]:
+        while db.execute(
+            "SELECT count(*) FROM dbos.workflow_status WHERE status IN ('PENDING', 'ENQUEUED')"
+        ).fetchone()[0]:
             time.sleep(0.05)
     print(RESULT_TAG + json.dumps({"completed": done, "t0": t0, "t1": t1}), flush=True)
     os._exit(0)  # DBOS.destroy() can hang when other processes share the queue; nothing is left to do
@@ -140,7 +145,7 @@ def _result(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
         return {"error": "timed out", "stderr": err[-2000:]}
     for line in out.splitlines():
         if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])  # type: ignore[no-any-return]
+            return json.loads(line[len(RESULT_TAG) :])  # type: ignore[no-any-return]
     return {"error": f"exit {proc.returncode}", "stderr": err[-2000:]}
 
 
@@ -179,7 +184,9 @@ def measure_durably(admin_url: str, processes: int, runs: int, steps: int, conc:
         return errors[0]
     server_s = server.seconds()  # the workers have closed their connections: their backends are done
     with psycopg.connect(url) as db:
-        done_runs, last = db.execute("SELECT count(*), max(completed_at) FROM durably_runs WHERE status = 'completed'").fetchone()
+        done_runs, last = db.execute(
+            "SELECT count(*), max(completed_at) FROM durably_runs WHERE status = 'completed'"
+        ).fetchone()
         done_steps = db.execute("SELECT count(*) FROM durably_steps WHERE status = 'completed'").fetchone()[0]
     seconds = last / 1000 - released
     return {"runs": done_runs, "steps": done_steps, "seconds": seconds, "steps_s": done_steps / seconds,
@@ -272,7 +279,6 @@ def measure_stream_latency(admin_url: str, runs: int = 6) -> dict[str, Any]:
     import httpx
     from httpx_sse import connect_sse
 
-
     url = _fresh_database(admin_url, "bench_sse")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -338,7 +344,9 @@ def bench(admin_url: str, runs: int, steps: int, conc: int, dbos_runs: int, no_d
                 who = f" [{name}]" if name else ""
                 if not done:
                     r = rounds[name][0]
-                    print(f"  durably-reflex{who}, {processes} process(es){label}: ERROR {r['error']}\n{r.get('stderr', '')}")
+                    print(
+                        f"  durably-reflex{who}, {processes} process(es){label}: ERROR {r['error']}\n{r.get('stderr', '')}"
+                    )
                     figures[f"durably{who} x{processes}{label}"] = r
                     continue
                 steps_s = statistics.median(r["steps_s"] for r in done)
@@ -346,11 +354,16 @@ def bench(admin_url: str, runs: int, steps: int, conc: int, dbos_runs: int, no_d
                 server = [r["server_us"] for r in done if r["server_us"] is not None]
                 server_us = statistics.median(server) if server else None
                 figures[f"durably{who} x{processes}{label}"] = {
-                    **done[0], "steps_s": steps_s, "worker_us": worker_us, "server_us": server_us
+                    **done[0],
+                    "steps_s": steps_s,
+                    "worker_us": worker_us,
+                    "server_us": server_us,
                 }
                 listed = ", ".join(format(r["steps_s"], ",.0f") for r in done)
                 each = f" (rounds: {listed})" if len(done) > 1 else ""
-                cpu = f"; CPU per step: workers {worker_us:.0f} us" + ("" if server_us is None else f", server {server_us:.0f} us")
+                cpu = f"; CPU per step: workers {worker_us:.0f} us" + (
+                    "" if server_us is None else f", server {server_us:.0f} us"
+                )
                 print(f"  durably-reflex{who}, {processes} process(es){label}: {done[0]['steps']:,} steps, "
                       f"{steps_s:,.0f} steps/s{each}{cpu}")  # fmt: skip
             if before:
@@ -364,8 +377,10 @@ def bench(admin_url: str, runs: int, steps: int, conc: int, dbos_runs: int, no_d
             if "error" in r:
                 print(f"  DBOS Queue, {processes} process(es): ERROR {r['error']}\n{r.get('stderr', '')}")
                 continue
-            print(f"  DBOS Queue worker_concurrency={conc}, {processes} process(es): {r['completed'] * steps:,} steps in "
-                  f"{r['seconds']:.2f} s = {r['steps_s']:,.0f} steps/s ({dbos_runs} runs)")
+            print(
+                f"  DBOS Queue worker_concurrency={conc}, {processes} process(es): {r['completed'] * steps:,} steps in "
+                f"{r['seconds']:.2f} s = {r['steps_s']:,.0f} steps/s ({dbos_runs} runs)"
+            )
             base = figures.get(f"durably{' [this code]' if before else ''} x{processes}", {}).get("steps_s")
             if base:
                 print(f"    durably-reflex / DBOS at {processes} process(es), both durable: {base / r['steps_s']:.1f}x")
@@ -375,20 +390,28 @@ def bench(admin_url: str, runs: int, steps: int, conc: int, dbos_runs: int, no_d
     if "error" in r:
         print(f"  cross-process stream latency: ERROR {r['error']}")
     else:
-        print(f"  cross-process stream latency (API process A streams, worker process B executes): {r['samples']} "
-              f"step:complete events of {r['expected']}: p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f} ms, max {r['max']:.1f} ms")
+        print(
+            f"  cross-process stream latency (API process A streams, worker process B executes): {r['samples']} "
+            f"step:complete events of {r['expected']}: p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f} ms, max {r['max']:.1f} ms"
+        )
     return figures
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", help="a PostgreSQL server URL whose user may create databases (default: a throwaway server)")
+    parser.add_argument(
+        "--url", help="a PostgreSQL server URL whose user may create databases (default: a throwaway server)"
+    )
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--conc", type=int, default=4, help="runs at a time per worker process (DBOS: worker_concurrency)")
+    parser.add_argument(
+        "--conc", type=int, default=4, help="runs at a time per worker process (DBOS: worker_concurrency)"
+    )
     parser.add_argument("--dbos-runs", type=int, default=200)
     parser.add_argument("--no-dbos", action="store_true")
-    parser.add_argument("--rev", metavar="REV", help="measure this commit (git archive) or folder instead of this checkout")
+    parser.add_argument(
+        "--rev", metavar="REV", help="measure this commit (git archive) or folder instead of this checkout"
+    )
     parser.add_argument("--before", metavar="REV", help="also measure this commit (git archive) or folder, interleaved")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of every durably-reflex configuration (medians)")
     parser.add_argument("--processes", default="1,2,4", help="worker process counts to measure (default 1,2,4)")
@@ -421,7 +444,7 @@ def main(argv: list[str]) -> int:
         except ImportError as error:
             print(f"DBOS comparison skipped: cannot import dbos ({error}); pip install -e '.[bench]' installs it")
             args.no_dbos = True
-    print(f"code: {'this checkout' if CODE == str(ROOT) else CODE}")
+    print(f"code: {'this checkout' if str(ROOT) == CODE else CODE}")
     before = None
     if args.before:
         sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -53,13 +53,13 @@ if os.environ.get(CODE_ENV):
     os.symlink(Path(os.environ[CODE_ENV], "durably_reflex").resolve(), Path(_only_the_package, "durably_reflex"))
     sys.path.insert(0, _only_the_package)
 
-from sqlalchemy import create_engine, insert  # noqa: E402
+from sqlalchemy import create_engine, insert
 
-from bench.dashboard import _fake_run, _migrate, percentile, table, timings  # noqa: E402
-from durably_reflex import BulkResult, DurablyClient, create_durably  # noqa: E402
-from durably_reflex._clock import now_ms  # noqa: E402
-from durably_reflex._storage.tables import labels as label_table  # noqa: E402
-from durably_reflex._storage.tables import runs as run_table  # noqa: E402
+from bench.dashboard import _fake_run, _migrate, percentile, table, timings
+from durably_reflex import BulkResult, DurablyClient, create_durably
+from durably_reflex._clock import now_ms
+from durably_reflex._storage.tables import labels as label_table
+from durably_reflex._storage.tables import runs as run_table
 
 SPAN_MS = 7 * 24 * 3600 * 1000
 BATCH = 10_000
@@ -286,7 +286,7 @@ async def measure(db_url: str, repeat: int, bulk: bool) -> Figures:
     api = f"http://127.0.0.1:{sock.getsockname()[1]}/api/durably"
     server = uvicorn.Server(uvicorn.Config(create_durably_handler(durably), lifespan="off", log_level="warning"))
     serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-    while not server.started:  # noqa: ASYNC110  (uvicorn offers no event to wait on)
+    while not server.started:
         await asyncio.sleep(0.01)
     try:
         sample_ids = [run.id for run in await durably.get_runs(limit=1000, offset=1000)]

@@ -80,8 +80,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from cli_server import CliServer, code_for, describe_code  # noqa: E402 - bench/ is this script's folder
-from sse_jobs import (  # noqa: E402
+import contextlib
+
+from cli_server import CliServer, code_for, describe_code
+from sse_jobs import (
     CPU_SPIN_S,
     JOB_CPU,
     JOB_W2,
@@ -115,10 +117,8 @@ def raise_nofile(need: int) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard if hard != resource.RLIM_INFINITY else max(soft, need, 65536)
     if soft < target:
-        try:
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
@@ -141,10 +141,17 @@ def iso_to_epoch(value: str) -> float:
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(), "  ".join("-" * w for w in widths)]
+    out = [
+        "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip(),
+        "  ".join("-" * w for w in widths),
+    ]
     for row in rows:
         last = len(row) - 1
-        out.append("  ".join(c.ljust(w) if i in (0, last) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+        out.append(
+            "  ".join(
+                c.ljust(w) if i in (0, last) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))
+            ).rstrip()
+        )
     return "\n".join(out)
 
 
@@ -182,7 +189,9 @@ def child_server(opts: argparse.Namespace) -> None:
             if scope["type"] == "http" and scope["path"] == CONTROL_START_WORKER:
                 if opts.worker == "later":
                     await durably.start()
-                await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+                await send(
+                    {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+                )
                 await send({"type": "http.response.body", "body": b"started"})
                 return
             await api(scope, receive, send)
@@ -937,15 +946,25 @@ def print_results(results: list[dict[str, Any]]) -> None:
         if "error" in r:
             print(f"  {cfg.key}: {r['error']}")
         summary.append((cfg, p95, r))
-    print("\n=== SSE delivery: latency = client receive time - event creation time (ms), every event x every client ===")
+    print(
+        "\n=== SSE delivery: latency = client receive time - event creation time (ms), every event x every client ==="
+    )
     print(table(["config", "clients/procs", "runs", "events recv", "p50", "p95", "p99", "max", "lost", "late",
                  "throttled/possible", "RSS MB idle/conn/peak", "srv CPU s/wall s", "frames/s", "srv CPU µs/frame",
                  "other CPU", "verdict"], rows))  # fmt: skip
-    print(f"  targets: W4a p95 < {TARGET_W4A_P95_MS:g} ms, W4b p95 < {TARGET_W4B_P95_MS:g} ms, server peak RSS < "
-          f"{TARGET_RSS_MB:g} MB, 0 lost. 'late' = must-arrive events not received when the client gave up (its deadline,")
-    print("  counted as latency = infinity, shown '>Ns'); 'lost' = skipped although a later event arrived on that stream.")
-    print("  'throttled' = intermediate progress a stream went past without sending (by design). frames/s = frames received by")
-    print("  all clients / wall time from trigger to the last client done; srv CPU µs/frame = server CPU time (user+sys, all")
+    print(
+        f"  targets: W4a p95 < {TARGET_W4A_P95_MS:g} ms, W4b p95 < {TARGET_W4B_P95_MS:g} ms, server peak RSS < "
+        f"{TARGET_RSS_MB:g} MB, 0 lost. 'late' = must-arrive events not received when the client gave up (its deadline,"
+    )
+    print(
+        "  counted as latency = infinity, shown '>Ns'); 'lost' = skipped although a later event arrived on that stream."
+    )
+    print(
+        "  'throttled' = intermediate progress a stream went past without sending (by design). frames/s = frames received by"
+    )
+    print(
+        "  all clients / wall time from trigger to the last client done; srv CPU µs/frame = server CPU time (user+sys, all"
+    )
     print("  threads, job code included) / frames received. 'other CPU' = average cores used by processes outside this")
     print("  benchmark during the measurement (the machine is shared).")
     print("\n--- latency by event type (ms; '>Ns' = not received within the client's deadline) ---")
@@ -1055,10 +1074,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--run-client-procs", type=int, default=4, help="W4b client processes (default 4)")
     p.add_argument("--quick", action="store_true", help="smoke test: 20 clients, 10 jobs, 50 per-run clients")
     p.add_argument("--only", default="W4a,W4b,floor", help="comma-separated: W4a, W4b, floor (default all)")
-    p.add_argument("--w4a-deadline", type=float, default=40.0,
-                   help="seconds a W4a client waits (from connected) before giving up (default 40)")
+    p.add_argument(
+        "--w4a-deadline",
+        type=float,
+        default=40.0,
+        help="seconds a W4a client waits (from connected) before giving up (default 40)",
+    )
     p.add_argument("--w4b-deadline", type=float, default=60.0, help="same for W4b (default 60)")
-    p.add_argument("--py-spy", metavar="DIR", help="profile the server (py-spy --gil) in each configuration; folded stacks in DIR")
+    p.add_argument(
+        "--py-spy", metavar="DIR", help="profile the server (py-spy --gil) in each configuration; folded stacks in DIR"
+    )
     p.add_argument("--before", metavar="REV", help="W4a also with `durably-reflex serve` of this commit (git archive) "
                    "or folder, to print before and after in one run")  # fmt: skip
     p.add_argument("--after", metavar="REV", help="W4a with `durably-reflex serve` of this commit or folder (default: "
@@ -1067,8 +1092,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="W4a: an argument for the headline `serve` (repeat the option for more)")  # fmt: skip
     p.add_argument("--repeat", type=int, default=1, help="run every configuration this many times, interleaved, "
                    "and print each one's median p95 (default 1)")  # fmt: skip
-    p.add_argument("--switch-interval", type=float, default=0.0,
-                   help="diagnosis: sys.setswitchinterval() in the server process (default: Python's 0.005 s)")
+    p.add_argument(
+        "--switch-interval",
+        type=float,
+        default=0.0,
+        help="diagnosis: sys.setswitchinterval() in the server process (default: Python's 0.005 s)",
+    )
     # hidden: child processes
     p.add_argument("--child", choices=["server", "worker", "client"], help=argparse.SUPPRESS)
     p.add_argument("--db", help=argparse.SUPPRESS)
@@ -1144,12 +1173,18 @@ def main(argv: list[str]) -> int:
 
     import uvicorn
 
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "durably_reflex"], cwd=ROOT, capture_output=True, text=True, check=False).stdout
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "durably_reflex"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout
     print("durably-reflex SSE delivery benchmark")
     print(f"  python {platform.python_version()}, uvicorn {uvicorn.__version__}, {os.cpu_count()} CPUs, {platform.platform()}, "
           f"open-files limit {nofile}")  # fmt: skip
-    print(f"  load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())} (clients and server share these CPUs)")
+    print(
+        f"  load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())} (clients and server share these CPUs)"
+    )
     print(f"  repo HEAD {head or '?'}{' + uncommitted changes in durably_reflex/' if dirty.strip() else ''}")
     started = time.monotonic()
     results: list[dict[str, Any]] = []
@@ -1164,7 +1199,7 @@ def main(argv: list[str]) -> int:
             print(f"\n... {cfg.key}: {cfg.clients} client(s), {cfg.runs} runs, {cfg.label}", flush=True)
             try:
                 result = run_config(opts, cfg)
-            except Exception as error:  # noqa: BLE001 - report it and go on with the next configuration
+            except Exception as error:
                 result = {"cfg": cfg, "error": f"{type(error).__name__}: {error}"}
             results.append(result)
             if "latency" in result:
@@ -1175,7 +1210,7 @@ def main(argv: list[str]) -> int:
             else:
                 print(f"    {result.get('error')}", flush=True)
     finally:
-        for child in list(_live):  # noqa: PERF101 - stop() removes the child from _live
+        for child in list(_live):
             child.stop(grace=2)
     print_results(results)
     if opts.repeat > 1:

@@ -95,7 +95,9 @@ asyncio.run(main())
 
 def prepare(url: str, code: str) -> None:
     """One pending run of the job `first` in the (migrated) database, through `code`'s engine."""
-    subprocess.run([sys.executable, "-c", PREPARE, url], env={**os.environ, "PYTHONPATH": code}, check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", PREPARE, url], env={**os.environ, "PYTHONPATH": code}, check=True, timeout=120
+    )
 
 
 def measure(url: str, code: str) -> dict[str, Any]:
@@ -107,7 +109,7 @@ def measure(url: str, code: str) -> dict[str, Any]:
     after = os.times()
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_TAG):
-            result: dict[str, Any] = json.loads(line[len(RESULT_TAG):])
+            result: dict[str, Any] = json.loads(line[len(RESULT_TAG) :])
             result["total_ms"] = (result["first_step_at"] - spawned) * 1000
             result["child_cpu_ms"] = (after.children_user + after.children_system
                                       - before.children_user - before.children_system) * 1000  # fmt: skip
@@ -218,7 +220,9 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from cli_server import code_for
 
-    codes = ([(f"before ({args.before})", code_for(args.before))] if args.before else []) + [("this checkout", str(ROOT))]
+    codes = ([(f"before ({args.before})", code_for(args.before))] if args.before else []) + [
+        ("this checkout", str(ROOT))
+    ]
     backends = [value.strip() for value in args.backends.split(",") if value.strip()]
     if "postgres" not in backends:
         run(backends, args.processes, codes, None)

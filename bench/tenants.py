@@ -27,12 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, insert, text  # noqa: E402
+from sqlalchemy import create_engine, insert, text
 
-from durably_reflex import BatchItem, create_durably, define_job  # noqa: E402
-from durably_reflex._clock import now_ms  # noqa: E402
-from durably_reflex._ids import new_id  # noqa: E402
-from durably_reflex._storage.tables import runs as run_table  # noqa: E402
+from durably_reflex import BatchItem, create_durably, define_job
+from durably_reflex._clock import now_ms
+from durably_reflex._ids import new_id
+from durably_reflex._storage.tables import runs as run_table
 
 JOBS = ("import-csv", "send-email", "resize-image")
 STATUSES = ("completed", "completed", "completed", "failed", "pending")

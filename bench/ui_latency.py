@@ -215,7 +215,7 @@ class SseProbe(threading.Thread):
                             self.arrivals.setdefault(int(parts[0]), (now - float(parts[1])) * 1000.0)
                     elif event.get("type") in ("run:complete", "run:fail", "run:cancel"):
                         return
-        except Exception as error:  # noqa: BLE001  (reported, not fatal: the probe is a breakdown only)
+        except Exception as error:
             self.error = repr(error)
         finally:
             self.ready.set()
@@ -383,7 +383,9 @@ def fmt_ms(values: list[float]) -> str:
     return f"p50 {pct(values, 50):7.1f}  p95 {pct(values, 95):7.1f}  max {max(values, default=math.nan):7.1f}"
 
 
-def report(args: argparse.Namespace, lat: dict[str, Any] | None, cycles: list[dict[str, Any]], started_in: float) -> None:
+def report(
+    args: argparse.Namespace, lat: dict[str, Any] | None, cycles: list[dict[str, Any]], started_in: float
+) -> None:
     line = "-" * 96
     print()
     print(line)
@@ -406,15 +408,23 @@ def report(args: argparse.Namespace, lat: dict[str, Any] | None, cycles: list[di
         print(f"Phase 2, cycle {k}: {c['tabs']} tabs on /bench following one running run "
               f"(updates every {args.interval * 1000:.0f} ms; tabs opened and live in {c['open_s']:.1f}s)")  # fmt: skip
         print(f"  {'':34}{'before tabs':>14}{'with tabs (max)':>18}{'after close':>14}")
-        print(f"  {'SSE streams (server; +1 probe)':34}{c['before']['streams']:>14}{c['streams']:>18}{c['settled']['streams']:>14}")
-        print(f"  {'hook consumers':34}{c['before']['consumers']:>14}{c['consumers']:>18}{c['settled']['consumers']:>14}")
+        print(
+            f"  {'SSE streams (server; +1 probe)':34}{c['before']['streams']:>14}{c['streams']:>18}{c['settled']['streams']:>14}"
+        )
+        print(
+            f"  {'hook consumers':34}{c['before']['consumers']:>14}{c['consumers']:>18}{c['settled']['consumers']:>14}"
+        )
         print(f"  {'established TCP conns to port':34}{c['conns_before']:>14}{c['conns']:>18}{c['conns_after']:>14}")
         print(f"  {'backend RSS, MB (' + str(c['processes']) + ' processes)':34}{c['rss_before']:>14.1f}"
               f"{c['rss_max']:>18.1f}{c['rss_after']:>14.1f}")  # fmt: skip
         print(f"  backend processes: {c['process_names']}")
         per_tab = (c["rss_max"] - c["rss_before"]) / c["tabs"]
         print(f"  RSS per tab ~ {per_tab:.2f} MB (mean with tabs {c['rss_mean']:.1f} MB)")
-        zero = f"{c['zero_s']:.1f} s" if c["zero_s"] is not None else f"NOT within {args.zero_timeout:.0f} s ({c['after_close']})"
+        zero = (
+            f"{c['zero_s']:.1f} s"
+            if c["zero_s"] is not None
+            else f"NOT within {args.zero_timeout:.0f} s ({c['after_close']})"
+        )
         print(f"  streams and consumers back to before, from the start of closing all tabs: {zero} "
               f"(closing them took {c['close_s']:.1f} s)")  # fmt: skip
         print(f"  CPU during the window: backend {c['backend_cores']:.2f} cores, Chromium + Playwright "

@@ -34,9 +34,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pydantic import BaseModel  # noqa: E402
+from pydantic import BaseModel
 
-from durably_reflex import Durably, create_durably, define_job  # noqa: E402
+from durably_reflex import Durably, create_durably, define_job
 
 STARTS: dict[str, float] = {}  # run id -> time.time() when the step after the wait started
 

@@ -6,7 +6,7 @@
 #   scripts/test.sh tests/test_x.py -k retry -x
 #   SKIP_CHECKS=1 scripts/test.sh tests/test_x.py   # without ruff and mypy first
 #
-# The library's checks (ruff, mypy) run first; a finding fails the script. Then it exits with
+# The checks (ruff on all the Python code, mypy on the library) run first; a finding fails the script. Then it exits with
 # pytest's status, so a failing test fails the script.
 set -euo pipefail
 
@@ -62,12 +62,14 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
     fi
 fi
 
-# --- Step 3: formatter, linter and type checker on the library --------------
-# Settings in pyproject.toml. SKIP_CHECKS=1 skips them (say, to rerun one test quickly).
+# --- Step 3: formatter, linter and type checker -----------------------------
+# Settings in pyproject.toml. SKIP_CHECKS=1 skips them (say, to rerun one test quickly). ruff reads
+# every Python file of the project; mypy the library.
 if [ "${SKIP_CHECKS:-0}" = "0" ]; then
-    echo "[test] ruff check, ruff format --check and mypy on durably_reflex/"
-    "$REPO_ROOT/.venv/bin/ruff" check durably_reflex
-    "$REPO_ROOT/.venv/bin/ruff" format --check durably_reflex
+    PYTHON_CODE=(durably_reflex app tests bench scripts rxconfig.py)
+    echo "[test] ruff check and ruff format --check on ${PYTHON_CODE[*]}; mypy on durably_reflex/"
+    "$REPO_ROOT/.venv/bin/ruff" check "${PYTHON_CODE[@]}"
+    "$REPO_ROOT/.venv/bin/ruff" format --check "${PYTHON_CODE[@]}"
     "$REPO_ROOT/.venv/bin/mypy"
 fi
 

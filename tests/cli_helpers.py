@@ -27,7 +27,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-JOB_MODULE = '''
+JOB_MODULE = """
 import asyncio, os, time
 from pydantic import BaseModel
 from durably_reflex import create_durably, define_job
@@ -88,7 +88,7 @@ def needs_args(url):
 
 
 not_durably = 42
-'''
+"""
 
 READY_SERVE = "durably-reflex API on "
 READY_WORKER = "durably-reflex worker running"
@@ -175,10 +175,8 @@ class Workspace:
                         child.kill()
                 process.proc.kill()
         for process in self.processes:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
 
 
 @pytest.fixture
@@ -214,5 +212,3 @@ def assert_clean_exit(process: Cli, code: int) -> None:
     assert code == 0, f"{process.name} exited with {code}\n{err}"
     assert "Traceback" not in err and "ERROR" not in err, err
     assert "stopped" in err, err
-
-

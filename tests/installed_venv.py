@@ -61,7 +61,9 @@ class InstalledVenv:
         point at the checkout, the venv's node-bin and bin first on PATH (nothing of the checkout on
         it), no user site-packages; then `extra`."""
         env = {
-            key: value for key, value in os.environ.items() if key not in _DROPPED_ENV and not key.startswith(DROPPED_ENV_PREFIXES)
+            key: value
+            for key, value in os.environ.items()
+            if key not in _DROPPED_ENV and not key.startswith(DROPPED_ENV_PREFIXES)
         }
         inherited = [
             part for part in env.get("PATH", "").split(os.pathsep) if part and not part.startswith(str(REPO_ROOT))

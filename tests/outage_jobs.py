@@ -19,7 +19,6 @@ from pydantic import BaseModel
 from durably_reflex import create_durably, define_job
 
 
-
 class PacedInput(BaseModel):
     steps: int
     sleep: float = 0.02

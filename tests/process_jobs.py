@@ -36,9 +36,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pydantic import BaseModel  # noqa: E402
+import contextlib
 
-from durably_reflex import ClaimLostError, create_durably, define_job  # noqa: E402
+from pydantic import BaseModel
+
+from durably_reflex import ClaimLostError, create_durably, define_job
 
 # Set by main() in a worker process; the test process only triggers runs, it never executes them.
 _side_fd: int | None = None
@@ -127,7 +129,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", required=True, help="SQLite database file, or a postgresql:// URL")
     parser.add_argument("--side", required=True, help="side-effect file (JSON lines, appended)")
-    parser.add_argument("--jobs", default=",".join(JOBS), help="comma-separated jobs this worker registers (and so claims)")
+    parser.add_argument(
+        "--jobs", default=",".join(JOBS), help="comma-separated jobs this worker registers (and so claims)"
+    )
     parser.add_argument("--max-concurrent", type=int, default=1)
     parser.add_argument("--polling", type=float, default=0.05)
     parser.add_argument("--heartbeat", type=float, default=0.1)
@@ -171,10 +175,8 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
     outcome = "deadline"
     t_idle = None
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(terminated.wait(), 0.05)
-        except TimeoutError:
-            pass
         if terminated.is_set():
             outcome = "sigterm"
             break

@@ -162,7 +162,7 @@ async def progress_burst(step: Any, input: BurstInput) -> dict[str, int]:
         GATES.wait(input.gate)
     for i in range(1, input.count + 1):
         step.progress(i, input.count)
-        time.sleep(input.pause)  # noqa: ASYNC251  (a worker thread's own loop: blocking is the point)
+        time.sleep(input.pause)
     return {"count": input.count}
 
 
@@ -408,7 +408,9 @@ class LiveServer:
         assert response.status_code == 200, response.text
         return response.json()
 
-    async def wait_run(self, run_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = WAIT) -> dict[str, Any]:
+    async def wait_run(
+        self, run_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = WAIT
+    ) -> dict[str, Any]:
         """Poll GET /run until `predicate(run)` holds."""
         run: dict[str, Any] = {}
         try:

@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import contextlib
+
 from pydantic import BaseModel
 
 from durably_reflex import create_durably, define_job
@@ -60,10 +62,8 @@ async def main(args: argparse.Namespace) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await durably.start()
     Path(args.ready).write_text(str(os.getpid()))
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), args.deadline)
-    except TimeoutError:
-        pass
     await durably.close(timeout=2)
 
 

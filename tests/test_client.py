@@ -47,7 +47,6 @@ from durably_reflex._client import (
     PayloadTooLargeError,
     create_durably_client,
 )
-from durably_reflex.server import DurablyAuth, create_durably_handler
 from durably_reflex._wire_events import (
     LogWrite,
     RunCancel,
@@ -62,6 +61,7 @@ from durably_reflex._wire_events import (
     StepStart,
     WireEvent,
 )
+from durably_reflex.server import DurablyAuth, create_durably_handler
 
 WAIT = 10.0  # upper bound of any single wait in these tests
 
@@ -242,7 +242,12 @@ async def test_trigger_wait_and_read_back_a_run(client: DurablyClient) -> None:
 
     run = await client.get_run(result.id)
     assert run is not None
-    assert (run.job_name, run.status, run.input, run.step_count) == ("import-csv", RunStatus.COMPLETED, {**ROWS, "delay": 0.0}, 2)
+    assert (run.job_name, run.status, run.input, run.step_count) == (
+        "import-csv",
+        RunStatus.COMPLETED,
+        {**ROWS, "delay": 0.0},
+        2,
+    )
     assert run.progress is not None and (run.progress.current, run.progress.total) == (2, 2)
     assert run.completed_at is not None and run.completed_at.tzinfo is not None
 
@@ -253,7 +258,8 @@ async def test_trigger_wait_and_read_back_a_run(client: DurablyClient) -> None:
 
     logs = await client.get_logs(result.id)
     assert [(log.step_name, log.level, log.message, log.data) for log in logs] == [
-        (None, "info", "imported ada", {"row": 0}), (None, "info", "imported grace", {"row": 1}),
+        (None, "info", "imported ada", {"row": 0}),
+        (None, "info", "imported grace", {"row": 1}),
     ]  # fmt: skip (logged between steps, so no step name)
     assert await client.get_logs(result.id, after=logs[0].id) == logs[1:]
     assert await client.get_logs(result.id, limit=1) == logs[:1]

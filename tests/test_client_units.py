@@ -72,16 +72,27 @@ def test_full_events_parse_into_their_classes() -> None:
 
     complete = parse_event({"type": "run:complete", **FULL, "output": {"imported": 2}, "duration": 12})
     assert isinstance(complete, RunComplete)
-    assert (complete.run_id, complete.job_name, complete.output, complete.sequence) == ("r1", "import-csv", {"imported": 2}, 7)
+    assert (complete.run_id, complete.job_name, complete.output, complete.sequence) == (
+        "r1",
+        "import-csv",
+        {"imported": 2},
+        7,
+    )
     assert complete.timestamp is not None and complete.timestamp.microsecond == 123_000
 
     fail = parse_event({"type": "run:fail", **FULL, "error": "boom", "failedStepName": "s", "errorStack": "Traceback"})
-    assert isinstance(fail, RunFail) and (fail.error, fail.failed_step_name, fail.error_stack) == ("boom", "s", "Traceback")
+    assert isinstance(fail, RunFail) and (fail.error, fail.failed_step_name, fail.error_stack) == (
+        "boom",
+        "s",
+        "Traceback",
+    )
 
     step = parse_event({"type": "step:complete", **FULL, "stepName": "s", "stepIndex": 2, "output": [1], "duration": 3})
     assert isinstance(step, StepComplete) and (step.step_name, step.step_index, step.output) == ("s", 2, [1])
 
-    log = parse_event({"type": "log:write", **FULL, "stepName": None, "level": "warn", "message": "m", "data": {"a": 1}, "id": "L1"})
+    log = parse_event(
+        {"type": "log:write", **FULL, "stepName": None, "level": "warn", "message": "m", "data": {"a": 1}, "id": "L1"}
+    )
     assert isinstance(log, LogWrite) and (log.level, log.message, log.data, log.id) == ("warn", "m", {"a": 1}, "L1")
 
 
@@ -138,7 +149,9 @@ async def answer(status: int, body: Any, call: str = "get_steps") -> Exception:
 
 async def test_400_is_invalid_input_on_trigger_with_details_and_invalid_argument_elsewhere() -> None:
     details = [{"loc": ["rows"], "msg": "Input should be a valid list", "type": "list_type"}]
-    error = await answer(400, {"error": "Invalid input: rows: Input should be a valid list", "details": details}, "trigger")
+    error = await answer(
+        400, {"error": "Invalid input: rows: Input should be a valid list", "details": details}, "trigger"
+    )
     assert type(error) is InvalidInputError
     assert str(error) == "Invalid input: rows: Input should be a valid list" and error.errors == details
 
@@ -169,7 +182,12 @@ async def test_get_run_is_none_only_for_an_unknown_run() -> None:
 async def test_409_is_a_run_state_error_when_the_message_says_which() -> None:
     error = await answer(409, {"error": "Cannot retry completed run: r1"}, "retry")
     assert isinstance(error, RunStateError)
-    assert (error.action, error.status, error.run_id, str(error)) == ("retry", "completed", "r1", "Cannot retry completed run: r1")
+    assert (error.action, error.status, error.run_id, str(error)) == (
+        "retry",
+        "completed",
+        "r1",
+        "Cannot retry completed run: r1",
+    )
     error = await answer(409, {"error": "Cannot cancel already cancelled run: r1"}, "cancel")
     assert isinstance(error, RunStateError) and error.status == "cancelled"
     assert str(error) == "Cannot cancel already cancelled run: r1"
@@ -220,7 +238,9 @@ async def test_503_storage_unavailable_is_a_storage_unavailable_error_with_the_r
     body = {"error": "The database cannot be reached", "code": "STORAGE_UNAVAILABLE"}
     for retry_after, expected in (("7", 7.0), (None, 5.0)):
         headers = {} if retry_after is None else {"Retry-After": retry_after}
-        transport = httpx.MockTransport(lambda request, headers=headers: httpx.Response(503, json=body, headers=headers))
+        transport = httpx.MockTransport(
+            lambda request, headers=headers: httpx.Response(503, json=body, headers=headers)
+        )
         async with httpx.AsyncClient(transport=transport) as http:
             with pytest.raises(StorageUnavailableError) as caught:
                 await DurablyClient("http://test/api/durably", http=http).get_runs()
@@ -263,7 +283,9 @@ def stream_response(body: Any) -> httpx.Response:
 
 async def test_runs_in_node_durablys_words_read_as_ours() -> None:
     old = {**{key: value for key, value in RUN.items() if key != "input"}, "payload": {"rows": [1]}}  # Durably 0.7
-    async with node_like({"GET /run": httpx.Response(200, json=NODE_RUN), "GET /runs": httpx.Response(200, json=[old])}) as http:
+    async with node_like(
+        {"GET /run": httpx.Response(200, json=NODE_RUN), "GET /runs": httpx.Response(200, json=[old])}
+    ) as http:
         client = DurablyClient("http://test/api/durably", http=http)
         run = await client.get_run("r1")
         [seed_run] = await client.get_runs()
@@ -287,7 +309,11 @@ def test_node_durablys_events_read_as_ours() -> None:
 async def test_a_bare_404_is_a_feature_the_server_does_not_offer() -> None:
     async with node_like({}) as http:
         client = DurablyClient("http://test/api/durably", http=http)
-        for call, feature in ((client.list_jobs, "GET /jobs"), (client.get_stats, "GET /stats"), (lambda: client.get_logs("r1"), "GET /logs")):
+        for call, feature in (
+            (client.list_jobs, "GET /jobs"),
+            (client.get_stats, "GET /stats"),
+            (lambda: client.get_logs("r1"), "GET /logs"),
+        ):
             with pytest.raises(FeatureNotSupportedError) as caught:
                 await call()
             assert isinstance(caught.value, NotFoundError) and caught.value.feature == feature
@@ -380,11 +406,10 @@ async def test_a_silent_run_stream_shows_the_run_read_from_the_server(monkeypatc
 
     pending = {**NODE_RUN, "status": "pending", "startedAt": None}
     routes = {"GET /subscribe": stream_response(silent_then_start()), "GET /run": httpx.Response(200, json=pending)}
-    async with node_like(routes) as http:
-        async with DurablyClient("http://test/api/durably", http=http).subscribe("r1") as stream:
-            first = await asyncio.wait_for(anext(stream), WAIT)
-            started.set()
-            rest = [event async for event in stream]
+    async with node_like(routes) as http, DurablyClient("http://test/api/durably", http=http).subscribe("r1") as stream:
+        first = await asyncio.wait_for(anext(stream), WAIT)
+        started.set()
+        rest = [event async for event in stream]
     assert isinstance(first, RunSnapshot) and first.run.status is RunStatus.PENDING
     assert [type(event) for event in rest] == [RunComplete]
 
@@ -399,7 +424,12 @@ async def test_durably_07s_idle_stream_of_a_settled_or_unknown_run_is_answered_f
         await asyncio.Event().wait()
         yield b""
 
-    seed_run = {**{key: value for key, value in RUN.items() if key != "input"}, "payload": {}, "status": "completed", "output": 7}
+    seed_run = {
+        **{key: value for key, value in RUN.items() if key != "input"},
+        "payload": {},
+        "status": "completed",
+        "output": 7,
+    }
     routes = {"GET /subscribe": lambda request: stream_response(idle()), "GET /run": httpx.Response(200, json=seed_run)}
     async with node_like(routes) as http:
         result = await DurablyClient("http://test/api/durably", http=http).wait_for_run("r1", timeout=WAIT)
@@ -413,9 +443,11 @@ async def test_durably_07s_idle_stream_of_a_settled_or_unknown_run_is_answered_f
 
 async def test_a_runs_stream_that_could_not_resume_says_so_with_a_gap() -> None:
     bodies = iter([sse({"type": "run:trigger", **BASE}), sse({"type": "run:trigger", **BASE, "runId": "r2"}, ids=True)])
-    async with node_like({"GET /runs/subscribe": lambda request: stream_response(next(bodies))}) as http:
-        async with DurablyClient("http://test/api/durably", http=http).subscribe_runs() as stream:
-            events = [await asyncio.wait_for(anext(stream), WAIT) for _ in range(3)]
+    async with (
+        node_like({"GET /runs/subscribe": lambda request: stream_response(next(bodies))}) as http,
+        DurablyClient("http://test/api/durably", http=http).subscribe_runs() as stream,
+    ):
+        events = [await asyncio.wait_for(anext(stream), WAIT) for _ in range(3)]
     assert [event.type for event in events] == ["run:trigger", "stream:gap", "run:trigger"]
     assert isinstance(events[1], StreamGap) and stream.last_event_id == "1"
 

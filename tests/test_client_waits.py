@@ -81,7 +81,12 @@ async def test_a_typed_signal_is_checked_locally_and_errors_come_back_typed(
 
 async def test_schedules_through_the_client(client: TypedDurablyClient) -> None:
     created = await client.script.schedule("0 9 * * *", {"steps": 1}, timezone="Europe/Paris", name="morning")
-    assert (created.name, created.job_name, created.timezone, created.paused) == ("morning", "script", "Europe/Paris", False)
+    assert (created.name, created.job_name, created.timezone, created.paused) == (
+        "morning",
+        "script",
+        "Europe/Paris",
+        False,
+    )
     assert created.next_fire_at is not None and created.next_fire_at > datetime.now(UTC)
     assert [item.name for item in await client.get_schedules()] == ["morning"]
     assert (await client.pause_schedule("morning")).paused is True

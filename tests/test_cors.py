@@ -78,7 +78,9 @@ async def test_answers_to_a_listed_origin_carry_the_headers_errors_included(serv
 async def test_event_streams_carry_the_headers(serve: Serve, path: str) -> None:
     server = await serve(start_worker=False, cors_origins=[APP])
     run_id = await server.trigger("no-input")
-    stream = await server.stream(path, params={"runId": run_id} if path == "/subscribe" else None, headers={"Origin": APP})
+    stream = await server.stream(
+        path, params={"runId": run_id} if path == "/subscribe" else None, headers={"Origin": APP}
+    )
     assert stream.response.headers["content-type"] == "text/event-stream"
     assert stream.response.headers["access-control-allow-origin"] == APP
     if path == "/subscribe":

@@ -22,8 +22,8 @@ import pytest
 
 from durably_reflex._cli import build_parser
 from durably_reflex._dashboard_cli import is_public, public_host_warning, reflex_command, watched_sources
-from durably_reflex._dashboard_targets import load_durably
 from durably_reflex._dashboard_project import APP_MODULE, NODE_BIN, reflex_environment, write_project
+from durably_reflex._dashboard_targets import load_durably
 
 ROOT = Path(__file__).resolve().parent.parent
 

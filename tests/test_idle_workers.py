@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import pytest
 from pydantic import BaseModel
 
 from durably_reflex import Durably, create_durably, define_job

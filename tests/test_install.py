@@ -150,7 +150,13 @@ def test_a_worker_process_runs_what_another_process_triggers_with_the_readme_job
 def command(args: list[str | Path], folder: Path, venv: InstalledVenv) -> Iterator[subprocess.Popen[str]]:
     """The venv's command running in `folder`, its output collected; killed if still alive after."""
     process = subprocess.Popen(
-        args, cwd=folder, env=venv.env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        args,
+        cwd=folder,
+        env=venv.env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         yield process

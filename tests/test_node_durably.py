@@ -124,7 +124,12 @@ async def test_trigger_wait_and_read_back_the_run_and_its_steps(client: DurablyC
 
     run = await client.get_run(result.id)
     assert run is not None
-    assert (run.job_name, run.status, run.input, run.step_count) == ("import-csv", RunStatus.COMPLETED, {**ROWS, "delay": 0}, 2)
+    assert (run.job_name, run.status, run.input, run.step_count) == (
+        "import-csv",
+        RunStatus.COMPLETED,
+        {**ROWS, "delay": 0},
+        2,
+    )
     assert run.progress is not None and (run.progress.current, run.progress.total) == (2, 2)
     assert run.completed_at is not None and run.updated_at >= run.created_at
 
@@ -197,24 +202,34 @@ async def test_subscribe_runs_notifies_of_one_jobs_runs(client: DurablyClient) -
         await asyncio.wait_for(opened.wait(), WAIT)
         await client.trigger("slow-job", {"steps": 1, "delay": 0})
         run_id = await client.trigger("import-csv", {**ROWS, "delay": 0.2})
-        events = [await asyncio.wait_for(first, WAIT), *await collect(stream, until=lambda e: isinstance(e, RunComplete))]
+        events = [
+            await asyncio.wait_for(first, WAIT),
+            *await collect(stream, until=lambda e: isinstance(e, RunComplete)),
+        ]
     assert {event.run_id for event in events} == {run_id} and {event.job_name for event in events} == {"import-csv"}
     assert any(isinstance(event, StepComplete) and event.step_name == "row-1" for event in events)
 
 
 async def test_subscribe_runs_filters_types_even_where_the_server_does_not(client: DurablyClient) -> None:
     opened = asyncio.Event()
-    stream = client.subscribe_runs(types=["run:trigger", "run:complete"], on_state=lambda s: s == "open" and opened.set())
+    stream = client.subscribe_runs(
+        types=["run:trigger", "run:complete"], on_state=lambda s: s == "open" and opened.set()
+    )
     async with stream:
         first = asyncio.create_task(anext(stream))
         await asyncio.wait_for(opened.wait(), WAIT)
         run_id = await client.trigger("import-csv", {**ROWS, "delay": 0.2})
-        events = [await asyncio.wait_for(first, WAIT), *await collect(stream, until=lambda e: isinstance(e, RunComplete))]
+        events = [
+            await asyncio.wait_for(first, WAIT),
+            *await collect(stream, until=lambda e: isinstance(e, RunComplete)),
+        ]
     assert {event.type for event in events} <= {"run:trigger", "run:complete"} and events[-1].run_id == run_id
 
 
 # -- logs ---------------------------------------------------------------------------------------------------
-async def test_logs_come_live_everywhere_and_stored_where_the_server_keeps_them(server: Server, client: DurablyClient) -> None:
+async def test_logs_come_live_everywhere_and_stored_where_the_server_keeps_them(
+    server: Server, client: DurablyClient
+) -> None:
     run_id = await client.trigger("import-csv", {**ROWS, "delay": 0.2})
     live = [event.message for event in await collect(client.subscribe(run_id)) if isinstance(event, LogWrite)]
     assert live[-1] == "imported grace"
@@ -333,7 +348,9 @@ async def test_a_runs_stream_reads_again_what_it_missed_while_away(server: Serve
             missed = await elsewhere.trigger_and_wait("import-csv", ROWS, timeout=WAIT)
         await asyncio.to_thread(server.stop)
         await asyncio.to_thread(server.start)
-        await apply_until(consumer, view, lambda v: any(r["id"] == missed.id and r["status"] == "completed" for r in v.runs))
+        await apply_until(
+            consumer, view, lambda v: any(r["id"] == missed.id and r["status"] == "completed" for r in v.runs)
+        )
 
 
 async def test_use_runs_pages_runs_filtered_by_status(client: DurablyClient) -> None:
@@ -391,4 +408,3 @@ async def test_use_run_actions_retry_cancel_delete(server: Server, client: Durab
     async for _ in actions.delete_run(running):
         pass
     assert actions.error is None and await client.get_run(running) is None
-

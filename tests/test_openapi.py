@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
-
 from durably_reflex._params import MAX_FILTER_VALUES, MAX_OFFSET
 from durably_reflex.server import DurablyAuth
 from tests.server_fixtures import (

@@ -104,7 +104,9 @@ async def test_bad_labels_are_refused(durably: Durably) -> None:
 
 async def test_search_by_id_prefix_creation_time_and_input_fields(durably: Durably, db_url: str) -> None:
     durably.register(signup=SIGNUP)
-    ada = await durably.jobs.signup.trigger({"email": "ada@example.com", "age": 36, "vip": True, "plan": {"tier": "gold"}})
+    ada = await durably.jobs.signup.trigger(
+        {"email": "ada@example.com", "age": 36, "vip": True, "plan": {"tier": "gold"}}
+    )
     bob = await durably.jobs.signup.trigger({"email": "bob@example.com", "age": 41})
     assert [run.id for run in await durably.get_runs(id_prefix=ada.id[:20])] == [ada.id]
     assert [run.id for run in await durably.get_runs(input_fields={"email": "bob@example.com"})] == [bob.id]
@@ -116,7 +118,9 @@ async def test_search_by_id_prefix_creation_time_and_input_fields(durably: Durab
     assert [run.id for run in await durably.get_runs(created_after=yesterday)] == [bob.id]
     assert [run.id for run in await durably.get_runs(created_before=yesterday)] == [ada.id]
     # With several statuses (the merged-page query) the other filters still apply.
-    assert [run.id for run in await durably.get_runs(status=["pending", "failed"], input_fields={"age": 41}, limit=5)] == [bob.id]
+    assert [
+        run.id for run in await durably.get_runs(status=["pending", "failed"], input_fields={"age": 41}, limit=5)
+    ] == [bob.id]
     with pytest.raises(InvalidArgumentError, match="input field"):
         await durably.get_runs(input_fields={"email') OR 1=1 --": "x"})
 
@@ -254,7 +258,10 @@ async def test_a_retried_run_keeps_each_attempt_and_its_failed_steps(durably: Du
     (attempt,) = await durably.get_attempts(run.id)
     assert (attempt.number, attempt.status, attempt.error) == (1, "failed", "disk full")
     assert attempt.started_at == failed.started_at and attempt.completed_at == failed.completed_at
-    assert [(step.name, step.status) for step in await durably.get_steps(run.id)] == [("write", "failed"), ("write", "completed")]
+    assert [(step.name, step.status) for step in await durably.get_steps(run.id)] == [
+        ("write", "failed"),
+        ("write", "completed"),
+    ]
 
 
 # -- retention ---------------------------------------------------------------------------------------

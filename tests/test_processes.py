@@ -12,6 +12,8 @@ Every wait is a bounded loop; every child is killed in the fixture's teardown wh
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import os
 import signal
@@ -33,7 +35,9 @@ from tests.process_jobs import JOBS
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(not os.path.isdir("/proc") or sys.platform != "linux", reason="needs Linux signals and /proc")
+pytestmark = pytest.mark.skipif(
+    not os.path.isdir("/proc") or sys.platform != "linux", reason="needs Linux signals and /proc"
+)
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -53,7 +57,9 @@ class Child:
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"{self.name} (pid {self.pid}) did not exit within {timeout}s\n{self.stderr()}") from None
+            raise AssertionError(
+                f"{self.name} (pid {self.pid}) did not exit within {timeout}s\n{self.stderr()}"
+            ) from None
 
     def summary(self) -> dict[str, Any]:
         lines = self.out.read_text().strip().splitlines()
@@ -93,10 +99,8 @@ class Children:
                 except ProcessLookupError:
                     pass
         for child in self.all:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 child.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
 
 
 @pytest.fixture
@@ -160,15 +164,17 @@ def run_row(db: Database, run_id: str) -> dict[str, Any]:
     columns = ("status", "attempt", "owner", "output", "step_count", "heartbeat_at", "started_at")
     selected = [STEP_COUNT if column == "step_count" else column for column in columns]
     (row,) = query(db, f"SELECT {', '.join(selected)} FROM durably_runs WHERE id = ?", run_id)
-    result = dict(zip(columns, row))
+    result = dict(zip(columns, row, strict=False))
     result["output"] = None if result["output"] is None else json.loads(result["output"])
     return result
 
 
 def step_rows(db: Database, run_id: str) -> list[dict[str, Any]]:
     columns = ("name", "step_index", "status", "output")
-    rows = query(db, f"SELECT {', '.join(columns)} FROM durably_steps WHERE run_id = ? ORDER BY step_index, started_at", run_id)
-    return [dict(zip(columns, row), output=json.loads(row[3]) if row[3] else None) for row in rows]
+    rows = query(
+        db, f"SELECT {', '.join(columns)} FROM durably_steps WHERE run_id = ? ORDER BY step_index, started_at", run_id
+    )
+    return [dict(zip(columns, row, strict=False), output=json.loads(row[3]) if row[3] else None) for row in rows]
 
 
 def trigger(db: Database, job: str, items: list[Any]) -> list[str]:
@@ -222,7 +228,9 @@ def sigstop_outside_transaction(pid: int, db: Path) -> float:
     raise AssertionError("could not stop the worker outside a write transaction")
 
 
-def check_resumed_side_effects(lines: list[dict[str, Any]], steps: int, in_flight: int, first: int, second: int) -> None:
+def check_resumed_side_effects(
+    lines: list[dict[str, Any]], steps: int, in_flight: int, first: int, second: int
+) -> None:
     """Steps before `in_flight` ran once, in `first`; steps after it once, in `second`; step
     `in_flight` (running when the first process went away, never committed by it) ran in `second`
     and at most once before in `first`."""
@@ -293,8 +301,10 @@ def test_sigkill_mid_run_resumes_in_a_new_process_without_rerunning_completed_st
     resumed_at = min(line["t0"] for line in read_side(side) if line["pid"] == second.pid)
     to_first_step = resumed_at - summary["t_started"]
     to_done = summary["t_idle"] - second.spawned_at
-    print(f"\n[crash] killed after {in_flight} committed steps; new process: worker start -> first resumed step "
-          f"{to_first_step * 1000:.0f} ms, spawn -> run completed {to_done:.2f} s (stale_threshold 30 s)")
+    print(
+        f"\n[crash] killed after {in_flight} committed steps; new process: worker start -> first resumed step "
+        f"{to_first_step * 1000:.0f} ms, spawn -> run completed {to_done:.2f} s (stale_threshold 30 s)"
+    )
     assert to_first_step < 5
     assert to_done < 10
 
@@ -317,7 +327,9 @@ class PoolSession:
     backend: str
 
 
-def start_pool(children: Children, tmp_path: Path, db: Database, side: Path, count: int, max_concurrent: int, *options: str) -> list[Child]:
+def start_pool(
+    children: Children, tmp_path: Path, db: Database, side: Path, count: int, max_concurrent: int, *options: str
+) -> list[Child]:
     """Start worker processes that wait at a barrier, release them together, wait until all are idle."""
     go = tmp_path / "go"
     pool = [
@@ -326,7 +338,9 @@ def start_pool(children: Children, tmp_path: Path, db: Database, side: Path, cou
                        str(tmp_path / f"ready{i}"), "--go-file", str(go), *options)
         for i in range(count)
     ]  # fmt: skip
-    wait_until(lambda: all((tmp_path / f"ready{i}").exists() for i in range(count)), 60, "every worker to open the database")
+    wait_until(
+        lambda: all((tmp_path / f"ready{i}").exists() for i in range(count)), 60, "every worker to open the database"
+    )
     go.touch()
     for child in pool:
         assert child.wait(60) == 0, child.stderr()
@@ -349,7 +363,9 @@ def pool_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         items.append(BatchItem({"n": n, "steps": QUICK_STEPS, "sleep": 0.001}))
         if n % 5 == 0 and n // 5 < KEYED_PER_KEY * len(KEYS):  # keyed runs interleaved with the rest
             k = n // 5
-            items.append(BatchItem({"n": 1000 + k, "steps": KEYED_STEPS, "sleep": 0.01}, concurrency_key=KEYS[k % len(KEYS)]))
+            items.append(
+                BatchItem({"n": 1000 + k, "steps": KEYED_STEPS, "sleep": 0.01}, concurrency_key=KEYS[k % len(KEYS)])
+            )
     run_ids = trigger(db, "quick", items)
     spawner = Children(tmp_path)
     try:
@@ -359,8 +375,8 @@ def pool_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     finally:
         spawner.kill_all()
     yield PoolSession(
-        db, side, run_ids, dict(zip(run_ids, [item.concurrency_key for item in items])),
-        dict(zip(run_ids, [item.input["steps"] for item in items])), {child.pid for child in pool}, elapsed,
+        db, side, run_ids, dict(zip(run_ids, [item.concurrency_key for item in items], strict=False)),
+        dict(zip(run_ids, [item.input["steps"] for item in items], strict=False)), {child.pid for child in pool}, elapsed,
         request.param,
     )  # fmt: skip
 
@@ -393,8 +409,10 @@ def test_worker_processes_on_one_database_run_every_run_and_step_exactly_once(po
         assert outputs[run_id]["seen"] == [*pid_of_run[run_id]] * steps_of[run_id]
     per_process = Counter(next(iter(pid_of_run[run_id])) for run_id in run_ids)
     assert set(per_process) <= pool_session.pids
-    print(f"\n[pool] {len(run_ids)} runs, {total_steps} steps, 4 processes: {pool_session.elapsed:.2f} s "
-          f"(with process start-up); runs per process: {sorted(per_process.values())}")
+    print(
+        f"\n[pool] {len(run_ids)} runs, {total_steps} steps, 4 processes: {pool_session.elapsed:.2f} s "
+        f"(with process start-up); runs per process: {sorted(per_process.values())}"
+    )
     assert len(per_process) >= 2, f"only one process did any work: {per_process}"
 
 
@@ -413,16 +431,20 @@ def test_runs_sharing_a_concurrency_key_never_overlap_across_processes(pool_sess
     for key in KEYS:
         spans = sorted(intervals[run_id] for run_id in pool_session.run_ids if pool_session.key_of[run_id] == key)
         assert len(spans) == KEYED_PER_KEY
-        for (start_a, end_a, pid_a), (start_b, end_b, pid_b) in zip(spans, spans[1:]):
-            assert end_a <= start_b, f"two {key!r} runs overlapped: {start_a}-{end_a} (pid {pid_a}) and {start_b}-{end_b} (pid {pid_b})"
+        for (start_a, end_a, pid_a), (start_b, end_b, pid_b) in itertools.pairwise(spans):
+            assert end_a <= start_b, (
+                f"two {key!r} runs overlapped: {start_a}-{end_a} (pid {pid_a}) and {start_b}-{end_b} (pid {pid_b})"
+            )
         processes_per_key.append(len({span[2] for span in spans}))
 
     # Sanity: runs of different keys did overlap, and one key's runs moved between processes, so the
     # serialisation above is the key's doing, across processes.
     keyed = sorted(span for run_id, span in intervals.items() if pool_session.key_of[run_id] is not None)
-    overlapping = sum(1 for a, b in zip(keyed, keyed[1:]) if b[0] < a[1])
-    print(f"\n[keys] per key, 12 runs one at a time, spread over {processes_per_key} processes; "
-          f"{overlapping} consecutive keyed runs (of different keys) overlapped in time")
+    overlapping = sum(1 for a, b in itertools.pairwise(keyed) if b[0] < a[1])
+    print(
+        f"\n[keys] per key, 12 runs one at a time, spread over {processes_per_key} processes; "
+        f"{overlapping} consecutive keyed runs (of different keys) overlapped in time"
+    )
     assert overlapping > 0
     assert max(processes_per_key) >= 2
 
@@ -434,7 +456,9 @@ def test_runs_of_a_killed_worker_are_resumed_once_each_by_competing_processes(
     side = tmp_path / "side.jsonl"
     steps = 60
     run_ids = trigger(db, "long", [{"steps": steps, "sleep": 0.02}] * 4)
-    first = children.spawn("crashing", db, side, "--max-concurrent", "4", "--stale", "30", "--heartbeat", "1", "--polling", "0.05")
+    first = children.spawn(
+        "crashing", db, side, "--max-concurrent", "4", "--stale", "30", "--heartbeat", "1", "--polling", "0.05"
+    )
 
     def every_run_has_done_10_steps() -> bool:
         counts = Counter(line["run"] for line in read_side(side))
@@ -458,15 +482,21 @@ def test_runs_of_a_killed_worker_are_resumed_once_each_by_competing_processes(
         finisher = done["output"]["finisher"]
         assert finisher in pids and done["output"]["total"] == sum(range(steps))
         check_committed_steps(db, run_id, steps, in_flight[run_id], first.pid, finisher)
-        check_resumed_side_effects([line for line in lines if line["run"] == run_id], steps, in_flight[run_id], first.pid, finisher)
+        check_resumed_side_effects(
+            [line for line in lines if line["run"] == run_id], steps, in_flight[run_id], first.pid, finisher
+        )
         resumed_by[run_id] = finisher
-    print(f"\n[crash x4] killed with {sorted(in_flight.values())} steps committed; 3 processes resumed the 4 runs "
-          f"(resumers used: {len(set(resumed_by.values()))}) in {finished - started:.2f} s from spawn (stale_threshold 30 s)")
+    print(
+        f"\n[crash x4] killed with {sorted(in_flight.values())} steps committed; 3 processes resumed the 4 runs "
+        f"(resumers used: {len(set(resumed_by.values()))}) in {finished - started:.2f} s from spawn (stale_threshold 30 s)"
+    )
     assert finished - started < 20
 
 
 # -- 3. a stale owner that is alive but frozen -----------------------------------------------------
-def test_frozen_owner_is_superseded_after_stale_threshold_and_cannot_write_when_it_wakes(tmp_path: Path, children: Children) -> None:
+def test_frozen_owner_is_superseded_after_stale_threshold_and_cannot_write_when_it_wakes(
+    tmp_path: Path, children: Children
+) -> None:
     db, side = tmp_path / "jobs.db", tmp_path / "side.jsonl"
     steps, hold = 30, 5
     release = tmp_path / "release"
@@ -487,8 +517,10 @@ def test_frozen_owner_is_superseded_after_stale_threshold_and_cannot_write_when_
     taken = run_row(db, run_id)
     assert taken["status"] == "running" and taken["owner"].split(":")[1] == str(taker.pid)
     assert process_state(frozen.pid) == "T"  # still alive: only staleness can explain the takeover
-    print(f"\n[stale] frozen owner superseded {takeover * 1000:.0f} ms after SIGSTOP, "
-          f"{taken['heartbeat_at'] - last_heartbeat} ms after its last heartbeat (stale_threshold 1 s, heartbeat 0.1 s)")
+    print(
+        f"\n[stale] frozen owner superseded {takeover * 1000:.0f} ms after SIGSTOP, "
+        f"{taken['heartbeat_at'] - last_heartbeat} ms after its last heartbeat (stale_threshold 1 s, heartbeat 0.1 s)"
+    )
     # An alive owner keeps its run until its heartbeat is stale_threshold old (the claim stamps
     # heartbeat_at, and the new owner's beats only raise it).
     assert taken["heartbeat_at"] - last_heartbeat >= 1000
@@ -527,7 +559,9 @@ def test_frozen_owner_that_reclaims_its_own_recovered_run_executes_it_once(tmp_p
     owner = children.spawn("owner", db, side, *timings, "--max-concurrent", "2", "--hold-step", f"step-{hold}",
                            "--release-file", str(release))  # fmt: skip
     wait_until(lambda: read_side(side, "holding"), 60, "the owner to reach the held step")
-    recoverer = children.spawn("recoverer", db, side, *timings, "--jobs", "quick", "--ready-file", str(tmp_path / "ready"))
+    recoverer = children.spawn(
+        "recoverer", db, side, *timings, "--jobs", "quick", "--ready-file", str(tmp_path / "ready")
+    )
     wait_until(lambda: (tmp_path / "ready").exists(), 60, "the recovering worker to start")
     time.sleep(0.3)
     sigstop_outside_transaction(owner.pid, db)
@@ -535,10 +569,10 @@ def test_frozen_owner_that_reclaims_its_own_recovered_run_executes_it_once(tmp_p
     assert process_state(owner.pid) == "T"
 
     os.kill(owner.pid, signal.SIGCONT)
-    try:  # the woken owner may claim its run again while its old execution still holds step-5
+    # The woken owner may claim its run again while its old execution still holds step-5; an engine
+    # that waits for the old execution to end first is fine too.
+    with contextlib.suppress(AssertionError):
         wait_until(lambda: run_row(db, run_id)["attempt"] == 2, 1.5, "the owner to claim the run again")
-    except AssertionError:
-        pass  # an engine that waits for the old execution to end first is fine too
     release.touch()
     assert owner.wait(40) == 0, owner.stderr()
     assert recoverer.wait(40) == 0, recoverer.stderr()
@@ -594,8 +628,10 @@ def test_sigterm_stops_gracefully_and_a_new_process_finishes_the_run(
     summary = second.summary()
     done = run_row(db, run_id)
     assert done["status"] == "completed"
-    print(f"\n[sigterm/{expected}] first process stopped {stop_took:.2f} s after SIGTERM with {in_flight} steps committed; "
-          f"second process spawn -> idle {summary['t_idle'] - second.spawned_at:.2f} s")
+    print(
+        f"\n[sigterm/{expected}] first process stopped {stop_took:.2f} s after SIGTERM with {in_flight} steps committed; "
+        f"second process spawn -> idle {summary['t_idle'] - second.spawned_at:.2f} s"
+    )
     if expected == "pending":
         assert done["attempt"] == 2
         assert done["output"] == {"count": steps, "total": sum(range(steps)), "finisher": second.pid}
@@ -609,7 +645,9 @@ def test_sigterm_stops_gracefully_and_a_new_process_finishes_the_run(
 
 
 # -- 5. PostgreSQL restarted while runs are in flight -----------------------------------------------
-def test_a_postgresql_restart_mid_flight_loses_and_repeats_nothing(tmp_path: Path, pg_cluster: Any, pg_url: str, children: Children) -> None:
+def test_a_postgresql_restart_mid_flight_loses_and_repeats_nothing(
+    tmp_path: Path, pg_cluster: Any, pg_url: str, children: Children
+) -> None:
     side = tmp_path / "side.jsonl"
     runs, steps = 8, 40
     run_ids = trigger(pg_url, "long", [{"steps": steps, "sleep": 0.01}] * runs)

@@ -7,7 +7,7 @@ import asyncio
 import re
 import sqlite3
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import FAST
@@ -212,7 +212,7 @@ async def test_get_run_returns_what_the_run_did(durably):
     assert (done.idempotency_key, done.concurrency_key) == ("idem", "conc")
     assert done.created_at <= done.started_at <= done.completed_at
     assert done.created_at <= done.updated_at
-    assert abs(datetime.now(timezone.utc) - done.created_at) < timedelta(seconds=10)
+    assert abs(datetime.now(UTC) - done.created_at) < timedelta(seconds=10)
 
 
 # -- wire shape -----------------------------------------------------------------------------------
@@ -600,8 +600,11 @@ async def test_migrate_three_times_leaves_one_schema_version_row(db_url, backend
         await again.close()
 
     assert query_db(db_url, "SELECT count(*), max(version) FROM durably_schema_versions") == [(1, SCHEMA_VERSION)]
-    tables = {row[0] for row in query_db(db_url, "SELECT table_name FROM information_schema.tables")} if backend == "postgresql" else {
-        row[0] for row in query_db(db_url, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = (
+        {row[0] for row in query_db(db_url, "SELECT table_name FROM information_schema.tables")}
+        if backend == "postgresql"
+        else {row[0] for row in query_db(db_url, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    )
     assert {"durably_runs", "durably_steps", "durably_logs", "durably_schema_versions"} <= tables
 
 

@@ -75,7 +75,7 @@ def test_where_a_run_stopped_is_said_with_its_progress() -> None:
     assert stop_summary("cancelled", view.steps, progress) == (
         'Cancelled at step "batch-3" (2 steps completed; batch 2 of 10, 20%)'
     )
-    assert stop_summary("failed", view.steps[:1] + [{**view.steps[1], "status": "failed"}], None) == (
+    assert stop_summary("failed", [*view.steps[:1], {**view.steps[1], "status": "failed"}], None) == (
         'Failed at step "batch-2" (1 step completed)'
     )
     assert stop_summary("cancelled", view.steps[:2], None) == 'Cancelled after step "batch-2" (2 steps completed)'

@@ -5,6 +5,7 @@ way); ticks missed while no worker ran follow the schedule's `catch_up`."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -15,10 +16,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from tests.engine_helpers import query_db, wait_for_status
 from pydantic import BaseModel
 
 from durably_reflex import Durably, InvalidArgumentError, InvalidInputError, ScheduleNotFoundError, define_job
+from tests.engine_helpers import query_db, wait_for_status
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +38,12 @@ REPORT = define_job(name="report", input=Report, run=_report)
 async def test_a_schedule_is_stored_with_its_next_tick_in_its_timezone(durably: Durably) -> None:
     durably.register(report=REPORT)
     schedule = await durably.jobs.report.schedule("0 9 * * *", {"to": "board"}, timezone="Europe/Paris")
-    assert (schedule.name, schedule.job_name, schedule.input, schedule.paused) == ("report", "report", {"to": "board"}, False)
+    assert (schedule.name, schedule.job_name, schedule.input, schedule.paused) == (
+        "report",
+        "report",
+        {"to": "board"},
+        False,
+    )
     assert schedule.next_fire_at is not None and schedule.next_fire_at > datetime.now(UTC)
     local = schedule.next_fire_at.astimezone(ZoneInfo("Europe/Paris"))
     assert (local.hour, local.minute, local.second) == (9, 0, 0)
@@ -86,7 +92,9 @@ async def test_a_seconds_schedule_fires_runs_of_its_job(durably: Durably) -> Non
 
 
 @pytest.mark.parametrize("catch_up, runs", [("once", 1), ("skip", 0)])
-async def test_ticks_missed_while_no_worker_ran_follow_catch_up(durably: Durably, db_url: str, catch_up: str, runs: int) -> None:
+async def test_ticks_missed_while_no_worker_ran_follow_catch_up(
+    durably: Durably, db_url: str, catch_up: str, runs: int
+) -> None:
     durably.register(report=REPORT)
     await durably.jobs.report.schedule("0 * * * *", catch_up=catch_up)  # hourly
     long_ago = int(time.time() * 1000) - 3 * 3600 * 1000  # three ticks missed
@@ -143,7 +151,7 @@ async def test_each_tick_fires_once_across_three_worker_processes_one_killed(dur
         await durably.pause_schedule("every-second")
         fired = await ticks()
         assert len(fired) == len(set(fired)), "a tick fired twice"
-        assert [later - earlier for earlier, later in zip(fired, fired[1:])] == [1000] * (len(fired) - 1), fired
+        assert [later - earlier for earlier, later in itertools.pairwise(fired)] == [1000] * (len(fired) - 1), fired
     finally:
         for child in children[1:]:
             child.send_signal(signal.SIGTERM)

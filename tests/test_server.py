@@ -140,12 +140,21 @@ async def test_trigger_with_malformed_json_answers_400(server: LiveServer) -> No
 async def test_trigger_with_a_body_that_is_not_an_object_answers_400(server: LiveServer) -> None:
     for content in (b"[]", b'"import-rows"', b"42", b"null", b"", b"true"):
         with case(content):
-            response = await server.client.post("/trigger", content=content, headers={"content-type": "application/json"})
+            response = await server.client.post(
+                "/trigger", content=content, headers={"content-type": "application/json"}
+            )
             assert_error(response, 400)
 
 
 async def test_trigger_with_missing_or_empty_job_name_answers_400(server: LiveServer) -> None:
-    for body in ({}, {"jobName": ""}, {"jobName": None}, {"jobName": 42}, {"jobName": ["import-rows"]}, {"input": ROWS}):
+    for body in (
+        {},
+        {"jobName": ""},
+        {"jobName": None},
+        {"jobName": 42},
+        {"jobName": ["import-rows"]},
+        {"input": ROWS},
+    ):
         with case(body):
             assert_error(await server.client.post("/trigger", json=body), 400, "jobName is required")
 
@@ -204,7 +213,9 @@ def big_body(size: int) -> bytes:
 
 async def test_a_body_over_max_body_bytes_answers_413(serve: Serve) -> None:
     server = await serve(max_body_bytes=1024)
-    response = await server.client.post("/trigger", content=big_body(2048), headers={"content-type": "application/json"})
+    response = await server.client.post(
+        "/trigger", content=big_body(2048), headers={"content-type": "application/json"}
+    )
     assert_error(response, 413, "1024")
     assert assert_json(await server.client.get("/runs"), 200) == []
 
@@ -217,7 +228,9 @@ async def test_a_chunked_body_over_max_body_bytes_answers_413(serve: Serve) -> N
         for start in range(0, len(body), 256):
             yield body[start : start + 256]
 
-    request = server.client.build_request("POST", "/trigger", content=chunks(), headers={"content-type": "application/json"})
+    request = server.client.build_request(
+        "POST", "/trigger", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert "content-length" not in request.headers and request.headers["transfer-encoding"] == "chunked"
     assert_error(await server.client.send(request), 413, "1024")
     assert assert_json(await server.client.get("/runs"), 200) == []
@@ -249,7 +262,9 @@ async def test_runs_filters_by_job_name_which_may_repeat(serve: Serve) -> None:
     await server.trigger("no-input")
     only_imports = assert_json(await server.client.get("/runs", params={"jobName": "import-rows"}), 200)
     assert [run["id"] for run in only_imports] == imports[::-1]
-    both = assert_json(await server.client.get("/runs", params=[("jobName", "import-rows"), ("jobName", "script")]), 200)
+    both = assert_json(
+        await server.client.get("/runs", params=[("jobName", "import-rows"), ("jobName", "script")]), 200
+    )
     assert [run["id"] for run in both] == (imports + scripts)[::-1]
     assert assert_json(await server.client.get("/runs", params={"jobName": "nobody"}), 200) == []
 
@@ -269,7 +284,10 @@ async def test_runs_filters_by_status_which_may_repeat(server: LiveServer) -> No
 async def test_runs_limit_and_offset_page_through_newest_first(serve: Serve) -> None:
     server = await serve(start_worker=False)
     ids = [await server.trigger("no-input") for _ in range(5)][::-1]
-    page = lambda limit, offset: server.client.get("/runs", params={"limit": limit, "offset": offset})
+
+    def page(limit, offset):
+        return server.client.get("/runs", params={"limit": limit, "offset": offset})
+
     assert [run["id"] for run in assert_json(await page(2, 0), 200)] == ids[0:2]
     assert [run["id"] for run in assert_json(await page(2, 2), 200)] == ids[2:4]
     assert [run["id"] for run in assert_json(await page(2, 4), 200)] == ids[4:]
@@ -277,13 +295,25 @@ async def test_runs_limit_and_offset_page_through_newest_first(serve: Serve) -> 
 
 
 async def test_runs_with_an_unknown_status_answers_400(server: LiveServer) -> None:
-    for params in ({"status": "done"}, {"status": "RUNNING"}, {"status": "pending,failed"}, [("status", "failed"), ("status", "x")]):
+    for params in (
+        {"status": "done"},
+        {"status": "RUNNING"},
+        {"status": "pending,failed"},
+        [("status", "failed"), ("status", "x")],
+    ):
         with case(params):
             assert_error(await server.client.get("/runs", params=params), 400, "status")
 
 
 async def test_runs_with_a_non_numeric_or_negative_limit_or_offset_answers_400(server: LiveServer) -> None:
-    for name, value in (("limit", "abc"), ("limit", "-1"), ("limit", "1.5"), ("offset", "x"), ("offset", "-3"), ("limit", "100000")):
+    for name, value in (
+        ("limit", "abc"),
+        ("limit", "-1"),
+        ("limit", "1.5"),
+        ("offset", "x"),
+        ("offset", "-3"),
+        ("limit", "100000"),
+    ):
         with case(name, value):
             assert_error(await server.client.get("/runs", params={name: value}), 400, name)
 
@@ -387,7 +417,9 @@ async def test_retry_of_a_cancelled_run_answers_success(server: LiveServer) -> N
 
 async def test_retry_of_a_completed_run_answers_409(server: LiveServer) -> None:
     run_id = await completed_run(server)
-    assert_error(await server.client.post("/retry", params={"runId": run_id}), 409, f"Cannot retry completed run: {run_id}")
+    assert_error(
+        await server.client.post("/retry", params={"runId": run_id}), 409, f"Cannot retry completed run: {run_id}"
+    )
 
 
 async def test_cancel_of_a_running_run_answers_success(server: LiveServer) -> None:
@@ -423,7 +455,9 @@ async def test_delete_of_a_completed_run_answers_success_and_removes_it(server: 
 
 async def test_delete_of_a_running_run_answers_409(server: LiveServer) -> None:
     run_id, gate = await held_run(server)
-    assert_error(await server.client.delete("/run", params={"runId": run_id}), 409, f"Cannot delete running run: {run_id}")
+    assert_error(
+        await server.client.delete("/run", params={"runId": run_id}), 409, f"Cannot delete running run: {run_id}"
+    )
     GATES.open(gate)
     await server.wait_status(run_id, "completed")
 
@@ -474,7 +508,11 @@ async def test_an_unknown_route_under_the_base_path_answers_404_json(server: Liv
 
 
 async def test_a_wrong_method_on_a_route_answers_405_json_naming_the_allowed_ones(server: LiveServer) -> None:
-    for method, path, allowed in (("POST", "/runs", "GET, HEAD, OPTIONS"), ("PUT", "/run", "DELETE, GET, HEAD, OPTIONS"), ("GET", "/trigger", "OPTIONS, POST")):
+    for method, path, allowed in (
+        ("POST", "/runs", "GET, HEAD, OPTIONS"),
+        ("PUT", "/run", "DELETE, GET, HEAD, OPTIONS"),
+        ("GET", "/trigger", "OPTIONS, POST"),
+    ):
         with case(method, path):
             response = await request(server, method, path)
             assert_error(response, 405, f"{method} is not allowed")
@@ -484,7 +522,9 @@ async def test_a_wrong_method_on_a_route_answers_405_json_naming_the_allowed_one
 async def test_routes_outside_the_base_path_are_not_ours(server: LiveServer) -> None:
     async with http_client(server.origin) as bare:
         for path in ("/runs", "/trigger", "/api/durablyx/runs", "/other/api/durably/runs", "/api/runs"):
-            response = await bare.get(path) if path != "/trigger" else await bare.post(path, json={"jobName": "no-input"})
+            response = (
+                await bare.get(path) if path != "/trigger" else await bare.post(path, json={"jobName": "no-input"})
+            )
             assert response.status_code == 404, (path, response.status_code, response.text)
             assert "Traceback" not in response.text
     assert assert_json(await server.client.get("/runs"), 200) == []  # nothing was triggered
@@ -497,7 +537,13 @@ async def test_paths_outside_the_base_path_reach_the_app_mounted_below(serve: Se
     host_app = Starlette(routes=[Route("/{path:path}", host, methods=["GET", "POST"])])
     server = await serve(host_app=host_app, start_worker=False)
     async with http_client(server.origin) as bare:
-        for method, path in (("GET", "/"), ("GET", "/runs"), ("POST", "/trigger"), ("GET", "/api/durablyx/runs"), ("GET", "/api")):
+        for method, path in (
+            ("GET", "/"),
+            ("GET", "/runs"),
+            ("POST", "/trigger"),
+            ("GET", "/api/durablyx/runs"),
+            ("GET", "/api"),
+        ):
             with case(method, path):
                 response = await bare.request(method, path)
                 assert (response.status_code, response.text) == (200, f"host: {method} {path}")
@@ -607,7 +653,10 @@ async def test_can_trigger_false_answers_403(serve: Serve) -> None:
     assert_error(await server.client.post("/trigger", json=body, headers={"x-user": "guest"}), 403, "import-rows")
     assert seen == [("guest", "import-rows", ROWS)]
     assert await server.durably.get_runs() == []
-    assert set(assert_json(await server.client.post("/trigger", json=body, headers={"x-user": "admin"}), 200)) == {"runId", "disposition"}
+    assert set(assert_json(await server.client.post("/trigger", json=body, headers={"x-user": "admin"}), 200)) == {
+        "runId",
+        "disposition",
+    }
 
 
 async def test_can_access_run_false_answers_404_on_run_and_subscribe(serve: Serve) -> None:
@@ -650,5 +699,8 @@ async def test_visible_jobs_limits_runs_and_jobs(serve: Serve) -> None:
     assert [job["name"] for job in assert_json(await server.client.get("/jobs", headers=ann), 200)] == ["import-rows"]
     assert_error(await server.client.get("/run", params={"runId": scripted}, headers=ann), 404)
     admin = {"x-user": "admin"}
-    assert {run["id"] for run in assert_json(await server.client.get("/runs", headers=admin), 200)} == {imported, scripted}
+    assert {run["id"] for run in assert_json(await server.client.get("/runs", headers=admin), 200)} == {
+        imported,
+        scripted,
+    }
     assert len(assert_json(await server.client.get("/jobs", headers=admin), 200)) == 5

@@ -254,7 +254,7 @@ async def test_a_bulk_action_runs_to_its_end_after_its_caller_leaves(serve: Serv
     # The caller has gone; the action has not.
     release.set()
     async with asyncio.timeout(WAIT):
-        while {run.status for run in await server.durably.get_runs()} != {"cancelled"}:  # noqa: ASYNC110
+        while {run.status for run in await server.durably.get_runs()} != {"cancelled"}:
             await asyncio.sleep(0.01)
     assert len(runs) == 4
 

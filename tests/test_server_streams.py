@@ -233,7 +233,9 @@ async def test_a_stream_stays_open_through_run_cancel_then_follows_the_retry(ser
 
 
 # -- late subscription and resume ------------------------------------------------------------------
-async def test_a_late_subscriber_gets_the_running_snapshot_with_progress_then_every_later_step(server: LiveServer) -> None:
+async def test_a_late_subscriber_gets_the_running_snapshot_with_progress_then_every_later_step(
+    server: LiveServer,
+) -> None:
     run_id, gate = await held_run(server, steps=6, hold_at=3)
     await server.wait_run(run_id, lambda run: run["progress"] is not None and run["progress"]["current"] == 3)
     stream, run = await subscribe(server, run_id)
@@ -449,7 +451,8 @@ async def test_runs_subscribe_sends_run_trigger_at_once(serve: Serve) -> None:
     assert time.monotonic() - sent < 1.0
     assert frame is not None and frame.event == {"type": "run:trigger", "runId": run_id, "jobName": "import-rows"}
     assert frame.raw == b'id: %d\ndata: {"type":"run:trigger","runId":"%s","jobName":"import-rows"}\n\n' % (
-        frame.id, run_id.encode()
+        frame.id,
+        run_id.encode(),
     )
 
 
@@ -549,7 +552,9 @@ async def test_run_trigger_is_streamed_before_the_runs_run_start(server: LiveSer
 
 # -- auth on streams -------------------------------------------------------------------------------
 async def test_visible_jobs_limits_runs_subscribe(serve: Serve) -> None:
-    auth = DurablyAuth(authenticate=lambda request: request.headers.get("x-user"), visible_jobs=lambda caller: ["no-input"])
+    auth = DurablyAuth(
+        authenticate=lambda request: request.headers.get("x-user"), visible_jobs=lambda caller: ["no-input"]
+    )
     server = await serve(auth=auth)
     stream = await server.stream("/runs/subscribe", headers={"x-user": "ann"})
     hidden = (await server.durably.trigger("script", {"steps": 1})).id
@@ -649,7 +654,9 @@ async def api_without_worker(serve: Serve, db: Path) -> LiveServer:
     return server
 
 
-async def test_a_subscriber_sees_the_events_of_a_worker_in_another_process(serve: Serve, spawn_worker: Any, tmp_path: Path) -> None:
+async def test_a_subscriber_sees_the_events_of_a_worker_in_another_process(
+    serve: Serve, spawn_worker: Any, tmp_path: Path
+) -> None:
     db = tmp_path / "shared.db"
     server = await api_without_worker(serve, db)
     run_id = await server.trigger("cross-process", {"steps": 3})
@@ -670,7 +677,9 @@ async def test_a_subscriber_sees_the_events_of_a_worker_in_another_process(serve
     assert not server.durably.is_running
 
 
-async def test_runs_subscribe_sees_runs_executed_by_another_process(serve: Serve, spawn_worker: Any, tmp_path: Path) -> None:
+async def test_runs_subscribe_sees_runs_executed_by_another_process(
+    serve: Serve, spawn_worker: Any, tmp_path: Path
+) -> None:
     db = tmp_path / "shared.db"
     server = await api_without_worker(serve, db)
     stream = await server.stream("/runs/subscribe")
@@ -689,7 +698,9 @@ async def test_runs_subscribe_sees_runs_executed_by_another_process(serve: Serve
     assert step_indexes(frames, "step:complete") == [0, 1]
 
 
-async def test_a_late_subscriber_loses_nothing_of_a_run_in_another_process(serve: Serve, spawn_worker: Any, tmp_path: Path) -> None:
+async def test_a_late_subscriber_loses_nothing_of_a_run_in_another_process(
+    serve: Serve, spawn_worker: Any, tmp_path: Path
+) -> None:
     """The worker process logs no events while nobody watches, so the first subscriber arrives while
     it runs unlogged: nothing may fall between the snapshot and the first logged event (before
     ae98422 the worker went on unlogged until its next look at the watch mark, up to 1 s: every

@@ -43,7 +43,9 @@ async def test_a_signal_payload_the_jobs_model_refuses_answers_400_by_field_and_
     server = await serve(jobs=WAIT_JOBS)
     run = await waiting_run(server)
     bad = {"runId": run["id"], "name": "approval", "payload": {"approved": "perhaps", "by": ""}}
-    error = assert_error(await server.client.post("/signal", json=bad), 400, "approval", "approved", code="INVALID_INPUT")
+    error = assert_error(
+        await server.client.post("/signal", json=bad), 400, "approval", "approved", code="INVALID_INPUT"
+    )
     assert sorted(detail["loc"] for detail in error["details"]) == [["approved"], ["by"]]
     good = {"runId": run["id"], "name": "approval", "payload": APPROVED}
     assert_json(await server.client.post("/signal", json=good), 200)  # the refused one took no place
@@ -78,7 +80,9 @@ async def test_signal_errors_have_their_codes(serve: Serve) -> None:
     assert_error(again, 409, "already sent", code="SIGNAL_ALREADY_SENT")
     await server.durably.cancel(run_id)
     late = {**signal, "name": "another"}
-    assert_error(await server.client.post("/signal", json=late), 409, "Cannot signal cancelled run", code="RUN_STATE_CONFLICT")
+    assert_error(
+        await server.client.post("/signal", json=late), 409, "Cannot signal cancelled run", code="RUN_STATE_CONFLICT"
+    )
 
 
 async def test_can_signal_decides_who_may_signal_and_hidden_runs_are_not_found(serve: Serve) -> None:
@@ -182,7 +186,12 @@ async def test_schedule_errors_have_their_codes(serve: Serve) -> None:
         ({"jobName": "script"}, 400, "cron is required", "INVALID_ARGUMENT"),
         ({"jobName": "script", "cron": "every day"}, 400, "Invalid cron expression", "INVALID_ARGUMENT"),
         ({"jobName": "script", "cron": "0 0 31 2 *"}, 400, "never fires", "INVALID_ARGUMENT"),
-        ({"jobName": "script", "cron": "* * * * *", "timezone": "Mars/Olympus"}, 400, "Unknown timezone", "INVALID_ARGUMENT"),
+        (
+            {"jobName": "script", "cron": "* * * * *", "timezone": "Mars/Olympus"},
+            400,
+            "Unknown timezone",
+            "INVALID_ARGUMENT",
+        ),
         ({"jobName": "script", "cron": "* * * * *", "catchUp": "twice"}, 400, "catch_up", "INVALID_ARGUMENT"),
         ({"jobName": "script", "cron": "* * * * *", "name": 3}, 400, "name must be a string", "INVALID_ARGUMENT"),
         ({"jobName": "script", "cron": "* * * * *", "input": {"steps": "x"}}, 400, "steps", "INVALID_INPUT"),
@@ -190,9 +199,14 @@ async def test_schedule_errors_have_their_codes(serve: Serve) -> None:
     ):
         assert_error(await server.client.post("/schedules", json=body), status, fragment, code=code)
     for method, path in (("POST", "/schedules/pause"), ("POST", "/schedules/resume"), ("DELETE", "/schedules")):
-        assert_error(await server.client.request(method, path, params={"name": "nope"}), 404, "Schedule not found: nope", code="SCHEDULE_NOT_FOUND")
+        assert_error(
+            await server.client.request(method, path, params={"name": "nope"}),
+            404,
+            "Schedule not found: nope",
+            code="SCHEDULE_NOT_FOUND",
+        )
         assert_error(await server.client.request(method, path), 400, "name query parameter is required")
-    assert_json(await server.client.get("/schedules"), 200) == []
+    assert assert_json(await server.client.get("/schedules"), 200) == []
 
 
 async def test_schedules_follow_the_auth_hooks(serve: Serve) -> None:
@@ -224,7 +238,10 @@ async def test_schedules_follow_the_auth_hooks(serve: Serve) -> None:
     assert_error(await server.client.post("/schedules", json={**body, "name": "mine"}, headers=viewer), 403)
     assert_error(await server.client.post("/schedules", json={**body, "name": "mine"}, headers=tenant), 403, "tenant")
     assert_error(await server.client.get("/schedules"), 401)
-    assert {item.name: item.paused for item in await server.durably.get_schedules()} == {"no-input": False, "script": False}
+    assert {item.name: item.paused for item in await server.durably.get_schedules()} == {
+        "no-input": False,
+        "script": False,
+    }
     assert_json(await server.client.post("/schedules", json={**body, "name": "mine"}, headers=ann), 200)
 
 
@@ -251,7 +268,9 @@ async def test_the_run_stream_tells_the_wait_the_signal_and_the_end_of_the_wait(
     stream = await server.stream("/subscribe", params={"runId": run["id"]})
     snapshot = await stream.next()
     assert snapshot is not None and snapshot.event["run"]["waitingFor"]["name"] == "approval"
-    assert_json(await server.client.post("/signal", json={"runId": run["id"], "name": "approval", "payload": APPROVED}), 200)
+    assert_json(
+        await server.client.post("/signal", json={"runId": run["id"], "name": "approval", "payload": APPROVED}), 200
+    )
     frames = await stream.until(lambda frame: frame.type == "run:complete")
     live = [frame.type for frame in frames if not frame.event.get("replayed")]
     assert live[:2] == ["run:signal", "run:start"]  # the signal, then the run resumes: the wait is over
@@ -263,7 +282,9 @@ async def test_the_runs_stream_tells_sleeps_and_retries_with_when_they_end(serve
     server = await serve(jobs=WAIT_JOBS)
     stream = await server.stream("/runs/subscribe", params={"type": ["run:wait", "run:start", "run:signal"]})
     napping = await server.trigger("nap", {})
-    (slept,) = [frame for frame in await stream.until(lambda frame: frame.type == "run:wait") if frame.type == "run:wait"]
+    (slept,) = [
+        frame for frame in await stream.until(lambda frame: frame.type == "run:wait") if frame.type == "run:wait"
+    ]
     assert slept.event["runId"] == napping and slept.event["waitingFor"]["kind"] == "sleep"
     assert slept.event["waitingFor"]["name"] == "nap" and slept.event["waitingFor"]["until"]
     await server.wait_status(napping, "completed")
@@ -301,7 +322,6 @@ async def test_the_new_routes_refuse_callers_authenticate_refuses(serve: Serve, 
         options = {"json": {"runId": "x", "name": "approval", "jobName": "script", "cron": "* * * * *"}}
     assert_error(await server.client.request(method, path, **options), 401)
     assert [item.paused for item in await server.durably.get_schedules()] == [False]
-
 
 
 # -- GET /openapi.json -----------------------------------------------------------------------------

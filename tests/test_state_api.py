@@ -109,7 +109,7 @@ def test_extension_points_stay_python_methods_not_events_a_browser_can_send() ->
         def to_row(self, run: Run) -> dict[str, Any]:
             return super().to_row(run)
 
-    assert EXTENSION_POINTS == {"session_headers", "on_status_change", "fetch_runs", "to_row"}
+    assert {"session_headers", "on_status_change", "fetch_runs", "to_row"} == EXTENSION_POINTS
     assert not (EXTENSION_POINTS | {"api"}) & Overridden.event_handlers.keys()
     assert {"attach", "next_page", "refresh"} <= Overridden.event_handlers.keys()
 
@@ -142,7 +142,9 @@ async def test_a_tab_forwards_its_own_cookie_so_each_user_sees_their_runs(tenant
     admin = DurablyClient(tenant_server.api, headers={"cookie": "session=alice"})
     imported = await admin.trigger("import-csv", ROWS)
     await wait_status(admin, imported, "completed")
-    await DurablyClient(tenant_server.api, headers={"cookie": "session=bob"}).trigger("flaky", {"flag": "/nonexistent/flag"})
+    await DurablyClient(tenant_server.api, headers={"cookie": "session=bob"}).trigger(
+        "flaky", {"flag": "/nonexistent/flag"}
+    )
 
     runs = use_runs(DurablyClient(tenant_server.api), forward_headers=("Cookie",))
     alice, bob, stranger = tab(runs, cookie="session=alice"), tab(runs, cookie="session=bob"), tab(runs)
@@ -155,7 +157,9 @@ async def test_a_tab_forwards_its_own_cookie_so_each_user_sees_their_runs(tenant
 
 async def test_request_headers_compute_credentials_from_the_state(tenant_server: ServerThread) -> None:
     client = create_durably_client({}, tenant_server.api)
-    await DurablyClient(tenant_server.api, headers={"cookie": "session=bob"}).trigger("flaky", {"flag": "/nonexistent/flag"})
+    await DurablyClient(tenant_server.api, headers={"cookie": "session=bob"}).trigger(
+        "flaky", {"flag": "/nonexistent/flag"}
+    )
 
     def from_state(state: Any) -> dict[str, str]:
         return {"cookie": f"session={state.router.headers.raw_headers['x-user']}"}

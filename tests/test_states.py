@@ -25,6 +25,18 @@ from durably_reflex import (
     RunStatus,
     Step,
 )
+from durably_reflex._wire_events import (
+    LogWrite,
+    RunComplete,
+    RunFail,
+    RunProgress,
+    RunRetry,
+    RunSnapshot,
+    RunStart,
+    RunTrigger,
+    StepComplete,
+    StepStart,
+)
 from durably_reflex.states import consumers
 from durably_reflex.states.consumers import Consumer, consuming
 from durably_reflex.states.job_state import field_errors
@@ -38,18 +50,6 @@ from durably_reflex.states.run_fields import (
 )
 from durably_reflex.states.run_state import follow_run
 from durably_reflex.states.runs_state import _follow_runs
-from durably_reflex._wire_events import (
-    LogWrite,
-    RunComplete,
-    RunFail,
-    RunProgress,
-    RunRetry,
-    RunSnapshot,
-    RunStart,
-    RunTrigger,
-    StepComplete,
-    StepStart,
-)
 from tests.test_client import ServerThread, free_port, wait_status
 
 WAIT = 10.0
@@ -89,7 +89,9 @@ def log(id: str, message: str = "m") -> dict[str, Any]:
 # -- folding events into a run's fields -------------------------------------------------------------------
 def test_a_snapshot_shows_a_running_run_as_running_at_once_with_its_progress() -> None:
     view = RunView(current_run_id="run-1")
-    snapshot = RunSnapshot(run_id="run-1", job_name="job", run=run(RunStatus.RUNNING, progress=Progress(current=3, total=10)))
+    snapshot = RunSnapshot(
+        run_id="run-1", job_name="job", run=run(RunStatus.RUNNING, progress=Progress(current=3, total=10))
+    )
     assert apply_run_event(view, snapshot, max_logs=100)
     assert view.status == "running" and view.progress == {"current": 3, "total": 10, "message": None}
 
@@ -117,17 +119,24 @@ def test_events_of_another_run_and_triggers_change_nothing() -> None:
 
 def test_step_events_build_a_timeline_that_fetched_steps_merge_into() -> None:
     view = RunView(current_run_id="run-1")
-    apply_run_event(view, StepStart(run_id="run-1", job_name="job", step_name="load", step_index=1, timestamp=NOW), max_logs=100)
+    apply_run_event(
+        view, StepStart(run_id="run-1", job_name="job", step_name="load", step_index=1, timestamp=NOW), max_logs=100
+    )
     assert view.steps == [{
         "index": 1, "name": "load", "status": "running", "started_at": "2026-11-29T12:00:00.000Z",
         "output": None, "error": None, "completed_at": None, "duration_ms": None, "duration_text": "",
         "started_ms": round(NOW.timestamp() * 1000), "ended_ms": None, "attempt": 1, "key": "1.1",
     }]  # fmt: skip
-    done = StepComplete(run_id="run-1", job_name="job", step_name="load", step_index=1, duration=12.5, output=[1], timestamp=NOW)
+    done = StepComplete(
+        run_id="run-1", job_name="job", step_name="load", step_index=1, duration=12.5, output=[1], timestamp=NOW
+    )
     apply_run_event(view, done, max_logs=100)
     fetched = Step(id="s0", run_id="run-1", name="open", index=0, status="completed", started_at=NOW, completed_at=NOW)
     put_step(view, step_row(fetched))
-    assert [(row["index"], row["name"], row["status"]) for row in view.steps] == [(0, "open", "completed"), (1, "load", "completed")]
+    assert [(row["index"], row["name"], row["status"]) for row in view.steps] == [
+        (0, "open", "completed"),
+        (1, "load", "completed"),
+    ]
     assert view.steps[1]["duration_ms"] == 12.5 and view.steps[1]["output"] == [1] and view.steps[0]["duration_ms"] == 0
 
 
@@ -155,7 +164,9 @@ def test_history_and_live_logs_merge_by_id_in_order_and_stay_bounded() -> None:
 
 
 def test_switching_runs_forgets_the_previous_run() -> None:
-    view = RunView(current_run_id="run-1", status="failed", error="boom", output=1, progress={"current": 1}, logs=[log("1")])
+    view = RunView(
+        current_run_id="run-1", status="failed", error="boom", output=1, progress={"current": 1}, logs=[log("1")]
+    )
     clear_run(view, "run-2")
     assert view == RunView(current_run_id="run-2", seen_connections=view.seen_connections)
 
@@ -185,10 +196,12 @@ async def test_updates_posted_together_apply_as_one_batch_and_stop_ends_the_batc
 
 
 async def test_attaching_again_for_the_same_tab_and_state_replaces_the_consumer() -> None:
-    async with consuming("tab", "state", probe=always_there) as first:
-        async with consuming("tab", "state", probe=always_there) as second:
-            assert first.stopped and not second.stopped
-            assert consumers.running_consumer("tab", "state") is second
+    async with (
+        consuming("tab", "state", probe=always_there) as first,
+        consuming("tab", "state", probe=always_there) as second,
+    ):
+        assert first.stopped and not second.stopped
+        assert consumers.running_consumer("tab", "state") is second
     assert consumers.running_consumer("tab", "state") is None
 
 
@@ -316,7 +329,7 @@ async def test_a_dropped_connection_shows_reconnecting_and_resumes(tmp_path: Any
                 await apply_until(consumer, view, lambda v: v.status == "completed")
         assert view.output == 8 and view.error is None
         assert view.seen_connections.index("reconnecting") < len(view.seen_connections) - 1
-        assert "open" in view.seen_connections[view.seen_connections.index("reconnecting"):]
+        assert "open" in view.seen_connections[view.seen_connections.index("reconnecting") :]
     finally:
         first.stop()
         if second is not None:
@@ -338,13 +351,17 @@ class RunsView:
         self.runs = [run.model_dump(mode="json") for run in await self.client.get_runs(limit=50)]
 
 
-async def test_a_burst_of_new_runs_refreshes_the_first_page_a_few_times_not_once_per_event(client: DurablyClient) -> None:
+async def test_a_burst_of_new_runs_refreshes_the_first_page_a_few_times_not_once_per_event(
+    client: DurablyClient,
+) -> None:
     view = RunsView(client)
     async with consuming("tab", "runs", probe=always_there) as consumer:
         consumer.start_source("runs", _follow_runs(consumer, client, None))
         await apply_until(consumer, view, lambda v: v.connection == "open")
         await asyncio.gather(*(client.trigger("import-csv", {"rows": [{"name": "x"}]}) for _ in range(20)))
-        await apply_until(consumer, view, lambda v: len(v.runs) == 20 and all(r["status"] == "completed" for r in v.runs))
+        await apply_until(
+            consumer, view, lambda v: len(v.runs) == 20 and all(r["status"] == "completed" for r in v.runs)
+        )
     # 20 runs make at least 60 lifecycle events (trigger, start, complete) and 20 step starts.
     assert view.loads < 30
 

@@ -8,9 +8,10 @@ they use reach databases of earlier versions).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,13 +21,12 @@ from durably_reflex import (
     InvalidArgumentError,
     RunStats,
     StatusCounts,
-    create_durably,
     define_job,
 )
 from durably_reflex._client import DurablyClient
 from durably_reflex._ids import new_id
-from durably_reflex.server import DurablyAuth
 from durably_reflex._storage.base import NewRun
+from durably_reflex.server import DurablyAuth
 from tests.server_fixtures import (
     GATES,
     ISO_Z,
@@ -96,9 +96,9 @@ async def test_stats_count_runs_in_each_status_per_job_and_per_hour(client: tupl
     assert len(series) == 24 and all(set(bucket) == {"start", *STATUSES} for bucket in series)
     assert series_total(series) == expected  # every run was created within the last 24 hours
     starts = [parse_iso(bucket["start"]) for bucket in series]
-    assert all(later - earlier == HOUR for earlier, later in zip(starts, starts[1:], strict=False))
+    assert all(later - earlier == HOUR for earlier, later in itertools.pairwise(starts))
     assert starts[0].minute == starts[0].second == starts[0].microsecond == 0  # aligned on the hour
-    assert starts[-1] <= datetime.now(timezone.utc) < starts[-1] + HOUR  # the last bucket holds now
+    assert starts[-1] <= datetime.now(UTC) < starts[-1] + HOUR  # the last bucket holds now
 
 
 async def test_stats_of_an_empty_database_are_zeros_in_every_bucket(serve: Serve) -> None:
@@ -107,8 +107,8 @@ async def test_stats_of_an_empty_database_are_zeros_in_every_bucket(serve: Serve
     assert body["counts"] == ZERO and body["byJob"] == {} and body["bucketSeconds"] == 60
     assert [{key: value for key, value in bucket.items() if key != "start"} for bucket in body["series"]] == [ZERO] * 5
     starts = [parse_iso(bucket["start"]) for bucket in body["series"]]
-    assert [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)] == [timedelta(minutes=1)] * 4
-    assert starts[-1] <= datetime.now(timezone.utc) < starts[-1] + timedelta(minutes=1)
+    assert [later - earlier for earlier, later in itertools.pairwise(starts)] == [timedelta(minutes=1)] * 4
+    assert starts[-1] <= datetime.now(UTC) < starts[-1] + timedelta(minutes=1)
 
 
 async def test_stats_count_only_the_jobs_asked_for(serve: Serve) -> None:
@@ -212,7 +212,7 @@ async def insert_run(durably: Durably, job_name: str, created: datetime) -> str:
 
 
 async def test_the_series_puts_each_run_in_the_bucket_of_its_creation(durably: Durably) -> None:
-    since = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)
+    since = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
     await insert_run(durably, "a", since - timedelta(seconds=1))  # before the series: counted, not charted
     await insert_run(durably, "a", since)
     await insert_run(durably, "a", since + timedelta(minutes=65))
@@ -230,14 +230,14 @@ async def test_the_series_puts_each_run_in_the_bucket_of_its_creation(durably: D
 
 
 async def test_a_naive_since_is_utc(durably: Durably) -> None:
-    await insert_run(durably, "a", datetime(2026, 3, 1, 10, 30, tzinfo=timezone.utc))
+    await insert_run(durably, "a", datetime(2026, 3, 1, 10, 30, tzinfo=UTC))
     stats = await durably.get_run_stats(since=datetime(2026, 3, 1, 10, 0), bucket_seconds=3600, buckets=1)
-    assert stats.series[0].start == datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)
+    assert stats.series[0].start == datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
     assert stats.series[0].pending == 1
 
 
 async def test_an_empty_list_of_jobs_counts_nothing(durably: Durably) -> None:
-    await insert_run(durably, "a", datetime.now(timezone.utc))
+    await insert_run(durably, "a", datetime.now(UTC))
     stats = await durably.get_run_stats([])
     assert stats.counts == StatusCounts() and stats.by_job == {} and len(stats.series) == 24
 

@@ -60,7 +60,7 @@ class Tenants:
     async def wait_status(self, client: httpx.AsyncClient, run_id: str, status: str) -> None:
         """Poll the run as `client` sees it until it has `status` (bounded by WAIT)."""
         async with asyncio.timeout(WAIT):
-            while await self.status(client, run_id) != status:  # noqa: ASYNC110  (polling over HTTP)
+            while await self.status(client, run_id) != status:
                 await asyncio.sleep(0.01)
 
     async def run_ids(self, client: httpx.AsyncClient, **params: Any) -> list[str]:

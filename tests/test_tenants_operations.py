@@ -13,7 +13,7 @@ from tests.server_fixtures import (
 from tests.test_tenants import StartTenants, tenants  # noqa: F401  (the `tenants` fixture)
 
 
-async def test_a_search_finds_none_of_another_tenants_runs(tenants: StartTenants) -> None:  # noqa: F811
+async def test_a_search_finds_none_of_another_tenants_runs(tenants: StartTenants) -> None:
     t = await tenants(start_worker=False)
     a_run = await t.trigger(t.a, "script", {"steps": 1}, labels={"customer": "acme"})
     b_run = await t.trigger(t.b, "script", {"steps": 1}, labels={"customer": "acme"})
@@ -24,7 +24,7 @@ async def test_a_search_finds_none_of_another_tenants_runs(tenants: StartTenants
     assert await t.run_ids(t.admin, **{"label.customer": "acme"}) == [b_run, a_run]
 
 
-async def test_a_tenants_bulk_action_by_filter_touches_only_its_own_visible_runs(tenants: StartTenants) -> None:  # noqa: F811
+async def test_a_tenants_bulk_action_by_filter_touches_only_its_own_visible_runs(tenants: StartTenants) -> None:
     t = await tenants(start_worker=False)
     a_runs = [await t.trigger(t.a, job, {"rows": []}) for job in ("script", "import-rows")]
     b_runs = [await t.trigger(t.b, "script", {}) for _ in range(2)]
@@ -40,7 +40,7 @@ async def test_a_tenants_bulk_action_by_filter_touches_only_its_own_visible_runs
     assert [await t.status(t.a, run_id) for run_id in a_runs] == ["pending", "pending"]
 
 
-async def test_another_tenants_run_ids_in_a_bulk_action_count_as_ids_that_do_not_exist(tenants: StartTenants) -> None:  # noqa: F811
+async def test_another_tenants_run_ids_in_a_bulk_action_count_as_ids_that_do_not_exist(tenants: StartTenants) -> None:
     t = await tenants(start_worker=False)
     a_run = await t.trigger(t.a, "script", {"steps": 1})
     await t.server.durably.cancel(a_run)  # finished: deleting it would be allowed to A
@@ -56,7 +56,7 @@ async def test_another_tenants_run_ids_in_a_bulk_action_count_as_ids_that_do_not
     assert await t.status(t.a, a_run) == "cancelled"  # still there
 
 
-async def test_a_label_filtered_runs_stream_sends_a_tenant_only_its_runs(tenants: StartTenants) -> None:  # noqa: F811
+async def test_a_label_filtered_runs_stream_sends_a_tenant_only_its_runs(tenants: StartTenants) -> None:
     t = await tenants(start_worker=False)
     live = await t.server.stream("/runs/subscribe", params={"label.customer": "acme"}, client=t.b)
     a_run = await t.trigger(t.a, "script", {"steps": 1}, labels={"customer": "acme"})
@@ -69,7 +69,7 @@ async def test_a_label_filtered_runs_stream_sends_a_tenant_only_its_runs(tenants
     assert [frame.event["runId"] for frame in frames] == [b_run]
 
 
-async def test_a_tenant_replays_its_own_runs_into_its_own_scope_and_no_one_elses(tenants: StartTenants) -> None:  # noqa: F811
+async def test_a_tenant_replays_its_own_runs_into_its_own_scope_and_no_one_elses(tenants: StartTenants) -> None:
     t = await tenants(start_worker=False)
     a_run = await t.trigger(t.a, "script", {"steps": 1})
     b_run = await t.trigger(t.b, "script", {"steps": 1})
@@ -86,7 +86,7 @@ async def test_a_tenant_replays_its_own_runs_into_its_own_scope_and_no_one_elses
     assert len(await t.server.durably.get_runs()) == 4  # B's refused replays made nothing
 
 
-async def test_a_tenant_sees_only_its_own_runs_attempts(tenants: StartTenants) -> None:  # noqa: F811
+async def test_a_tenant_sees_only_its_own_runs_attempts(tenants: StartTenants) -> None:
     t = await tenants(start_worker=False)
     a_run = await t.trigger(t.a, "script", {"steps": 1})
 

@@ -55,7 +55,9 @@ import_job = define_job(name="import", input=ImportInput, output=ImportOutput, r
 
 async def wait_all_done(durably: Durably, run_ids, timeout: float = 5.0):
     return [
-        await wait_for_status(durably, run_id, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, timeout=timeout)
+        await wait_for_status(
+            durably, run_id, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, timeout=timeout
+        )
         for run_id in run_ids
     ]
 

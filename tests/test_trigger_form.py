@@ -8,7 +8,6 @@ the state's fields, and the component by building and rendering it for a real `u
 from __future__ import annotations
 
 import enum
-import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -379,7 +378,7 @@ def test_without_row_keys_from_the_page_the_default_rows_are_read() -> None:
 
 def test_a_rows_error_is_keyed_by_item_index_then_moved_onto_its_rows_inputs() -> None:
     rows = {"contacts": [3, 7]}
-    data, errors = form_to_input(MAILING, {"contacts.3.name": "Ada", "contacts.7.vip": "perhaps"}, rows)
+    _data, errors = form_to_input(MAILING, {"contacts.3.name": "Ada", "contacts.7.vip": "perhaps"}, rows)
     assert errors == {"contacts.1.vip": "Input should be a valid boolean, unable to interpret input"}
     with pytest.raises(ValidationError) as raised:  # the second row has no name: the model's error, same keying
         Mailing.model_validate({"contacts": [{"name": "Ada"}, {}]})
@@ -395,7 +394,12 @@ def test_a_rows_error_is_keyed_by_item_index_then_moved_onto_its_rows_inputs() -
 
 def test_every_invalid_field_is_reported_at_once_conversion_and_model_errors_together() -> None:
     conversion = {"batch_size": "not an integer", "counts.1": "not an integer"}
-    model = {"title": "too short", "counts": "Field required", "batch_size": "Field required", "address.city": "missing"}
+    model = {
+        "title": "too short",
+        "counts": "Field required",
+        "batch_size": "Field required",
+        "address.city": "missing",
+    }
     assert merge_errors(conversion, model) == {
         "batch_size": "not an integer",
         "counts.1": "not an integer",

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from tests.engine_helpers import collect, query_db, wait_for_status
 from pydantic import BaseModel
 
 from durably_reflex import (
@@ -30,6 +29,7 @@ from durably_reflex import (
     SignalTimeoutError,
     define_job,
 )
+from tests.engine_helpers import collect, query_db, wait_for_status
 
 
 class Empty(BaseModel):
@@ -112,7 +112,8 @@ async def test_run_at_in_the_past_runs_at_once_and_naive_or_conflicting_times_ar
 async def test_higher_priority_runs_go_first_and_equal_ones_in_order(durably: Durably) -> None:
     durably.register(done=DONE)
     runs = await durably.batch_trigger(
-        "done", [BatchItem({}, priority=0), BatchItem({}, priority=5), BatchItem({}, priority=0), BatchItem({}, priority=9)]
+        "done",
+        [BatchItem({}, priority=0), BatchItem({}, priority=5), BatchItem({}, priority=0), BatchItem({}, priority=9)],
     )
     started = collect(durably, "run:start")
     await durably.start()
@@ -138,7 +139,11 @@ async def test_a_sleeping_run_is_pending_until_its_wake_time_and_holds_no_slot(e
     done = await wait_for_status(engine, napping.id, "completed", timeout=10)
     assert done.output == "after"
     steps = await engine.get_steps(napping.id)
-    assert [(step.name, step.status) for step in steps] == [("before", "completed"), ("nap", "completed"), ("after", "completed")]
+    assert [(step.name, step.status) for step in steps] == [
+        ("before", "completed"),
+        ("nap", "completed"),
+        ("after", "completed"),
+    ]
     nap = steps[1]
     assert nap.completed_at is not None and (nap.completed_at - nap.started_at).total_seconds() >= 0.3
     assert [event["waitingFor"]["kind"] for event in waits] == ["sleep"]
@@ -226,7 +231,12 @@ async def until_waiting(durably: Durably, run_id: str, kind: str, timeout: float
     async with asyncio.timeout(timeout):
         while True:
             run = await durably.get_run(run_id)
-            if run is not None and run.status == "pending" and run.waiting_for is not None and run.waiting_for.kind == kind:
+            if (
+                run is not None
+                and run.status == "pending"
+                and run.waiting_for is not None
+                and run.waiting_for.kind == kind
+            ):
                 return
             await asyncio.sleep(0.01)
 
@@ -273,12 +283,17 @@ async def test_a_failing_step_is_retried_with_backoff_and_every_attempt_is_recor
         ("call", "failed", "attempt 2 failed"),
         ("call", "completed", None),
     ]
-    assert [(event["waitingFor"]["kind"], event["waitingFor"]["attempt"]) for event in waits] == [("retry", 1), ("retry", 2)]
+    assert [(event["waitingFor"]["kind"], event["waitingFor"]["attempt"]) for event in waits] == [
+        ("retry", 1),
+        ("retry", 2),
+    ]
     first_gap, second_gap = flaky.calls[1] - flaky.calls[0], flaky.calls[2] - flaky.calls[1]
     assert first_gap >= 0.1 and second_gap >= 0.2  # 0.1 s, then twice that
 
 
-async def test_a_step_that_fails_every_attempt_fails_the_run_and_a_manual_retry_starts_a_new_budget(durably: Durably) -> None:
+async def test_a_step_that_fails_every_attempt_fails_the_run_and_a_manual_retry_starts_a_new_budget(
+    durably: Durably,
+) -> None:
     flaky = Flaky(failures=4)
     durably.register(flaky=flaky_job("flaky", flaky, QUICK_RETRY))
     await durably.start()

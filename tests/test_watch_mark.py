@@ -9,6 +9,7 @@ both backends.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 
 import pytest
@@ -50,7 +51,7 @@ def test_an_idle_process_never_reads_the_watch_mark() -> None:
 def test_a_process_that_logs_reads_the_mark_about_once_per_watch_refresh() -> None:
     clock = Clock()
     looks = simulate(WatchMark(clock=clock), clock, 10.0, logging_events=True)
-    gaps = [later - earlier for earlier, later in zip(looks, looks[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(looks)]
     assert gaps and all(WATCH_REFRESH <= gap <= WATCH_REFRESH + TICK + 1e-9 for gap in gaps), gaps
 
 

@@ -28,8 +28,8 @@ from durably_reflex._storage.base import StoredEvent
 from durably_reflex._wire_events import RunSnapshot, WireEvent
 from tests.server_fixtures import (
     GATES,
-    JOBS,
     ISO_Z,
+    JOBS,
     WAIT,
     Frame,
     LiveServer,

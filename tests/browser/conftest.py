@@ -102,7 +102,7 @@ def browser() -> Iterator[Browser]:
     try:
         try:
             chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=120_000)
-        except Exception as error:  # noqa: BLE001  (any launch failure: skip or fail, saying why)
+        except Exception as error:
             _unavailable(f"Chromium at {CHROMIUM} did not start: {error}")
         yield chromium
         chromium.close()
@@ -146,7 +146,7 @@ def reflex_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReflexSe
     for server in started.values():
         try:
             server.stop()
-        except Exception as error:  # noqa: BLE001  (stop them all, then report)
+        except Exception as error:
             errors.append(error)
     if errors:
         raise errors[0]

@@ -23,7 +23,7 @@ from .conftest import ReflexServerFactory, require_playwright
 from .reflex_server import REPO_ROOT, ReflexServer
 
 require_playwright()
-from playwright.sync_api import Page, expect  # noqa: E402  (after require_playwright)
+from playwright.sync_api import Page, expect
 
 API = "/api/durably"
 PAGE_SIZE = 20  # dashboard/pages.py: use_runs(page_size=20)

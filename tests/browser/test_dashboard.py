@@ -30,7 +30,7 @@ from .dashboard_helpers import (
 from .reflex_server import ReflexServer
 
 require_playwright()
-from playwright.sync_api import Page, expect  # noqa: E402  (after require_playwright)
+from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
 
@@ -136,7 +136,9 @@ def test_a_running_job_cancelled_from_its_page_ends_cancelled(page: Page, dashbo
     assert run_status(dashboard, run_id) == "cancelled"
 
 
-def test_deleting_a_finished_run_from_the_table_asks_first_then_removes_its_row(page: Page, dashboard: ReflexServer) -> None:
+def test_deleting_a_finished_run_from_the_table_asks_first_then_removes_its_row(
+    page: Page, dashboard: ReflexServer
+) -> None:
     run_id = trigger(dashboard, "send-newsletter", {"subject": "Delete me"})
     assert wait_for_status(dashboard, run_id, FINISHED) == "completed"
     page.goto(dashboard.url("/"))
@@ -187,7 +189,9 @@ def test_invalid_form_input_shows_the_field_error_and_triggers_nothing(page: Pag
     cleanup = page.locator("#job-slow-cleanup")
     page.locator("#trigger-slow-cleanup-seconds_per_batch").fill("soon")
     cleanup.get_by_role("button", name="Trigger").click()
-    per_batch_field = page.locator(".durably-form-field").filter(has=page.locator("#trigger-slow-cleanup-seconds_per_batch"))
+    per_batch_field = page.locator(".durably-form-field").filter(
+        has=page.locator("#trigger-slow-cleanup-seconds_per_batch")
+    )
     expect(per_batch_field.locator(".durably-field-error")).to_be_visible()
     expect(cleanup.locator(".durably-field-error")).to_have_count(1)  # batches (valid) has none
 
@@ -205,7 +209,9 @@ def test_invalid_form_input_shows_the_field_error_and_triggers_nothing(page: Pag
 
 
 # -- the runs page ------------------------------------------------------------------------------------------
-def test_a_run_triggered_by_another_client_appears_in_the_table_without_a_reload(page: Page, dashboard: ReflexServer) -> None:
+def test_a_run_triggered_by_another_client_appears_in_the_table_without_a_reload(
+    page: Page, dashboard: ReflexServer
+) -> None:
     page.goto(dashboard.url("/"))
     wait_for_live_table(page)
     page.evaluate("window.__sameDocument = true")
@@ -228,7 +234,9 @@ def test_status_counts_match_the_stored_runs_and_filter_the_table(page: Page, da
     wait_for_live_table(page)
     expect(page.locator(".durably-status-count[data-status='all'] .durably-count")).to_have_text(str(len(runs)))
     for status in ("pending", "running", *FINISHED):
-        expect(page.locator(f".durably-status-count[data-status='{status}'] .durably-count")).to_have_text(str(counts[status]))
+        expect(page.locator(f".durably-status-count[data-status='{status}'] .durably-count")).to_have_text(
+            str(counts[status])
+        )
     expect(page.locator(".durably-run-row")).to_have_count(len(runs))
 
     # The status select.

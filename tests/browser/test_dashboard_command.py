@@ -32,7 +32,7 @@ from .conftest import require_playwright
 from .reflex_server import HOST, START_TIMEOUT, free_port
 
 require_playwright()
-from playwright.sync_api import Browser, Page, expect  # noqa: E402  (after require_playwright)
+from playwright.sync_api import Browser, Page, expect
 
 pytestmark = pytest.mark.browser
 

@@ -32,7 +32,7 @@ from .dashboard_helpers import (
 from .reflex_server import ReflexServer
 
 require_playwright()
-from playwright.sync_api import Page, expect  # noqa: E402  (after require_playwright)
+from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
 

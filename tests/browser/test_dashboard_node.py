@@ -31,7 +31,7 @@ from .reflex_server import free_port
 from .test_dashboard_command import STOP_BOUND, Dashboard, row, start
 
 require_playwright()
-from playwright.sync_api import Browser, Page, expect  # noqa: E402  (after require_playwright)
+from playwright.sync_api import Browser, Page, expect
 
 pytestmark = pytest.mark.browser
 

@@ -14,7 +14,7 @@ from .dashboard_helpers import PAGE_SIZE, api_get
 from .reflex_server import REPO_ROOT, ReflexServer
 
 require_playwright()
-from playwright.sync_api import Page, expect  # noqa: E402  (after require_playwright)
+from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
 

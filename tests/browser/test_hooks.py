@@ -222,7 +222,9 @@ def test_pages_of_runs(page: Page, app: ReflexServer) -> None:
 
 # -- cleaning up after closed tabs --------------------------------------------------------------------------
 def test_closing_tabs_stops_their_consumers_and_closes_their_streams(page: Page, app: ReflexServer) -> None:
-    baseline = eventually(lambda: (s := api(app, "/test/stats"))["consumers"] == 0 and s, timeout=10) or api(app, "/test/stats")
+    baseline = eventually(lambda: (s := api(app, "/test/stats"))["consumers"] == 0 and s, timeout=10) or api(
+        app, "/test/stats"
+    )
     run_id = trigger(app, "count-up", {"n": 60, "delay": 0.25})
     context = page.context.browser.new_context()
     tabs = [context.new_page() for _ in range(3)]
@@ -253,7 +255,9 @@ class ApiServer:
     def start(self) -> None:
         command = [sys.executable, "-m", "durably_reflex", "serve", "hooks_app.jobs:durably",
                    "--host", "127.0.0.1", "--port", str(self.port), "--stop-timeout", "0.5"]  # fmt: skip
-        self.process = subprocess.Popen(command, cwd=HOOKS_APP, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            command, cwd=HOOKS_APP, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         if not eventually(lambda: _answers(f"{self.base}/api/durably/jobs"), timeout=30):
             self.process.kill()
             raise RuntimeError(f"the API server did not start: {self.process.stdout.read().decode()[-2000:]}")
@@ -288,7 +292,9 @@ def test_the_states_work_against_a_separate_api_server_and_survive_its_restart(
     that server goes away mid-run the page says it is reconnecting, and picks the run up again
     when the server is back."""
     own_db = tmp_path_factory.mktemp("own") / "own.db"
-    app = reflex_server(HOOKS_APP, env={"DURABLY_DB_URL": f"sqlite:///{own_db}", "DURABLY_API": f"{separate_api.base}/api/durably"})
+    app = reflex_server(
+        HOOKS_APP, env={"DURABLY_DB_URL": f"sqlite:///{own_db}", "DURABLY_API": f"{separate_api.base}/api/durably"}
+    )
     open_index(page, app)
     page.locator("#other-trigger").click()
     expect(page.locator("#other-status")).to_have_text("completed")

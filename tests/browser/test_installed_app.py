@@ -28,7 +28,7 @@ from .conftest import require_playwright
 from .reflex_server import HOST, RUNNING, START_TIMEOUT, ReflexServer, ReflexServerError, free_port
 
 require_playwright()
-from playwright.sync_api import Page, expect  # noqa: E402
+from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.install
 RUN_TIMEOUT_MS = 30_000  # a run of the README's job takes ~1 s

@@ -99,7 +99,9 @@ class NodeServer:
         line = self._first_line()
         if not line.startswith("listening "):
             self.stop()
-            raise RuntimeError(f"the Node Durably server did not start ({line!r}); see {self.log}:\n{self.log.read_text()[-2000:]}")
+            raise RuntimeError(
+                f"the Node Durably server did not start ({line!r}); see {self.log}:\n{self.log.read_text()[-2000:]}"
+            )
         self.port = int(line.split()[1])
         return self
 

@@ -7,7 +7,7 @@ import os
 os.environ.setdefault("REFLEX_USE_NPM", "1")
 os.environ.setdefault("REFLEX_CHECK_LATEST_VERSION", "0")
 
-import reflex as rx  # noqa: E402  (the environment must be set first)
+import reflex as rx
 
 config = rx.Config(
     app_name="hooks_app",

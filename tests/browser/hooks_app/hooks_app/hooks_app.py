@@ -23,7 +23,7 @@ actions = use_run_actions(client)
 class Callbacks(rx.State):
     """Records the run page's `use_job_run` callbacks, in order."""
 
-    seen: list[str] = []
+    seen: list[str] = []  # noqa: RUF012  (a Reflex state var: each tab gets its own copy)
 
     @rx.event
     def started(self) -> None:
