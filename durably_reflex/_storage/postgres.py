@@ -213,7 +213,7 @@ class PostgresStorage(SqlStorage):
         written AS (
             INSERT INTO durably_steps (id, run_id, name, step_index, status, output, error, error_stack,
                 started_at, completed_at)
-            SELECT CAST(:id AS VARCHAR), CAST(:run_id AS VARCHAR), :name, :step_index, :status, :output, :error,
+            SELECT CAST(:id AS VARCHAR), CAST(:run_id AS VARCHAR), :name, :step_index, :status, :output_json, :error,
                 :error_stack, :started_at, :completed_at
             FROM run
             WHERE NOT EXISTS (SELECT 1 FROM durably_steps
@@ -319,20 +319,7 @@ class PostgresStorage(SqlStorage):
         execute = session.execute_last if last else session.execute
         if len(pending) == 1:
             step = pending[0].step
-            row = execute(
-                self._insert_step,
-                id=step.id,
-                run_id=step.run_id,
-                attempt=step.attempt,
-                name=step.name,
-                step_index=step.step_index,
-                status=step.status,
-                output=step.output_json,
-                error=step.error,
-                error_stack=step.error_stack,
-                started_at=step.started_at,
-                completed_at=step.completed_at,
-            ).fetchone()
+            row = execute(self._insert_step, **step._asdict()).fetchone()
             held = {} if row is None else {step.id: row[0]}
         else:
             steps = [item.step for item in pending]

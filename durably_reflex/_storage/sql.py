@@ -356,14 +356,14 @@ class SqlStorage(Storage):
     insert_step_sql = """
         INSERT INTO durably_steps (id, run_id, name, step_index, status, output, error, error_stack,
             started_at, completed_at)
-        SELECT :id, :run_id, :name, :step_index, :status, :output, :error, :error_stack, :started_at,
+        SELECT :id, :run_id, :name, :step_index, :status, :output_json, :error, :error_stack, :started_at,
             :completed_at
         WHERE EXISTS (SELECT 1 FROM durably_runs WHERE id = :run_id AND attempt = :attempt
                       AND status IN ('running', 'cancelled'))
         RETURNING (SELECT status FROM durably_runs WHERE id = :run_id)"""
-    # A log line of a deleted run is dropped.
     # Whether a table exists (`migrate`'s first look).
     table_exists_sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name"
+    # A log line of a deleted run is dropped.
     insert_log_sql = """
         INSERT INTO durably_logs (id, run_id, step_name, level, message, data, created_at)
         SELECT :id, :run_id, :step_name, :level, :message, :data, :created_at
@@ -950,20 +950,7 @@ class SqlStorage(Storage):
 
     def record_step(self, step: StepRecord) -> StepWrite:
         def write(session: SqlSession) -> StepWrite:
-            inserted = session.execute(
-                self._insert_step,
-                id=step.id,
-                run_id=step.run_id,
-                attempt=step.attempt,
-                name=step.name,
-                step_index=step.step_index,
-                status=step.status,
-                output=step.output_json,
-                error=step.error,
-                error_stack=step.error_stack,
-                started_at=step.started_at,
-                completed_at=step.completed_at,
-            )
+            inserted = session.execute(self._insert_step, **step._asdict())
             row = inserted.fetchone()
             if row is None:
                 return StepWrite.CLAIM_LOST
