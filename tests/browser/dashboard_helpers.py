@@ -26,7 +26,7 @@ require_playwright()
 from playwright.sync_api import Page, expect
 
 API = "/api/durably"
-PAGE_SIZE = 20  # dashboard/pages.py: use_runs(page_size=20)
+PAGE_SIZE = 20  # the dashboard's runs page: durably_reflex/dashboard/pages.py, PAGE_SIZE
 FINISHED = ("completed", "failed", "cancelled")
 
 

@@ -228,7 +228,9 @@ def test_status_counts_match_the_stored_runs_and_filter_the_table(page: Page, da
     assert wait_for_status(dashboard, failed, FINISHED) == "failed"
     runs = wait_until_settled(dashboard)
     counts = Counter(run["status"] for run in runs)
-    assert len(runs) < PAGE_SIZE, "this test expects every run on the first page"
+
+    def on_first_page(count: int) -> int:  # other tests' runs share this server
+        return min(count, PAGE_SIZE)
 
     page.goto(dashboard.url("/"))
     wait_for_live_table(page)
@@ -237,23 +239,23 @@ def test_status_counts_match_the_stored_runs_and_filter_the_table(page: Page, da
         expect(page.locator(f".durably-status-count[data-status='{status}'] .durably-count")).to_have_text(
             str(counts[status])
         )
-    expect(page.locator(".durably-run-row")).to_have_count(len(runs))
+    expect(page.locator(".durably-run-row")).to_have_count(on_first_page(len(runs)))
 
     # The status select.
     page.locator(".durably-status-filter").click()
     page.get_by_role("option", name="failed", exact=True).click()
     expect(page.locator(".durably-status-filter")).to_contain_text("failed")
-    expect(page.locator(".durably-run-row")).to_have_count(counts["failed"])
+    expect(page.locator(".durably-run-row")).to_have_count(on_first_page(counts["failed"]))
     expect(page.locator(".durably-run-row:not([data-status='failed'])")).to_have_count(0)
     expect(row(page, failed)).to_be_visible()
 
     # A count card is a filter too; "all runs" clears it.
     page.locator(".durably-status-count[data-status='completed']").click()
     expect(page.locator(".durably-status-filter")).to_contain_text("completed")
-    expect(page.locator(".durably-run-row")).to_have_count(counts["completed"])
+    expect(page.locator(".durably-run-row")).to_have_count(on_first_page(counts["completed"]))
     expect(page.locator(".durably-run-row:not([data-status='completed'])")).to_have_count(0)
     page.locator(".durably-status-count[data-status='all']").click()
-    expect(page.locator(".durably-run-row")).to_have_count(len(runs))
+    expect(page.locator(".durably-run-row")).to_have_count(on_first_page(len(runs)))
 
     # Counts follow new runs live.
     trigger(dashboard, "send-newsletter", {"subject": "One more"})
