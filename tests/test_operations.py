@@ -108,7 +108,11 @@ async def test_search_by_id_prefix_creation_time_and_input_fields(durably: Durab
         {"email": "ada@example.com", "age": 36, "vip": True, "plan": {"tier": "gold"}}
     )
     bob = await durably.jobs.signup.trigger({"email": "bob@example.com", "age": 41})
-    assert [run.id for run in await durably.get_runs(id_prefix=ada.id[:20])] == [ada.id]
+    # Ids made in the same millisecond share all but their last characters: the shortest prefix that
+    # tells Ada's from Bob's (8 characters at least), then one that both share.
+    differs_at = next(i for i, (a, b) in enumerate(zip(ada.id, bob.id, strict=True)) if a != b)
+    assert [run.id for run in await durably.get_runs(id_prefix=ada.id[: max(differs_at + 1, 8)])] == [ada.id]
+    assert [run.id for run in await durably.get_runs(id_prefix=ada.id[:differs_at])] == [bob.id, ada.id]
     assert [run.id for run in await durably.get_runs(input_fields={"email": "bob@example.com"})] == [bob.id]
     assert [run.id for run in await durably.get_runs(input_fields={"age": 36})] == [ada.id]
     assert [run.id for run in await durably.get_runs(input_fields={"vip": True})] == [ada.id]
