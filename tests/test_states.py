@@ -366,6 +366,18 @@ async def test_a_burst_of_new_runs_refreshes_the_first_page_a_few_times_not_once
     assert view.loads < 30
 
 
+async def test_a_run_that_ended_between_the_page_load_and_the_stream_opening_appears(
+    client: DurablyClient,
+) -> None:
+    view = RunsView(client)
+    await view._load()  # the page as the tab first shows it: no runs
+    run_id = (await client.trigger_and_wait("slow-job", {"steps": 1, "delay": 0.01}, timeout=WAIT)).id
+    async with consuming("tab", "runs", probe=always_there) as consumer:
+        consumer.start_source("runs", _follow_runs(consumer, client, None))  # opens after every event of the run
+        await apply_until(consumer, view, lambda v: [r["id"] for r in v.runs] == [run_id])
+    assert view.runs[0]["status"] == "completed"
+
+
 async def test_progress_updates_the_row_in_place_without_a_fetch(client: DurablyClient) -> None:
     view = RunsView(client)
     run_id = await client.trigger("slow-job", {"steps": 4, "delay": 0.25})
@@ -373,6 +385,7 @@ async def test_progress_updates_the_row_in_place_without_a_fetch(client: Durably
     await view._load()
     async with consuming("tab", "runs", probe=always_there) as consumer:
         consumer.start_source("runs", _follow_runs(consumer, client, "slow-job"))
+        await apply_until(consumer, view, lambda v: v.loads == 2)  # the page fetched again as the stream opened
         loads_before = view.loads
         await apply_until(consumer, view, lambda v: (v.runs[0].get("progress") or {}).get("current") == 2)
         # a progress event may arrive with a step:start that refreshes; the row moved without waiting for one

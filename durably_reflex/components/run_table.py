@@ -126,7 +126,11 @@ def _toolbar(runs: type[UseRunsState], job_names: list[str] | None, on_job_filte
             rx.badge("reconnecting…", color_scheme="amber"),
             rx.cond(
                 runs.page == 0,
-                rx.badge("live", color_scheme="green", variant="soft"),
+                rx.cond(
+                    runs.connection == "open",
+                    rx.badge("live", color_scheme="green", variant="soft"),
+                    rx.badge("connecting…", variant="soft"),
+                ),
                 rx.badge("paused", variant="soft"),
             ),
         ),

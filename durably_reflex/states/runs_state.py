@@ -315,11 +315,15 @@ def _labels(terms: str) -> tuple[tuple[str, str], ...]:
 async def _follow_runs(
     consumer: Consumer, client: DurablyClient, job_name: str | None, labels: dict[str, str] | None = None
 ) -> None:
-    """Source: `/runs/subscribe`; patches rows in place and asks for coalesced refreshes."""
+    """Source: `/runs/subscribe`; patches rows in place and asks for coalesced refreshes. Each time
+    the stream opens the first page is fetched again: the page was loaded before the stream was
+    open, and runs triggered in between would otherwise stay missing until the next event."""
     refresh = Refresher(consumer, _refresh_first_page, REFRESH_INTERVAL)
 
     def on_connection(state_name: str) -> None:
         consumer.post(lambda state: setattr(state, "connection", state_name))
+        if state_name == "open":
+            refresh.request()
 
     async with client.subscribe_runs(job_name, labels=labels or None, on_state=on_connection) as events:
         async for event in events:
