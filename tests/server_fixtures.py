@@ -552,6 +552,12 @@ async def server_fixture(serve: Serve) -> LiveServer:
     return await serve()
 
 
+@pytest.fixture(name="idle")
+async def idle_server_fixture(serve: Serve) -> LiveServer:
+    """A server whose worker is off: the runs stay pending."""
+    return await serve(start_worker=False)
+
+
 # -- checks --------------------------------------------------------------------------------------
 RUN_FIELDS = {
     "id", "jobName", "input", "status", "idempotencyKey", "concurrencyKey", "currentStepIndex", "stepCount",

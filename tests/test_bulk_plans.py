@@ -14,15 +14,10 @@ from durably_reflex.states.bulk import Count, count_changed, outcome, plan_for_i
 from durably_reflex.states.run_search import parse_search
 from tests.server_fixtures import (
     LiveServer,
-    Serve,
+    idle_server_fixture,  # noqa: F401  (the `idle` fixture)
     migrated_template,  # noqa: F401  (fixture)
     serve_fixture,  # noqa: F401  (the `serve` fixture)
 )
-
-
-@pytest.fixture
-async def idle(serve: Serve) -> LiveServer:
-    return await serve(start_worker=False)
 
 
 @pytest.fixture

@@ -22,15 +22,10 @@ from tests.server_fixtures import (
     JOBS,
     LiveServer,
     Serve,
+    idle_server_fixture,  # noqa: F401  (the `idle` fixture)
     migrated_template,  # noqa: F401  (fixture)
     serve_fixture,  # noqa: F401  (the `serve` fixture)
 )
-
-
-@pytest.fixture
-async def idle(serve: Serve) -> LiveServer:
-    """A server whose worker is off: the runs stay pending."""
-    return await serve(start_worker=False)
 
 
 @pytest.fixture
