@@ -2,10 +2,11 @@
 
 This is how a server sees runs executed by workers in other processes, and how a stream that drops
 resumes with no gap: each event has a log id, and a subscriber may start after any id still kept.
-One task per process tails the log while anyone is subscribed (every `interval` seconds, or when the
-database announces new events: PostgreSQL), and hands
-each event to the subscribers of its run and to those of all runs, as the stored JSON (streams send
-it as it is) with the event decoded only when someone needs its fields.
+One task per process tails the log while anyone is subscribed: when the database announces new
+events (PostgreSQL's NOTIFY, SQLite's doorbell: see `_storage/doorbell.py`), with a poll as safety
+net, or every `interval` seconds where nothing announces. It hands each event to the subscribers of
+its run and to those of all runs, as the stored JSON (streams send it as it is) with the event
+decoded only when someone needs its fields.
 
 A subscriber that stops reading (its client stopped reading, and the stream waits on the socket)
 would otherwise hold every event logged since: each subscription holds at most `MAX_BACKLOG_BYTES`

@@ -158,8 +158,9 @@ class Lease:
 
 # -- a SQLite file: one machine --------------------------------------------------------------------
 def rendezvous(database: str) -> Path:
-    """The folder where the workers of this database file meet: per user (its mode is 0700) and per
-    file (named by a hash of the file's real path), in the system's temporary folder."""
+    """The folder where the processes of this database file meet (its workers, and the event feeds
+    that `doorbell.py` rings): per user (its mode is 0700) and per file (named by a hash of the
+    file's real path), in the system's temporary folder."""
     digest = hashlib.sha256(os.path.realpath(database).encode()).hexdigest()[:16]
     user = os.getuid() if hasattr(os, "getuid") else 0
     return Path(tempfile.gettempdir()) / f"durably-{user}-{digest}"
@@ -179,20 +180,47 @@ def ring_folder(folder: Path, ring: Ring, count: int = 0, *, sender: str = "") -
             targets = [Path(entry.path) for entry in os.scandir(folder) if entry.name.startswith(_WORKER_PREFIX)]
     except (OSError, IndexError):
         return  # no folder or no leader yet: no worker has started on this file
-    message = encode_ring(ring, count, sender).encode()
+    own = f"{_WORKER_PREFIX}{sender}.sock"
+    send_datagram(
+        [target for target in targets if target.name != own],
+        encode_ring(ring, count, sender).encode(),
+        remove_dead=ring is Ring.WORKERS,
+    )
+
+
+def send_datagram(targets: list[Path], message: bytes, *, remove_dead: bool) -> None:
+    """Send `message` to each of these sockets; never waits, never raises. With `remove_dead`, a
+    socket nobody reads any more (its process died) is removed."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender_socket:
         sender_socket.setblocking(False)
         for target in targets:
-            if target.name == f"{_WORKER_PREFIX}{sender}.sock":
-                continue
             try:
                 sender_socket.sendto(message, str(target))
             except (ConnectionRefusedError, FileNotFoundError):
-                if ring is Ring.WORKERS:
+                if remove_dead:
                     with contextlib.suppress(OSError):
                         target.unlink()
             except OSError:
                 pass  # its queue is full (it has rings to read already), or the folder is not ours
+
+
+def bind_socket(folder: Path, name: str) -> socket.socket:
+    """A non-blocking datagram socket bound to `folder/name`, making the folder (mode 0700) if needed."""
+    own = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    for attempt in range(3):  # the last process to leave removes the folder: it may go in between
+        folder.mkdir(mode=0o700, exist_ok=True)
+        try:
+            own.bind(str(folder / name))
+            break
+        except FileNotFoundError:
+            if attempt == 2:
+                own.close()
+                raise
+        except OSError:
+            own.close()
+            raise
+    own.setblocking(False)
+    return own
 
 
 class FileCoordination(Coordination):
@@ -205,17 +233,7 @@ class FileCoordination(Coordination):
         self._on_ring = on_ring
         self._lease = Lease(every)
         self._name = f"{_WORKER_PREFIX}{self._lease.me}.sock"
-        self._own = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        for attempt in range(3):  # the last worker to leave removes the folder: it may go in between
-            folder.mkdir(mode=0o700, exist_ok=True)
-            try:
-                self._own.bind(str(folder / self._name))
-                break
-            except FileNotFoundError:
-                if attempt == 2:
-                    self._own.close()
-                    raise
-        self._own.setblocking(False)
+        self._own = bind_socket(folder, self._name)
         self._wakeup_read, self._wakeup_write = socket.socketpair()
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._own, selectors.EVENT_READ)

@@ -4,6 +4,10 @@ that knows it is talking to SQLite.
 Two connections: a writer that group-commits (SQLite takes one writer at a time, so more writer
 connections would only queue on its lock) and a reader, which WAL lets run beside it. An in-memory
 database lives in one connection, so there it serves both.
+
+The processes of one file meet in a folder of their own (`coordination.rendezvous`): workers take
+turns there (`FileCoordination`), and a commit that logged events rings the processes whose event
+feed tails the log (`doorbell.py`), as PostgreSQL's NOTIFY does.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import sqlite3
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .coordination import Coordination, OnRing, Ring, Solo, file_coordination, rendezvous, ring_folder
+from .doorbell import RUNG_POLL, Doorbell, open_doorbell, ring_feeds
 from .group_commit import DEFAULT_PATIENCE, GroupCommit
 from .sql import SqlSession, SqlStorage, pop_url_option
 from .urls import DatabaseUrl, Query, as_bool, parse_url
@@ -27,9 +33,26 @@ _UNAVAILABLE_CODES = frozenset({5, 6, 8, 10, 13, 14})
 
 
 class SqliteSession(SqlSession):
+    def __init__(self, raw: Any, meeting: Path | None) -> None:
+        """`meeting`: the folder of the file's processes, whose feeds a commit with events rings."""
+        super().__init__(raw, "sqlite://")
+        self._meeting = meeting
+        self.logged_events = False  # this transaction wrote events: ring the feeds once it commits
+
     def begin(self, write: bool) -> None:
         # IMMEDIATE takes the write lock up front, so a batch never fails half-way on a lock upgrade.
         self.raw.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def commit(self) -> None:
+        super().commit()
+        if self.logged_events:
+            self.logged_events = False
+            if self._meeting is not None:
+                ring_feeds(self._meeting)
+
+    def rollback(self) -> None:
+        self.logged_events = False
+        super().rollback()
 
     def is_transient(self, error: BaseException) -> bool:
         message = str(error).lower()
@@ -74,12 +97,14 @@ class SqliteStorage(SqlStorage):
             database = os.path.abspath(database)
             parsed = parsed.with_database(database)
         filename, driver_options = _connect_args(database or ":memory:", options)
+        # Workers of an in-memory database share this process: its worker is alone, its feed unrung.
+        meeting = rendezvous(database) if database and not in_memory and not database.startswith("file:") else None
 
         def connect() -> SqliteSession:
             raw = sqlite3.connect(
                 filename, timeout=busy_timeout, check_same_thread=False, isolation_level=None, **driver_options
             )
-            session = SqliteSession(raw, "sqlite://")
+            session = SqliteSession(raw, meeting)
             raw.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             if not in_memory:
                 _enable_wal(raw, busy_timeout)
@@ -101,10 +126,9 @@ class SqliteStorage(SqlStorage):
             counter = GroupCommit("durably-sqlite-counter", connect, threads=2, patience=patience)
             super().__init__("sqlite", "named", writer, reader, counter)
         self.url: DatabaseUrl = parsed
-        # Workers of an in-memory database share this process: its worker is alone.
-        self._meeting = (
-            rendezvous(database) if database and not in_memory and not database.startswith("file:") else None
-        )
+        self._meeting = meeting
+        self._doorbell: Doorbell | None = None
+        self._doorbell_tried = False
 
     def coordinate(self, on_ring: OnRing, polling_interval: float) -> Coordination:
         if self._meeting is None:
@@ -114,6 +138,29 @@ class SqliteStorage(SqlStorage):
     def ring_leader(self, count: int) -> None:
         if self._meeting is not None:
             ring_folder(self._meeting, Ring.LEADER, count)
+
+    def write_events(self, session: SqlSession, rows: list[dict[str, Any]]) -> None:
+        super().write_events(session, rows)
+        assert isinstance(session, SqliteSession)
+        session.logged_events = True
+
+    async def wait_for_events(self, poll: float) -> None:
+        """Rung by the processes that commit events (see `doorbell.py`), polling every `RUNG_POLL`
+        seconds (or `poll`, if longer) as a safety net; every `poll` seconds where nobody can ring."""
+        if not self._doorbell_tried:
+            self._doorbell_tried = True
+            self._doorbell = open_doorbell(self._meeting) if self._meeting is not None else None
+            return  # events committed before the doorbell was there rang nobody: read once more first
+        if self._doorbell is None:
+            await super().wait_for_events(poll)
+        else:
+            await self._doorbell.wait(max(poll, RUNG_POLL))
+
+    async def close(self) -> None:
+        if self._doorbell is not None:
+            self._doorbell.close()
+            self._doorbell = None
+        await super().close()
 
 
 def _enable_wal(raw: Any, busy_timeout: float) -> None:
