@@ -336,7 +336,11 @@ class SqlStorage(Storage):
     last (GroupCommit's `before_group` and `before_commit`).
     """
 
+    # How long buffered writes wait for a commit to carry them before the flusher commits them itself
+    # (seconds): a job that reports progress in a loop makes one commit per delay, not one per report.
     FLUSH_DELAY = 0.01
+    # ... while someone streams their events: a subscriber waits for them, and a commit costs a fraction of that.
+    WATCHED_FLUSH_DELAY = 0.002
 
     claim_sql = f"""
         UPDATE durably_runs
@@ -980,8 +984,9 @@ class SqlStorage(Storage):
 
     def _flush_when_idle(self) -> None:
         """Commit buffered writes that no other write carried within `FLUSH_DELAY` (say, a job that
-        reported progress and then computes for a while); and look at the watch mark when the engine
-        asks (see `WatchMark`: never while the process is idle)."""
+        reported progress and then computes for a while), `WATCHED_FLUSH_DELAY` while events are
+        logged; and look at the watch mark when the engine asks (see `WatchMark`: never while the
+        process is idle)."""
         while True:
             look_in = self._watch_mark.look_due()
             if look_in == 0.0:
@@ -995,7 +1000,7 @@ class SqlStorage(Storage):
                     return
                 if not (self._progress or self._logs or self._events):
                     continue
-            time.sleep(self.FLUSH_DELAY)
+            time.sleep(self.WATCHED_FLUSH_DELAY if self.events_watched() else self.FLUSH_DELAY)
             with self._buffer_lock:
                 pending = bool(self._progress or self._logs or self._events)
             if pending:
