@@ -181,27 +181,34 @@ def ring_folder(folder: Path, ring: Ring, count: int = 0, *, sender: str = "") -
     except (OSError, IndexError):
         return  # no folder or no leader yet: no worker has started on this file
     own = f"{_WORKER_PREFIX}{sender}.sock"
-    send_datagram(
-        [target for target in targets if target.name != own],
-        encode_ring(ring, count, sender).encode(),
-        remove_dead=ring is Ring.WORKERS,
-    )
+    with sending_socket() as sender_socket:
+        send_datagram(
+            sender_socket,
+            [target for target in targets if target.name != own],
+            encode_ring(ring, count, sender).encode(),
+            remove_dead=ring is Ring.WORKERS,
+        )
 
 
-def send_datagram(targets: list[Path], message: bytes, *, remove_dead: bool) -> None:
+def sending_socket() -> socket.socket:
+    """An unbound, non-blocking Unix datagram socket to send rings from."""
+    sender_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sender_socket.setblocking(False)
+    return sender_socket
+
+
+def send_datagram(sender_socket: socket.socket, targets: list[Path], message: bytes, *, remove_dead: bool) -> None:
     """Send `message` to each of these sockets; never waits, never raises. With `remove_dead`, a
     socket nobody reads any more (its process died) is removed."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender_socket:
-        sender_socket.setblocking(False)
-        for target in targets:
-            try:
-                sender_socket.sendto(message, str(target))
-            except (ConnectionRefusedError, FileNotFoundError):
-                if remove_dead:
-                    with contextlib.suppress(OSError):
-                        target.unlink()
-            except OSError:
-                pass  # its queue is full (it has rings to read already), or the folder is not ours
+    for target in targets:
+        try:
+            sender_socket.sendto(message, str(target))
+        except (ConnectionRefusedError, FileNotFoundError):
+            if remove_dead:
+                with contextlib.suppress(OSError):
+                    target.unlink()
+        except OSError:
+            pass  # its queue is full (it has rings to read already), or the folder is not ours
 
 
 def bind_socket(folder: Path, name: str) -> socket.socket:

@@ -3,7 +3,7 @@ that tail that log, so their event feed reads at once instead of at its next pol
 
 Each tailing process binds a datagram socket, `feed-<id>.sock`, in the folder where the workers of
 the file meet (`coordination.rendezvous`). A commit that wrote events sends one datagram to each such
-socket (`ring_feeds`, after the commit: a feed rung earlier might read before the events are there).
+socket (`FeedRinger`, after the commit: a feed rung earlier might read before the events are there).
 A commit without events sends nothing, and events are logged only while someone watches (see
 `watch.py`), so a writer pays for rings only while a feed tails; then a directory listing and a
 datagram per tailing process per commit, however many events the commit holds.
@@ -23,7 +23,7 @@ import socket
 import uuid
 from pathlib import Path
 
-from .coordination import bind_socket, send_datagram
+from .coordination import bind_socket, send_datagram, sending_socket
 
 logger = logging.getLogger("durably_reflex")
 
@@ -33,15 +33,33 @@ RUNG_POLL = 1.0
 _RING = b"events"
 
 
-def ring_feeds(folder: Path) -> None:
-    """Tell every process tailing this folder's database that events were committed; never waits,
-    never raises. The socket of a process that died is removed."""
-    try:
-        targets = [Path(entry.path) for entry in os.scandir(folder) if entry.name.startswith(FEED_PREFIX)]
-    except OSError:
-        return  # no folder: nobody tails
-    if targets:
-        send_datagram(targets, _RING, remove_dead=True)
+class FeedRinger:
+    """Rings the feeds tailing one folder's database; used by one thread at a time (a connection's)."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._socket: socket.socket | None = None  # made at the first ring, kept: a commit pays no socket()
+
+    def ring(self) -> None:
+        """Tell every process tailing the database that events were committed; never waits, never
+        raises. The socket of a process that died is removed."""
+        try:
+            targets = [Path(entry.path) for entry in os.scandir(self._folder) if entry.name.startswith(FEED_PREFIX)]
+        except OSError:
+            return  # no folder: nobody tails
+        if not targets:
+            return
+        if self._socket is None:
+            try:
+                self._socket = sending_socket()
+            except OSError:
+                return
+        send_datagram(self._socket, targets, _RING, remove_dead=True)
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
 
 class Doorbell:

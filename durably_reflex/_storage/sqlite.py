@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .coordination import Coordination, OnRing, Ring, Solo, file_coordination, rendezvous, ring_folder
-from .doorbell import RUNG_POLL, Doorbell, open_doorbell, ring_feeds
+from .doorbell import RUNG_POLL, Doorbell, FeedRinger, open_doorbell
 from .group_commit import DEFAULT_PATIENCE, GroupCommit
 from .sql import SqlSession, SqlStorage, pop_url_option
 from .urls import DatabaseUrl, Query, as_bool, parse_url
@@ -36,7 +36,7 @@ class SqliteSession(SqlSession):
     def __init__(self, raw: Any, meeting: Path | None) -> None:
         """`meeting`: the folder of the file's processes, whose feeds a commit with events rings."""
         super().__init__(raw, "sqlite://")
-        self._meeting = meeting
+        self._ringer = FeedRinger(meeting) if meeting is not None else None
         self.logged_events = False  # this transaction wrote events: ring the feeds once it commits
 
     def begin(self, write: bool) -> None:
@@ -47,12 +47,17 @@ class SqliteSession(SqlSession):
         super().commit()
         if self.logged_events:
             self.logged_events = False
-            if self._meeting is not None:
-                ring_feeds(self._meeting)
+            if self._ringer is not None:
+                self._ringer.ring()
 
     def rollback(self) -> None:
         self.logged_events = False
         super().rollback()
+
+    def close(self) -> None:
+        if self._ringer is not None:
+            self._ringer.close()
+        super().close()
 
     def is_transient(self, error: BaseException) -> bool:
         message = str(error).lower()
