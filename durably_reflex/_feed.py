@@ -72,11 +72,13 @@ class FeedSubscription:
         self.ended = False
         self.overflowed = False
 
-    def offer(self, item: FeedItem) -> None:
+    def offer(self, items: list[FeedItem], size: int) -> None:
+        """Items just read from the log, in log order, with `size` bytes of JSON in all: one call per
+        page read, not per item, since every subscriber is offered every page."""
         if self.ended:
             return
-        self._items.append(item)
-        self._backlog += len(item.body)
+        self._items.extend(items)
+        self._backlog += size
         if self._backlog > MAX_BACKLOG_BYTES and len(self._items) > 1:
             self._overflow()
             return
@@ -251,16 +253,24 @@ class EventFeed:
                     logger.exception("durably event feed: reading the event log failed")
                 await asyncio.sleep(max(self.interval, 1.0))
                 continue
-            for stored in page:
-                self._dispatch(FeedItem(stored))
             if page:
+                self._dispatch([FeedItem(stored) for stored in page])
                 self._position = page[-1].id
             if len(page) < _PAGE:
                 await self._storage.wait_for_events(self.interval)
 
-    def _dispatch(self, item: FeedItem) -> None:
-        # Over copies: a subscription that overflows leaves the feed while being offered the item.
+    def _dispatch(self, items: list[FeedItem]) -> None:
+        # Over copies: a subscription that overflows leaves the feed while being offered the items.
+        size = sum(len(item.body) for item in items)
         for subscription in tuple(self._all_runs):
-            subscription.offer(item)
-        for subscription in tuple(self._by_run.get(item.run_id, ())):
-            subscription.offer(item)
+            subscription.offer(items, size)
+        if not self._by_run:
+            return
+        by_run: dict[str, list[FeedItem]] = {}
+        for item in items:
+            if item.run_id in self._by_run:
+                by_run.setdefault(item.run_id, []).append(item)
+        for run_id, of_run in by_run.items():
+            size = sum(len(item.body) for item in of_run)
+            for subscription in tuple(self._by_run.get(run_id, ())):
+                subscription.offer(of_run, size)

@@ -375,9 +375,9 @@ async def test_progress_frames_stay_in_order_when_the_loop_lags(serve: Serve) ->
         subscription = await subscribe_feed(**options)
         offer = subscription.offer
 
-        def offer_then_lag(item: Any) -> None:
-            offer(item)
-            if item.type == "run:progress" and item.event["progress"]["current"] == 3:
+        def offer_then_lag(items: list[Any], size: int) -> None:
+            offer(items, size)
+            if any(item.type == "run:progress" and item.event["progress"]["current"] == 3 for item in items):
                 time.sleep(0.7)  # the server's loop is busy just after this event was queued
 
         subscription.offer = offer_then_lag  # type: ignore[method-assign]
