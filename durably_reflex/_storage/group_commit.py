@@ -5,7 +5,8 @@ is leading, it leads: it takes everything queued, runs it in one transaction, co
 each waiting thread its result; then it leads the next group if more queued meanwhile. Under load,
 several runs' step writes share a commit, and nobody hears "done" before the commit that makes it
 durable. The caller's own thread does the work when it leads, so an uncontended write costs no thread
-hand-off at all: a step function and its checkpoint run on the same worker thread.
+hand-off at all. The tasks of a worker's runner loop queue theirs together: what they queue in one
+iteration of the loop is one group, run on the loop's thread (`run_grouped`).
 
 A write that would lead while other quick writers (worker slots running short steps) are about to
 come back waits for them first, so that they all share its commit (see `cadence.py`).
@@ -74,6 +75,7 @@ class _Queued:
     # Held while a follower waits for its leader; a leader's own operation needs none. (A plain lock
     # costs far less to make than an Event, and this is made once per operation.)
     waiter: Any = None
+    done: asyncio.Future[None] | None = None  # a runner loop's task waits on it (see `run_grouped`)
     promoted: bool = False  # woken to lead, not because its operation ran
     unavailable: bool = False  # not done: the database was unavailable (the caller waits and tries again)
     result: Any = None
@@ -118,6 +120,7 @@ class GroupCommit(Generic[C]):
         self._probe_at = 0.0
         self._probing = False
         self._loop_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._loop_groups: dict[asyncio.AbstractEventLoop, list[_Queued]] = {}  # see `run_grouped`
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
 
     def run_blocking(self, operation: Operation[C, T], *, write: bool = True) -> T:
@@ -147,6 +150,61 @@ class GroupCommit(Generic[C]):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed, until - now)
         return await loop.run_in_executor(self._pool, lambda: self._run_by(operation, write, deadline))
+
+    async def run_grouped(self, operation: Operation[C, T], *, write: bool = True) -> T:
+        """`run()` for the tasks of a worker's runner loop (see `_worker.py`): the operations they
+        queue in one iteration of the loop go as one group, run on the loop's own thread, and each
+        task resumes once their commit is done. The first task to queue one yields once, so that
+        the tasks ready in the same iteration queue theirs, then runs the group: no thread hand-off
+        (the loop waits for the commit; its tasks have nothing else to do meanwhile). During an
+        outage, `run()` waits for the database, so the loop stays free (timeouts, cancels)."""
+        if self._down_since is None:
+            loop = asyncio.get_running_loop()
+            item = _Queued(operation, write, 0)
+            group = self._loop_groups.get(loop)
+            if group is None:
+                group = self._loop_groups[loop] = [item]
+                try:
+                    await asyncio.sleep(0)
+                finally:  # even when this task was cancelled meanwhile: the others' operations are here
+                    del self._loop_groups[loop]
+                    self._run_loop_group(group)
+            else:
+                item.done = loop.create_future()
+                group.append(item)
+                await item.done  # if this task is cancelled meanwhile, its operation runs regardless
+            if not item.unavailable:
+                return item.outcome()
+        return await self.run(operation, write=write)
+
+    def _run_loop_group(self, group: list[_Queued]) -> None:
+        """Run a runner loop's group as one queued lot (leading it, or waiting for the leader to take
+        it), then wake the tasks waiting for it."""
+        first = group[0]
+        try:
+            with self._lock:
+                closed = self._closed
+                if not closed:
+                    self._queue.extend(group)
+                    leads = not self._leading
+                    if leads:
+                        self._leading = True
+                    else:  # the leader takes the whole lot at once: waiting for its first item suffices
+                        first.waiter = threading.Lock()
+                        first.waiter.acquire()
+            if closed:
+                for item in group:
+                    item.error = RuntimeError("the database connection is closed")
+                return
+            if not leads:
+                first.waiter.acquire()
+                leads = first.promoted
+            if leads:
+                self._lead()
+        finally:
+            for item in group:
+                if item.done is not None and not item.done.done():
+                    item.done.set_result(None)
 
     def _run_by(self, operation: Operation[C, T], write: bool, deadline: float) -> T:
         while True:
