@@ -229,7 +229,7 @@ class StepContext:
         try:
             within = timeout if timeout is not None else self._step_timeout
             if within is None:
-                value = await _SYNC_CALLS.call(fn, args, kwargs)
+                value = _SYNC_CALLS.call(fn, args, kwargs)
                 if type(value) not in _PLAIN and inspect.isawaitable(value):
                     value = await value
             else:
@@ -492,16 +492,22 @@ class _SyncCalls:
     def __init__(self) -> None:
         self._quick: dict[object, int] = {}  # code → its quick calls in a row (inline from `_QUICK_CALLS`)
 
-    async def call(self, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    def call(self, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        """`fn(*args, **kwargs)` called inline (an awaitable it returns is the caller's to await), or
+        an awaitable of its value."""
         key = _code_of(fn)
         if self._quick.get(key, 0) < _QUICK_CALLS:
-            return await _on_thread(self._timed, key, fn, args, kwargs)
+            return self._off_loop(key, fn, args, kwargs)
         began = time.perf_counter()
         try:
             return fn(*args, **kwargs)
         finally:
             if time.perf_counter() - began > SLOW_CALL:
                 self._quick[key] = 0
+
+    async def _off_loop(self, key: object, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        value = await _on_thread(self._timed, key, fn, args, kwargs)
+        return (await value) if inspect.isawaitable(value) else value  # an async function's coroutine
 
     def _timed(self, key: object, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         began = time.perf_counter()

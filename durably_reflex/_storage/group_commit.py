@@ -156,13 +156,16 @@ class GroupCommit(Generic[C]):
         queue in one iteration of the loop go as one group, run on the loop's own thread, and each
         task resumes once their commit is done. The first task to queue one yields once, so that
         the tasks ready in the same iteration queue theirs, then runs the group: no thread hand-off
-        (the loop waits for the commit; its tasks have nothing else to do meanwhile). During an
-        outage, `run()` waits for the database, so the loop stays free (timeouts, cancels)."""
+        (the loop waits for the commit; its tasks have nothing else to do meanwhile). Nothing else
+        ready on the loop (one slot busy), it runs its operation at once. During an outage, `run()`
+        waits for the database, so the loop stays free (timeouts, cancels)."""
         if self._down_since is None:
             loop = asyncio.get_running_loop()
             item = _Queued(operation, write, 0)
             group = self._loop_groups.get(loop)
-            if group is None:
+            if group is None and not _others_ready(loop):
+                self._run_loop_group([item])
+            elif group is None:
                 group = self._loop_groups[loop] = [item]
                 try:
                     await asyncio.sleep(0)
@@ -469,6 +472,13 @@ def _rollback_quietly(connection: Transactional) -> None:
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
+
+
+def _others_ready(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether callbacks (other tasks' steps) wait to run on the loop before it next polls: asyncio's
+    own loops keep them in `_ready`. Any other loop is assumed to have some."""
+    ready = getattr(loop, "_ready", None)
+    return ready is None or len(ready) > 0
 
 
 def _settle(future: asyncio.Future[None]) -> None:
