@@ -8,9 +8,6 @@ durable. The caller's own thread does the work when it leads, so an uncontended 
 hand-off at all. The tasks of a worker's runner loop queue theirs together: what they queue in one
 iteration of the loop is one group, run on the loop's thread (`run_grouped`).
 
-A write that would lead while other quick writers (worker slots running short steps) are about to
-come back waits for them first, so that they all share its commit (see `cadence.py`).
-
 If one operation raises, the group is rolled back and its operations are run again one transaction
 each, so every operation stays atomic and only the faulty one fails. Event-loop code awaits `run()`,
 which does the same on a small thread pool: the event loop never waits on the database.
@@ -37,7 +34,6 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from .._errors import StorageUnavailableError
-from .cadence import Cadence
 
 T = TypeVar("T")
 C = TypeVar("C", bound="Transactional")
@@ -71,7 +67,6 @@ Operation = Callable[[C], T]
 class _Queued:
     operation: Callable[[Any], Any]
     write: bool
-    thread: int  # the caller's ident (see `Cadence`)
     # Held while a follower waits for its leader; a leader's own operation needs none. (A plain lock
     # costs far less to make than an Event, and this is made once per operation.)
     waiter: Any = None
@@ -109,7 +104,6 @@ class GroupCommit(Generic[C]):
         self._lock = threading.Lock()
         self._queue: list[_Queued] = []
         self._leading = False
-        self._cadence = Cadence()
         self._closed = False
         # The outage, if any: since when, the last error, when and whether someone tries again.
         self._state = threading.Condition(self._lock)
@@ -161,7 +155,7 @@ class GroupCommit(Generic[C]):
         waits for the database, so the loop stays free (timeouts, cancels)."""
         if self._down_since is None:
             loop = asyncio.get_running_loop()
-            item = _Queued(operation, write, 0)
+            item = _Queued(operation, write)
             group = self._loop_groups.get(loop)
             if group is None and not _others_ready(loop):
                 self._run_loop_group([item])
@@ -183,27 +177,11 @@ class GroupCommit(Generic[C]):
     def _run_loop_group(self, group: list[_Queued]) -> None:
         """Run a runner loop's group as one queued lot (leading it, or waiting for the leader to take
         it), then wake the tasks waiting for it."""
-        first = group[0]
         try:
-            with self._lock:
-                closed = self._closed
-                if not closed:
-                    self._queue.extend(group)
-                    leads = not self._leading
-                    if leads:
-                        self._leading = True
-                    else:  # the leader takes the whole lot at once: waiting for its first item suffices
-                        first.waiter = threading.Lock()
-                        first.waiter.acquire()
-            if closed:
-                for item in group:
-                    item.error = RuntimeError("the database connection is closed")
-                return
-            if not leads:
-                first.waiter.acquire()
-                leads = first.promoted
-            if leads:
-                self._lead()
+            self._submit_all(group)
+        except RuntimeError as closed:
+            for item in group:
+                item.error = closed
         finally:
             for item in group:
                 if item.done is not None and not item.done.done():
@@ -223,40 +201,29 @@ class GroupCommit(Generic[C]):
                 return item.outcome()
 
     def _submit(self, operation: Operation[C, T], write: bool) -> _Queued:
-        """Queue the operation and see it run: leading its group, or waiting for the leader, or for
-        the quick writers expected back before it leads (then leading if one is overdue)."""
-        item = _Queued(operation, write, threading.get_ident())
+        item = _Queued(operation, write)
+        self._submit_all([item])
+        return item
+
+    def _submit_all(self, items: list[_Queued]) -> None:
+        """Queue the operations and see them run: leading their group, or waiting for the leader
+        (which takes them all at once: waiting for the first suffices)."""
+        first = items[0]
         with self._lock:
             if self._closed:
                 raise RuntimeError("the database connection is closed")
-            now = time.monotonic()
-            self._cadence.arrived(item.thread, now)
-            self._queue.append(item)
+            self._queue.extend(items)
             leads = not self._leading
-            expected = None
-            if leads and write:
-                expected = self._cadence.expected_until({queued.thread for queued in self._queue}, now)
-                leads = expected is None
             if leads:
                 self._leading = True
             else:
-                item.waiter = threading.Lock()
-                item.waiter.acquire()
-        released = False
-        if expected is not None:
-            released = item.waiter.acquire(timeout=expected - now)
-            if not released:
-                with self._lock:  # the writers expected are late: lead what is queued, unless a leader
-                    leads = not self._leading and item in self._queue  # took it or leads meanwhile
-                    if leads:
-                        self._leading = True
+                first.waiter = threading.Lock()
+                first.waiter.acquire()
         if not leads:
-            if not released:
-                item.waiter.acquire()  # released by the leader that ran it, or that hands over the lead
-            if not item.promoted:
-                return item
+            first.waiter.acquire()  # released by the leader that ran it, or that hands over the lead
+            if not first.promoted:
+                return
         self._lead()
-        return item
 
     # -- outages ----------------------------------------------------------------------------------
     def _await_database(self, deadline: float) -> bool:
@@ -350,25 +317,17 @@ class GroupCommit(Generic[C]):
 
     # -- leading ----------------------------------------------------------------------------------
     def _lead(self) -> None:
-        group: list[_Queued] = []
-        started = 0.0
         for _ in range(_GROUPS_PER_LEADER):
             with self._lock:
-                if group:
-                    now = time.monotonic()
-                    self._cadence.done([item.thread for item in group], now, now - started)
                 group, self._queue = self._queue, []
                 if not group:
                     self._leading = False
                     return
-            started = time.monotonic()
             self._run_group(group)
             for item in group:
                 if item.waiter is not None:
                     item.waiter.release()
         with self._lock:
-            now = time.monotonic()
-            self._cadence.done([item.thread for item in group], now, now - started)
             if not self._queue:
                 self._leading = False
                 return
