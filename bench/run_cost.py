@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import statistics
@@ -26,6 +27,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT_TAG = "@@RESULT "
+
+
+async def finished(value: Any) -> Any:
+    """The value of a worker's storage verb: awaited, or as returned by code from before they were
+    awaited (a --before commit)."""
+    return (await value) if inspect.isawaitable(value) else value
 
 
 def child(url: str, runs: int) -> dict[str, float]:
@@ -49,13 +56,13 @@ def child(url: str, runs: int) -> dict[str, float]:
         triggered = time.process_time()
         now = int(time.time() * 1000) + 1000
         request = ClaimRequest("bench", ("w",))
-        claims = storage.claim("bench", ("w",), 1, now)
+        claims = await finished(storage.claim("bench", ("w",), 1, now))
         settling = time.process_time()
         settled = 0
         while claims:
             claim = claims[0]
-            outcome = storage.finish_run(
-                claim.run.id, claim.attempt, "completed", now, output_json="1", claim_next=request
+            outcome = await finished(
+                storage.finish_run(claim.run.id, claim.attempt, "completed", now, output_json="1", claim_next=request)
             )
             settled += 1
             claims = [outcome.next] if outcome.next is not None else []

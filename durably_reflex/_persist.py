@@ -8,8 +8,9 @@ however long the outage lasts, and the run goes on. An outage is never a run's f
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ._errors import StorageUnavailableError
@@ -21,13 +22,16 @@ T = TypeVar("T")
 _PAUSE = 0.05
 
 
-def persist(write: Callable[[], T], *, until: threading.Event) -> T:
-    """`write()`, made again after each `StorageUnavailableError` until it succeeds. Once `until` is
-    set (the execution was interrupted or cancelled: nobody needs the write any more), the
-    `StorageUnavailableError` is raised instead."""
+async def persist(write: Callable[[], Awaitable[T]], *, until: threading.Event) -> T:
+    """`await write()`, made again after each `StorageUnavailableError` until it succeeds. Once
+    `until` is set (the execution was interrupted or cancelled: nobody needs the write any more),
+    the `StorageUnavailableError` is raised instead."""
     while True:
         try:
-            return write()
+            return await write()
         except StorageUnavailableError:
-            if until.wait(_PAUSE):
+            if until.is_set():
+                raise
+            await asyncio.sleep(_PAUSE)
+            if until.is_set():
                 raise

@@ -4,10 +4,13 @@
 returns, and any later execution of the run (after a crash, a retry, a recovery) returns the stored
 result instead of calling `fn` again.
 
-A run executes on a thread of its own with its own event loop (see `worker.py`), never on the loop
-the API and the UI share. So a synchronous step function is simply called, and its checkpoint is
-written on the same thread: no hand-off between threads per step, and however slow or CPU-bound a
-step is, the server's loop stays free.
+A run executes as a task of its worker's runner loop (see `_worker.py`), never on the loop the API
+and the UI share: however slow or CPU-bound a step is, the server's loop stays free. A synchronous
+step function that proved quick is simply called on the runner's thread, so a trivial step costs no
+hand-off between threads; one not known yet, or that took longer than `SLOW_CALL` (it blocks: a
+sleep, a network call), runs on a thread, so that it does not hold up the other runs of the loop
+(see `_SyncCalls`). Its checkpoint is awaited: the checkpoints the loop's runs make in one iteration
+of the loop share a commit.
 
 A step running when its run is cancelled either finishes its work regardless (it never looks at
 `step.signal` or `step.is_cancelled`): it is recorded `completed`, as in Durably 0.7, and replays on
@@ -26,11 +29,15 @@ wait over records the step completed, and replays of the run return at once from
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import functools
 import inspect
 import json
 import threading
+import time
 import traceback
+import types
 from collections.abc import Callable
 from datetime import datetime
 from types import MappingProxyType
@@ -199,7 +206,8 @@ class StepContext:
     ) -> Any:
         """Run `fn(*args, **kwargs)` as the step `name`, or return its stored result if it completed.
 
-        Synchronous functions are called on the run's own thread, one at a time; for parallel work
+        A synchronous function runs on a thread of its own until it proved quick, then on the
+        worker's runner thread (see the module's docstring); for parallel work
         inside one run, use async step functions. `retry` and `timeout` (seconds) override the
         job's retry policy and step timeout for this step; they are not passed to `fn` (wrap it in
         `functools.partial` if it takes arguments of those names). A synchronous function with a
@@ -221,7 +229,7 @@ class StepContext:
         try:
             within = timeout if timeout is not None else self._step_timeout
             if within is None:
-                value = fn(*args, **kwargs)
+                value = _SYNC_CALLS.call(fn, args, kwargs)
                 if type(value) not in _PLAIN and inspect.isawaitable(value):
                     value = await value
             else:
@@ -231,20 +239,20 @@ class StepContext:
             raise
         except Exception as error:
             if self._saw_cancel(seen_before) or (isinstance(error, RunCancelledError) and self.is_cancelled):
-                self._record_cancelled(name, index, started_at, None, describe_error(error))
+                await self._record_cancelled(name, index, started_at, None, describe_error(error))
                 raise RunCancelledError(self.run_id) from error
             if isinstance(error, RunCancelledError):
                 raise
-            self._record_failure(name, index, started_at, error)
-            self._retry_later(name, retry or self._retry, error)
+            await self._record_failure(name, index, started_at, error)
+            await self._retry_later(name, retry or self._retry, error)
             raise
         finally:
             _current_step.reset(token)
 
         if self._saw_cancel(seen_before):
-            self._record_cancelled(name, index, started_at, output_json, None)
+            await self._record_cancelled(name, index, started_at, output_json, None)
             raise RunCancelledError(self.run_id)
-        return self._complete(name, index, started_at, output_json)
+        return await self._complete(name, index, started_at, output_json)
 
     def _enter(self, name: str) -> int:
         """Check a step's name (non-empty, once per execution) and give it its index."""
@@ -258,10 +266,10 @@ class StepContext:
         self._next_index += 1
         return index
 
-    def _complete(self, name: str, index: int, started_at: int, output_json: str) -> Any:
+    async def _complete(self, name: str, index: int, started_at: int, output_json: str) -> Any:
         """Record the step completed; returns its output as a replay would."""
         completed_at = now_ms()
-        written = self._record(name, index, "completed", started_at, completed_at, output_json=output_json)
+        written = await self._record(name, index, "completed", started_at, completed_at, output_json=output_json)
         if written is StepWrite.RECORDED_RUN_CANCELLED:
             self.end(RunCancelledError)
         output = decode_json(output_json)  # what a replay returns, so both paths give the same value
@@ -286,12 +294,12 @@ class StepContext:
         index = self._enter(name)
         if name in self._completed:
             return
-        wait = self._stored_wait(name)
+        wait = await self._stored_wait(name)
         now = now_ms()
         until = wait.until if wait is not None and wait.until is not None else deadline(now)
         if until <= now:
             started_at = now if wait is None else wait.created_at
-            self._complete(name, index, started_at, encode_json({"until": to_iso(until)}, "A sleep"))
+            await self._complete(name, index, started_at, encode_json({"until": to_iso(until)}, "A sleep"))
             return
         if wait is None:
             self._post(STEP_START, stepName=name, stepIndex=index)
@@ -313,29 +321,29 @@ class StepContext:
         index = self._enter(name)
         if name in self._completed:
             return _signal_outcome(self.run_id, name, self._completed[name], model)
-        wait = self._stored_wait(name)
+        wait = await self._stored_wait(name)
         now = now_ms()
         started_at = now if wait is None else wait.created_at
         if wait is not None and wait.received_at is not None:
             output = {"payload": None if wait.payload_json is None else json.loads(wait.payload_json)}
-            stored = self._complete(name, index, started_at, encode_json(output, "A signal"))
+            stored = await self._complete(name, index, started_at, encode_json(output, "A signal"))
             return _signal_outcome(self.run_id, name, stored, model)
         if wait is not None and wait.until is not None:
             until: int | None = wait.until
         else:
             until = None if timeout is None else now + round(timeout * 1000)
         if until is not None and until <= now:
-            stored = self._complete(name, index, started_at, encode_json({"timedOut": True}, "A signal"))
+            stored = await self._complete(name, index, started_at, encode_json({"timedOut": True}, "A signal"))
             return _signal_outcome(self.run_id, name, stored, model)
         if wait is None:
             self._post(STEP_START, stepName=name, stepIndex=index)
         raise Suspended(name, Wait("signal", until, None, None, now))
 
-    def _retry_later(self, name: str, policy: Retry | None, error: Exception) -> None:
+    async def _retry_later(self, name: str, policy: Retry | None, error: Exception) -> None:
         """After a failed attempt: wait durably for the next one (`Suspended`) if the policy says so."""
         if policy is None:
             return
-        wait = self._stored_wait(name)
+        wait = await self._stored_wait(name)
         attempt = 1 + (
             json.loads(wait.payload_json)["attempt"] if wait and wait.kind == "retry" and wait.payload_json else 0
         )
@@ -346,9 +354,9 @@ class StepContext:
         self.failed_step_name = None  # not the run's failure (yet)
         raise Suspended(name, Wait("retry", until, json.dumps({"attempt": attempt}), None, now)) from error
 
-    def _stored_wait(self, name: str) -> Wait | None:
+    async def _stored_wait(self, name: str) -> Wait | None:
         try:
-            return persist(lambda: self._storage.get_wait(self.run_id, name), until=self.signal)
+            return await persist(lambda: self._storage.get_wait(self.run_id, name), until=self.signal)
         except StorageUnavailableError:
             self.raise_if_ended()
             raise
@@ -357,22 +365,22 @@ class StepContext:
         """Whether the run was cancelled and the step's code saw it while it ran."""
         return self._ended is RunCancelledError and self.signal.seen > seen_before
 
-    def _record_cancelled(
+    async def _record_cancelled(
         self, name: str, index: int, started_at: int, output_json: str | None, error: str | None
     ) -> None:
         """Record a step that stopped early on its run's cancel: never replayed, so a retry runs it
         again; what it returned (or why it raised) is kept for whoever looks."""
-        self._record(name, index, "cancelled", started_at, now_ms(), output_json=output_json, error=error)
+        await self._record(name, index, "cancelled", started_at, now_ms(), output_json=output_json, error=error)
 
-    def _record_failure(self, name: str, index: int, started_at: int, error: Exception) -> None:
+    async def _record_failure(self, name: str, index: int, started_at: int, error: Exception) -> None:
         self.failed_step_name = name
         message = describe_error(error)
-        self._record(
+        await self._record(
             name, index, "failed", started_at, now_ms(), error=message, error_stack=format_stack(error), cause=error
         )
         self._post(STEP_FAIL, stepName=name, stepIndex=index, error=message)
 
-    def _record(
+    async def _record(
         self,
         name: str,
         index: int,
@@ -402,7 +410,7 @@ class StepContext:
             completed_at=completed_at,
         )
         try:
-            written = persist(lambda: self._storage.record_step(step), until=self.signal)
+            written = await persist(lambda: self._storage.record_step(step), until=self.signal)
         except StorageUnavailableError:
             self.raise_if_ended()  # interrupted or cancelled meanwhile: the usual way out
             raise
@@ -468,13 +476,93 @@ def _encode_output(name: str, value: Any) -> str:
         return encode_json(value, f'The result of step "{name}"')  # raises, saying which step
 
 
+SLOW_CALL = 0.002  # seconds: a synchronous step function that took longer runs on a thread
+_QUICK_CALLS = 3  # quick calls in a row on a thread, and a function is called inline from then on
+
+
+class _SyncCalls:
+    """Where synchronous step functions run: on a thread of their own (`_on_thread`) until they
+    proved quick (`_QUICK_CALLS` calls in a row within
+    `SLOW_CALL`), then inline on the runner's thread, until a call takes longer. A function is
+    known by its code (a new closure or `functools.partial` per call shares it). A function never
+    seen before may block (a gate, a network call): it must not hold up the loop while it is found
+    out; and a quick one pays its hand-offs only for its first calls in the process. Shared by every
+    runner of the process: dict operations are atomic, and a lost update only delays a move."""
+
+    def __init__(self) -> None:
+        self._quick: dict[object, int] = {}  # code → its quick calls in a row (inline from `_QUICK_CALLS`)
+
+    def call(self, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        """`fn(*args, **kwargs)` called inline (an awaitable it returns is the caller's to await), or
+        an awaitable of its value."""
+        key = _code_of(fn)
+        if self._quick.get(key, 0) < _QUICK_CALLS:
+            return self._off_loop(key, fn, args, kwargs)
+        began = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if time.perf_counter() - began > SLOW_CALL:
+                self._quick[key] = 0
+
+    async def _off_loop(self, key: object, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        value = await _on_thread(self._timed, key, fn, args, kwargs)
+        return (await value) if inspect.isawaitable(value) else value  # an async function's coroutine
+
+    def _timed(self, key: object, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            quick = time.perf_counter() - began <= SLOW_CALL
+            self._quick[key] = self._quick.get(key, 0) + 1 if quick else 0
+
+
+_SYNC_CALLS = _SyncCalls()
+
+
+async def _on_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)` on a daemon thread of its own, with the caller's context variables (the
+    current step's name), awaited. A call that never returns holds up neither the loop nor the
+    process's exit (an executor's threads would be joined at exit); one per call: slow calls only."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def call() -> None:
+        try:
+            outcome = (done.set_result, context.run(fn, *args, **kwargs))
+        except BaseException as error:  # handed to the awaiting step
+            outcome = (done.set_exception, error)
+        with contextlib.suppress(RuntimeError):  # the loop closed: the worker stopped without this call
+            loop.call_soon_threadsafe(_resolve, done, *outcome)
+
+    threading.Thread(target=call, name="durably-step", daemon=True).start()
+    return await done
+
+
+def _resolve(future: asyncio.Future[Any], settle: Callable[[Any], None], value: Any) -> None:
+    if not future.done():  # else the step stopped waiting (its run timed out, or was interrupted)
+        settle(value)
+
+
+def _code_of(fn: Callable[..., Any]) -> object:
+    """What names a step function across calls: its code; a built-in function itself; else its type."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        return code
+    return fn if isinstance(fn, types.BuiltinFunctionType) else type(fn)
+
+
 async def _call_within(name: str, fn: Callable[..., Any], args: Any, kwargs: Any, timeout: float) -> Any:
     """`fn(*args, **kwargs)`, awaited if it gives an awaitable, within `timeout` seconds."""
 
     async def call() -> Any:
         if inspect.iscoroutinefunction(fn):
             return await fn(*args, **kwargs)
-        value = await asyncio.to_thread(fn, *args, **kwargs)  # so the wait can end without it
+        value = await _on_thread(fn, *args, **kwargs)  # so the wait can end without it
         return (await value) if inspect.isawaitable(value) else value
 
     scope = asyncio.timeout(timeout)

@@ -1,16 +1,17 @@
 """The interpreter's switch interval, shortened while a worker shares its process with a server.
 
-Job threads share the interpreter lock with the server's event loop when the worker runs in the
-server's process (`mount_durably` in a Reflex app, `durably-reflex serve --in-process-worker`). A
-thread waiting for the lock waits up to the switch interval (Python's default: 5 ms) every time it
-comes back from a system call, and a server writing to many sockets does that constantly: with
-job threads computing, its streams would stall. Those two ask for `SERVER_SWITCH_INTERVAL` when
+The worker's threads (its runner, and the threads of slow synchronous steps) share the interpreter
+lock with the server's event loop when the worker runs in the server's process (`mount_durably` in
+a Reflex app, `durably-reflex serve --in-process-worker`). A thread waiting for the lock waits up
+to the switch interval (Python's default: 5 ms) every time it comes back from a system call, and a
+server writing to many sockets does that constantly: with job code computing, its streams would
+stall. Those two ask for `SERVER_SWITCH_INTERVAL` when
 they start the worker.
 
 It is the process's setting, so it is set only when asked for, by name, and given back: the
 previous value returns when the last worker that asked stops (engines that start and stop in any
 order share one hold). A worker alone in its process (`durably-reflex worker`, serve's worker
-processes) leaves it alone: there, a shorter interval only adds switches between its own slots.
+processes) leaves it alone: there, a shorter interval only adds switches between its own threads.
 """
 
 from __future__ import annotations

@@ -1,10 +1,19 @@
 """The worker: claims pending runs, executes them, heartbeats them, recovers the abandoned.
 
-Each of `max_concurrent_runs` slots is a thread with an event loop of its own: it claims a run,
-executes the job function on its loop, settles the run, and claims the next, all without leaving
-its thread (the next claim rides in the settling transaction: one commit between two runs). Job code therefore never runs on the server's event loop (a step that computes for
-seconds without yielding delays neither the API nor the UI), and a run costs no thread hand-offs:
-only its events travel to the server's loop, without waiting.
+The worker's `max_concurrent_runs` slots are tasks of one runner thread's event loop: a slot claims
+a run, executes the job function (as a task of its own, so that a timeout or a shutdown cancels the
+job and not the settling), settles the run, and claims the next (the next claim rides in the
+settling transaction: one commit between two runs). Job code therefore never runs on the server's
+event loop (a step that computes for seconds without yielding delays neither the API nor the UI).
+The slots' database writes (step checkpoints, settling, claims) are awaited, and those queued in one
+iteration of the loop share one commit, made on the runner's thread (`GroupCommit.run_grouped`): a
+step costs no thread hand-off, and a run's events travel to the server's loop without waiting.
+
+Slots on one thread take turns, as threads would under the interpreter lock, but without a thread
+switch per step. What would hold up every slot is a synchronous step function that blocks (a sleep,
+a network call): one not known to be quick runs on a thread of its own, where such steps of several
+runs overlap (see `_step.py`). Job code outside steps shares the loop too: it
+should not block (`await asyncio.sleep`, not `time.sleep`).
 
 Idle slots sleep until they are woken: by a trigger or retry in this process, or by a ring from
 another (see `_storage/coordination.py`). One worker among those sharing the database leads: every
@@ -29,7 +38,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -86,17 +95,21 @@ class WorkerOptions:
 @dataclass(slots=True)
 class _Execution:
     context: StepContext
-    loop: asyncio.AbstractEventLoop
-    task: asyncio.Task[None]
     finished: threading.Event
+    task: asyncio.Future[object] | None = None  # the job function's task, once it started
     timed_out: bool = False
+
+    def cancel(self) -> None:
+        """Stop the job function (on the runner loop); the slot then settles the run."""
+        if self.task is not None:
+            self.task.cancel()
 
 
 def _time_out(execution: _Execution) -> None:
-    """The run's job timeout passed (on its loop): stop the execution; it fails with RunTimeoutError."""
+    """The run's job timeout passed (on the runner loop): stop the execution; it fails with RunTimeoutError."""
     execution.timed_out = True
     execution.context.signal.set()  # a step that watches the signal may stop early
-    execution.task.cancel()
+    execution.cancel()
 
 
 class Worker:
@@ -109,12 +122,13 @@ class Worker:
         self._options = options
         self._owner = current_owner()
         self._lock = threading.Lock()
-        self._work = threading.Condition(self._lock)
         self._wakes = 0  # bumped by wake(): a slot that saw it change looks for work again at once
         # Keyed by (run id, attempt): a run recovered from this very worker (say after a long freeze)
         # may be claimed again while its old execution winds down, and both must be tracked.
         self._executions: dict[tuple[str, int], _Execution] = {}
-        self._slots: list[threading.Thread] = []
+        self._runner: threading.Thread | None = None  # runs the slots' loop
+        self._loop: asyncio.AbstractEventLoop | None = None  # the runner's
+        self._roused: asyncio.Event | None = None  # set (and replaced) on the runner loop by wake()
         self._busy = 0  # slots with a claimed run
         self._coordination: Coordination = Solo()
         self._maintenance: threading.Thread | None = None
@@ -130,7 +144,7 @@ class Worker:
 
     @property
     def is_running(self) -> bool:
-        return bool(self._slots) and not self._stopping.is_set()
+        return self._runner is not None and not self._stopping.is_set()
 
     @property
     def leading(self) -> bool:
@@ -138,10 +152,19 @@ class Worker:
         return self.is_running and self._coordination.leading
 
     def wake(self) -> None:
-        """Idle slots look for work now."""
-        with self._work:
+        """Idle slots look for work now (from any thread)."""
+        with self._lock:
             self._wakes += 1
-            self._work.notify_all()
+            loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the runner's loop closed meanwhile
+                loop.call_soon_threadsafe(self._rouse)
+
+    def _rouse(self) -> None:
+        """On the runner loop: the idle slots waiting on the current event go."""
+        if self._roused is not None:
+            self._roused.set()
+            self._roused = asyncio.Event()
 
     def work_added(self, count: int) -> None:
         """`count` runs became pending in this process (triggered, retried): idle slots here look for
@@ -177,7 +200,7 @@ class Worker:
     async def start(self, switch_interval: float | None = None) -> None:
         """Start the slots. `switch_interval`: hold the interpreter's switch interval at most this
         long while the worker runs (see `_switch.py`: for a worker sharing a server's process)."""
-        if self._slots:
+        if self._runner is not None:
             return
         self._bus.bind(asyncio.get_running_loop())
         self._stopping.clear()
@@ -190,20 +213,24 @@ class Worker:
             self._storage.coordinate, self._on_ring, self._options.polling_interval
         )
         self._maintenance = _thread(self._maintain, "durably-maintenance")
-        self._slots = [_thread(self._serve, f"durably-slot-{i}") for i in range(self._options.max_concurrent_runs)]
+        loop = asyncio.new_event_loop()
+        with self._lock:
+            self._loop = loop
+        self._runner = _thread(lambda: self._run_slots(loop), "durably-runner")
         if recovered:
             self.work_added(len(recovered))
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop claiming and let running runs finish. After `timeout` seconds, interrupt them and
         hand them back as pending, so that any worker resumes them from their last completed step."""
-        if not self._slots:
+        runner = self._runner
+        if runner is None:
             return
         self._stopping.set()
         self.wake()
-        if not await asyncio.to_thread(_join, self._slots, timeout):
-            await asyncio.to_thread(self._interrupt)
-        self._slots = []
+        if not await asyncio.to_thread(_join, runner, timeout):
+            await asyncio.to_thread(self._interrupt, runner)
+        self._runner = None
         self._runs_done.set()
         self._nudged.set()
         if self._maintenance is not None:
@@ -221,49 +248,66 @@ class Worker:
                 ", ".join(run_id for run_id, _ in sorted(self._hand_backs)),
             )
 
-    def _interrupt(self) -> None:
+    def _interrupt(self, runner: threading.Thread) -> None:
         with self._lock:
             executions = dict(self._executions)
+            loop = self._loop
         # Hand the runs back first: whatever their code still writes (a step that stops early on the
         # signal, say) is then refused, and the step runs again, whole, wherever the run resumes.
         for run_id, attempt in executions:
             self._release(run_id, attempt)
         for execution in executions.values():
-            execution.context.end(ClaimLostError)
+            execution.context.end(ClaimLostError)  # one not started yet does not start
             execution.context.signal.set()
-            with contextlib.suppress(RuntimeError):  # that run finished meanwhile
-                execution.loop.call_soon_threadsafe(execution.task.cancel)
-        if _join(self._slots, _INTERRUPT_GRACE):
+
+        def cancel_all() -> None:
+            for execution in executions.values():
+                execution.cancel()
+
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the slots ended meanwhile
+                loop.call_soon_threadsafe(cancel_all)
+        if _join(runner, _INTERRUPT_GRACE):
             return
         with self._lock:
             self._executions.clear()  # stuck in a synchronous step; its later writes will be refused
 
-    # -- slots ------------------------------------------------------------------------------------
-    def _serve(self) -> None:
-        loop = asyncio.new_event_loop()
+    # -- slots (on the runner's loop) ---------------------------------------------------------------
+    def _run_slots(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The runner thread: the slots' loop, until every slot has seen `stop()`."""
         asyncio.set_event_loop(loop)
-        claim: Claim | None = None  # a run claimed as the previous one was settled, in its transaction
         try:
-            while claim is not None or not self._stopping.is_set():
-                with self._work:
-                    wakes = self._wakes
-                if claim is None:
-                    claim = self._claim()
-                if claim is not None:
-                    following = None
-                    try:
-                        following = loop.run_until_complete(self._execute(claim, self._jobs()[claim.run.job_name]))
-                    finally:
-                        if following is None:
-                            with self._lock:
-                                self._busy -= 1
-                    claim = following
-                    continue
-                with self._work:
-                    if self._wakes == wakes and not self._stopping.is_set():
-                        self._work.wait()  # for a wake: here, a ring, or the leader's survey
+            loop.run_until_complete(self._serve_all())
         finally:
+            with self._lock:
+                if self._loop is loop:  # not yet a new runner's (this one was stuck past stop())
+                    self._loop = None
             loop.close()
+
+    async def _serve_all(self) -> None:
+        self._roused = asyncio.Event()
+        await asyncio.gather(*(self._serve() for _ in range(self._options.max_concurrent_runs)))
+
+    async def _serve(self) -> None:
+        """One slot: claim a run, execute and settle it, and so on; idle, wait for a wake."""
+        claim: Claim | None = None  # a run claimed as the previous one was settled, in its transaction
+        while claim is not None or not self._stopping.is_set():
+            wakes = self._wakes
+            if claim is None:
+                claim = await self._claim()
+            if claim is not None:
+                following = None
+                try:
+                    following = await self._execute(claim, self._jobs()[claim.run.job_name])
+                finally:
+                    if following is None:
+                        with self._lock:
+                            self._busy -= 1
+                claim = following
+                continue
+            if self._wakes == wakes and not self._stopping.is_set():
+                assert self._roused is not None
+                await self._roused.wait()  # for a wake: here, a ring, or the leader's survey
 
     def _next_claim(self) -> ClaimRequest | None:
         """What a settling run claims for its slot in the same transaction (nothing once stopping)."""
@@ -271,18 +315,18 @@ class Worker:
             return None
         return ClaimRequest(self._owner, tuple(self._jobs()))
 
-    def _claim(self) -> Claim | None:
+    async def _claim(self) -> Claim | None:
         jobs = self._jobs()
         if not jobs:
             return None
         try:
-            claims = self._storage.claim(self._owner, tuple(jobs), 1, now_ms())
+            claims = await self._storage.claim(self._owner, tuple(jobs), 1, now_ms())
         except StorageUnavailableError:
             self._outage_seen = time.monotonic()  # storage waited for it (and logs the outage once)
             return None
         except Exception:
             logger.exception("durably worker: claiming failed; trying again in %ss", self._options.polling_interval)
-            self._stopping.wait(self._options.polling_interval)
+            await asyncio.to_thread(self._stopping.wait, self._options.polling_interval)
             return None
         if not claims:
             return None
@@ -290,7 +334,7 @@ class Worker:
             self._busy += 1
         return claims[0]
 
-    # -- executing (on a slot's own loop) ---------------------------------------------------------
+    # -- executing (on the runner loop) ------------------------------------------------------------
     async def _execute(self, claim: Claim, job: JobDefinition) -> Claim | None:
         """Execute the claimed run and settle it; returns the run claimed for this slot as it was
         settled, if any (this slot then already holds it)."""
@@ -307,9 +351,7 @@ class Worker:
             step_timeout=job.step_timeout,
             signals=job.signals,
         )
-        task = asyncio.current_task()
-        assert task is not None
-        execution = _Execution(context, asyncio.get_running_loop(), task, threading.Event())
+        execution = _Execution(context, threading.Event())
         with self._lock:
             older = [e for (other_id, _), e in self._executions.items() if other_id == run.id]
             self._executions[(run.id, attempt)] = execution
@@ -319,31 +361,36 @@ class Worker:
         events.post(RUN_START, runId=run.id, jobName=job.name, payload=run.input)
         started_at = now_ms() if run.started_at is None else run.started_at
         deadline = None if job.timeout is None else started_at + round(job.timeout * 1000)
+        loop = asyncio.get_running_loop()
         timer = (
-            None
-            if deadline is None
-            else execution.loop.call_later(max(0.0, (deadline - now_ms()) / 1000), _time_out, execution)
+            None if deadline is None else loop.call_later(max(0.0, (deadline - now_ms()) / 1000), _time_out, execution)
         )
         try:
             try:
-                if deadline is not None and now_ms() >= deadline:
-                    raise RunTimeoutError(job.timeout or 0)
-                result = await job.run(context, job.parse_stored_input(run.input))
+                try:
+                    if deadline is not None and now_ms() >= deadline:
+                        raise RunTimeoutError(job.timeout or 0)
+                    context.raise_if_ended()  # interrupted (or cancelled) before it began
+                    execution.task = asyncio.ensure_future(job.run(context, job.parse_stored_input(run.input)))
+                    result = await execution.task
+                finally:
+                    if timer is not None:
+                        timer.cancel()  # the job is over: settling it is not timed
                 output_json = encode_json(job.dump_output(result), "The job's output")
             except Suspended as suspended:
-                self._suspend(claim, context, suspended, deadline)
+                await self._suspend(claim, context, suspended, deadline)
                 return None
             except (RunCancelledError, ClaimLostError):
                 return None  # the run's state was settled by whoever cancelled or took it
             except asyncio.CancelledError:
                 if execution.timed_out:
-                    return self._fail(claim, context, RunTimeoutError(job.timeout or 0))
-                self._release(run.id, attempt)  # stop() ran out of patience: resume it elsewhere
+                    return await self._fail(claim, context, RunTimeoutError(job.timeout or 0))
+                await asyncio.to_thread(self._release, run.id, attempt)  # stop() ran out of patience
                 return None
             except Exception as error:
-                return self._fail(claim, context, error)
+                return await self._fail(claim, context, error)
             finished = now_ms()
-            settled = self._settle(
+            settled = await self._settle(
                 context,
                 lambda: self._storage.finish_run(
                     run.id,
@@ -368,20 +415,18 @@ class Worker:
             return None  # the execution ended (interrupted, cancelled) while the database was away
         except Exception:
             logger.exception("durably worker: run %s could not be settled; it will be resumed", run.id)
-            self._release(run.id, attempt)
+            await asyncio.to_thread(self._release, run.id, attempt)
             return None
         finally:
-            if timer is not None:
-                timer.cancel()
             with self._lock:
                 self._executions.pop((run.id, attempt), None)
             execution.finished.set()
 
-    def _fail(self, claim: Claim, context: StepContext, error: Exception) -> Claim | None:
+    async def _fail(self, claim: Claim, context: StepContext, error: Exception) -> Claim | None:
         """Settle the run failed; returns the run claimed for the slot in the same transaction."""
         message, stack = describe_error(error), format_stack(error)
         failed_at = now_ms()
-        settled = self._settle(
+        settled = await self._settle(
             context,
             lambda: self._storage.finish_run(
                 claim.run.id,
@@ -405,12 +450,12 @@ class Worker:
             )
         return settled.next
 
-    def _suspend(self, claim: Claim, context: StepContext, suspended: Suspended, deadline: int | None) -> None:
+    async def _suspend(self, claim: Claim, context: StepContext, suspended: Suspended, deadline: int | None) -> None:
         """The run waits: stored, back to pending, and this worker's slots woken when it is ready (at
         the run's deadline at the latest, when its job has a timeout: it then fails)."""
         run_id, until = claim.run.id, suspended.wait.until
         ready_at = min(NEVER if until is None else until, NEVER if deadline is None else deadline)
-        outcome = self._settle(
+        outcome = await self._settle(
             context,
             lambda: self._storage.suspend(
                 run_id,
@@ -436,11 +481,11 @@ class Worker:
             return None
         return self._options.log_retention
 
-    def _settle(self, context: StepContext, finish: Callable[[], T]) -> T:
+    async def _settle(self, context: StepContext, finish: Callable[[], Awaitable[T]]) -> T:
         """A run's outcome is written however long the database is away, unless the execution ends
         meanwhile (then `StorageUnavailableError`)."""
         try:
-            return persist(finish, until=context.signal)
+            return await persist(finish, until=context.signal)
         except StorageUnavailableError:
             self._outage_seen = time.monotonic()
             raise
@@ -671,9 +716,7 @@ def _thread(target: Callable[[], None], name: str) -> threading.Thread:
     return thread
 
 
-def _join(threads: list[threading.Thread], timeout: float | None) -> bool:
-    """Join all threads within `timeout` seconds in total; True if they all ended."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    for thread in threads:
-        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-    return not any(thread.is_alive() for thread in threads)
+def _join(thread: threading.Thread, timeout: float | None) -> bool:
+    """Join the thread within `timeout` seconds; True if it ended."""
+    thread.join(timeout)
+    return not thread.is_alive()

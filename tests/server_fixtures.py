@@ -8,8 +8,8 @@ served as a task of the test's own event loop, in front of a real engine on a SQ
   at "" below the handler, as Reflex's `api_transformer` does). Each server gets its own database
   file, a copy of one migrated once per session. Teardown closes streams and clients, stops
   uvicorn, closes the engine and opens every gate, whatever the test did.
-- Jobs run on the engine's worker threads (their own event loops), so they are coordinated with
-  `GATES` (named `threading.Event`s), never with asyncio objects of the test's loop.
+- Jobs run on the engine's worker thread (its runner loop, not the test's), so they are coordinated
+  with `GATES` (named `threading.Event`s), never with asyncio objects of the test's loop.
 - `SseStream` keeps every byte the server sent, split into frames on the blank line, so tests can
   check framing byte for byte; reads are bounded (`WAIT`), and a read that times out does not break
   the connection (a pump task owns the response body).
@@ -72,9 +72,14 @@ class Gates:
         return name is not None and self.get(name).is_set()
 
     def wait(self, name: str, timeout: float = 15.0) -> None:
-        """Block the calling job thread until the gate opens (bounded: a forgotten gate fails the run)."""
+        """Block the calling thread (a synchronous step's) until the gate opens (bounded: a
+        forgotten gate fails the run)."""
         if not self.get(name).wait(timeout):
             raise TimeoutError(f"gate {name} stayed closed for {timeout}s")
+
+    async def passed(self, name: str) -> None:
+        """`wait`, for job code outside steps: on a thread, so that the worker's other runs go on."""
+        await asyncio.to_thread(self.wait, name)
 
     def open_all(self) -> None:
         with self._lock:
@@ -129,9 +134,9 @@ class ScriptInput(BaseModel):
 async def script(step: Any, input: ScriptInput) -> dict[str, Any]:
     for i in range(input.steps):
         if input.hold_at == i and input.gate is not None:
-            GATES.wait(input.gate)
+            await GATES.passed(input.gate)
         if i in input.holds:
-            GATES.wait(input.holds[i])
+            await GATES.passed(input.holds[i])
 
         def work(i: int = i) -> dict[str, int]:
             if input.fail_at == i and not GATES.is_open(input.fail_gate):
@@ -159,10 +164,10 @@ class BurstInput(BaseModel):
 
 async def progress_burst(step: Any, input: BurstInput) -> dict[str, int]:
     if input.gate is not None:
-        GATES.wait(input.gate)
+        await GATES.passed(input.gate)
     for i in range(1, input.count + 1):
         step.progress(i, input.count)
-        time.sleep(input.pause)
+        await asyncio.sleep(input.pause)
     return {"count": input.count}
 
 
@@ -176,7 +181,7 @@ class SteppedInput(BaseModel):
 async def stepped_progress(step: Any, input: SteppedInput) -> dict[str, int]:
     step.progress(1)
     for value, gate in enumerate(input.gates, start=2):
-        GATES.wait(gate)
+        await GATES.passed(gate)
         step.progress(value)
     return {"last": len(input.gates) + 1}
 

@@ -214,9 +214,9 @@ async def test_step_writes_committed_together_are_each_checked_against_their_own
     try:
         now = now_ms()
         await storage.insert_runs([NewRun(f"run-{n}", "j", "null", None, None, now + n) for n in range(3)])
-        claims = {claim.run.id: claim.attempt for claim in storage.claim("me", ("j",), 3, now + 10)}
+        claims = {claim.run.id: claim.attempt for claim in await storage.claim("me", ("j",), 3, now + 10)}
         await storage.cancel("run-1", now + 11)
-        storage.record_step(_step("run-0", claims["run-0"], "earlier", 0))
+        await storage.record_step(_step("run-0", claims["run-0"], "earlier", 0))
         pending = [
             PendingStep(_step("run-0", claims["run-0"], "earlier", 0)),  # retried: already written
             PendingStep(_step("run-0", claims["run-0"], "next", 1)),

@@ -655,14 +655,40 @@ async def test_max_concurrent_runs_three_really_runs_three_at_once(db_url):
         await durably.close(timeout=5)
 
 
+async def test_blocking_synchronous_steps_of_different_runs_overlap(db_url):
+    """The slots share one runner thread, but a synchronous step function that blocks runs on a
+    thread of its own: four runs sleeping 0.3 s in a step sleep at the same time."""
+    spans: list[tuple[float, float]] = []
+
+    def nap() -> None:
+        began = time.monotonic()
+        time.sleep(0.3)
+        spans.append((began, time.monotonic()))
+
+    async def napper(step, input):
+        await step.run("nap", nap)
+
+    durably = create_durably(db_url, **{**FAST, "max_concurrent_runs": 4})
+    try:
+        durably.register(job=define_job(name="napper", run=napper))
+        runs = await durably.batch_trigger("napper", [{}] * 4)
+        await durably.start()
+        done = await wait_all_done(durably, [run.id for run in runs])
+
+        assert [run.status for run in done] == [RunStatus.COMPLETED] * 4
+        assert max(began for began, _ in spans) < min(ended for _, ended in spans)  # all four at once
+    finally:
+        await durably.close(timeout=5)
+
+
 async def test_a_stopped_worker_leaves_new_runs_pending_until_started_again(durably):
     durably.register(job=import_job)
     await durably.start()
     await durably.stop()
 
     run = await durably.trigger("import", {"count": 1})
-    # No slot thread is left to claim it (the trigger's wake-up found no worker).
-    assert not [thread for thread in threading.enumerate() if thread.name.startswith("durably-slot-")]
+    # No runner thread is left to claim it (the trigger's wake-up found no worker).
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("durably-runner")]
     assert (await durably.get_run(run.id)).status is RunStatus.PENDING
 
     await durably.start()

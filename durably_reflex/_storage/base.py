@@ -272,7 +272,10 @@ class Storage(ABC):
     async def delete_run(self, run_id: str) -> Run:
         """Delete a terminal run with its steps and logs. Raises RunNotFoundError, RunStateError."""
 
-    # -- runs on behalf of a worker (blocking: called from the worker's threads) -------------------
+    # -- runs on behalf of a worker -------------------------------------------------------------------
+    # The async verbs are awaited on the worker's runner loop: those its tasks call in one iteration
+    # of the loop share a commit, run on the loop's thread (see `GroupCommit.run_grouped`). The
+    # blocking ones are called from the worker's other threads.
     def last_outage(self) -> float:
         """When an outage of the database that any caller of this process met (a step write, an API
         request, ...) last ended or was last seen (`time.monotonic()`; minus infinity: never).
@@ -280,15 +283,14 @@ class Storage(ABC):
         return -float("inf")
 
     @abstractmethod
-    def claim(self, owner: str, job_names: tuple[str, ...], limit: int, now: int) -> list[Claim]:
+    async def claim(self, owner: str, job_names: tuple[str, ...], limit: int, now: int) -> list[Claim]:
         """Atomically take up to `limit` pending runs of these jobs, oldest first, skipping runs whose
-        concurrency key is held by a running run of the same scope. Blocking, like every verb a
-        worker calls from its own threads."""
+        concurrency key is held by a running run of the same scope."""
 
     @abstractmethod
-    def record_step(self, step: StepRecord) -> StepWrite:
-        """Checkpoint a settled step. Blocking, for the worker thread that ran the step: the step and
-        its checkpoint then cost one hand-off from the event loop, not two."""
+    async def record_step(self, step: StepRecord) -> StepWrite:
+        """Checkpoint a settled step: committed (with the other slots' steps of the same loop
+        iteration) before this returns."""
 
     @abstractmethod
     def set_progress(self, run_id: str, attempt: int, progress_json: str, now: int) -> None:
@@ -299,7 +301,7 @@ class Storage(ABC):
         """Store a log line without waiting; lines are written in order."""
 
     @abstractmethod
-    def finish_run(
+    async def finish_run(
         self,
         run_id: str,
         attempt: int,
@@ -312,7 +314,7 @@ class Storage(ABC):
         keep_logs: int | None = None,
         claim_next: ClaimRequest | None = None,
     ) -> Settled:
-        """Move a claimed running run to completed or failed (blocking, from the run's thread).
+        """Move a claimed running run to completed or failed.
         `conflict` is None when done, else the run's status as it stands (e.g. "cancelled";
         "missing" when deleted) and nothing is written. With `claim_next`, the same transaction
         claims the next run (as `claim` would, one run) for the slot the run leaves: a worker busy
@@ -363,13 +365,13 @@ class Storage(ABC):
         missed tick skipped), in one transaction, if nobody did already (blocking, from the leader).
         Returns the run created, or None."""
 
-    # -- waits (blocking, from a run's thread; `signal` for callers) -------------------------------
+    # -- waits (from the worker's runner loop; `signal` for callers) -------------------------------
     @abstractmethod
-    def get_wait(self, run_id: str, name: str) -> Wait | None:
+    async def get_wait(self, run_id: str, name: str) -> Wait | None:
         """The run's wait of this step name, if one was begun or a signal for it came."""
 
     @abstractmethod
-    def suspend(
+    async def suspend(
         self, run_id: str, attempt: int, now: int, name: str, wait: Wait, waiting_for_json: str, ready_at: int
     ) -> str | None:
         """A claimed running run begins (or keeps) waiting: its wait is stored unless stored already

@@ -5,10 +5,8 @@ is leading, it leads: it takes everything queued, runs it in one transaction, co
 each waiting thread its result; then it leads the next group if more queued meanwhile. Under load,
 several runs' step writes share a commit, and nobody hears "done" before the commit that makes it
 durable. The caller's own thread does the work when it leads, so an uncontended write costs no thread
-hand-off at all: a step function and its checkpoint run on the same worker thread.
-
-A write that would lead while other quick writers (worker slots running short steps) are about to
-come back waits for them first, so that they all share its commit (see `cadence.py`).
+hand-off at all. The tasks of a worker's runner loop queue theirs together: what they queue in one
+iteration of the loop is one group, run on the loop's thread (`run_grouped`).
 
 If one operation raises, the group is rolled back and its operations are run again one transaction
 each, so every operation stays atomic and only the faulty one fails. Event-loop code awaits `run()`,
@@ -36,7 +34,6 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from .._errors import StorageUnavailableError
-from .cadence import Cadence
 
 T = TypeVar("T")
 C = TypeVar("C", bound="Transactional")
@@ -70,10 +67,10 @@ Operation = Callable[[C], T]
 class _Queued:
     operation: Callable[[Any], Any]
     write: bool
-    thread: int  # the caller's ident (see `Cadence`)
     # Held while a follower waits for its leader; a leader's own operation needs none. (A plain lock
     # costs far less to make than an Event, and this is made once per operation.)
     waiter: Any = None
+    done: asyncio.Future[None] | None = None  # a runner loop's task waits on it (see `run_grouped`)
     promoted: bool = False  # woken to lead, not because its operation ran
     unavailable: bool = False  # not done: the database was unavailable (the caller waits and tries again)
     result: Any = None
@@ -107,7 +104,6 @@ class GroupCommit(Generic[C]):
         self._lock = threading.Lock()
         self._queue: list[_Queued] = []
         self._leading = False
-        self._cadence = Cadence()
         self._closed = False
         # The outage, if any: since when, the last error, when and whether someone tries again.
         self._state = threading.Condition(self._lock)
@@ -118,6 +114,7 @@ class GroupCommit(Generic[C]):
         self._probe_at = 0.0
         self._probing = False
         self._loop_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._loop_groups: dict[asyncio.AbstractEventLoop, list[_Queued]] = {}  # see `run_grouped`
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
 
     def run_blocking(self, operation: Operation[C, T], *, write: bool = True) -> T:
@@ -148,6 +145,48 @@ class GroupCommit(Generic[C]):
                 await asyncio.wait_for(changed, until - now)
         return await loop.run_in_executor(self._pool, lambda: self._run_by(operation, write, deadline))
 
+    async def run_grouped(self, operation: Operation[C, T], *, write: bool = True) -> T:
+        """`run()` for the tasks of a worker's runner loop (see `_worker.py`): the operations they
+        queue in one iteration of the loop go as one group, run on the loop's own thread, and each
+        task resumes once their commit is done. The first task to queue one yields once, so that
+        the tasks ready in the same iteration queue theirs, then runs the group: no thread hand-off
+        (the loop waits for the commit; its tasks have nothing else to do meanwhile). Nothing else
+        ready on the loop (one slot busy), it runs its operation at once. During an outage, `run()`
+        waits for the database, so the loop stays free (timeouts, cancels)."""
+        if self._down_since is None:
+            loop = asyncio.get_running_loop()
+            item = _Queued(operation, write)
+            group = self._loop_groups.get(loop)
+            if group is None and not _others_ready(loop):
+                self._run_loop_group([item])
+            elif group is None:
+                group = self._loop_groups[loop] = [item]
+                try:
+                    await asyncio.sleep(0)
+                finally:  # even when this task was cancelled meanwhile: the others' operations are here
+                    del self._loop_groups[loop]
+                    self._run_loop_group(group)
+            else:
+                item.done = loop.create_future()
+                group.append(item)
+                await item.done  # if this task is cancelled meanwhile, its operation runs regardless
+            if not item.unavailable:
+                return item.outcome()
+        return await self.run(operation, write=write)
+
+    def _run_loop_group(self, group: list[_Queued]) -> None:
+        """Run a runner loop's group as one queued lot (leading it, or waiting for the leader to take
+        it), then wake the tasks waiting for it."""
+        try:
+            self._submit_all(group)
+        except RuntimeError as closed:
+            for item in group:
+                item.error = closed
+        finally:
+            for item in group:
+                if item.done is not None and not item.done.done():
+                    item.done.set_result(None)
+
     def _run_by(self, operation: Operation[C, T], write: bool, deadline: float) -> T:
         while True:
             probing = self._await_database(deadline)
@@ -162,40 +201,29 @@ class GroupCommit(Generic[C]):
                 return item.outcome()
 
     def _submit(self, operation: Operation[C, T], write: bool) -> _Queued:
-        """Queue the operation and see it run: leading its group, or waiting for the leader, or for
-        the quick writers expected back before it leads (then leading if one is overdue)."""
-        item = _Queued(operation, write, threading.get_ident())
+        item = _Queued(operation, write)
+        self._submit_all([item])
+        return item
+
+    def _submit_all(self, items: list[_Queued]) -> None:
+        """Queue the operations and see them run: leading their group, or waiting for the leader
+        (which takes them all at once: waiting for the first suffices)."""
+        first = items[0]
         with self._lock:
             if self._closed:
                 raise RuntimeError("the database connection is closed")
-            now = time.monotonic()
-            self._cadence.arrived(item.thread, now)
-            self._queue.append(item)
+            self._queue.extend(items)
             leads = not self._leading
-            expected = None
-            if leads and write:
-                expected = self._cadence.expected_until({queued.thread for queued in self._queue}, now)
-                leads = expected is None
             if leads:
                 self._leading = True
             else:
-                item.waiter = threading.Lock()
-                item.waiter.acquire()
-        released = False
-        if expected is not None:
-            released = item.waiter.acquire(timeout=expected - now)
-            if not released:
-                with self._lock:  # the writers expected are late: lead what is queued, unless a leader
-                    leads = not self._leading and item in self._queue  # took it or leads meanwhile
-                    if leads:
-                        self._leading = True
+                first.waiter = threading.Lock()
+                first.waiter.acquire()
         if not leads:
-            if not released:
-                item.waiter.acquire()  # released by the leader that ran it, or that hands over the lead
-            if not item.promoted:
-                return item
+            first.waiter.acquire()  # released by the leader that ran it, or that hands over the lead
+            if not first.promoted:
+                return
         self._lead()
-        return item
 
     # -- outages ----------------------------------------------------------------------------------
     def _await_database(self, deadline: float) -> bool:
@@ -289,25 +317,17 @@ class GroupCommit(Generic[C]):
 
     # -- leading ----------------------------------------------------------------------------------
     def _lead(self) -> None:
-        group: list[_Queued] = []
-        started = 0.0
         for _ in range(_GROUPS_PER_LEADER):
             with self._lock:
-                if group:
-                    now = time.monotonic()
-                    self._cadence.done([item.thread for item in group], now, now - started)
                 group, self._queue = self._queue, []
                 if not group:
                     self._leading = False
                     return
-            started = time.monotonic()
             self._run_group(group)
             for item in group:
                 if item.waiter is not None:
                     item.waiter.release()
         with self._lock:
-            now = time.monotonic()
-            self._cadence.done([item.thread for item in group], now, now - started)
             if not self._queue:
                 self._leading = False
                 return
@@ -411,6 +431,13 @@ def _rollback_quietly(connection: Transactional) -> None:
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
+
+
+def _others_ready(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether callbacks (other tasks' steps) wait to run on the loop before it next polls: asyncio's
+    own loops keep them in `_ready`. Any other loop is assumed to have some."""
+    ready = getattr(loop, "_ready", None)
+    return ready is None or len(ready) > 0
 
 
 def _settle(future: asyncio.Future[None]) -> None:

@@ -296,7 +296,7 @@ class PostgresStorage(SqlStorage):
         self._insert_steps = prepare(self.insert_steps_sql)
 
     # -- what PostgreSQL needs said ---------------------------------------------------------------
-    def record_step(self, step: StepRecord) -> StepWrite:
+    async def record_step(self, step: StepRecord) -> StepWrite:
         """The step is written with the other step writes of its commit group, in one statement,
         before the group's next statement or as it commits (see `PostgresSession`)."""
         pending = PendingStep(step)
@@ -305,7 +305,7 @@ class PostgresStorage(SqlStorage):
             session.add_step(pending)
             return pending
 
-        written: PendingStep = self._writer.run_blocking(write)
+        written: PendingStep = await self._writer.run_grouped(write)
         return written.outcome
 
     def flush_before_commit(self, session: SqlSession) -> None:

@@ -913,10 +913,10 @@ class SqlStorage(Storage):
     def last_outage(self) -> float:
         return max(connection.last_outage() for connection in self._connections())
 
-    def claim(self, owner: str, job_names: tuple[str, ...], limit: int, now: int) -> list[Claim]:
+    async def claim(self, owner: str, job_names: tuple[str, ...], limit: int, now: int) -> list[Claim]:
         if not job_names or limit <= 0:
             return []
-        return self._writer.run_blocking(
+        return await self._writer.run_grouped(
             lambda session: self._claim_in(session, ClaimRequest(owner, job_names), limit, now)
         )
 
@@ -952,7 +952,7 @@ class SqlStorage(Storage):
             statement = self._claim_by_arity[arity] = self._prepare(self.claim_sql.replace("{job_names}", names))
         return statement
 
-    def record_step(self, step: StepRecord) -> StepWrite:
+    async def record_step(self, step: StepRecord) -> StepWrite:
         def write(session: SqlSession) -> StepWrite:
             inserted = session.execute(self._insert_step, **step._asdict())
             row = inserted.fetchone()
@@ -960,7 +960,7 @@ class SqlStorage(Storage):
                 return StepWrite.CLAIM_LOST
             return StepWrite.RECORDED_RUN_CANCELLED if row[0] == RunStatus.CANCELLED else StepWrite.RECORDED
 
-        return self._writer.run_blocking(write)
+        return await self._writer.run_grouped(write)
 
     def set_progress(self, run_id: str, attempt: int, progress_json: str, now: int) -> None:
         with self._buffer_lock:
@@ -1090,7 +1090,7 @@ class SqlStorage(Storage):
         order; a single writer (SQLite) guarantees that by itself."""
         session.execute_many(self._insert_event, rows)
 
-    def finish_run(
+    async def finish_run(
         self,
         run_id: str,
         attempt: int,
@@ -1125,7 +1125,7 @@ class SqlStorage(Storage):
             )
             return Settled(conflict, claimed[0] if claimed else None)
 
-        return self._writer.run_blocking(finish)
+        return await self._writer.run_grouped(finish)
 
     def release(self, run_id: str, attempt: int, now: int) -> bool:
         def give_back(session: SqlSession) -> bool:
@@ -1259,14 +1259,14 @@ class SqlStorage(Storage):
         return self._writer.run_blocking(fire)
 
     # -- waits ------------------------------------------------------------------------------------
-    def get_wait(self, run_id: str, name: str) -> Wait | None:
+    async def get_wait(self, run_id: str, name: str) -> Wait | None:
         def read(session: SqlSession) -> Wait | None:
             row = session.execute(self._get_wait, run_id=run_id, name=name).fetchone()
             return None if row is None else Wait(*row)
 
-        return self._reader.run_blocking(read, write=False)
+        return await self._reader.run_grouped(read, write=False)
 
-    def suspend(
+    async def suspend(
         self, run_id: str, attempt: int, now: int, name: str, wait: Wait, waiting_for_json: str, ready_at: int
     ) -> str | None:
         def change(session: SqlSession) -> str | None:
@@ -1294,7 +1294,7 @@ class SqlStorage(Storage):
                 session.execute(self._ready_now, run_id=run_id, now=now)
             return None
 
-        return self._writer.run_blocking(change)
+        return await self._writer.run_grouped(change)
 
     async def signal(self, run_id: str, name: str, payload_json: str, now: int) -> Run:
         def deliver(session: SqlSession) -> Run:
