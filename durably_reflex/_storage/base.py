@@ -416,8 +416,8 @@ class Storage(ABC):
 
     async def wait_for_events(self, poll: float) -> None:
         """Return when new events may have been logged. A database that announces commits
-        (PostgreSQL's NOTIFY) returns as soon as one does; otherwise after `poll` seconds. One
-        caller per storage: the engine's event feed."""
+        (PostgreSQL's NOTIFY, a SQLite file's doorbell) returns as soon as one does; otherwise after
+        `poll` seconds. One caller per storage: the engine's event feed."""
         await asyncio.sleep(poll)
 
     @abstractmethod
