@@ -184,8 +184,8 @@ class GroupCommit(Generic[C]):
                 item.error = closed
         finally:
             for item in group:
-                if item.done is not None and not item.done.done():
-                    item.done.set_result(None)
+                if item.done is not None:
+                    _settle(item.done)
 
     def _run_by(self, operation: Operation[C, T], write: bool, deadline: float) -> T:
         while True:
