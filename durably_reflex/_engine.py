@@ -723,15 +723,18 @@ class Durably:
     async def purge_runs(self, older_than: float | timedelta | datetime, *, limit: int | None = None) -> int:
         """Delete finished runs (completed, failed, cancelled) that finished before `older_than`
         (seconds or a timedelta ago, or a datetime), with their steps, logs and events' rows, in
-        transactions of `BULK_BATCH`; at most `limit` runs. Returns how many were deleted."""
+        transactions of `BULK_BATCH`; at most `limit` runs. Each makes its `run:delete` event.
+        Returns how many were deleted."""
         before = _moment_before(older_than)
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise InvalidArgumentError("limit must be a whole number of at least 0")
         await self.migrate()
+        announce = self._announce(lambda run: self._bus.post(RUN_DELETE, runId=run.id, jobName=run.job_name))
         deleted = 0
         while limit is None or deleted < limit:
             batch = BULK_BATCH if limit is None else min(BULK_BATCH, limit - deleted)
-            ids = await asyncio.to_thread(self.storage.purge_runs, before, batch)
+            ids = await asyncio.to_thread(self.storage.purge_runs, before, batch, announce)
+            self._bus.flush()
             deleted += len(ids)
             if len(ids) < batch:
                 break

@@ -45,12 +45,13 @@ from typing import TypeVar
 from . import _switch
 from ._clock import now_ms, to_iso
 from ._errors import ClaimLostError, RunCancelledError, RunTimeoutError, StorageUnavailableError
-from ._events import RUN_COMPLETE, RUN_FAIL, RUN_START, RUN_TRIGGER, RUN_WAIT, EventBus
+from ._events import RUN_COMPLETE, RUN_DELETE, RUN_FAIL, RUN_START, RUN_TRIGGER, RUN_WAIT, EventBus
 from ._ids import new_id
 from ._jobs import JobDefinition
 from ._json import decode_json
 from ._owners import current_owner, owner_is_dead
 from ._persist import persist
+from ._records import Run
 from ._schedules import MISSED_AFTER_SECONDS, next_fire
 from ._step import StepContext, Suspended, describe_error, encode_json, format_stack
 from ._storage.base import NEVER, Claim, ClaimRequest, DueSchedule, NewRun, Storage
@@ -681,13 +682,17 @@ class Worker:
                 return
             finished_before = now_ms() - int(self._options.retain_runs * 1000)
             for _ in range(PURGE_ROUNDS):
-                purged = self._storage.purge_runs(finished_before, PURGE_BATCH)
+                purged = self._storage.purge_runs(finished_before, PURGE_BATCH, self._announce_deleted)
                 if len(purged) < PURGE_BATCH or self._idle_slots() < self._options.max_concurrent_runs:
                     break
         except StorageUnavailableError:
             self._outage_seen = time.monotonic()
         except Exception:
             logger.exception("durably worker: pruning old events or runs failed")
+
+    def _announce_deleted(self, run: Run) -> None:
+        """A purged run's `run:delete`, made in the purging transaction: open lists drop the run."""
+        self._bus.post(RUN_DELETE, runId=run.id, jobName=run.job_name)
 
     def _stale_before(self) -> int:
         """Runs whose heartbeat is older than this (epoch ms) are abandoned."""

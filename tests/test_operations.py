@@ -279,9 +279,12 @@ async def test_purge_deletes_finished_runs_older_than_asked_and_nothing_else(dur
     recent = await durably.jobs.signup.trigger({"email": "new@x"})
     await wait_for_status(durably, recent.id, "completed", timeout=10)
     waiting = await durably.jobs.signup.trigger({"email": "later@x"}, delay=3600)
+    deleted: list[str] = []
+    durably.on("run:delete", lambda event: deleted.append(event["runId"]))
     assert await durably.purge_runs(timedelta(days=2), limit=2) == 2
     assert await durably.purge_runs(2 * 86400) == 1
     assert {run.id for run in await durably.get_runs()} == {recent.id, waiting.id}
+    assert sorted(deleted) == sorted(run.id for run in old)  # open lists drop them
     assert query_db(db_url, "SELECT count(*) FROM durably_steps WHERE run_id = ?", old[0].id) == [(0,)]
 
 
@@ -291,10 +294,12 @@ async def test_retain_runs_makes_the_leading_worker_purge_old_runs(db_url: str) 
     try:
         run = await durably.jobs.signup.trigger({"email": "a@x"})
         await wait_for_status(durably, run.id, "completed", timeout=10)
+        deleted = asyncio.Event()
+        durably.on("run:delete", lambda event: deleted.set() if event["runId"] == run.id else None)
         query_db(db_url, "UPDATE durably_runs SET completed_at = completed_at - 2 * 86400000")
         async with asyncio.timeout(15):
-            while await durably.get_run(run.id) is not None:
-                await asyncio.sleep(0.05)
+            await deleted.wait()  # announced, so that open lists drop the run
+        assert await durably.get_run(run.id) is None
     finally:
         await durably.close()
     with pytest.raises(ValueError, match="duration"):

@@ -259,10 +259,11 @@ class Storage(ABC):
         """The run's earlier attempts, first first."""
 
     @abstractmethod
-    def purge_runs(self, finished_before: int, limit: int) -> list[str]:
+    def purge_runs(self, finished_before: int, limit: int, announce: Announce) -> list[str]:
         """Delete up to `limit` finished runs (with their steps, logs, labels, waits and attempts)
-        that finished before `finished_before` (epoch ms), oldest first; returns their ids. Blocking
-        (the leading worker purges old runs from its own thread)."""
+        that finished before `finished_before` (epoch ms), oldest first; returns their ids.
+        `announce(run)` is called for each, inside the transaction (its `run:delete`, so that open
+        lists drop it). Blocking (the leading worker purges old runs from its own thread)."""
 
     @abstractmethod
     async def cancel(self, run_id: str, now: int) -> Run:

@@ -850,11 +850,11 @@ class SqlStorage(Storage):
 
         return await self._reader.run(read, write=False)
 
-    def purge_runs(self, finished_before: int, limit: int) -> list[str]:
-        from .queries import delete_runs, run_table, select
+    def purge_runs(self, finished_before: int, limit: int, announce: Announce) -> list[str]:
+        from .queries import delete_runs, run_columns, run_table, select
 
         oldest = (
-            select(run_table.c.id)
+            select(*run_columns)
             .where(run_table.c.status.in_([status.value for status in TERMINAL_STATUSES]))
             .where(run_table.c.completed_at < finished_before)
             .order_by(run_table.c.completed_at)
@@ -862,10 +862,12 @@ class SqlStorage(Storage):
         )
 
         def purge(session: SqlSession) -> list[str]:
-            ids = [row[0] for row in session.sa.execute(oldest)]
-            if ids:
-                delete_runs(session, ids)
-            return ids
+            runs = [run_from_row(row) for row in session.sa.execute(oldest)]
+            if runs:
+                delete_runs(session, [run.id for run in runs])
+            for run in runs:
+                announce(run)
+            return [run.id for run in runs]
 
         return self._writer.run_blocking(purge)
 
