@@ -1,9 +1,12 @@
-"""Engine benchmark: durably-reflex against DBOS Transact (SQLite) and a raw SQLite ceiling.
+"""Engine benchmark: durably-reflex against DBOS Transact (SQLite), huey's plain queue and a raw SQLite ceiling.
 
     .venv/bin/python bench/engine.py [--runs 1000] [--steps 10] [--only W1,W2,W3] [--dbos-runs 200] [--no-dbos]
         [--before REV] [--repeat N] [--slots 1,4] [--windows queue,backlog]
 
-W1  throughput: N runs x S trivial steps on a file-backed SQLite database in a fresh temp dir.
+W1  throughput: N runs x S trivial steps on a file-backed SQLite database in a fresh temp dir; in the
+    same rounds, huey 3.5 (one worker thread) running N x S trivial tasks, on SqliteHuey (a durable
+    queue: two commits per task) and on MemoryHuey (a queue in memory, which persists nothing):
+    plain queues that checkpoint no step, the bar issue 15 sets for a step's cost.
 W2  trigger-to-complete latency of a 1-step job on an idle, started worker.
 W3  crash recovery: a 100-step run SIGKILLed half-way, resumed by a new process.
 
@@ -240,6 +243,61 @@ def child_w1_dbos(args: argparse.Namespace) -> None:
     })  # fmt: skip
 
 
+def child_w1_huey(args: argparse.Namespace) -> None:
+    """huey 3.5 drained by its consumer (one worker thread): `runs x steps` trivial tasks returning
+    None (so no result is stored: a plain queue). `--storage sqlite`: SqliteHuey, one enqueue and
+    one dequeue commit per task, in WAL with synchronous=NORMAL as durably-reflex runs; `memory`:
+    MemoryHuey. Done = the last task's SIGNAL_COMPLETE. Windows as durably-reflex's: the consumer
+    running while enqueueing, or a backlog enqueued first."""
+    import threading
+
+    from huey import MemoryHuey, SqliteHuey, signals
+
+    class NormalSyncHuey(SqliteHuey):
+        def _create_connection(self) -> Any:  # SqliteHuey's own settings (WAL), synchronous as ours
+            connection = super()._create_connection()  # type: ignore[misc]
+            connection.execute("PRAGMA synchronous=NORMAL")
+            return connection
+
+    total = args.runs * args.steps
+    huey = (
+        MemoryHuey("w1")
+        if args.storage == "memory"
+        else NormalSyncHuey("w1", filename=os.path.join(args.dir, "huey.db"))
+    )
+    finished = threading.Event()
+    completed = 0
+
+    @huey.task()
+    def trivial(i: int) -> None:
+        return None
+
+    @huey.signal(signals.SIGNAL_COMPLETE)
+    def on_complete(signal: str, task: Any) -> None:
+        nonlocal completed
+        completed += 1  # one worker thread: no race
+        if completed >= total:
+            finished.set()
+
+    consumer = huey.create_consumer(workers=1, worker_type="thread", periodic=False)
+    if args.mode == "queue":
+        consumer.start()
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    for i in range(total):
+        trivial(i)
+    t1, cpu1 = time.perf_counter(), time.process_time()
+    if args.mode == "backlog":
+        consumer.start()
+    timed_out = not finished.wait(args.timeout)
+    t2, cpu2 = time.perf_counter(), time.process_time()
+    consumer.stop(graceful=True)
+    emit_result({
+        "trigger_s": t1 - t0, "exec_s": t2 - t1, "total_s": t2 - t0, "total_cpu_s": cpu2 - cpu0,
+        "exec_cpu_s": cpu2 - cpu1, "timed_out": timed_out, "steps_completed_db": completed,
+        "runs_completed_db": completed // args.steps,
+    })  # fmt: skip
+
+
 def child_ceiling(args: argparse.Namespace) -> None:
     path = os.path.join(args.dir, "ceiling.db")
     db = sqlite3.connect(path, isolation_level=None)
@@ -458,6 +516,7 @@ def child_w3_dbos_resume(args: argparse.Namespace) -> None:
 CHILDREN = {
     "w1-durably": child_w1_durably,
     "w1-dbos": child_w1_dbos,
+    "w1-huey": child_w1_huey,
     "ceiling": child_ceiling,
     "w2-durably": child_w2_durably,
     "w2-dbos": child_w2_dbos,
@@ -552,15 +611,18 @@ def w1_durably_rounds(opts: argparse.Namespace, summary: Summary, rows: list[lis
     runs, steps = opts.runs, opts.steps
     codes = ([("before", opts.before_code)] if opts.before_code else []) + [("after" if opts.before_code else "", CODE)]
     configs = [(conc, mode, name, code) for conc in opts.w1_slots for mode in opts.w1_modes for name, code in codes]
+    if opts.huey:  # the peer, in the same rounds: one worker thread, as one slot
+        configs += [(1, mode, f"huey-{storage}", CODE) for storage in ("sqlite", "memory") for mode in opts.w1_modes]
     results: dict[tuple[int, str, str], list[dict[str, Any]]] = {key[:3]: [] for key in configs}
     for round_index in range(opts.repeat):
         if opts.repeat > 1:
             print(f"  W1 round {round_index + 1} of {opts.repeat} ...", flush=True)
         for conc, mode, name, code in configs:
             d = fresh_dir(f"w1-c{conc}-{mode}")
+            kind, storage = ("w1-huey", name[len("huey-") :]) if name.startswith("huey-") else ("w1-durably", "")
             try:
-                r = run_child("w1-durably", ["--dir", d, "--runs", str(runs), "--steps", str(steps), "--conc", str(conc),
-                                             "--mode", mode, "--timeout", str(timeout)], timeout + 60, code=code)  # fmt: skip
+                r = run_child(kind, ["--dir", d, "--runs", str(runs), "--steps", str(steps), "--conc", str(conc),
+                                     "--mode", mode, "--storage", storage, "--timeout", str(timeout)], timeout + 60, code=code)  # fmt: skip
             finally:
                 shutil.rmtree(d, ignore_errors=True)
             if "error" in r:
@@ -581,10 +643,13 @@ def w1_durably_rounds(opts: argparse.Namespace, summary: Summary, rows: list[lis
 
     for conc, mode, name, _code in configs:
         done = results[(conc, mode, name)]
+        window = "worker running while triggering (DBOS's window)" if mode == "queue" else "backlog drained"
+        if name.startswith("huey-"):
+            ours = median(1, mode, "after" if opts.before_code else "", "steps_s") if 1 in opts.w1_slots else None
+            huey_row(rows, summary, name[len("huey-") :], mode, window, done, ours)
+            continue
         who = f"{name} ({opts.before}): " if name == "before" else ("after: " if name else "")
-        label = f"durably-reflex {who}max_concurrent_runs={conc}, " + (
-            "worker running while triggering (DBOS's window)" if mode == "queue" else "backlog drained"
-        )
+        label = f"durably-reflex {who}max_concurrent_runs={conc}, {window}"
         if not done:
             rows.append([label, "ERROR", "", "", "", "", "", "", "", ""])
             summary.add(f"W1 {who}c={conc} {mode} steps/s", "ERROR", status="FAIL")
@@ -612,6 +677,39 @@ def w1_durably_rounds(opts: argparse.Namespace, summary: Summary, rows: list[lis
         summary.add(f"W1 durably {who}c={conc} steps/s ({what})", fmt(steps_s), target, status)
         if name == "after" and (before := median(conc, mode, "before", "steps_s")):
             summary.add(f"W1 after / before, c={conc} ({what})", f"{steps_s / before:.2f}x")
+
+
+def huey_row(
+    rows: list[list[str]],
+    summary: Summary,
+    storage: str,
+    mode: str,
+    window: str,
+    done: list[dict[str, Any]],
+    ours: float | None,
+) -> None:
+    """huey's row of W1, and durably-reflex's one slot (this code) against it, from the same rounds."""
+    queue = "SqliteHuey (WAL, synchronous=NORMAL)" if storage == "sqlite" else "MemoryHuey (persists nothing)"
+    label = f"huey 3.5 {queue}, 1 worker thread, plain tasks, {window}"
+    if not done:
+        rows.append([label, "ERROR", "", "", "", "", "", "", ""])
+        summary.add(f"W1 huey {storage} {mode} tasks/s", "ERROR (see above)")
+        return
+    tasks_s = statistics.median(r["steps_s"] for r in done)
+    incomplete = sum(not r["complete"] for r in done)
+    note = "; ".join(filter(None, [
+        "rounds: " + ", ".join(fmt(r["steps_s"]) for r in done) if len(done) > 1 else "",
+        f"INCOMPLETE in {incomplete} round(s)" if incomplete else "",
+    ]))  # fmt: skip
+    rows.append([label, f"{done[0]['steps_completed_db']:,} tasks", fmt(statistics.median(r["trigger_s"] for r in done), ".2f"),
+                 fmt(statistics.median(r["window_s"] for r in done), ".2f"), fmt(tasks_s),
+                 fmt(statistics.median(r["cpu_us_per_step"] for r in done), ".1f"),
+                 fmt(statistics.median(r["peak_rss_kb"] for r in done) / 1024, ".1f"), "(reference)", note])  # fmt: skip
+    what = "trigger->done, worker running" if mode == "queue" else "backlog drain"
+    summary.add(f"W1 huey {storage} tasks/s ({what})", fmt(tasks_s), "reference")
+    if ours:
+        target = "> 1x" if storage == "sqlite" else "reference"  # a durable queue is the like-for-like one
+        summary.add(f"W1 durably c=1 / huey {storage}, same rounds ({what})", f"{ours / tasks_s:.2f}x", target)
 
 
 def bench_w1(opts: argparse.Namespace, summary: Summary) -> None:
@@ -979,6 +1077,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--only", default="W1,W2,W2http,W3", help="comma-separated workloads (default W1,W2,W2http,W3)")
     p.add_argument("--dbos-runs", type=int, default=200, help="W1 runs for DBOS (default 200; it is slow here)")
     p.add_argument("--no-dbos", action="store_true", help="skip the DBOS comparison")
+    p.add_argument("--no-huey", dest="huey", action="store_false", help="W1: skip the huey comparison")
     p.add_argument("--rev", metavar="REV", help="measure this commit (git archive) instead of this checkout")
     p.add_argument("--before", metavar="REV", help="W1 and W2http: also measure this commit (or folder), interleaved")
     p.add_argument("--repeat", type=int, default=1, help="W1: rounds of every configuration, interleaved (medians)")
@@ -992,6 +1091,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--conc", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--mode", default="queue", help=argparse.SUPPRESS)
     p.add_argument("--journal", default="wal", help=argparse.SUPPRESS)
+    p.add_argument("--storage", default="sqlite", help=argparse.SUPPRESS)
     p.add_argument("--timeout", type=float, default=120.0, help=argparse.SUPPRESS)
     p.add_argument("--commits", type=int, default=10000, help=argparse.SUPPRESS)
     p.add_argument("--samples", type=int, default=200, help=argparse.SUPPRESS)
@@ -1032,6 +1132,12 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown workload(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
+    if opts.huey:
+        try:
+            import huey  # noqa: F401
+        except Exception as error:  # pragma: no cover - environment dependent
+            print(f"huey comparison skipped: cannot import huey ({error}); pip install -e '.[bench]' installs it")
+            opts.huey = False
     if not opts.no_dbos:
         try:
             import dbos  # noqa: F401
