@@ -140,12 +140,13 @@ class FeedSubscription:
         return self._take(items)
 
     def _take(self, items: list[FeedItem]) -> list[FeedItem]:
-        batch = []
-        for item in items:
-            if item.id > self._last_id:  # items read from the log may also arrive live
-                self._last_id = item.id
-                batch.append(item)
-        return batch
+        """Those of `items` (in log order) not taken before: items read from the log may also arrive
+        live. Looked at one by one only where they overlap what was taken."""
+        if items and items[0].id <= self._last_id:
+            items = [item for item in items if item.id > self._last_id]
+        if items:
+            self._last_id = items[-1].id
+        return items
 
     def close(self) -> None:
         self._feed.unsubscribe(self)

@@ -765,18 +765,9 @@ class _Api:
         filtered = job_name is not None or visible is not None or types is not None or guarded or bool(labels)
         subscription = await self.durably.feed.subscribe(after=_last_event_id(request))
 
-        async def frames() -> AsyncIterator[bytes]:
-            try:
-                # Unfiltered, every event goes: no call per event (the stream's cost grows with its events).
-                stream = self._stream(
-                    subscription, _reduced_frame, end_on=frozenset(), admit=admit if filtered else None
-                )
-                async for chunk in stream:
-                    yield chunk
-            finally:
-                subscription.close()
-
-        return EventStreamResponse(frames())
+        # Unfiltered, every event goes: no call per event (the stream's cost grows with its events).
+        frames = self._stream(subscription, _reduced_frame, end_on=frozenset(), admit=admit if filtered else None)
+        return EventStreamResponse(frames)
 
     async def _stream(
         self,
@@ -790,42 +781,46 @@ class _Api:
         """Frames of feed items, all that are ready sent in one write, ids only increasing;
         `run:progress` throttled per run by `ProgressThrottle` (a held progress goes out when due
         or before the stream's next frame); a keep-alive comment whenever the stream has been
-        quiet for `keepalive`. With `quiet_end`, it ends once no item has come for that long."""
+        quiet for `keepalive`. With `quiet_end`, it ends once no item has come for that long. It
+        closes the subscription when it ends, however it ends."""
         throttle = ProgressThrottle(self._progress_interval)
         last_write = last_item = time.monotonic()
         end_at = math.inf
-        while True:
-            if quiet_end is not None:
-                end_at = last_item + quiet_end
-            wake_at = min(last_write + self._keepalive, throttle.wake_at, end_at)
-            batch = await subscription.next_batch(timeout=max(0.0, wake_at - time.monotonic()))
-            if subscription.ended:
-                return
-            now = time.monotonic()
-            if batch:
-                last_item = now
-            elif now >= end_at:
-                if held := throttle.release_due(math.inf):
-                    yield b"".join(map(render, held))
-                return
-            chunks: list[bytes] = []
-            complete = False
-            for item in batch:
-                if admit is not None and not await admit(item):
-                    continue
-                chunks.extend(map(render, throttle.admit(item, now)))
-                if item.type in end_on:
-                    complete = True
-                    break
-            chunks.extend(map(render, throttle.release_due(now)))
-            if chunks:
-                last_write = now
-                yield b"".join(chunks)
-            elif now >= last_write + self._keepalive:
-                last_write = now
-                yield KEEP_ALIVE
-            if complete:
-                return
+        try:
+            while True:
+                if quiet_end is not None:
+                    end_at = last_item + quiet_end
+                wake_at = min(last_write + self._keepalive, throttle.wake_at, end_at)
+                batch = await subscription.next_batch(timeout=max(0.0, wake_at - time.monotonic()))
+                if subscription.ended:
+                    return
+                now = time.monotonic()
+                if batch:
+                    last_item = now
+                elif now >= end_at:
+                    if held := throttle.release_due(math.inf):
+                        yield b"".join(map(render, held))
+                    return
+                if admit is not None:
+                    batch = [item for item in batch if await admit(item)]
+                complete = False
+                if end_on:
+                    ending = next((at for at, item in enumerate(batch) if item.type in end_on), None)
+                    if ending is not None:
+                        complete = True
+                        batch = batch[: ending + 1]
+                # One pass per batch, not per item: with hundreds of streams, per-item work is what costs.
+                ready = throttle.admit_all(batch, now) + throttle.release_due(now)
+                if ready:
+                    last_write = now
+                    yield b"".join(map(render, ready))
+                elif now >= last_write + self._keepalive:
+                    last_write = now
+                    yield KEEP_ALIVE
+                if complete:
+                    return
+        finally:
+            subscription.close()
 
     # -- access -----------------------------------------------------------------------------------
     async def _caller(self, request: Request) -> Any:

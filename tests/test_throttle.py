@@ -119,3 +119,20 @@ def test_an_interval_of_zero_lets_everything_through() -> None:
     log, throttle = Log(), ProgressThrottle(0)
     items = [log.progress(current=i) for i in range(5)]
     assert [out for item in items for out in throttle.admit(item, now=0.0)] == items
+
+
+def test_a_batch_admitted_at_once_gives_what_its_items_admitted_one_by_one_give() -> None:
+    log = Log()
+    batches = [
+        [
+            log.progress("ab"[(tick + n) % 2], tick * 10 + n) if (tick + n) % 3 else log.item("step:start", "a")
+            for n in range(tick % 4)
+        ]
+        for tick in range(60)
+    ]
+    one_by_one, at_once = ProgressThrottle(INTERVAL), ProgressThrottle(INTERVAL)
+    for tick, batch in enumerate(batches):
+        now = tick * 2.5
+        expected = [out for item in batch for out in one_by_one.admit(item, now)] + one_by_one.release_due(now)
+        assert at_once.admit_all(batch, now) + at_once.release_due(now) == expected
+        assert at_once.wake_at == one_by_one.wake_at
