@@ -26,8 +26,10 @@ benchmark's own server, uvicorn serving `create_durably_handler(durably)` (defau
 `max_concurrent_runs=4`, worker in the same process. W4a: `durably-reflex serve` as above (the same
 handler defaults and slots), after one warm-up run over HTTP. The server's RSS is sampled with psutil every 100 ms. Clients run in separate processes
 (this script with `--child client`): a minimal asyncio HTTP/1.1 + SSE reader (an asyncio.Protocol
-that timestamps each chunk with time.time() as the loop hands it over and decodes JSON only after the
-measurement), so that client cost stays small beside the server's; each client process reports its
+that keeps each read with time.time() as the loop hands it over, and splits it into frames and
+decodes the JSON only after the measurement), so that client cost stays small beside the server's
+(every process here shares the machine's cores, and a client that waits for one delays what it
+timestamps, as the server would); each client process reports its
 CPU use and event-loop lag, which shows whether it kept up. A client gives up at its deadline; what
 it has not received by then counts as 'late' (latency infinity in the percentiles).
 
@@ -234,25 +236,30 @@ def child_worker(opts: argparse.Namespace) -> None:
 # ==================================================================================================
 # child: SSE clients
 # ==================================================================================================
-class SseConnection(asyncio.Protocol):
-    """One HTTP/1.1 GET whose chunked text/event-stream body is split into frames as it arrives.
+COMPLETE = b'"type":"run:complete"'
+LAST_CHUNK = b"\r\n0\r\n\r\n"  # the end of a chunked body (SSE data never holds \r)
 
-    Each frame is kept as (receive time, raw bytes); decoding waits until the measurement is over.
+
+class SseConnection(asyncio.Protocol):
+    """One HTTP/1.1 GET of a chunked text/event-stream body.
+
+    While the measurement runs it only keeps what arrives, as (receive time, bytes), and counts the
+    `run:complete` it needs to be done; the body is split into frames afterwards (`frames()`), each
+    frame with the receive time of the bytes that completed its chunk, as if split on arrival. So the
+    measuring side's cost per frame stays small beside the server's: it shares the machine's cores.
     """
 
     def __init__(self, request: bytes, want_completes: int, loop: asyncio.AbstractEventLoop) -> None:
         self.request = request
         self.want = want_completes
-        self.frames: list[tuple[float, bytes]] = []
-        self.keepalives = 0
+        self.received: list[tuple[float, bytes]] = []  # the body as it came
         self.completes = 0
         self.headers = loop.create_future()
         self.ended = loop.create_future()
         self.end_reason = ""
         self.transport: asyncio.Transport | None = None
-        self._buf = bytearray()
-        self._sse = bytearray()
-        self._in_headers = True
+        self._head = bytearray()
+        self._tail = b""  # the end of the body so far: a marker may be split between two reads
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -260,60 +267,59 @@ class SseConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         t = time.time()
-        buf = self._buf
-        buf += data
-        if self._in_headers:
-            end = buf.find(b"\r\n\r\n")
+        if not self.headers.done():
+            self._head += data
+            end = self._head.find(b"\r\n\r\n")
             if end < 0:
                 return
-            head = bytes(buf[:end]).decode("latin-1")
-            del buf[: end + 4]
-            self._in_headers = False
+            head = bytes(self._head[:end]).decode("latin-1")
+            data = bytes(self._head[end + 4 :])
             status = head.split(" ", 2)[1] if " " in head else "?"
             if status != "200" or "transfer-encoding: chunked" not in head.lower():
-                if not self.headers.done():
-                    self.headers.set_exception(RuntimeError(f"HTTP {status}: {head[:200]} {bytes(buf[:200])!r}"))
+                self.headers.set_exception(RuntimeError(f"HTTP {status}: {head[:200]} {data[:200]!r}"))
                 self._finish(f"HTTP {status}")
                 if self.transport is not None:
                     self.transport.close()
                 return
-            if not self.headers.done():
-                self.headers.set_result(t)
-        pos, n = 0, len(buf)
-        while True:
-            nl = buf.find(b"\r\n", pos)
-            if nl < 0:
-                break
-            size = int(bytes(buf[pos:nl]).split(b";", 1)[0], 16)
-            if size == 0:
-                self._finish("server ended the stream")
-                pos = n
-                break
-            start = nl + 2
-            if n < start + size + 2:
-                break
-            self._payload(t, buf[start : start + size])
-            pos = start + size + 2
-        if pos:
-            del buf[:pos]
-
-    def _payload(self, t: float, payload: bytearray) -> None:
-        sse = self._sse
-        sse += payload
-        while True:
-            i = sse.find(b"\n\n")
-            if i < 0:
+            self.headers.set_result(t)
+            if not data:
                 return
-            frame = bytes(sse[:i])
-            del sse[: i + 2]
-            if frame.startswith(b":"):
-                self.keepalives += 1
-                continue
-            self.frames.append((t, frame))
-            if b'"type":"run:complete"' in frame:
-                self.completes += 1
-                if self.want and self.completes >= self.want:
-                    self._finish("all run:complete received")
+        self.received.append((t, data))
+        seen = self._tail + data
+        self._tail = seen[1 - len(COMPLETE) :]  # too short to hold a whole marker: none counted twice
+        self.completes += seen.count(COMPLETE)
+        if self.want and self.completes >= self.want:
+            self._finish("all run:complete received")
+        elif seen.endswith(LAST_CHUNK):
+            self._finish("server ended the stream")
+
+    def frames(self) -> tuple[list[tuple[float, bytes]], int]:
+        """The body's SSE frames with their receive times, and how many keep-alive comments it held."""
+        frames: list[tuple[float, bytes]] = []
+        keepalives = 0
+        buf, sse = bytearray(), bytearray()
+        for t, data in self.received:
+            buf += data
+            pos, n = 0, len(buf)
+            while True:
+                nl = buf.find(b"\r\n", pos)
+                if nl < 0:
+                    break
+                size = int(bytes(buf[pos:nl]).split(b";", 1)[0], 16)
+                start = nl + 2
+                if size == 0 or n < start + size + 2:
+                    break
+                sse += buf[start : start + size]
+                pos = start + size + 2
+            del buf[:pos]
+            while (i := sse.find(b"\n\n")) >= 0:
+                frame = bytes(sse[:i])
+                del sse[: i + 2]
+                if frame.startswith(b":"):
+                    keepalives += 1
+                else:
+                    frames.append((t, frame))
+        return frames, keepalives
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.headers.done():
@@ -370,7 +376,7 @@ async def client_main(opts: argparse.Namespace, paths: list[str]) -> dict[str, A
                     await asyncio.wait_for(conn.headers, 15)
                     if opts.run_ids:  # a per-run stream is ready once its snapshot is in
                         deadline = time.monotonic() + 15
-                        while not conn.frames and time.monotonic() < deadline and not conn.ended.done():
+                        while not conn.received and time.monotonic() < deadline and not conn.ended.done():
                             await asyncio.sleep(0.005)
                     return conn
                 except (OSError, TimeoutError, RuntimeError, ConnectionError) as error:
@@ -410,15 +416,16 @@ async def client_main(opts: argparse.Namespace, paths: list[str]) -> dict[str, A
     for conn in conns:
         if conn.transport is not None:
             conn.transport.close()
-    records = [[decode_frame(t, frame) for t, frame in conn.frames] for conn in conns]
+    parsed = [conn.frames() for conn in conns]
+    records = [[decode_frame(t, frame) for t, frame in frames] for frames, _ in parsed]
     cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
     stats = {
         "connected": len(conns),
         "connect_errors": connect_errors,
         "finished": sum(1 for c in conns if c.ended.done()),
         "end_reasons": sorted({c.end_reason for c in conns}),
-        "keepalives": sum(c.keepalives for c in conns),
-        "frames": sum(len(c.frames) for c in conns),
+        "keepalives": sum(keepalives for _, keepalives in parsed),
+        "frames": sum(len(frames) for frames, _ in parsed),
         "wall_s": wall,
         "cpu_s": cpu,
         "lag_p99_ms": percentile(lags, 99) * 1000 if lags else 0.0,
@@ -535,6 +542,20 @@ class RssSampler(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
         self.join(2)
+
+
+def run_queue_wait_s(pid: int) -> float:
+    """Seconds the process's threads have spent ready to run but waiting for a core (Linux's
+    /proc/PID/task/*/schedstat, 2nd field; nan elsewhere): tells a server that was slow from one
+    that was kept waiting."""
+    total = 0
+    try:
+        for task in os.scandir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                total += int(Path(task.path, "schedstat").read_text().split()[1])
+    except OSError:
+        return math.nan
+    return total / 1e9
 
 
 def machine_busy_s() -> float:
@@ -779,6 +800,7 @@ def run_config(opts: argparse.Namespace, cfg: Config) -> dict[str, Any]:
         profiler = Profiler(opts.py_spy, server.proc.pid, cfg.key.replace("(", "").replace(")", ""))
         workers_cpu = worker.cpu_s if worker else server.workers_cpu_s if isinstance(server, CliServer) else lambda: 0.0
         cpu0, busy0, own0, wcpu0 = sampler.cpu_s(), machine_busy_s(), own_cpu_s(), workers_cpu()
+        waited0 = run_queue_wait_s(server.proc.pid)
         t0 = time.monotonic()
         if cfg.per_run:
             post_control(port, CONTROL_START_WORKER)
@@ -788,6 +810,7 @@ def run_config(opts: argparse.Namespace, cfg: Config) -> dict[str, Any]:
         stats, records = collect(clients, cfg.timeout + 60)
         result["wall_s"] = time.monotonic() - t0
         result["server_cpu_s"] = sampler.cpu_s() - cpu0
+        result["server_waited_s"] = run_queue_wait_s(server.proc.pid) - waited0
         worker_cpu = workers_cpu() - wcpu0
         result["worker_cpu_s"] = worker_cpu
         result["client"] = client_summary(stats)
@@ -942,6 +965,7 @@ def print_results(results: list[dict[str, Any]]) -> None:
             f"{r['dup']}/{r['unexpected']}/{r['out_of_order']}/{r['snapshot_missing']}",
             "-" if r["runs_not_completed"] is None else str(r["runs_not_completed"]),
             f"{r['worker_cpu_s']:.1f}" if r["worker_cpu_s"] else "-",
+            f"{r['server_waited_s'] / r['wall_s'] * 1000:.0f}",
         ])  # fmt: skip
         if "error" in r:
             print(f"  {cfg.key}: {r['error']}")
@@ -971,7 +995,11 @@ def print_results(results: list[dict[str, Any]]) -> None:
     print(table(["config / event", "n", "p50", "p95", "p99", "max"], type_rows))
     print("\n--- client health (did the measuring side keep up?) and consistency ---")
     print(table(["config", "procs", "conns", "connect s", "client CPU (max proc)", "loop lag p99/max ms", "unfinished",
-                 "dup/unexpected/out-of-order ids/no snapshot", "runs not completed", "worker-proc CPU s"], health_rows))  # fmt: skip
+                 "dup/unexpected/out-of-order ids/no snapshot", "runs not completed", "worker-proc CPU s", "srv waited for a core ms/s"], health_rows))  # fmt: skip
+    print(
+        "  'srv waited for a core': time the API process's threads were ready to run but had no core (Linux schedstat),"
+    )
+    print("  per second of the measurement.")
     print("\n=== Summary ===")
     srows = []
     for cfg, p95, r in summary:
@@ -1044,9 +1072,10 @@ Method
     its defaults (progress_interval 0.1, keep-alive 15 s), max_concurrent_runs={MAX_CONCURRENT_RUNS}, worker started in the same
     process (worker-proc configurations: in a second process on the same database, polling every
     {SPLIT_WORKER_POLL_S * 1000:.0f} ms). Server RSS sampled with psutil every {RSS_SAMPLE_S * 1000:.0f} ms: idle / clients connected / peak.
-  * Clients run in separate processes: raw asyncio.Protocol HTTP/1.1 readers (chunked + SSE framing by hand), receive
-    time = time.time() when the loop hands the bytes over; JSON decoded only after the measurement. All clients are
-    connected (response headers in; W4b: snapshot in) before anything is triggered. Client CPU and loop lag (overshoot
+  * Clients run in separate processes: raw asyncio.Protocol HTTP/1.1 readers, receive time = time.time() when the
+    loop hands the bytes over; chunked and SSE framing split and JSON decoded only after the measurement (a frame
+    keeps the time of the read that completed it). All clients are connected (response headers in; W4b: its first
+    bytes, the snapshot, in) before anything is triggered. Client CPU and loop lag (overshoot
     of 5 ms sleeps) show whether the measuring side kept up; one client process sufficed for W4a (see its CPU).
   * W4a: {W4A_STEPS} steps per run, each step.run(...) then step.progress(i+1, {W4A_STEPS}, message=f"{{time.time():.6f}}"). Latency:
     run:progress vs the time in its message (exact); run:trigger vs the time the POST /trigger was sent (4 in flight);
