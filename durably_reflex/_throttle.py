@@ -66,12 +66,7 @@ class ProgressThrottle:
             return items
         ready: list[FeedItem] = []
         for item in items:
-            if item.type == RUN_PROGRESS:
-                ready += self.admit(item, now)
-            else:
-                if self._held:
-                    ready += self._release(item.id, now)
-                ready.append(item)
+            ready += self.admit(item, now)
         return ready
 
     def release_due(self, now: float) -> list[FeedItem]:
