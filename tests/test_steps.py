@@ -15,6 +15,8 @@ from engine_helpers import Gate, collect, wait_for_status
 from pydantic import BaseModel
 
 from durably_reflex import Durably, Progress, RunStatus, create_durably, define_job
+from durably_reflex._clock import now_ms
+from durably_reflex._storage.base import NewRun, StepRecord, StepWrite
 
 
 async def run_to_end(durably: Durably, job_name: str, input=None, timeout: float = 5.0):
@@ -595,3 +597,30 @@ async def test_steps_run_in_parallel_get_their_own_index_and_log_attribution(dur
         ("right", "from right"),
     ]
     assert (run.current_step_index, run.step_count) == (2, 2)
+
+
+# -- the step write ------------------------------------------------------------------------------
+async def test_a_step_is_written_only_while_its_claim_holds_and_its_writer_learns_of_a_cancel(durably):
+    """What `storage.record_step` promises the step context: written while the run is running under
+    this claim; written too, saying so, if the run was cancelled meanwhile (the step stays visible
+    where the run stopped); refused, writing nothing, once the claim is lost: an earlier claim's
+    write, or one after the run settled."""
+    storage = durably.storage
+    now = now_ms()
+    await storage.insert_runs([NewRun(f"run-{n}", "j", "null", None, None, now + n) for n in range(3)])
+    attempts = {claim.run.id: claim.attempt for claim in await storage.claim("me", ("j",), 3, now + 10)}
+
+    def step(run_id: str, name: str, attempt: int | None = None) -> StepRecord:
+        at = now_ms()
+        attempt = attempts[run_id] if attempt is None else attempt
+        return StepRecord(f"{run_id}-{name}", run_id, attempt, name, 0, "completed", "1", None, None, at, at)
+
+    await storage.cancel("run-1", now_ms())
+    await storage.finish_run("run-2", attempts["run-2"], "completed", now_ms())
+
+    assert await storage.record_step(step("run-0", "running")) is StepWrite.RECORDED
+    assert await storage.record_step(step("run-0", "stale", attempts["run-0"] - 1)) is StepWrite.CLAIM_LOST
+    assert await storage.record_step(step("run-1", "cancelled")) is StepWrite.RECORDED_RUN_CANCELLED
+    assert await storage.record_step(step("run-2", "settled")) is StepWrite.CLAIM_LOST
+    written = {n: [s.name for s in await storage.get_steps(f"run-{n}")] for n in range(3)}
+    assert written == {0: ["running"], 1: ["cancelled"], 2: []}

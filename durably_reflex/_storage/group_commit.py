@@ -158,7 +158,7 @@ class GroupCommit(Generic[C]):
             item = _Queued(operation, write)
             group = self._loop_groups.get(loop)
             if group is None and not _others_ready(loop):
-                self._run_loop_group([item])
+                self._run_lone(item)
             elif group is None:
                 group = self._loop_groups[loop] = [item]
                 try:
@@ -173,6 +173,23 @@ class GroupCommit(Generic[C]):
             if not item.unavailable:
                 return item.outcome()
         return await self.run(operation, write=write)
+
+    def _run_lone(self, item: _Queued) -> None:
+        """A runner loop's lone operation: when nobody leads (the usual case), it is run at once, as
+        a group of one, by this thread, which then leads whatever others queued meanwhile; else it
+        is queued for the leader like any other. The same work as `_run_loop_group` does, without
+        the queue."""
+        with self._lock:
+            free = not self._leading and not self._closed  # nobody leads: nothing is queued
+            if free:
+                self._leading = True
+        if not free:
+            self._run_loop_group([item])
+            return
+        try:
+            self._run_group([item])
+        finally:
+            self._lead()
 
     def _run_loop_group(self, group: list[_Queued]) -> None:
         """Run a runner loop's group as one queued lot (leading it, or waiting for the leader to take
