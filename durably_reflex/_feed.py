@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import deque
 
@@ -68,6 +69,10 @@ class FeedSubscription:
         self._backlog = 0  # bytes of event JSON in `_items`
         self._catch_up: tuple[int, int] | None = None  # (after id, until id) still to read from the log
         self._waiter: asyncio.Future[None] | None = None
+        self._wake_at = math.inf  # when the wait in progress ends with no items (loop time)
+        # One timer kept across waits (see `_arm`): arming and cancelling one per wait is a cost
+        # every stream pays per batch.
+        self._timer: asyncio.TimerHandle | None = None
         self._last_id = 0
         self.ended = False
         self.overflowed = False
@@ -126,18 +131,38 @@ class FeedSubscription:
                 return batch
         if not self._items:
             loop = asyncio.get_running_loop()
-            waiter = self._waiter = loop.create_future()
-            timer = None if timeout is None else loop.call_later(timeout, _settle, waiter)
+            self._wake_at = math.inf if timeout is None else loop.time() + timeout
+            self._arm(loop)
+            self._waiter = loop.create_future()
             try:
-                await waiter
+                await self._waiter
             finally:
                 self._waiter = None
-                if timer is not None:
-                    timer.cancel()
         items = list(self._items)
         self._items.clear()
         self._backlog = 0
         return self._take(items)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Have the timer ring by `_wake_at`. A timer set for that time or earlier is kept: a
+        stream's next deadline is mostly later than its last (its keep-alive moves on with every
+        write), and a timer that rings early sets itself again instead of waking the stream."""
+        if self._timer is not None:
+            if self._timer.when() <= self._wake_at:
+                return
+            self._timer.cancel()
+        self._timer = (
+            None if self._wake_at == math.inf else loop.call_at(self._wake_at, self._ring, loop, self._wake_at)
+        )
+
+    def _ring(self, loop: asyncio.AbstractEventLoop, set_for: float) -> None:
+        self._timer = None
+        if self._waiter is None:
+            return  # the stream is busy: its next wait sets the timer it needs
+        if self._wake_at > set_for:
+            self._arm(loop)  # set for a deadline the stream has since put off
+        else:
+            _settle(self._waiter)
 
     def _take(self, items: list[FeedItem]) -> list[FeedItem]:
         """Those of `items` (in log order) not taken before: items read from the log may also arrive
@@ -149,6 +174,9 @@ class FeedSubscription:
         return items
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._feed.unsubscribe(self)
 
 
