@@ -406,6 +406,7 @@ class Worker:
             if settled.conflict is None:
                 events.post(
                     RUN_COMPLETE,
+                    busy=settled.next is not None,
                     runId=run.id,
                     jobName=job.name,
                     output=decode_json(output_json),
@@ -443,6 +444,7 @@ class Worker:
         if settled.conflict is None:
             self._bus.post(
                 RUN_FAIL,
+                busy=settled.next is not None,
                 runId=claim.run.id,
                 jobName=claim.run.job_name,
                 error=message,
