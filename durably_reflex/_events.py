@@ -69,8 +69,10 @@ class EventBus:
     Listeners run on one event loop (the one that started the worker). Events made there are
     delivered at once; events made on job threads (`post`) queue and reach the loop in bursts at
     most `BURST_DELAY` apart (waking a loop costs the job thread a system call and a fight for the
-    interpreter lock), except a run's settling events, which go at once. Whatever is queued is
-    delivered before anything made later, so listeners never see `sequence` go backwards.
+    interpreter lock), except a run's settling events, which go at once unless the worker went
+    straight on to its slot's next run (working through a backlog, it wakes the loop once per
+    burst, not once per run). Whatever is queued is delivered before anything made later, so
+    listeners never see `sequence` go backwards.
     `record` sees every event as it is made (the engine logs them) while `recording()` says so.
 
     An event posted while nobody would see it (no listener of its type or of all, nothing recorded)
@@ -135,11 +137,13 @@ class EventBus:
         listeners = self._listeners
         return bool(listeners.get(event_type) or listeners.get(ALL_EVENTS) or self._recording())
 
-    def post(self, event_type: str, **fields: Any) -> None:
+    def post(self, event_type: str, *, busy: bool = False, **fields: Any) -> None:
         """Make an event on any thread; it reaches the listeners on the bound loop soon, in order.
         Unless nobody would see it (see the class docstring): then, if it settles a run, what is
-        queued still goes at once, as it would have before it."""
-        urgent = event_type in SETTLED_TYPES
+        queued still goes at once, as it would have before it. `busy`: the poster went straight on
+        to more work (a slot that claimed its next run as it settled this one), so even an event
+        that settles a run goes with the burst."""
+        urgent = event_type in SETTLED_TYPES and not busy
         wanted = self.wants(event_type)
         if not (wanted or (urgent and self._queued)):
             return

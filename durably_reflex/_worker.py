@@ -96,7 +96,7 @@ class WorkerOptions:
 @dataclass(slots=True)
 class _Execution:
     context: StepContext
-    finished: threading.Event
+    finished: asyncio.Event  # set on the runner loop, where a newer execution of the run waits for it
     task: asyncio.Future[object] | None = None  # the job function's task, once it started
     timed_out: bool = False
 
@@ -352,13 +352,13 @@ class Worker:
             step_timeout=job.step_timeout,
             signals=job.signals,
         )
-        execution = _Execution(context, threading.Event())
+        execution = _Execution(context, asyncio.Event())
         with self._lock:
             older = [e for (other_id, _), e in self._executions.items() if other_id == run.id]
             self._executions[(run.id, attempt)] = execution
         for previous in older:  # an older claim of this run still winds down here (cancelled, retried)
             previous.context.end(ClaimLostError)
-            await asyncio.to_thread(previous.finished.wait)  # one execution of a run at a time
+            await previous.finished.wait()  # one execution of a run at a time
         events.post(RUN_START, runId=run.id, jobName=job.name, payload=run.input)
         started_at = now_ms() if run.started_at is None else run.started_at
         deadline = None if job.timeout is None else started_at + round(job.timeout * 1000)
@@ -406,6 +406,7 @@ class Worker:
             if settled.conflict is None:
                 events.post(
                     RUN_COMPLETE,
+                    busy=settled.next is not None,
                     runId=run.id,
                     jobName=job.name,
                     output=decode_json(output_json),
@@ -443,6 +444,7 @@ class Worker:
         if settled.conflict is None:
             self._bus.post(
                 RUN_FAIL,
+                busy=settled.next is not None,
                 runId=claim.run.id,
                 jobName=claim.run.job_name,
                 error=message,
