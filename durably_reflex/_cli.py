@@ -627,9 +627,9 @@ async def work(args: argparse.Namespace, durably: Durably, shutdown: Shutdown) -
         if not shutdown.requested.is_set():
             if lifeline is None:
                 print(f"durably-reflex worker running ({_slots(durably)}); press Ctrl-C to stop", flush=True)
-            else:
-                lifeline.ready()
+            else:  # its line first: the supervisor's own "running" line must follow every worker's
                 logger.info("running (pid %d, %s)", os.getpid(), _slots(durably))
+                lifeline.ready()
             await shutdown.requested.wait()
     finally:
         await stop_engine(durably, args.stop_timeout, shutdown)
