@@ -63,7 +63,7 @@ from ._schedules import CatchUp, check_schedule, next_fire
 from ._search import as_tuple, check_labels, run_query
 from ._step import encode_json
 from ._storage import Storage, open_storage
-from ._storage.base import NewEvent, NewRun, RunCounts, StatsQuery
+from ._storage.base import NewEvent, NewRun, RunCounts, StatsQuery, once_per_run
 from ._worker import Worker, WorkerOptions
 
 MAX_KEY_LENGTH = 255
@@ -350,7 +350,7 @@ class Durably:
             return []
         created = await self.storage.insert_runs(
             new_runs,
-            self._announce(
+            once_per_run(
                 lambda run: self._bus.post(RUN_TRIGGER, runId=run.id, jobName=run.job_name, payload=run.input)
             ),
         )
@@ -523,7 +523,7 @@ class Durably:
     async def retry(self, run_id: str) -> Run:
         """Put a failed or cancelled run back to pending; it resumes at its first unfinished step."""
         run = await self.storage.retry(
-            run_id, now_ms(), self._announce(lambda run: self._bus.post(RUN_RETRY, runId=run.id, jobName=run.job_name))
+            run_id, now_ms(), once_per_run(lambda run: self._bus.post(RUN_RETRY, runId=run.id, jobName=run.job_name))
         )
         self._bus.flush()
         self._worker.work_added(1)
@@ -651,7 +651,7 @@ class Durably:
             )
         await self.migrate()
         event = {"retry": RUN_RETRY, "cancel": RUN_CANCEL, "delete": RUN_DELETE}[action]
-        post = self._announce(lambda run: self._bus.post(event, runId=run.id, jobName=run.job_name))
+        post = once_per_run(lambda run: self._bus.post(event, runId=run.id, jobName=run.job_name))
         result = BulkResult(matched=0, changed=0, skipped=0)
         before: tuple[int, str] | None = None
         start = 0
@@ -708,7 +708,7 @@ class Durably:
             labels=dict(source.labels),
             replay_of=source.id,
         )
-        trigger = self._announce(
+        trigger = once_per_run(
             lambda run: self._bus.post(RUN_TRIGGER, runId=run.id, jobName=run.job_name, payload=run.input)
         )
         replayed = await self.storage.replay(new_run, source.id, copied, trigger)
@@ -729,7 +729,7 @@ class Durably:
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise InvalidArgumentError("limit must be a whole number of at least 0")
         await self.migrate()
-        announce = self._announce(lambda run: self._bus.post(RUN_DELETE, runId=run.id, jobName=run.job_name))
+        announce = once_per_run(self._worker.announce_deleted)
         deleted = 0
         while limit is None or deleted < limit:
             batch = BULK_BATCH if limit is None else min(BULK_BATCH, limit - deleted)
@@ -771,19 +771,6 @@ class Durably:
     def subscribe(self, run_id: str) -> RunSubscription:
         """The run's events as an async iterator, listening from this call on; ends after completion."""
         return RunSubscription(self._bus, run_id)
-
-    @staticmethod
-    def _announce(post: Callable[[Run], object]) -> Callable[[Run], None]:
-        """Events for storage to make inside its transaction, once per run even if the transaction
-        is run again: they then come before anything a worker does with the run."""
-        announced: set[str] = set()
-
-        def announce(run: Run) -> None:
-            if run.id not in announced:
-                announced.add(run.id)
-                post(run)
-
-        return announce
 
     def _logging_events(self) -> bool:
         """Whether events go to the event log: while some process streams them (see `EventFeed`);

@@ -482,8 +482,8 @@ _QUICK_CALLS = 3  # quick calls in a row on a thread, and a function is called i
 
 class _SyncCalls:
     """Where synchronous step functions run: on a thread of their own (`_on_thread`) until they
-    proved quick (`_QUICK_CALLS` calls in a row within
-    `SLOW_CALL`), then inline on the runner's thread, until a call takes longer. A function is
+    proved quick (`_QUICK_CALLS` calls in a row within `SLOW_CALL`), then inline on the runner's
+    thread, until a call takes longer. A function is
     known by its code (a new closure or `functools.partial` per call shares it). A function never
     seen before may block (a gate, a network call): it must not hold up the loop while it is found
     out; and a quick one pays its hand-offs only for its first calls in the process. Shared by every

@@ -54,7 +54,7 @@ from ._persist import persist
 from ._records import Run
 from ._schedules import MISSED_AFTER_SECONDS, next_fire
 from ._step import StepContext, Suspended, describe_error, encode_json, format_stack
-from ._storage.base import NEVER, Claim, ClaimRequest, DueSchedule, NewRun, Storage
+from ._storage.base import NEVER, Claim, ClaimRequest, DueSchedule, NewRun, Storage, once_per_run
 from ._storage.coordination import Coordination, Ring, Solo
 
 logger = logging.getLogger("durably_reflex")
@@ -683,8 +683,9 @@ class Worker:
             if self._options.retain_runs is None:
                 return
             finished_before = now_ms() - int(self._options.retain_runs * 1000)
+            announce = once_per_run(self.announce_deleted)
             for _ in range(PURGE_ROUNDS):
-                purged = self._storage.purge_runs(finished_before, PURGE_BATCH, self._announce_deleted)
+                purged = self._storage.purge_runs(finished_before, PURGE_BATCH, announce)
                 if len(purged) < PURGE_BATCH or self._idle_slots() < self._options.max_concurrent_runs:
                     break
         except StorageUnavailableError:
@@ -692,8 +693,9 @@ class Worker:
         except Exception:
             logger.exception("durably worker: pruning old events or runs failed")
 
-    def _announce_deleted(self, run: Run) -> None:
-        """A purged run's `run:delete`, made in the purging transaction: open lists drop the run."""
+    def announce_deleted(self, run: Run) -> None:
+        """A purged run's `run:delete` (by retention here, or `Durably.purge_runs`), made in the
+        purging transaction: open lists drop the run."""
         self._bus.post(RUN_DELETE, runId=run.id, jobName=run.job_name)
 
     def _stale_before(self) -> int:

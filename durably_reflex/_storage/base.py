@@ -195,6 +195,19 @@ class Survey(NamedTuple):
 Announce = Callable[[Run], object]  # its result is ignored
 
 
+def once_per_run(post: Callable[[Run], object]) -> Announce:
+    """`post` as events for storage to make inside its transaction: once per run even if the
+    transaction is run again. They then come before anything a worker does with the run."""
+    announced: set[str] = set()
+
+    def announce(run: Run) -> None:
+        if run.id not in announced:
+            announced.add(run.id)
+            post(run)
+
+    return announce
+
+
 class Storage(ABC):
     # How often a process that logs events re-reads whether anyone watches them (see `events_watched`).
     watch_refresh: float = WATCH_REFRESH
