@@ -29,9 +29,10 @@ EXTRA_OF_PART = {
     "_storage/postgres.py": "postgres",
     "_http_protocol.py": "server",  # `serve`'s uvicorn protocol, imported by that command only
 }
-# Imported inside a function, only where that extra is in use: the command line's `serve`, and the
-# client asking a Reflex app's config for the default API URL once Reflex is loaded.
-LAZY_IMPORTS = {"_cli.py": {"uvicorn": "server"}, "_client.py": {"reflex_base": "reflex"}}
+# Imported inside a function, only where that extra is in use: the command line's `serve` (uvicorn,
+# and uvloop where installed), and the client asking a Reflex app's config for the default API URL
+# once Reflex is loaded.
+LAZY_IMPORTS = {"_cli.py": {"uvicorn": "server", "uvloop": "server"}, "_client.py": {"reflex_base": "reflex"}}
 
 
 def _distribution_names(requirements: list[str]) -> set[str]:

@@ -1,8 +1,9 @@
 """Slow clients, against a REAL server (uvicorn on 127.0.0.1) and raw sockets: a stream whose client
 stops reading is ended once it falls `MAX_BACKLOG_BYTES` behind (the server does not hold events
 for it without bound), and the client resumes from the event log with `Last-Event-ID`, missing
-nothing; `serve`'s protocol closes connections that never send a request head (or send it a byte at
-a time) and aborts those whose client stopped reading (timeouts shortened here).
+nothing; `serve`'s protocols (httptools', and h11's where httptools is not installed) close
+connections that never send a request head (or send it a byte at a time) and abort those whose
+client stopped reading (timeouts shortened here).
 """
 
 from __future__ import annotations
@@ -14,12 +15,18 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 import uvicorn
 from pydantic import BaseModel
 
 from durably_reflex import Durably, define_job
 from durably_reflex._feed import MAX_BACKLOG_BYTES
-from durably_reflex._http_protocol import TimedH11Protocol
+from durably_reflex._http_protocol import (
+    ConnectionTimeouts,
+    TimedH11Protocol,
+    TimedHttpToolsProtocol,
+    serve_protocol,
+)
 from durably_reflex.server import create_durably_handler
 from tests.server_fixtures import WAIT, Serve, _Server, migrated_template, parse_frame, serve_fixture  # noqa: F401
 
@@ -117,13 +124,25 @@ async def test_a_client_that_stops_reading_is_ended_and_resumes_with_last_event_
 
 
 # -- serve's connection timeouts -------------------------------------------------------------------
+def test_serve_speaks_http_with_httptools_where_it_is_installed() -> None:
+    assert serve_protocol() is TimedHttpToolsProtocol
+
+
+@pytest.fixture(params=[TimedHttpToolsProtocol, TimedH11Protocol], ids=["httptools", "h11"])
+def protocol(request: pytest.FixtureRequest) -> type[ConnectionTimeouts]:
+    """Each of `serve`'s protocols: httptools' where installed, h11's as the fallback."""
+    return request.param
+
+
 @contextlib.asynccontextmanager
-async def timed_server(durably: Durably, **timeouts: float) -> AsyncIterator[tuple[_Server, int]]:
-    """uvicorn serving the API with `serve`'s protocol, its timeouts set to `timeouts`."""
-    protocol = type("ShortTimeouts", (TimedH11Protocol,), timeouts)
+async def timed_server(
+    durably: Durably, protocol: type[ConnectionTimeouts], **timeouts: float
+) -> AsyncIterator[tuple[_Server, int]]:
+    """uvicorn serving the API with one of `serve`'s protocols, its timeouts set to `timeouts`."""
+    shortened = type("ShortTimeouts", (protocol,), timeouts)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(create_durably_handler(durably), http=protocol, lifespan="off", log_level="warning")
+    config = uvicorn.Config(create_durably_handler(durably), http=shortened, lifespan="off", log_level="warning")
     server = _Server(config)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     try:
@@ -150,17 +169,17 @@ def closed_by_server(client: socket.socket) -> bool:
     return True
 
 
-async def test_a_connection_that_sends_nothing_is_closed(serve: Serve) -> None:
+async def test_a_connection_that_sends_nothing_is_closed(serve: Serve, protocol: type[ConnectionTimeouts]) -> None:
     server = await serve(start_worker=False)
-    async with timed_server(server.durably, header_timeout=0.2) as (_, port):
+    async with timed_server(server.durably, protocol, header_timeout=0.2) as (_, port):
         client = socket.create_connection(("127.0.0.1", port))
         with client:
             assert await asyncio.to_thread(closed_by_server, client)
 
 
-async def test_a_request_head_sent_a_byte_at_a_time_is_closed(serve: Serve) -> None:
+async def test_a_request_head_sent_a_byte_at_a_time_is_closed(serve: Serve, protocol: type[ConnectionTimeouts]) -> None:
     server = await serve(start_worker=False)
-    async with timed_server(server.durably, header_timeout=0.5) as (_, port):
+    async with timed_server(server.durably, protocol, header_timeout=0.5) as (_, port):
         client = socket.create_connection(("127.0.0.1", port))
         head = b"GET /api/durably/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 10_000
         sent = 0
@@ -173,15 +192,46 @@ async def test_a_request_head_sent_a_byte_at_a_time_is_closed(serve: Serve) -> N
         assert sent < len(head), "the server kept waiting for the request head"
 
 
-async def test_a_prompt_request_on_a_kept_alive_connection_is_answered(serve: Serve) -> None:
+async def test_a_prompt_request_on_a_kept_alive_connection_is_answered(
+    serve: Serve, protocol: type[ConnectionTimeouts]
+) -> None:
     server = await serve(start_worker=False)
-    async with timed_server(server.durably, header_timeout=0.5) as (_, port):
+    async with timed_server(server.durably, protocol, header_timeout=0.5) as (_, port):
         client = socket.create_connection(("127.0.0.1", port))
         with client:
             client.settimeout(WAIT)
             for _ in range(2):
                 client.sendall(b"GET /api/durably/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 assert (await asyncio.to_thread(read_one_response, client)).startswith(b"HTTP/1.1 200")
+
+
+async def test_a_stream_requested_behind_another_request_outlives_the_header_timeout(
+    serve: Serve, protocol: type[ConnectionTimeouts]
+) -> None:
+    server = await serve(jobs=JOBS)
+    async with timed_server(server.durably, protocol, header_timeout=0.2) as (_, port):
+        client = socket.create_connection(("127.0.0.1", port))
+        with client:
+            client.sendall(  # pipelined: the stream's request head is in before the first response ends
+                b"GET /api/durably/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                b"GET /api/durably/runs/subscribe HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+            )
+            await wait_for(lambda: server.durably.feed.subscriber_count == 1, "the stream subscribed")
+            await asyncio.sleep(3 * 0.2)  # past the header timeout, had it been set again
+            run_id = await server.trigger("chatter", {"lines": 1})
+            assert await asyncio.to_thread(read_until, client, f'"runId":"{run_id}"'.encode())
+
+
+def read_until(client: socket.socket, wanted: bytes) -> bool:
+    """Read until `wanted` arrives (True) or the server closes the connection (False)."""
+    client.settimeout(WAIT)
+    received = b""
+    while wanted not in received:
+        data = client.recv(1 << 16)
+        if not data:
+            return False
+        received += data
+    return True
 
 
 def read_one_response(client: socket.socket) -> bytes:
@@ -198,9 +248,11 @@ def read_one_response(client: socket.socket) -> bytes:
     return head
 
 
-async def test_a_client_that_stops_reading_is_aborted_after_the_write_stall_timeout(serve: Serve) -> None:
+async def test_a_client_that_stops_reading_is_aborted_after_the_write_stall_timeout(
+    serve: Serve, protocol: type[ConnectionTimeouts]
+) -> None:
     server = await serve(jobs=JOBS)
-    async with timed_server(server.durably, write_stall_timeout=0.5) as (uvicorn_server, port):
+    async with timed_server(server.durably, protocol, write_stall_timeout=0.5) as (uvicorn_server, port):
         stuck = await asyncio.to_thread(open_stuck_stream, port, "/api/durably/runs/subscribe")
         await wait_for(lambda: server.durably.feed.subscriber_count == 1, "the stream subscribed")
         run_id = await server.trigger("chatter", {"lines": 3 * MAX_BACKLOG_BYTES // CHUNK})
