@@ -58,7 +58,7 @@ from typing import Any
 from ._clock import parse_duration
 from ._engine import Durably
 from ._supervisor import Lifeline, Supervisor, WorkerCommand, unshareable_database
-from ._switch import SERVER_SWITCH_INTERVAL
+from ._switch import SHORT_SWITCH_INTERVAL
 
 PROG = "durably-reflex"  # the console script; `python -m durably_reflex` is the same command
 USAGE_ERROR = 2
@@ -600,7 +600,7 @@ async def serve(args: argparse.Namespace, durably: Durably, sock: socket.socket,
         shutdown.on_force.append(force_exit)
         with _engine_errors("could not start the engine"):
             if args.in_process:  # job threads share this process's interpreter lock with the API
-                await durably.start(switch_interval=SERVER_SWITCH_INTERVAL)
+                await durably.start(switch_interval=SHORT_SWITCH_INTERVAL)
             else:
                 await durably.migrate()  # before any worker process starts
         host, port = sock.getsockname()[:2]
@@ -635,8 +635,8 @@ async def work(args: argparse.Namespace, durably: Durably, shutdown: Shutdown) -
     if lifeline is not None:
         lifeline.watch(loop, lambda: shutdown.request("the supervisor is gone"))
     try:
-        with _engine_errors("could not start the engine"):
-            await durably.init()
+        with _engine_errors("could not start the engine"):  # its runner must not wait on job threads
+            await durably.start(switch_interval=SHORT_SWITCH_INTERVAL)
         if not shutdown.requested.is_set():
             if lifeline is None:
                 print(f"durably-reflex worker running ({_slots(durably)}); press Ctrl-C to stop", flush=True)

@@ -229,9 +229,9 @@ class Durably:
     async def start(self, *, switch_interval: float | None = None) -> None:
         """Start the worker in the running event loop (a no-op if it runs already). With
         `switch_interval` (seconds), the interpreter's switch interval is held at most that long
-        while the worker runs, and given back when it stops: for a worker in a server's process,
-        whose event loop shares the interpreter lock with job threads (`mount_durably` and
-        `durably-reflex serve --in-process-worker` ask for `SERVER_SWITCH_INTERVAL`)."""
+        while the worker runs, and given back when it stops: for a worker whose runner or
+        server's event loop must not wait long for the interpreter lock while job threads compute
+        (`mount_durably` and the command line's workers ask for `SHORT_SWITCH_INTERVAL`; see `_switch`)."""
         await self.migrate()
         await self._worker.start(switch_interval)
 

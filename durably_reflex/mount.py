@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._engine import Durably
-from ._switch import SERVER_SWITCH_INTERVAL
+from ._switch import SHORT_SWITCH_INTERVAL
 from .server import create_durably_handler
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def mount_durably(
     async def durably_lifespan() -> AsyncIterator[None]:
         await durably.migrate()
         if run_worker:  # job threads share this process's interpreter lock with the app's event loop
-            await durably.start(switch_interval=SERVER_SWITCH_INTERVAL)
+            await durably.start(switch_interval=SHORT_SWITCH_INTERVAL)
         try:
             yield
         finally:

@@ -28,7 +28,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 JOB_MODULE = """
-import asyncio, os, time
+import asyncio, os, sys, time
 from pydantic import BaseModel
 from durably_reflex import create_durably, define_job
 
@@ -68,12 +68,17 @@ async def quick_run(step, input: QuickInput):
     return {"doubled": doubled, "pid": os.getpid()}
 
 
+async def switch_interval_run(step, input: QuickInput):
+    return {"switch_interval": sys.getswitchinterval()}
+
+
 long_job = define_job(name="long", input=LongInput, run=long_run)
 quick_job = define_job(name="quick", input=QuickInput, run=quick_run)
+switch_interval_job = define_job(name="switch-interval", input=QuickInput, run=switch_interval_run)
 
 durably = create_durably(
     f"sqlite:///{os.path.join(HERE, 'jobs.db')}", polling_interval=0.05, heartbeat_interval=0.05, stale_threshold=0.5
-).register(long=long_job, quick=quick_job)
+).register(long=long_job, quick=quick_job, switch_interval=switch_interval_job)
 
 
 in_memory = create_durably("sqlite:///:memory:").register(long=long_job, quick=quick_job)

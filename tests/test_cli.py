@@ -19,6 +19,7 @@ import httpx
 import psutil
 import pytest
 
+from durably_reflex._switch import SHORT_SWITCH_INTERVAL
 from tests.cli_helpers import (
     JOB_MODULE,
     READY_SERVE,
@@ -45,7 +46,7 @@ async def test_serve_answers_the_api_and_runs_jobs_then_stops_on_sigint(workspac
     async with httpx.AsyncClient(base_url=base, timeout=10, trust_env=False) as http:
         jobs = await http.get("/jobs")
         assert jobs.status_code == 200
-        assert sorted(job["name"] for job in jobs.json()) == ["long", "quick"]
+        assert sorted(job["name"] for job in jobs.json()) == ["long", "quick", "switch-interval"]
         runs = await http.get("/runs")
         assert runs.status_code == 200 and runs.json() == []
 
@@ -153,6 +154,21 @@ async def test_worker_executes_runs_triggered_elsewhere(workspace: Workspace) ->
         assert result.output == {"doubled": 2 * n, "pid": worker.proc.pid}
     assert not durably.is_running  # this process never executed anything
 
+    assert_clean_exit(worker, worker.stop(signal.SIGTERM))
+
+
+async def test_a_worker_process_holds_a_short_switch_interval_while_it_runs(workspace: Workspace) -> None:
+    """Its runner commits steps and writes the events streams send; with synchronous steps computing on
+    their threads, it must not wait Python's default 5 ms for the interpreter lock after each system call."""
+    durably = workspace.jobs.durably
+    await durably.migrate()
+    worker = workspace.cli("worker", "worker", "cli_jobs:durably")
+    worker.ready(READY_WORKER)
+
+    run = await durably.trigger("switch-interval", {"n": 0})
+    result = await durably.wait_for_run(run.id, timeout=15)
+
+    assert result.output == {"switch_interval": SHORT_SWITCH_INTERVAL}
     assert_clean_exit(worker, worker.stop(signal.SIGTERM))
 
 

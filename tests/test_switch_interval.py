@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from durably_reflex import create_durably
-from durably_reflex._switch import SERVER_SWITCH_INTERVAL
+from durably_reflex._switch import SHORT_SWITCH_INTERVAL
 from tests.conftest import FAST
 
 
@@ -32,8 +32,8 @@ async def test_a_worker_leaves_the_switch_interval_alone(tmp_path, default_inter
 
 async def test_a_worker_asked_to_holds_the_switch_interval_while_it_runs(tmp_path, default_interval):
     durably = create_durably(f"sqlite:///{tmp_path}/jobs.db", **FAST)
-    await durably.start(switch_interval=SERVER_SWITCH_INTERVAL)
-    assert sys.getswitchinterval() == SERVER_SWITCH_INTERVAL
+    await durably.start(switch_interval=SHORT_SWITCH_INTERVAL)
+    assert sys.getswitchinterval() == SHORT_SWITCH_INTERVAL
 
     await durably.close()
 
@@ -43,11 +43,11 @@ async def test_a_worker_asked_to_holds_the_switch_interval_while_it_runs(tmp_pat
 async def test_the_interval_comes_back_when_the_last_of_several_workers_stops(tmp_path, default_interval):
     first = create_durably(f"sqlite:///{tmp_path}/first.db", **FAST)
     second = create_durably(f"sqlite:///{tmp_path}/second.db", **FAST)
-    await first.start(switch_interval=SERVER_SWITCH_INTERVAL)
-    await second.start(switch_interval=SERVER_SWITCH_INTERVAL)
+    await first.start(switch_interval=SHORT_SWITCH_INTERVAL)
+    await second.start(switch_interval=SHORT_SWITCH_INTERVAL)
 
     await first.close()
-    assert sys.getswitchinterval() == SERVER_SWITCH_INTERVAL  # the second still runs
+    assert sys.getswitchinterval() == SHORT_SWITCH_INTERVAL  # the second still runs
     await second.close()
 
     assert sys.getswitchinterval() == default_interval
