@@ -800,7 +800,9 @@ def run_config(opts: argparse.Namespace, cfg: Config) -> dict[str, Any]:
         profiler = Profiler(opts.py_spy, server.proc.pid, cfg.key.replace("(", "").replace(")", ""))
         workers_cpu = worker.cpu_s if worker else server.workers_cpu_s if isinstance(server, CliServer) else lambda: 0.0
         cpu0, busy0, own0, wcpu0 = sampler.cpu_s(), machine_busy_s(), own_cpu_s(), workers_cpu()
+        worker_pids = server.workers() if isinstance(server, CliServer) else []
         waited0 = run_queue_wait_s(server.proc.pid)
+        workers_waited0 = sum(run_queue_wait_s(pid) for pid in worker_pids)
         t0 = time.monotonic()
         if cfg.per_run:
             post_control(port, CONTROL_START_WORKER)
@@ -811,6 +813,7 @@ def run_config(opts: argparse.Namespace, cfg: Config) -> dict[str, Any]:
         result["wall_s"] = time.monotonic() - t0
         result["server_cpu_s"] = sampler.cpu_s() - cpu0
         result["server_waited_s"] = run_queue_wait_s(server.proc.pid) - waited0
+        result["workers_waited_s"] = sum(run_queue_wait_s(pid) for pid in worker_pids) - workers_waited0
         worker_cpu = workers_cpu() - wcpu0
         result["worker_cpu_s"] = worker_cpu
         result["client"] = client_summary(stats)
@@ -858,6 +861,7 @@ def analyse(cfg: Config, records: list[list[tuple[Any, ...]]], sent: dict[str, f
         for run_id in sent:
             all_must |= must(run_id)
     by_type: dict[str, list[float]] = {}
+    first: dict[tuple[str, str, Any], float] = {}  # each event's latency to the stream that had it first
     lost = late = dup = unexpected = out_of_order = throttled = snapshot_missing = delivered = 0
     for conn in records:
         delivered += len(conn)
@@ -895,7 +899,9 @@ def analyse(cfg: Config, records: list[list[tuple[Any, ...]]], sent: dict[str, f
             else:
                 base = made.get(key)
             if base is not None:
-                by_type.setdefault(kind, []).append((t - base) * 1000)
+                latency = (t - base) * 1000
+                by_type.setdefault(kind, []).append(latency)
+                first[key] = min(first.get(key, math.inf), latency)
         for key in expected - seen:
             logged_id = logged.get(key)
             if logged_id is not None and logged_id < last_id:
@@ -921,6 +927,7 @@ def analyse(cfg: Config, records: list[list[tuple[Any, ...]]], sent: dict[str, f
         "throttled": throttled,
         "intermediate_possible": (steps - 1) * (len(records) if cfg.per_run else len(sent) * len(records)),
         "latency": [v for values in by_type.values() for v in values],
+        "first_latency": list(first.values()),
         "by_type": by_type,
         "runs_not_completed": sum(1 for run in runs.values() if run.get("status") != "completed") if runs else None,
     }
@@ -966,7 +973,11 @@ def print_results(results: list[dict[str, Any]]) -> None:
             "-" if r["runs_not_completed"] is None else str(r["runs_not_completed"]),
             f"{r['worker_cpu_s']:.1f}" if r["worker_cpu_s"] else "-",
             f"{r['server_waited_s'] / r['wall_s'] * 1000:.0f}",
+            f"{r['workers_waited_s'] / r['wall_s'] * 1000:.0f}" if r["worker_cpu_s"] else "-",
+            f"{percentile(r['first_latency'], 50):.1f}/{percentile(r['first_latency'], 95):.1f}",
         ])  # fmt: skip
+        if r["late"] or r["lost"]:
+            print(f"  {cfg.key}: streams ended: {', '.join(c['end_reasons'])}")
         if "error" in r:
             print(f"  {cfg.key}: {r['error']}")
         summary.append((cfg, p95, r))
@@ -995,11 +1006,14 @@ def print_results(results: list[dict[str, Any]]) -> None:
     print(table(["config / event", "n", "p50", "p95", "p99", "max"], type_rows))
     print("\n--- client health (did the measuring side keep up?) and consistency ---")
     print(table(["config", "procs", "conns", "connect s", "client CPU (max proc)", "loop lag p99/max ms", "unfinished",
-                 "dup/unexpected/out-of-order ids/no snapshot", "runs not completed", "worker-proc CPU s", "srv waited for a core ms/s"], health_rows))  # fmt: skip
+                 "dup/unexpected/out-of-order ids/no snapshot", "runs not completed", "worker-proc CPU s", "srv waited for a core ms/s", "workers waited ms/s", "first stream p50/p95 ms"], health_rows))  # fmt: skip
     print(
         "  'srv waited for a core': time the API process's threads were ready to run but had no core (Linux schedstat),"
     )
-    print("  per second of the measurement.")
+    print("  per second of the measurement; 'workers waited': the same for its worker processes' threads, summed.")
+    print(
+        "  'first stream': each event's latency to the stream that received it first: the pipeline without the fan-out."
+    )
     print("\n=== Summary ===")
     srows = []
     for cfg, p95, r in summary:
