@@ -153,18 +153,23 @@ def send_layers(count: int) -> Callable[[int], None]:
     return run
 
 
+def drain(reader: socket.socket) -> None:
+    """Read all that is waiting, as the client would, so that writes never find the buffer full."""
+    while True:
+        try:
+            reader.recv(1 << 20)
+        except BlockingIOError:
+            return
+
+
 def socket_send(calls: int) -> None:
     writer, reader = socket.socketpair()
     writer.setblocking(False)
     reader.setblocking(False)
     for sent in range(1, calls + 1):
         writer.send(FRAME)
-        if sent % 64 == 0:  # drain, as the client would
-            while True:
-                try:
-                    reader.recv(1 << 20)
-                except BlockingIOError:
-                    break
+        if sent % 64 == 0:
+            drain(reader)
     writer.close()
     reader.close()
 
@@ -177,12 +182,8 @@ def transport_send(loop_factory: LoopFactory) -> Callable[[int], None]:
             transport, _ = await asyncio.get_running_loop().create_connection(asyncio.Protocol, sock=writer)
             for sent in range(1, calls + 1):
                 transport.write(FRAME)
-                if sent % 64 == 0:  # drain, as the client would
-                    while True:
-                        try:
-                            reader.recv(1 << 20)
-                        except BlockingIOError:
-                            break
+                if sent % 64 == 0:
+                    drain(reader)
             transport.close()
             reader.close()
 
