@@ -75,12 +75,22 @@ def ensure_installed() -> None:
 
 
 class NodeServer:
-    """`node server.mjs <database> <port>`: Durably's own HTTP handler with the test jobs."""
+    """`node server.mjs <database> <port>`: Durably's own HTTP handler with the test jobs (or
+    another script of the same command line, with `arguments` after the port: the benchmarks')."""
 
-    def __init__(self, database: Path, port: int = 0, log: Path | None = None) -> None:
+    def __init__(
+        self,
+        database: Path,
+        port: int = 0,
+        log: Path | None = None,
+        script: Path = PROJECT / "server.mjs",
+        arguments: tuple[str, ...] = (),
+    ) -> None:
         self.database = database
         self.port = port
         self.log = log or database.with_suffix(".node.log")
+        self.script = script
+        self.arguments = arguments
         self._process: subprocess.Popen[str] | None = None
 
     @property
@@ -90,7 +100,7 @@ class NodeServer:
     def start(self) -> NodeServer:
         with self.log.open("a") as log:
             self._process = subprocess.Popen(
-                [NODE, PROJECT / "server.mjs", self.database, str(self.port)],
+                [NODE, self.script, self.database, str(self.port), *self.arguments],
                 cwd=PROJECT,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -104,6 +114,12 @@ class NodeServer:
             )
         self.port = int(line.split()[1])
         return self
+
+    @property
+    def pid(self) -> int:
+        """The server's process id (started, not yet stopped)."""
+        assert self._process is not None
+        return self._process.pid
 
     def _first_line(self) -> str:
         """The server's first stdout line, within START_TIMEOUT ("" if it exits or stays silent)."""

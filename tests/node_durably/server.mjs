@@ -3,22 +3,17 @@
 //
 //   node server.mjs <sqlite file> <port>     (port 0: any free one)
 //
-// Serves Durably's own `createDurablyHandler` under /api/durably on 127.0.0.1 through a small
-// node:http adapter (Web Request in, Web Response streamed out, the body cancelled when the client
-// goes away), over better-sqlite3. Prints `listening <port>` once it accepts connections; SIGTERM
-// stops the worker and exits. The jobs mirror the Python test jobs of tests/test_client.py.
+// Served by serve.mjs (Durably's own `createDurablyHandler` under /api/durably on 127.0.0.1; prints
+// `listening <port>`; SIGTERM stops the worker and exits). The jobs mirror the Python test jobs of
+// tests/test_client.py.
 import { existsSync } from 'node:fs'
-import http from 'node:http'
 import { basename } from 'node:path'
-import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 
-import { createDurably, createDurablyHandler, defineJob } from '@coji/durably'
-import Database from 'better-sqlite3'
-import { SqliteDialect } from 'kysely'
 import { z } from 'zod'
 
-const BASE_PATH = '/api/durably'
+import { defineJob, serveDurably } from './serve.mjs'
+
 const [databasePath, portArgument] = process.argv.slice(2)
 if (!databasePath || portArgument === undefined) {
   console.error('usage: node server.mjs <sqlite file> <port>')
@@ -75,63 +70,15 @@ const slow = defineJob({
   },
 })
 
-const durably = createDurably({
-  dialect: new SqliteDialect({ database: new Database(databasePath) }),
-  pollingIntervalMs: 50,
-  leaseRenewIntervalMs: 500,
-  leaseMs: 5000,
-  maxConcurrentRuns: 4,
-  preserveSteps: true, // keep steps after a run settles, as durably-reflex does
+await serveDurably({
+  databasePath,
+  port: Number(portArgument),
   jobs: { importCsv, flaky, slow },
-})
-await durably.init()
-const handler = createDurablyHandler(durably)
-
-const server = http.createServer(async (req, res) => {
-  const abort = new AbortController()
-  res.on('close', () => abort.abort())
-  try {
-    const hasBody = req.method !== 'GET' && req.method !== 'HEAD'
-    const request = new Request(`http://127.0.0.1${req.url}`, {
-      method: req.method,
-      headers: Object.entries(req.headers).flatMap(([name, value]) =>
-        [value].flat().map((one) => [name, one]),
-      ),
-      body: hasBody ? Readable.toWeb(req) : undefined,
-      duplex: 'half',
-      signal: abort.signal,
-    })
-    const response = await handler.handle(request, BASE_PATH)
-    res.writeHead(response.status, [...response.headers].flat())
-    res.flushHeaders() // an event stream may stay silent a while: the client has its headers now
-    if (!response.body) return res.end()
-    const reader = response.body.getReader()
-    abort.signal.addEventListener('abort', () => reader.cancel().catch(() => {}))
-    for (;;) {
-      const { done, value } = await reader.read()
-      if (done) break
-      res.write(value)
-    }
-    res.end()
-  } catch (error) {
-    if (!res.headersSent) {
-      res.writeHead(500, { 'Content-Type': 'application/json' })
-      res.end(JSON.stringify({ error: String(error?.message ?? error) }))
-    } else {
-      res.destroy()
-    }
-  }
-})
-
-async function stop() {
-  server.close()
-  server.closeAllConnections()
-  await durably.stop()
-  process.exit(0)
-}
-process.on('SIGTERM', stop)
-process.on('SIGINT', stop)
-
-server.listen(Number(portArgument), '127.0.0.1', () => {
-  console.log(`listening ${server.address().port}`)
+  options: {
+    pollingIntervalMs: 50,
+    leaseRenewIntervalMs: 500,
+    leaseMs: 5000,
+    maxConcurrentRuns: 4,
+    preserveSteps: true, // keep steps after a run settles, as durably-reflex does
+  },
 })
