@@ -1,7 +1,7 @@
 """SSE delivery benchmark: how fast, how completely and at what memory cost events reach HTTP clients.
 
     .venv/bin/python bench/sse.py [--clients 200] [--jobs 100] [--run-clients 1000] [--quick]
-                                  [--only W4a,W4b,floor] [--client-procs 1] [--run-client-procs 4]
+                                  [--only W4a,node,W4b,floor] [--client-procs 1] [--run-client-procs 4]
                                   [--w4a-deadline 40] [--w4b-deadline 60] [--py-spy DIR]
                                   [--before REV] [--after REV] [--repeat N]
 
@@ -14,6 +14,15 @@ W4a       `--clients` subscribers on GET /runs/subscribe (reduced notifications 
           `--in-process-worker` (the worker in the API's process). `--before REV` adds `serve` of an
           earlier commit (`git archive`), `--after REV` measures a commit instead of this checkout: before
           and after in one run. RSS and "srv CPU" are the API process's; "worker-proc CPU" its workers'.
+node      W4a's jobs, clients and routes on Durably's own Node server (@coji/durably 0.15 from npm, as
+          tests/node_durably installs it: `npm ci` on first use; bench/node_sse_server.mjs, the same 5 steps,
+          its progress message the wall clock to the µs as the Python job writes it), worker in its process,
+          maxConcurrentRuns 4, steps kept (preserveSteps, as ours), Durably's defaults otherwise: its worker
+          polls every 1 s while a slot finds no run (ours is woken by the trigger), so yielding steps run
+          also at the 50 ms the tests' server uses. Not in the default set: `--only W4a,node`. Durably's
+          frames carry no ids and it keeps no event log: a missing event counts as late, lost and throttled
+          read '-'; it names a claimed run's event run:leased (read as run:start). 'progress p95' is the
+          like-for-like figure: exact on both sides (each job's own clock in its message).
 floor     the same jobs with ONE subscriber and 20 runs (information, no target): the pipeline's own
           latency without fan-out cost; (3) runs the CPU-bound steps with the worker in a 2nd process.
 W4b       `--run-clients` subscribers, each on its own run's GET /subscribe?runId=... (full events); the
@@ -52,6 +61,7 @@ ids come from the server's event log, read after the server stopped), otherwise 
 ids': frames whose id is not above every id its stream sent before (a client resuming with
 Last-Event-ID after such a frame would be sent again what it had, or miss what was held back).
 
+`--repeat N` prints each configuration's p95 by round, of every event and of run:progress alone.
 Only 127.0.0.1 is used; every wait is bounded; every child process is stopped at the end.
 """
 
@@ -104,6 +114,14 @@ TARGET_W4A_P95_MS = 100.0
 TARGET_W4B_P95_MS = 250.0
 TARGET_RSS_MB = 250.0
 RSS_SAMPLE_S = 0.1
+NODE_SERVER = Path(__file__).resolve().parent / "node_sse_server.mjs"
+# The Node peer's createDurably options beyond maxConcurrentRuns (Durably's defaults otherwise): it keeps
+# a run's steps, as durably-reflex does (the same stored work, and GET /steps gives their times).
+NODE_OPTIONS: dict[str, Any] = {"preserveSteps": True}
+NODE_FAST_POLL_MS = 50  # the tests' Node server polls this often; Durably's default is 1,000 ms
+# Durably 0.15 names a claimed run's event run:leased where durably-reflex says run:start.
+SAME_EVENT = {"run:leased": "run:start"}
+WORKLOADS = {"W4A", "NODE", "W4B", "FLOOR"}  # --only's names, upper-cased
 SPLIT_WORKER_POLL_S = 0.02  # the harness's worker in another process (floor(3)) surveys this often
 
 TAG_PORT = "@@PORT "
@@ -598,6 +616,43 @@ class Profiler:
         return self.path
 
 
+class NodePeer:
+    """Durably's own Node server (bench/node_sse_server.mjs: @coji/durably as tests/node_durably
+    installs it, with the W4a jobs of sse_jobs.py): the peer rows. Its worker runs in its process."""
+
+    def __init__(self, workdir: str, db: str, options: dict[str, Any]) -> None:
+        from tests.node_durably.harness import NodeServer, ensure_installed
+
+        ensure_installed()  # npm ci on first use, as the tests do
+        shape = {
+            "jobs": {"yield": JOB_YIELD, "cpu": JOB_CPU, "warmUp": JOB_W2},
+            "steps": W4A_STEPS,
+            "yieldSleepMs": YIELD_SLEEP_S * 1000,
+            "cpuSpinMs": CPU_SPIN_S * 1000,
+            "maxConcurrentRuns": MAX_CONCURRENT_RUNS,
+            "options": options,
+        }
+        log = Path(workdir, "node.log")
+        self.server = NodeServer(Path(db), log=log, script=NODE_SERVER, arguments=(json.dumps(shape),)).start()
+        self.port = self.server.port
+        self.pid = self.server.pid
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def node_versions() -> str:
+    """Node's and @coji/durably's versions, as the peer rows run them ('' before the first install)."""
+    try:
+        from tests.node_durably.harness import NODE, PROJECT
+
+        package = json.loads((PROJECT / "node_modules/@coji/durably/package.json").read_text())
+        node = subprocess.run([NODE, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    except (ImportError, OSError, subprocess.CalledProcessError):
+        return ""
+    return f"@coji/durably {package['version']} on Node {node}"
+
+
 _switch_interval = 0.0
 
 
@@ -734,15 +789,16 @@ def client_summary(stats: list[dict[str, Any]]) -> dict[str, Any]:
 class Config:
     """One measured configuration. `worker`: where the benchmark's own server runs its worker
     ("same", "split": a 2nd process, "later": started by a control route), or "cli": the server is
-    `durably-reflex serve` of the code in `code` with `serve_args` (see cli_server.py)."""
+    `durably-reflex serve` of the code in `code` with `serve_args` (see cli_server.py), or "node":
+    Durably's own Node server with `node_options` (NodePeer)."""
 
     def __init__(self, key: str, label: str, job: str, clients: int, runs: int, procs: int, worker: str,
                  timeout: float, target_ms: float, headline: bool, code: str = "",
-                 serve_args: tuple[str, ...] = ()) -> None:  # fmt: skip
+                 serve_args: tuple[str, ...] = (), node_options: dict[str, Any] | None = None) -> None:  # fmt: skip
         self.key, self.label, self.job = key, label, job
         self.clients, self.runs, self.procs = clients, runs, procs
         self.worker, self.timeout, self.target_ms, self.headline = worker, timeout, target_ms, headline
-        self.code, self.serve_args = code, serve_args
+        self.code, self.serve_args, self.node_options = code, serve_args, node_options or {}
         self.per_run = job == JOB_W4B  # W4b: one stream per run, full events
 
     @property
@@ -753,26 +809,32 @@ class Config:
 def run_config(opts: argparse.Namespace, cfg: Config) -> dict[str, Any]:
     workdir = tempfile.mkdtemp(prefix="durably-sse-")
     db = os.path.join(workdir, "durably.db")
-    children: list[Child] = []
+    children: list[Child | CliServer | NodePeer] = []
     result: dict[str, Any] = {"cfg": cfg}
     try:
-        server: Child | CliServer
+        server: Child | CliServer | NodePeer
         if cfg.worker == "cli":
             server = CliServer(cfg.code, workdir, f"sqlite:///{db}", list(cfg.serve_args))
             children.append(server)
-            port, protocol = server.port, "durably-reflex serve"
+            port, protocol, server_pid = server.port, "durably-reflex serve", server.proc.pid
             warm_up(port)  # its worker (in whichever process) has started and run a run
+        elif cfg.worker == "node":
+            server = NodePeer(workdir, db, cfg.node_options)
+            children.append(server)
+            port, protocol, server_pid = server.port, "node:http", server.pid
+            warm_up(port)
         else:
             server_worker = {"same": "same", "split": "none", "later": "later"}[cfg.worker]
             server, port, protocol = start_server(workdir, db, server_worker, cfg.clients + 256)
             children.append(server)
+            server_pid = server.proc.pid
         result["protocol"] = protocol
         worker: Child | None = None
         if cfg.worker == "split":
             worker = Child("worker", ["--db", db, "--timeout", "900"], workdir, "worker")
             children.append(worker)
             worker.expect(TAG_READY, 60)
-        sampler = RssSampler(server.proc.pid)
+        sampler = RssSampler(server_pid)
         sampler.start()
         time.sleep(0.3)
         result["rss_idle_mb"] = sampler.last / 2**20
@@ -797,11 +859,12 @@ def run_config(opts: argparse.Namespace, cfg: Config) -> dict[str, Any]:
         time.sleep(0.3)
         result["rss_connected_mb"] = sampler.last / 2**20
 
-        profiler = Profiler(opts.py_spy, server.proc.pid, cfg.key.replace("(", "").replace(")", ""))
+        spy_dir = None if cfg.worker == "node" else opts.py_spy  # py-spy reads Python processes only
+        profiler = Profiler(spy_dir, server_pid, cfg.key.replace("(", "").replace(")", ""))
         workers_cpu = worker.cpu_s if worker else server.workers_cpu_s if isinstance(server, CliServer) else lambda: 0.0
         cpu0, busy0, own0, wcpu0 = sampler.cpu_s(), machine_busy_s(), own_cpu_s(), workers_cpu()
         worker_pids = server.workers() if isinstance(server, CliServer) else []
-        waited0 = run_queue_wait_s(server.proc.pid)
+        waited0 = run_queue_wait_s(server_pid)
         workers_waited0 = sum(run_queue_wait_s(pid) for pid in worker_pids)
         t0 = time.monotonic()
         if cfg.per_run:
@@ -812,7 +875,7 @@ def run_config(opts: argparse.Namespace, cfg: Config) -> dict[str, Any]:
         stats, records = collect(clients, cfg.timeout + 60)
         result["wall_s"] = time.monotonic() - t0
         result["server_cpu_s"] = sampler.cpu_s() - cpu0
-        result["server_waited_s"] = run_queue_wait_s(server.proc.pid) - waited0
+        result["server_waited_s"] = run_queue_wait_s(server_pid) - waited0
         result["workers_waited_s"] = sum(run_queue_wait_s(pid) for pid in worker_pids) - workers_waited0
         worker_cpu = workers_cpu() - wcpu0
         result["worker_cpu_s"] = worker_cpu
@@ -877,7 +940,8 @@ def analyse(cfg: Config, records: list[list[tuple[Any, ...]]], sent: dict[str, f
             expected = all_must
         seen: set[tuple[str, str, Any]] = set()
         last_id = 0
-        for t, event_id, kind, run_id, step_index, current, message, timestamp in body:
+        for t, event_id, received_kind, run_id, step_index, current, message, timestamp in body:
+            kind = SAME_EVENT.get(received_kind, received_kind)
             if event_id is not None:
                 if event_id <= last_id:
                     out_of_order += 1
@@ -917,6 +981,7 @@ def analyse(cfg: Config, records: list[list[tuple[Any, ...]]], sent: dict[str, f
     missing_streams = cfg.clients - len(records)
     per_stream = len(must("x")) * (1 if cfg.per_run else len(sent))
     return {
+        "event_log": bool(logged),  # Durably's Node server keeps none: its lost and throttled are unknown
         "delivered": delivered,
         "lost": lost + missing_streams * per_stream,
         "late": late,
@@ -941,30 +1006,32 @@ def verdict(ok: bool) -> str:
 
 
 def print_results(results: list[dict[str, Any]]) -> None:
-    rows, type_rows, health_rows, summary = [], [], [], []
+    rows, type_rows, health_rows, summary, errors = [], [], [], [], []
     for r in results:
         cfg: Config = r["cfg"]
         if "latency" not in r:
-            rows.append([cfg.key, "ERROR: " + r.get("error", "?")[:300]])
+            errors.append(f"  {cfg.key}: ERROR: {r.get('error', '?')[:600]}")
             continue
         lat, deadline = r["latency"], cfg.timeout
         p50, p95, p99 = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
+        progress_p95 = percentile(r["by_type"].get("run:progress", []), 95)
+        unknown = not r["event_log"]  # no event log to tell a gap from a late event or a throttled one
         ok_p95, ok_rss, ok_lost = p95 < cfg.target_ms, r["rss_peak_mb"] < TARGET_RSS_MB, r["lost"] + r["late"] == 0
         status = verdict(ok_p95 and ok_rss and ok_lost and "error" not in r) if cfg.headline else "info"
         rows.append([
             cfg.key, f"{cfg.clients}/{r['client']['procs']}", str(cfg.runs), f"{r['delivered']:,}",
             ms(p50, deadline), ms(p95, deadline), ms(p99, deadline), ms(max(lat) if lat else math.nan, deadline),
-            str(r["lost"]), f"{r['late']:,}", f"{r['throttled']:,}/{r['intermediate_possible']:,}",
+            ms(progress_p95, deadline), "-" if unknown and not r["lost"] else str(r["lost"]), f"{r['late']:,}",
+            "-" if unknown else f"{r['throttled']:,}/{r['intermediate_possible']:,}",
             f"{r['rss_idle_mb']:.0f}/{r['rss_connected_mb']:.0f}/{r['rss_peak_mb']:.0f}",
             f"{r['server_cpu_s']:.1f}/{r['wall_s']:.1f}", f"{r['delivered'] / r['wall_s']:,.0f}",
             f"{r['server_cpu_s'] / max(1, r['delivered']) * 1e6:,.0f}", f"{r['other_cores']:.2f}", status,
         ])  # fmt: skip
         for kind in ("run:trigger", "run:start", "step:start", "step:complete", "run:progress", "run:complete"):
             values = r["by_type"].get(kind, [])
-            if values:
-                type_rows.append([f"{cfg.key} {kind}", f"{len(values):,}", ms(percentile(values, 50), deadline),
-                                  ms(percentile(values, 95), deadline), ms(percentile(values, 99), deadline),
-                                  ms(max(values), deadline)])  # fmt: skip
+            type_rows.append([f"{cfg.key} {kind}", f"{len(values):,}", ms(percentile(values, 50), deadline),
+                              ms(percentile(values, 95), deadline), ms(percentile(values, 99), deadline),
+                              ms(max(values) if values else math.nan, deadline)])  # fmt: skip
         c = r["client"]
         health_rows.append([
             cfg.key, str(c["procs"]), str(c["connected"]), f"{r['connect_s']:.1f}", f"{c['cpu_util'] * 100:.0f}%",
@@ -984,9 +1051,11 @@ def print_results(results: list[dict[str, Any]]) -> None:
     print(
         "\n=== SSE delivery: latency = client receive time - event creation time (ms), every event x every client ==="
     )
-    print(table(["config", "clients/procs", "runs", "events recv", "p50", "p95", "p99", "max", "lost", "late",
+    print(table(["config", "clients/procs", "runs", "events recv", "p50", "p95", "p99", "max", "progress p95", "lost", "late",
                  "throttled/possible", "RSS MB idle/conn/peak", "srv CPU s/wall s", "frames/s", "srv CPU µs/frame",
                  "other CPU", "verdict"], rows))  # fmt: skip
+    if errors:
+        print("\n".join(errors))
     print(
         f"  targets: W4a p95 < {TARGET_W4A_P95_MS:g} ms, W4b p95 < {TARGET_W4B_P95_MS:g} ms, server peak RSS < "
         f"{TARGET_RSS_MB:g} MB, 0 lost. 'late' = must-arrive events not received when the client gave up (its deadline,"
@@ -1001,8 +1070,16 @@ def print_results(results: list[dict[str, Any]]) -> None:
         "  all clients / wall time from trigger to the last client done; srv CPU µs/frame = server CPU time (user+sys, all"
     )
     print("  threads, job code included) / frames received. 'other CPU' = average cores used by processes outside this")
-    print("  benchmark during the measurement (the machine is shared).")
-    print("\n--- latency by event type (ms; '>Ns' = not received within the client's deadline) ---")
+    print(
+        "  benchmark during the measurement (the machine is shared). 'progress p95': run:progress alone, whose latency"
+    )
+    print(
+        "  is exact (the job's own clock in the message): the like-for-like figure beside Durably's Node server, whose"
+    )
+    print(
+        "  rows ('node') have no event log nor stream ids: a missing event counts as late, lost and throttled read '-'."
+    )
+    print("\n--- latency by event type (ms; '>Ns' = not received within the client's deadline; '-': none) ---")
     print(table(["config / event", "n", "p50", "p95", "p99", "max"], type_rows))
     print("\n--- client health (did the measuring side keep up?) and consistency ---")
     print(table(["config", "procs", "conns", "connect s", "client CPU (max proc)", "loop lag p99/max ms", "unfinished",
@@ -1032,9 +1109,11 @@ def print_rounds(results: list[dict[str, Any]]) -> None:
     for r in results:
         key = r["cfg"].key.rsplit(" #", 1)[0]
         p95 = percentile(r["latency"], 95) if "latency" in r else math.nan
-        by_key.setdefault(key, []).append(ms(p95, r["cfg"].timeout))
-        medians.setdefault(key, []).append(p95)
-    print("\n=== p95 by round (ms) and the median of the rounds ===")
+        progress_p95 = percentile(r["by_type"].get("run:progress", []), 95) if "latency" in r else math.nan
+        for row_key, value in ((key, p95), (f"{key}, run:progress", progress_p95)):
+            by_key.setdefault(row_key, []).append(ms(value, r["cfg"].timeout))
+            medians.setdefault(row_key, []).append(value)
+    print("\n=== p95 by round (ms) and the median of the rounds: every event, and run:progress alone ===")
     rows = [[key, *values, ms(statistics.median(medians[key]))] for key, values in by_key.items()]
     print(table(["config", *(f"#{n}" for n in range(1, max(len(v) for v in by_key.values()) + 1)), "median"], rows))
 
@@ -1101,6 +1180,9 @@ Method
     the handler ({CONTROL_START_WORKER}, not part of the API) that runs durably.start(). Latency = receive time - the event's
     "timestamp" (whole ms: 0-1 ms high). Must-arrive per stream: snapshot first, run:start, {W4B_STEPS} step:start,
     {W4B_STEPS} step:complete, progress {W4B_STEPS}/{W4B_STEPS}, run:complete. RLIMIT_NOFILE soft limit raised to the hard limit in every process.
+  * node rows: Durably's own Node server (tests/node_durably/serve.mjs's node:http adapter, better-sqlite3, one process
+    for API and worker), the same jobs (bench/node_sse_server.mjs), clients, routes and trigger; each SQL text prepared
+    once (better-sqlite3 12 on Node 24 aborts when a statement is finalized by the GC; Python's sqlite3 keeps statements too).
   * Lost vs late: after the run the server's event log (durably_events) gives each event's feed id; a missing
     must-arrive event whose id is below the last id its stream delivered was skipped (lost); otherwise it was still
     queued when the client's deadline passed (late; counted as latency = infinity in the percentiles).
@@ -1116,7 +1198,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--client-procs", type=int, default=1, help="W4a client processes (default 1)")
     p.add_argument("--run-client-procs", type=int, default=4, help="W4b client processes (default 4)")
     p.add_argument("--quick", action="store_true", help="smoke test: 20 clients, 10 jobs, 50 per-run clients")
-    p.add_argument("--only", default="W4a,W4b,floor", help="comma-separated: W4a, W4b, floor (default all)")
+    p.add_argument("--only", default="W4a,W4b,floor", help="comma-separated: W4a, node (W4a on Durably's Node "
+                   "server), W4b, floor (default W4a,W4b,floor)")  # fmt: skip
     p.add_argument(
         "--w4a-deadline",
         type=float,
@@ -1161,13 +1244,28 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return opts
 
 
+def node_configs(key: str, label: str, job: str, a: tuple[Any, ...]) -> list[Config]:
+    """The peer rows beside W4a's `key`: Durably's Node server polling for runs as it does by default
+    (1 s while a slot finds none) and, yielding steps only, as the tests' server does (50 ms, close to
+    durably-reflex's claim on trigger): what the polling changes shows beside what it does not."""
+    polls = [("", {})]
+    if job == JOB_YIELD:
+        polls.append((f" poll {NODE_FAST_POLL_MS}ms", {"pollingIntervalMs": NODE_FAST_POLL_MS}))
+    return [
+        Config(f"{key} node{suffix}", f"/runs/subscribe, {label}; Durably's Node server, createDurably options "
+               f"{json.dumps({**NODE_OPTIONS, **extra})} (defaults otherwise)", job, *a[:3], "node", *a[3:], False,
+               node_options={**NODE_OPTIONS, **extra})
+        for suffix, extra in polls
+    ]  # fmt: skip
+
+
 def configs(opts: argparse.Namespace, only: set[str]) -> list[Config]:
     out = []
     yield_label = f"yielding steps ({YIELD_SLEEP_S * 1000:.0f} ms async sleep)"
     cpu_label = f"CPU-bound steps ({CPU_SPIN_S * 1000:.0f} ms spin, never yield)"
     a = (opts.clients, opts.jobs, opts.client_procs, opts.w4a_deadline, TARGET_W4A_P95_MS)
-    if "W4A" in only:  # `durably-reflex serve` as users start it: before (--before), now, now in one process
-        for key, label, job in (("W4a(1)", yield_label, JOB_YIELD), ("W4a(2)", cpu_label, JOB_CPU)):
+    for key, label, job in (("W4a(1)", yield_label, JOB_YIELD), ("W4a(2)", cpu_label, JOB_CPU)):
+        if "W4A" in only:  # `durably-reflex serve` as users start it: before (--before), now, now in one process
             if opts.before_code:
                 out.append(Config(f"{key} before", f"/runs/subscribe, {label}; serve of {opts.before}", job, *a[:3],
                                   "cli", *a[3:], False, opts.before_code))  # fmt: skip
@@ -1177,6 +1275,8 @@ def configs(opts: argparse.Namespace, only: set[str]) -> list[Config]:
             out.append(Config(f"{key} in-process", f"/runs/subscribe, {label}; serve --in-process-worker of "
                               f"{opts.after}", job, *a[:3], "cli", *a[3:], False, opts.after_code,
                               ("--in-process-worker",)))  # fmt: skip
+        if "NODE" in only:  # the same jobs, clients and routes on Durably's own Node server
+            out.extend(node_configs(key, label, job, a))
     if "FLOOR" in only:  # the same jobs with ONE client: the pipeline's own latency, without fan-out cost
         runs = min(opts.jobs, 20)
         for key, label, job, worker in (("floor(1)", yield_label, JOB_YIELD, "same"), ("floor(2)", cpu_label, JOB_CPU, "same"),
@@ -1204,8 +1304,8 @@ def main(argv: list[str]) -> int:
     opts.before_code = code_for(opts.before) if opts.before else ""
     opts.after_code = code_for(opts.after) if opts.after else str(ROOT)
     opts.after = opts.after or describe_code(opts.after_code)
-    if only - {"W4A", "W4B", "FLOOR"}:
-        print(f"unknown workload(s): {', '.join(sorted(only - {'W4A', 'W4B', 'FLOOR'}))}", file=sys.stderr)
+    if only - WORKLOADS:
+        print(f"unknown workload(s): {', '.join(sorted(only - WORKLOADS))}", file=sys.stderr)
         return 2
     nofile = raise_nofile(max(opts.clients, opts.run_clients) + 256)
     global _switch_interval
@@ -1229,6 +1329,13 @@ def main(argv: list[str]) -> int:
         f"  load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())} (clients and server share these CPUs)"
     )
     print(f"  repo HEAD {head or '?'}{' + uncommitted changes in durably_reflex/' if dirty.strip() else ''}")
+    if "NODE" in only:
+        from tests.node_durably.harness import ensure_installed
+
+        ensure_installed()  # before the first round, so that no round's time holds an npm install
+        print(
+            f"  peer: {node_versions()}, node:http adapter tests/node_durably/serve.mjs, jobs bench/node_sse_server.mjs"
+        )
     started = time.monotonic()
     results: list[dict[str, Any]] = []
     rounds = [configs(opts, only) for _ in range(opts.repeat)]
