@@ -20,12 +20,17 @@ const shape = JSON.parse(shapeArgument)
 
 // time.time() as the Python jobs read it: wall-clock seconds to the microsecond. Date.now() has
 // whole milliseconds only and performance.timeOrigin may be off the wall clock by a millisecond or
-// two, so the monotonic clock is pinned to the wall clock once, at the instant Date.now() ticks.
+// two, so the monotonic clock is pinned to the wall clock at the instants Date.now() ticks: the
+// largest of 20 readings, the one least delayed by a busy machine between its two clock reads.
 const wallOffsetMs = (() => {
-  const first = Date.now()
-  let now = first
-  while (now === first) now = Date.now()
-  return now - performance.now()
+  let best = -Infinity
+  for (let tick = 0; tick < 20; tick++) {
+    const first = Date.now()
+    let now = first
+    while (now === first) now = Date.now()
+    best = Math.max(best, now - performance.now())
+  }
+  return best
 })()
 const wallSeconds = () => ((wallOffsetMs + performance.now()) / 1000).toFixed(6)
 
