@@ -4,7 +4,10 @@ This is how a server sees runs executed by workers in other processes, and how a
 resumes with no gap: each event has a log id, and a subscriber may start after any id still kept.
 One task per process tails the log while anyone is subscribed: when the database announces new
 events (PostgreSQL's NOTIFY, SQLite's doorbell: see `_storage/doorbell.py`), with a poll as safety
-net, or every `interval` seconds where nothing announces. It hands each event to the subscribers of
+net, or every `interval` seconds where nothing announces. Where the database answers at once (a
+SQLite file), it reads on the event loop itself: a read on a thread comes back through the loop
+twice, each time behind the writes of every stream, and with hundreds of streams that was most of
+an event's way to the first of them (bench/sse.py, W4a). It hands each event to the subscribers of
 its run and to those of all runs, as the stored JSON (streams send it as it is) with the event
 decoded only when someone needs its fields.
 
@@ -32,6 +35,8 @@ from ._storage.base import Storage, StoredEvent
 logger = logging.getLogger("durably_reflex")
 
 _PAGE = 1000
+# Events read on the loop at most (see `Storage.read_events_now`): a few hundred microseconds.
+_PAGE_NOW = 100
 
 # Bytes of events a subscription holds for a stream that has not taken them yet (see the docstring).
 MAX_BACKLOG_BYTES = 4 * 1024 * 1024
@@ -266,6 +271,7 @@ class EventFeed:
         return before
 
     async def _tail(self) -> None:
+        read_now = True  # see `read_events_now`; a full page means a backlog, read on a thread
         while self._count:
             if self._renewal_due():
                 try:
@@ -276,7 +282,10 @@ class EventFeed:
                     logger.exception("durably event feed: could not ask for events to be logged")
                     self._renewed_at = time.monotonic()  # try again at the next renewal, not every tick
             try:
-                page = await self._storage.read_events(self._position, limit=_PAGE)
+                page = self._storage.read_events_now(self._position, _PAGE_NOW) if read_now else None
+                page_size = _PAGE_NOW if page is not None else _PAGE
+                if page is None:
+                    page = await self._storage.read_events(self._position, limit=_PAGE)
             except Exception as error:
                 if not isinstance(error, StorageUnavailableError):  # an outage is logged by the storage
                     logger.exception("durably event feed: reading the event log failed")
@@ -285,7 +294,8 @@ class EventFeed:
             if page:
                 self._dispatch([FeedItem(stored) for stored in page])
                 self._position = page[-1].id
-            if len(page) < _PAGE:
+            read_now = len(page) < page_size
+            if read_now:
                 await self._storage.wait_for_events(self.interval)
 
     def _dispatch(self, items: list[FeedItem]) -> None:

@@ -424,6 +424,13 @@ class Storage(ABC):
     async def read_events(self, after_id: int, *, run_id: str | None = None, limit: int = 1000) -> list[StoredEvent]:
         """Logged events with ids above `after_id`, oldest first."""
 
+    def read_events_now(self, after_id: int, limit: int) -> list[StoredEvent] | None:
+        """`read_events` of all runs on the caller's thread, where the database answers at once;
+        None where it cannot (the caller then awaits `read_events`). The event feed reads this way
+        first: on a thread, its read would wait for the event loop twice, behind every stream's
+        writes. A database that may keep the caller waiting (a network round trip) returns None."""
+        return None
+
     @abstractmethod
     async def last_event_id(self) -> int:
         """The id of the newest logged event (0 if none)."""

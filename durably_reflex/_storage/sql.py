@@ -1352,14 +1352,15 @@ class SqlStorage(Storage):
 
     # -- the event log ----------------------------------------------------------------------------
     async def read_events(self, after_id: int, *, run_id: str | None = None, limit: int = 1000) -> list[StoredEvent]:
-        def read(session: SqlSession) -> list[StoredEvent]:
-            if run_id is None:
-                rows = session.execute(self._events_after, after_id=after_id, limit=limit)
-            else:
-                rows = session.execute(self._run_events_after, after_id=after_id, run_id=run_id, limit=limit)
-            return [StoredEvent(*row) for row in rows]
+        return await self._reader.run(lambda session: self.events_in(session, after_id, run_id, limit), write=False)
 
-        return await self._reader.run(read, write=False)
+    def events_in(self, session: SqlSession, after_id: int, run_id: str | None, limit: int) -> list[StoredEvent]:
+        """`read_events` on a connection the caller holds."""
+        if run_id is None:
+            rows = session.execute(self._events_after, after_id=after_id, limit=limit)
+        else:
+            rows = session.execute(self._run_events_after, after_id=after_id, run_id=run_id, limit=limit)
+        return [StoredEvent(*row) for row in rows]
 
     async def last_event_id(self) -> int:
         def read(session: SqlSession) -> int:

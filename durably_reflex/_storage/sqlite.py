@@ -12,6 +12,7 @@ feed tails the log (`doorbell.py`), as PostgreSQL's NOTIFY does.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .base import StoredEvent
 from .coordination import Coordination, OnRing, Ring, Solo, file_coordination, rendezvous, ring_folder
 from .doorbell import RUNG_POLL, Doorbell, FeedRinger, open_doorbell
 from .group_commit import DEFAULT_PATIENCE, GroupCommit
@@ -132,6 +134,9 @@ class SqliteStorage(SqlStorage):
             super().__init__("sqlite", "named", writer, reader, counter)
         self.url: DatabaseUrl = parsed
         self._meeting = meeting
+        # The event feed's own connection to a file, opened at its first read (see `read_events_now`).
+        self._log_tail_args = (filename, driver_options) if meeting is not None else None
+        self._log_tail: SqliteSession | None = None
         self._doorbell: Doorbell | None = None
         self._doorbell_tried = False
 
@@ -149,6 +154,31 @@ class SqliteStorage(SqlStorage):
         assert isinstance(session, SqliteSession)
         session.logged_events = True
 
+    def read_events_now(self, after_id: int, limit: int) -> list[StoredEvent] | None:
+        """A file answers at once: a WAL reader never waits for a writer, and the newest events were
+        just written, so they are in the operating system's cache. On a connection of its own that
+        never waits for a lock (busy_timeout 0): where SQLite would make it wait (a WAL being
+        reset, say) or the file cannot be read, None, and the feed reads on a thread as usual."""
+        if self._log_tail_args is None:
+            return None
+        try:
+            if self._log_tail is None:
+                filename, driver_options = self._log_tail_args
+                raw = sqlite3.connect(
+                    filename, timeout=0, check_same_thread=False, isolation_level=None, **driver_options
+                )
+                self._log_tail = SqliteSession(raw, None)
+            return self.events_in(self._log_tail, after_id, None, limit)
+        except sqlite3.Error:
+            self._close_log_tail()
+            return None
+
+    def _close_log_tail(self) -> None:
+        if self._log_tail is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._log_tail.close()
+            self._log_tail = None
+
     async def wait_for_events(self, poll: float) -> None:
         """Rung by the processes that commit events (see `doorbell.py`), polling every `RUNG_POLL`
         seconds (or `poll`, if longer) as a safety net; every `poll` seconds where nobody can ring."""
@@ -162,6 +192,7 @@ class SqliteStorage(SqlStorage):
             await self._doorbell.wait(max(poll, RUNG_POLL))
 
     async def close(self) -> None:
+        self._close_log_tail()
         if self._doorbell is not None:
             self._doorbell.close()
             self._doorbell = None
