@@ -42,31 +42,31 @@ class ProgressThrottle:
 
     def admit(self, item: FeedItem, now: float) -> list[FeedItem]:
         """The items to send now, in log order, for `item` coming next: [] if it is a progress held
-        back; otherwise any held progress logged before it, then the item."""
-        if item.type == RUN_PROGRESS and self._interval > 0:
-            self._held.pop(item.run_id, None)  # replaced: nothing was sent since it was held
-            due = self._sent_at.get(item.run_id, -math.inf) + self._interval
-            if due > now:
-                self._held[item.run_id] = (due, item)
-                return []
-            ready = self._release(item.id, now) if self._held else []
-            self._sent(item.run_id, now)
-            ready.append(item)
-            return ready
-        if not self._held:
-            return [item]
-        ready = self._release(item.id, now)
-        ready.append(item)
-        return ready
+        back; otherwise any held progress (all logged before it), then the item."""
+        return self.admit_all([item], now)
 
     def admit_all(self, items: list[FeedItem], now: float) -> list[FeedItem]:
         """`admit` of each item in turn, in one call per batch (a stream's cost per event is what
-        hundreds of streams multiply): what to send now for these items, in log order."""
+        hundreds of streams multiply): what to send now for these items, in log order.
+
+        Items come in log order, so whatever is held was logged before the item at hand: an item
+        that goes out takes every held progress along, before it."""
         if self._interval <= 0:
             return items
+        held = self._held
         ready: list[FeedItem] = []
         for item in items:
-            ready += self.admit(item, now)
+            if item.type == RUN_PROGRESS:
+                run_id = item.run_id
+                held.pop(run_id, None)  # replaced: nothing was sent since it was held
+                due = self._sent_at.get(run_id, -math.inf) + self._interval
+                if due > now:
+                    held[run_id] = (due, item)
+                    continue
+                self._sent(run_id, now)
+            if held:
+                self._release_all(ready, now)
+            ready.append(item)
         return ready
 
     def release_due(self, now: float) -> list[FeedItem]:
@@ -74,10 +74,9 @@ class ProgressThrottle:
         if not self._held:
             return []
         through = max((item.id for due, item in self._held.values() if due <= now), default=None)
-        return [] if through is None else self._release(through, now)
-
-    def _release(self, through: int, now: float) -> list[FeedItem]:
-        ready = []
+        if through is None:
+            return []
+        ready: list[FeedItem] = []
         for _, item in self._held.values():
             if item.id > through:
                 break
@@ -86,6 +85,13 @@ class ProgressThrottle:
             del self._held[item.run_id]
             self._sent(item.run_id, now)
         return ready
+
+    def _release_all(self, ready: list[FeedItem], now: float) -> None:
+        """Every held progress onto `ready`, in log order (the order it was held in)."""
+        for run_id, (_, item) in self._held.items():
+            ready.append(item)
+            self._sent(run_id, now)
+        self._held.clear()
 
     def _sent(self, run_id: str, now: float) -> None:
         self._sent_at[run_id] = now
