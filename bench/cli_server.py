@@ -90,12 +90,17 @@ class CliServer:
         raise RuntimeError(f"{self.name}: no banner within {timeout:.0f} s{self.tail()}")
 
     def tail(self) -> str:
-        self._stderr.flush()
-        try:
-            text = Path(self.stderr_path).read_text()[-1500:]
-        except OSError:
-            text = ""
+        text = self.stderr_end(1500)
         return f"; stderr tail:\n{text}" if text else ""
+
+    def stderr_end(self, size: int) -> str:
+        """The last `size` characters the server wrote to its stderr (its log), while it runs or after."""
+        if not self._stderr.closed:
+            self._stderr.flush()
+        try:
+            return Path(self.stderr_path).read_text()[-size:]
+        except OSError:
+            return ""
 
     def workers(self) -> list[int]:
         """Pids of the worker processes it supervises (none when its worker runs in its own process)."""

@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import math
 import os
@@ -181,6 +182,12 @@ def ms(value: float, deadline: float = 0.0) -> str:
     if math.isinf(value):
         return f">{deadline:.0f}s"
     return f"{value:.1f}" if value < 10_000 else f"{value / 1000:.1f}s"
+
+
+def ms_with_unit(value: float, deadline: float = 0.0) -> str:
+    """`ms` with its unit: "55.8 ms", "25.2 s", ">40 s"."""
+    text = ms(value, deadline)
+    return text if text.endswith("s") else f"{text} ms"
 
 
 # ==================================================================================================
@@ -441,7 +448,7 @@ async def client_main(opts: argparse.Namespace, paths: list[str]) -> dict[str, A
         "connected": len(conns),
         "connect_errors": connect_errors,
         "finished": sum(1 for c in conns if c.ended.done()),
-        "end_reasons": sorted({c.end_reason for c in conns}),
+        "end_reasons": dict(collections.Counter(c.end_reason for c in conns)),
         "keepalives": sum(keepalives for _, keepalives in parsed),
         "frames": sum(len(frames) for frames, _ in parsed),
         "wall_s": wall,
@@ -779,7 +786,7 @@ def client_summary(stats: list[dict[str, Any]]) -> dict[str, Any]:
         "lag_max_ms": max((s["lag_max_ms"] for s in stats), default=0.0),
         "connected": sum(s["connected"] for s in stats),
         "unfinished": sum(s["connected"] - s["finished"] for s in stats),
-        "end_reasons": sorted({r for s in stats for r in s["end_reasons"]}),
+        "end_reasons": dict(sum((collections.Counter(s["end_reasons"]) for s in stats), collections.Counter())),
     }
 
 
@@ -889,6 +896,8 @@ def run_config(opts: argparse.Namespace, cfg: Config) -> dict[str, Any]:
         for child in reversed(children):
             child.stop()
         result.update(analyse(cfg, records, sent, runs, logged_event_ids(db)))
+        if (result["late"] or result["lost"]) and isinstance(server, CliServer):
+            result["server_log"] = server.stderr_end(4000)  # why streams ended early, if the server said
         return result
     finally:
         for child in reversed(children):
@@ -1044,7 +1053,11 @@ def print_results(results: list[dict[str, Any]]) -> None:
             f"{percentile(r['first_latency'], 50):.1f}/{percentile(r['first_latency'], 95):.1f}",
         ])  # fmt: skip
         if r["late"] or r["lost"]:
-            print(f"  {cfg.key}: streams ended: {', '.join(c['end_reasons'])}")
+            reasons = ", ".join(f"{why} x{count}" for why, count in sorted(c["end_reasons"].items()))
+            print(f"  {cfg.key}: streams ended: {reasons}")
+            if r.get("server_log"):
+                print(f"  {cfg.key}: the server's stderr, last lines:")
+                print("\n".join(f"    {line}" for line in r["server_log"].splitlines()))
         if "error" in r:
             print(f"  {cfg.key}: {r['error']}")
         summary.append((cfg, p95, r))
@@ -1096,7 +1109,7 @@ def print_results(results: list[dict[str, Any]]) -> None:
     for cfg, p95, r in summary:
         checks = (p95 < cfg.target_ms, r["rss_peak_mb"] < TARGET_RSS_MB, r["lost"] + r["late"] == 0)
         st = [verdict(ok) if cfg.headline else "info" for ok in checks]
-        srows.append([f"{cfg.key} delivery p95", ms(p95, cfg.timeout) + " ms", f"< {cfg.target_ms:g} ms", st[0]])
+        srows.append([f"{cfg.key} delivery p95", ms_with_unit(p95, cfg.timeout), f"< {cfg.target_ms:g} ms", st[0]])
         srows.append([f"{cfg.key} server peak RSS", f"{r['rss_peak_mb']:.0f} MB", f"< {TARGET_RSS_MB:g} MB", st[1]])
         srows.append([f"{cfg.key} events lost / late", f"{r['lost']} / {r['late']:,}", "0 / 0", st[2]])
     print(table(["metric", "value", "target", "status"], srows))
@@ -1106,6 +1119,7 @@ def print_rounds(results: list[dict[str, Any]]) -> None:
     """Each configuration's p95 in every round, and their median: the figure to quote."""
     by_key: dict[str, list[str]] = {}
     medians: dict[str, list[float]] = {}
+    deadlines: dict[str, float] = {}
     for r in results:
         key = r["cfg"].key.rsplit(" #", 1)[0]
         p95 = percentile(r["latency"], 95) if "latency" in r else math.nan
@@ -1113,8 +1127,9 @@ def print_rounds(results: list[dict[str, Any]]) -> None:
         for row_key, value in ((key, p95), (f"{key}, run:progress", progress_p95)):
             by_key.setdefault(row_key, []).append(ms(value, r["cfg"].timeout))
             medians.setdefault(row_key, []).append(value)
+            deadlines[row_key] = r["cfg"].timeout
     print("\n=== p95 by round (ms) and the median of the rounds: every event, and run:progress alone ===")
-    rows = [[key, *values, ms(statistics.median(medians[key]))] for key, values in by_key.items()]
+    rows = [[key, *values, ms(statistics.median(medians[key]), deadlines[key])] for key, values in by_key.items()]
     print(table(["config", *(f"#{n}" for n in range(1, max(len(v) for v in by_key.values()) + 1)), "median"], rows))
 
 
@@ -1354,7 +1369,7 @@ def main(argv: list[str]) -> int:
             results.append(result)
             if "latency" in result:
                 lat = result["latency"]
-                print(f"    {result['delivered']:,} frames, p95 {ms(percentile(lat, 95), cfg.timeout)} ms, lost {result['lost']}, "
+                print(f"    {result['delivered']:,} frames, p95 {ms_with_unit(percentile(lat, 95), cfg.timeout)}, lost {result['lost']}, "
                       f"late {result['late']:,}, peak RSS {result['rss_peak_mb']:.0f} MB, uvicorn {result['protocol']} "
                       f"({time.monotonic() - t:.0f} s)", flush=True)  # fmt: skip
             else:
