@@ -77,7 +77,10 @@ class FeedSubscription:
         self._wake_at = math.inf  # when the wait in progress ends with no items (loop time)
         # One timer kept across waits (see `_arm`): arming and cancelling one per wait is a cost
         # every stream pays per batch.
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        # The deadline `_timer` was set for. Not `_timer.when()`: for a deadline under a millisecond
+        # away uvloop's `call_at` gives a plain Handle (it calls soon), which has no `when()`.
+        self._timer_at = math.inf
         self._last_id = 0
         self.ended = False
         self.overflowed = False
@@ -153,17 +156,18 @@ class FeedSubscription:
         stream's next deadline is mostly later than its last (its keep-alive moves on with every
         write), and a timer that rings early sets itself again instead of waking the stream."""
         if self._timer is not None:
-            if self._timer.when() <= self._wake_at:
+            if self._timer_at <= self._wake_at:
                 return
             self._timer.cancel()
-        self._timer = (
-            None if self._wake_at == math.inf else loop.call_at(self._wake_at, self._ring, loop, self._wake_at)
-        )
+            self._timer = None
+        if self._wake_at != math.inf:
+            self._timer = loop.call_at(self._wake_at, self._ring, loop, self._wake_at)
+            self._timer_at = self._wake_at
 
     def _ring(self, loop: asyncio.AbstractEventLoop, set_for: float) -> None:
         self._timer = None
-        if self._waiter is None:
-            return  # the stream is busy: its next wait sets the timer it needs
+        if self._waiter is None or self._waiter.done():
+            return  # the stream is busy, or about to be: its next wait sets the timer it needs
         if self._wake_at > set_for:
             self._arm(loop)  # set for a deadline the stream has since put off
         else:

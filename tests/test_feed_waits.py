@@ -9,6 +9,7 @@ could end them; bounds (`WAIT`) only keep a failing test from hanging.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -69,3 +70,42 @@ async def test_a_wait_with_no_timeout_ends_only_with_items_or_the_end(subscripti
     assert not waiting.done()
     subscription.end()
     assert await asyncio.wait_for(waiting, WAIT) == []
+
+
+def test_on_uvloop_waits_whose_deadlines_are_under_a_millisecond_away_never_fail(tmp_path: Path) -> None:
+    """`durably-reflex serve` runs on uvloop, whose `call_at` for a deadline under a millisecond away
+    gives a plain Handle (it calls soon): a stream whose held progress is due about now waits like
+    that, and a timer kept from an earlier wait may ring a moment before the deadline of the wait
+    in progress, with items arriving between waits. (A stream's task failed this way in W4a.)"""
+    uvloop = pytest.importorskip("uvloop")
+    choices = random.Random(1)
+
+    async def scenario() -> None:
+        durably = create_durably(f"sqlite:///{tmp_path / 'jobs.db'}")
+        await durably.migrate()
+        subscription = await durably.feed.subscribe()
+        received: list[int] = []
+
+        async def stream() -> None:
+            while len(received) < 20000:
+                batch = await subscription.next_batch(timeout=choices.choice([0.0, 0.0002, 0.001, 0.01]))
+                received.extend(entry.id for entry in batch)
+                if choices.random() < 0.3:  # the stream's write, now and then, lets the loop run
+                    await asyncio.sleep(0)
+
+        async def log() -> None:
+            for event_id in range(1, 20001):
+                subscription.offer([item(event_id)], 10)
+                for _ in range(choices.randint(0, 2)):
+                    await asyncio.sleep(0)
+
+        try:
+            async with asyncio.timeout(WAIT):
+                await asyncio.gather(stream(), log())
+        finally:
+            subscription.close()
+            await durably.close()
+        assert received == list(range(1, 20001))
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(scenario())
