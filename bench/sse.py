@@ -897,7 +897,7 @@ def run_config(opts: argparse.Namespace, cfg: Config) -> dict[str, Any]:
             child.stop()
         result.update(analyse(cfg, records, sent, runs, logged_event_ids(db)))
         if (result["late"] or result["lost"]) and isinstance(server, CliServer):
-            result["server_log"] = server.stderr_end(4000)  # why streams ended early, if the server said
+            result["server_log"] = server.stderr_end(20000)  # why streams ended early, if the server said
         return result
     finally:
         for child in reversed(children):
