@@ -6,7 +6,9 @@
 W1  throughput: N runs x S trivial steps on a file-backed SQLite database in a fresh temp dir; in the
     same rounds, huey 3.5 (one worker thread) running N x S trivial tasks, on SqliteHuey (a durable
     queue: two commits per task) and on MemoryHuey (a queue in memory, which persists nothing):
-    plain queues that checkpoint no step, the bar issue 15 sets for a step's cost.
+    plain queues that checkpoint no step, the bar issue 15 sets for a step's cost; and the SQL floor:
+    the statements one slot's writer ran to drain the backlog, recorded, then replayed in a tight loop
+    on a copy of the database as it was (the time the database alone needs, with no engine around it).
 W2  trigger-to-complete latency of a 1-step job on an idle, started worker.
 W3  crash recovery: a 100-step run SIGKILLed half-way, resumed by a new process.
 
@@ -180,6 +182,97 @@ def child_w1_durably(args: argparse.Namespace) -> None:
         }  # fmt: skip
 
     emit_result(asyncio.run(main()))
+
+
+class _StatementLog:
+    """Stands in for the writer's sqlite3 connection while W1's backlog drains: every statement, with
+    its parameters, is kept in order, and goes on to the real connection (`child_w1_sql_floor`)."""
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self.raw = raw
+        self.statements: list[tuple[str, Any, bool]] = []  # (sql, parameters, executemany)
+
+    def execute(self, sql: str, parameters: Any = ()) -> sqlite3.Cursor:
+        self.statements.append((sql, dict(parameters) if isinstance(parameters, dict) else parameters, False))
+        return self.raw.execute(sql, parameters)
+
+    def executemany(self, sql: str, rows: Any) -> sqlite3.Cursor:
+        rows = [dict(row) if isinstance(row, dict) else row for row in rows]
+        self.statements.append((sql, rows, True))
+        return self.raw.executemany(sql, rows)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+def child_w1_sql_floor(args: argparse.Namespace) -> None:
+    """W1's SQL floor: the statements the engine's writer ran to drain W1's backlog with one slot (every
+    BEGIN, step INSERT, COMMIT, claim and finish), recorded, then run again in one tight loop on a copy
+    of the database as it was before the worker started, with the engine's connection settings. That
+    is the time the database alone needs for the workload, with no engine around it: what is left of a
+    step's time for everything else is the engine's own (Python) cost."""
+    import asyncio
+
+    from durably_reflex import create_durably, define_job
+
+    steps = args.steps
+
+    async def body(step: Any, _input: Any) -> int:
+        total = 0
+        for i in range(steps):
+            total += await step.run(f"s{i}", trivial_step, i)
+        return total
+
+    async def record() -> tuple[str, list[tuple[str, Any, bool]], float, float]:
+        path = os.path.join(args.dir, "durably.db")
+        durably = create_durably(f"sqlite:///{path}", polling_interval=1.0, max_concurrent_runs=1)
+        durably.register(w1=define_job(name="w1", run=body))
+        await durably.migrate()
+        done = asyncio.Event()
+        completed = 0
+
+        def on_complete(_event: dict[str, Any]) -> None:
+            nonlocal completed
+            completed += 1
+            if completed >= args.runs:
+                done.set()
+
+        durably.on("run:complete", on_complete)
+        for start in range(0, args.runs, 100):
+            await durably.jobs.w1.batch_trigger([None] * min(100, args.runs - start))
+        copy = os.path.join(args.dir, "before-start.db")
+        with contextlib.closing(sqlite3.connect(path)) as source, contextlib.closing(sqlite3.connect(copy)) as target:
+            source.backup(target)
+        writer = durably.storage._writer._connected()  # the bench reaches in: no public way to see its SQL
+        log = writer.raw = _StatementLog(writer.raw)
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        await durably.start()
+        await asyncio.wait_for(done.wait(), args.timeout)
+        t1, cpu1 = time.perf_counter(), time.process_time()
+        writer.raw = log.raw
+        await durably.close(timeout=5)
+        return copy, log.statements, t1 - t0, cpu1 - cpu0
+
+    copy, statements, engine_s, engine_cpu_s = asyncio.run(record())
+    db = sqlite3.connect(copy, timeout=30, isolation_level=None)
+    for pragma in ("busy_timeout=30000", "journal_mode=WAL", "synchronous=NORMAL", "temp_store=MEMORY"):
+        db.execute(f"PRAGMA {pragma}")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal", "the copy must replay in WAL mode, as recorded"
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    for sql, parameters, many in statements:
+        if many:
+            db.executemany(sql, parameters)
+        else:
+            db.execute(sql, parameters).fetchall()
+    t1, cpu1 = time.perf_counter(), time.process_time()
+    runs_ok = db.execute("SELECT count(*) FROM durably_runs WHERE status='completed'").fetchone()[0]
+    steps_ok = db.execute("SELECT count(*) FROM durably_steps WHERE status='completed'").fetchone()[0]
+    db.close()
+    emit_result({
+        "trigger_s": 0.0, "exec_s": t1 - t0, "exec_cpu_s": cpu1 - cpu0, "total_s": t1 - t0, "total_cpu_s": cpu1 - cpu0,
+        "timed_out": False, "runs_completed_db": runs_ok, "steps_completed_db": steps_ok,
+        "statements": len(statements), "engine_exec_s": engine_s, "engine_exec_cpu_s": engine_cpu_s,
+    })  # fmt: skip
 
 
 def child_w1_dbos(args: argparse.Namespace) -> None:
@@ -515,6 +608,7 @@ def child_w3_dbos_resume(args: argparse.Namespace) -> None:
 
 CHILDREN = {
     "w1-durably": child_w1_durably,
+    "w1-sql-floor": child_w1_sql_floor,
     "w1-dbos": child_w1_dbos,
     "w1-huey": child_w1_huey,
     "ceiling": child_ceiling,
@@ -613,13 +707,15 @@ def w1_durably_rounds(opts: argparse.Namespace, summary: Summary, rows: list[lis
     configs = [(conc, mode, name, code) for conc in opts.w1_slots for mode in opts.w1_modes for name, code in codes]
     if opts.huey:  # the peer, in the same rounds: one worker thread, as one slot
         configs += [(1, mode, f"huey-{storage}", CODE) for storage in ("sqlite", "memory") for mode in opts.w1_modes]
+    if opts.sql_floor and 1 in opts.w1_slots and "backlog" in opts.w1_modes:  # what the database alone needs
+        configs.append((1, "backlog", "sql-floor", CODE))
     results: dict[tuple[int, str, str], list[dict[str, Any]]] = {key[:3]: [] for key in configs}
     for round_index in range(opts.repeat):
         if opts.repeat > 1:
             print(f"  W1 round {round_index + 1} of {opts.repeat} ...", flush=True)
         for conc, mode, name, code in configs:
             d = fresh_dir(f"w1-c{conc}-{mode}")
-            kind, storage = ("w1-huey", name[len("huey-") :]) if name.startswith("huey-") else ("w1-durably", "")
+            kind, storage = w1_child(name)
             try:
                 r = run_child(kind, ["--dir", d, "--runs", str(runs), "--steps", str(steps), "--conc", str(conc),
                                      "--mode", mode, "--storage", storage, "--timeout", str(timeout)], timeout + 60, code=code)  # fmt: skip
@@ -647,6 +743,9 @@ def w1_durably_rounds(opts: argparse.Namespace, summary: Summary, rows: list[lis
         if name.startswith("huey-"):
             ours = median(1, mode, "after" if opts.before_code else "", "steps_s") if 1 in opts.w1_slots else None
             huey_row(rows, summary, name[len("huey-") :], mode, window, done, ours)
+            continue
+        if name == "sql-floor":
+            floor_row(rows, summary, done, median(1, mode, "after" if opts.before_code else "", "cpu_us_per_step"))
             continue
         who = f"{name} ({opts.before}): " if name == "before" else ("after: " if name else "")
         label = f"durably-reflex {who}max_concurrent_runs={conc}, {window}"
@@ -710,6 +809,37 @@ def huey_row(
     if ours:
         target = "> 1x" if storage == "sqlite" else "reference"  # a durable queue is the like-for-like one
         summary.add(f"W1 durably c=1 / huey {storage}, same rounds ({what})", f"{ours / tasks_s:.2f}x", target)
+
+
+def w1_child(name: str) -> tuple[str, str]:
+    """The child that measures a W1 configuration, and its --storage."""
+    if name.startswith("huey-"):
+        return "w1-huey", name[len("huey-") :]
+    return ("w1-sql-floor" if name == "sql-floor" else "w1-durably"), ""
+
+
+def floor_row(rows: list[list[str]], summary: Summary, done: list[dict[str, Any]], engine_cpu_us: float | None) -> None:
+    """The SQL floor's row (`child_w1_sql_floor`), and what one slot of the engine spends per step on
+    top of it, from the same rounds."""
+    label = "SQL floor: the statements of one slot's backlog drain, replayed without the engine"
+    if not done:
+        rows.append([label, "ERROR", "", "", "", "", "", "", ""])
+        summary.add("W1 SQL floor steps/s", "ERROR (see above)")
+        return
+    steps_s = statistics.median(r["steps_s"] for r in done)
+    floor_cpu_us = statistics.median(r["cpu_us_per_step"] for r in done)
+    statements = statistics.median(r["statements"] / r["steps_completed_db"] for r in done)
+    note = "; ".join(filter(None, [
+        "rounds: " + ", ".join(fmt(r["steps_s"]) for r in done) if len(done) > 1 else "",
+        f"{statements:.2f} statements per step",
+    ]))  # fmt: skip
+    rows.append([label, f"{done[0]['runs_completed_db']:,}", "-", fmt(statistics.median(r["window_s"] for r in done), ".2f"),
+                 fmt(steps_s), fmt(floor_cpu_us, ".1f"), fmt(statistics.median(r["peak_rss_kb"] for r in done) / 1024, ".1f"),
+                 f"(the ceiling of >= {TARGET_STEPS_C1:,.0f})", note])  # fmt: skip
+    summary.add("W1 SQL floor steps/s (the engine's statements alone, one slot)", fmt(steps_s), "reference")
+    if engine_cpu_us is not None:
+        summary.add("W1 c=1 CPU per step: the engine's own, on top of the SQL floor", f"{engine_cpu_us - floor_cpu_us:.1f} us",
+                    f"<= {1e6 / TARGET_STEPS_C1 - floor_cpu_us:.1f} us for {TARGET_STEPS_C1:,.0f} steps/s")  # fmt: skip
 
 
 def bench_w1(opts: argparse.Namespace, summary: Summary) -> None:
@@ -1078,6 +1208,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--dbos-runs", type=int, default=200, help="W1 runs for DBOS (default 200; it is slow here)")
     p.add_argument("--no-dbos", action="store_true", help="skip the DBOS comparison")
     p.add_argument("--no-huey", dest="huey", action="store_false", help="W1: skip the huey comparison")
+    p.add_argument("--no-sql-floor", dest="sql_floor", action="store_false",
+                   help="W1: skip the SQL floor (the engine's statements for one slot, replayed without it)")  # fmt: skip
     p.add_argument("--rev", metavar="REV", help="measure this commit (git archive) instead of this checkout")
     p.add_argument("--before", metavar="REV", help="W1 and W2http: also measure this commit (or folder), interleaved")
     p.add_argument("--repeat", type=int, default=1, help="W1: rounds of every configuration, interleaved (medians)")
