@@ -125,12 +125,26 @@ def launch_dbos(db_dir: str, journal: str) -> Any:
 # ==================================================================================================
 # children
 # ==================================================================================================
-def child_w1_durably(args: argparse.Namespace) -> None:
-    import asyncio
+class Completions:
+    """Counts `run:complete` events; `all_done` is set once `expected` have come."""
 
+    def __init__(self, expected: int) -> None:
+        import asyncio
+
+        self.expected = expected
+        self.count = 0
+        self.all_done = asyncio.Event()
+
+    def __call__(self, _event: dict[str, Any]) -> None:
+        self.count += 1
+        if self.count >= self.expected:
+            self.all_done.set()
+
+
+async def w1_engine(path: str, runs: int, steps: int, slots: int) -> tuple[Any, Completions]:
+    """W1's engine on a SQLite file, migrated, its job registered (`steps` trivial steps a run), and
+    its `run:complete` events counted until `runs` have completed."""
     from durably_reflex import create_durably, define_job
-
-    steps = args.steps
 
     async def body(step: Any, _input: Any) -> int:
         total = 0
@@ -138,45 +152,52 @@ def child_w1_durably(args: argparse.Namespace) -> None:
             total += await step.run(f"s{i}", trivial_step, i)
         return total
 
-    job = define_job(name="w1", run=body)
+    durably = create_durably(f"sqlite:///{path}", polling_interval=1.0, max_concurrent_runs=slots)
+    durably.register(w1=define_job(name="w1", run=body))
+    await durably.migrate()
+    completions = Completions(runs)
+    durably.on("run:complete", completions)
+    return durably, completions
+
+
+def completed_in(db: sqlite3.Connection) -> tuple[int, int]:
+    """The runs and the steps a W1 database holds completed."""
+    runs = db.execute("SELECT count(*) FROM durably_runs WHERE status='completed'").fetchone()[0]
+    steps = db.execute("SELECT count(*) FROM durably_steps WHERE status='completed'").fetchone()[0]
+    return runs, steps
+
+
+async def w1_trigger(durably: Any, runs: int) -> None:
+    """W1's runs, triggered 100 at a time."""
+    for start in range(0, runs, 100):
+        await durably.jobs.w1.batch_trigger([None] * min(100, runs - start))
+
+
+def child_w1_durably(args: argparse.Namespace) -> None:
+    import asyncio
 
     async def main() -> dict[str, Any]:
         path = os.path.join(args.dir, "durably.db")
-        durably = create_durably(f"sqlite:///{path}", polling_interval=1.0, max_concurrent_runs=args.conc)
-        durably.register(w1=job)
-        await durably.migrate()
-        done = asyncio.Event()
-        completed = 0
-
-        def on_complete(_event: dict[str, Any]) -> None:
-            nonlocal completed
-            completed += 1
-            if completed >= args.runs:
-                done.set()
-
-        durably.on("run:complete", on_complete)
+        durably, completions = await w1_engine(path, args.runs, args.steps, args.conc)
         rss_before = rss_now_kb()
         if args.mode == "queue":  # DBOS's window: the worker runs while the runs are triggered
             await durably.start()
         t0, cpu0 = time.perf_counter(), time.process_time()
-        for start in range(0, args.runs, 100):
-            await durably.jobs.w1.batch_trigger([None] * min(100, args.runs - start))
+        await w1_trigger(durably, args.runs)
         t1, cpu1 = time.perf_counter(), time.process_time()
         if args.mode == "backlog":  # a backlog drained: the worker starts once every run is pending
             await durably.start()
         timed_out = False
         try:
-            await asyncio.wait_for(done.wait(), args.timeout)
+            await asyncio.wait_for(completions.all_done.wait(), args.timeout)
         except TimeoutError:
             timed_out = True
         t2, cpu2 = time.perf_counter(), time.process_time()
         await durably.close(timeout=5)
-        db = sqlite3.connect(path)
-        runs_ok = db.execute("SELECT count(*) FROM durably_runs WHERE status='completed'").fetchone()[0]
-        steps_ok = db.execute("SELECT count(*) FROM durably_steps WHERE status='completed'").fetchone()[0]
-        db.close()
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            runs_ok, steps_ok = completed_in(db)
         return {
-            "trigger_s": t1 - t0, "exec_s": t2 - t1, "total_s": t2 - t0, "completed_events": completed,
+            "trigger_s": t1 - t0, "exec_s": t2 - t1, "total_s": t2 - t0, "completed_events": completions.count,
             "total_cpu_s": cpu2 - cpu0, "exec_cpu_s": cpu2 - cpu1, "timed_out": timed_out,
             "runs_completed_db": runs_ok, "steps_completed_db": steps_ok, "rss_before_start_kb": rss_before,
         }  # fmt: skip
@@ -213,33 +234,10 @@ def child_w1_sql_floor(args: argparse.Namespace) -> None:
     step's time for everything else is the engine's own (Python) cost."""
     import asyncio
 
-    from durably_reflex import create_durably, define_job
-
-    steps = args.steps
-
-    async def body(step: Any, _input: Any) -> int:
-        total = 0
-        for i in range(steps):
-            total += await step.run(f"s{i}", trivial_step, i)
-        return total
-
     async def record() -> tuple[str, list[tuple[str, Any, bool]], float, float]:
         path = os.path.join(args.dir, "durably.db")
-        durably = create_durably(f"sqlite:///{path}", polling_interval=1.0, max_concurrent_runs=1)
-        durably.register(w1=define_job(name="w1", run=body))
-        await durably.migrate()
-        done = asyncio.Event()
-        completed = 0
-
-        def on_complete(_event: dict[str, Any]) -> None:
-            nonlocal completed
-            completed += 1
-            if completed >= args.runs:
-                done.set()
-
-        durably.on("run:complete", on_complete)
-        for start in range(0, args.runs, 100):
-            await durably.jobs.w1.batch_trigger([None] * min(100, args.runs - start))
+        durably, completions = await w1_engine(path, args.runs, args.steps, 1)
+        await w1_trigger(durably, args.runs)
         copy = os.path.join(args.dir, "before-start.db")
         with contextlib.closing(sqlite3.connect(path)) as source, contextlib.closing(sqlite3.connect(copy)) as target:
             source.backup(target)
@@ -247,7 +245,7 @@ def child_w1_sql_floor(args: argparse.Namespace) -> None:
         log = writer.raw = _StatementLog(writer.raw)
         t0, cpu0 = time.perf_counter(), time.process_time()
         await durably.start()
-        await asyncio.wait_for(done.wait(), args.timeout)
+        await asyncio.wait_for(completions.all_done.wait(), args.timeout)
         t1, cpu1 = time.perf_counter(), time.process_time()
         writer.raw = log.raw
         await durably.close(timeout=5)
@@ -265,8 +263,7 @@ def child_w1_sql_floor(args: argparse.Namespace) -> None:
         else:
             db.execute(sql, parameters).fetchall()
     t1, cpu1 = time.perf_counter(), time.process_time()
-    runs_ok = db.execute("SELECT count(*) FROM durably_runs WHERE status='completed'").fetchone()[0]
-    steps_ok = db.execute("SELECT count(*) FROM durably_steps WHERE status='completed'").fetchone()[0]
+    runs_ok, steps_ok = completed_in(db)
     db.close()
     emit_result({
         "trigger_s": 0.0, "exec_s": t1 - t0, "exec_cpu_s": cpu1 - cpu0, "total_s": t1 - t0, "total_cpu_s": cpu1 - cpu0,
