@@ -15,8 +15,9 @@ finds it. `--before REV` (a commit, as `git archive`, or a folder holding durabl
 that code too, interleaved with this checkout process by process; each configuration's figures are
 medians over `--processes` processes, with the cores the machine kept busy meanwhile.
 Each code's modules are compiled to bytecode first (`compileall`), as pip does when it installs a
-package and Python does on a first import: where PYTHONDONTWRITEBYTECODE is set (this project's
-sandbox sets it), every process would otherwise compile durably_reflex from source, about 70 ms here.
+package and Python does on a first import: where PYTHONDONTWRITEBYTECODE is set (the machine the
+README's figures come from sets it), every process would otherwise compile durably_reflex from
+source, about 70 ms there.
 
 Only local files and 127.0.0.1 are used; every child is bounded by a timeout.
 """
