@@ -266,8 +266,7 @@ def child_w1_sql_floor(args: argparse.Namespace) -> None:
     runs_ok, steps_ok = completed_in(db)
     db.close()
     emit_result({
-        "trigger_s": 0.0, "exec_s": t1 - t0, "exec_cpu_s": cpu1 - cpu0, "total_s": t1 - t0, "total_cpu_s": cpu1 - cpu0,
-        "timed_out": False, "runs_completed_db": runs_ok, "steps_completed_db": steps_ok,
+        "exec_s": t1 - t0, "exec_cpu_s": cpu1 - cpu0, "timed_out": False, "runs_completed_db": runs_ok, "steps_completed_db": steps_ok,
         "statements": len(statements), "engine_exec_s": engine_s, "engine_exec_cpu_s": engine_cpu_s,
     })  # fmt: skip
 
@@ -762,7 +761,7 @@ def w1_durably_rounds(opts: argparse.Namespace, summary: Summary, rows: list[lis
             target, status = "-", ""
         incomplete = sum(not r["complete"] for r in done)
         note = "; ".join(filter(None, [
-            "rounds: " + ", ".join(fmt(r["steps_s"]) for r in done) if len(done) > 1 else "",
+            rounds_note(done),
             f"INCOMPLETE in {incomplete} round(s)" if incomplete else "",
         ]))  # fmt: skip
         rows.append([label, f"{runs:,}", fmt(median(conc, mode, name, "trigger_s"), ".2f"),
@@ -773,6 +772,11 @@ def w1_durably_rounds(opts: argparse.Namespace, summary: Summary, rows: list[lis
         summary.add(f"W1 durably {who}c={conc} steps/s ({what})", fmt(steps_s), target, status)
         if name == "after" and (before := median(conc, mode, "before", "steps_s")):
             summary.add(f"W1 after / before, c={conc} ({what})", f"{steps_s / before:.2f}x")
+
+
+def rounds_note(done: list[dict[str, Any]]) -> str:
+    """Each round's steps/s, when there was more than one round."""
+    return "rounds: " + ", ".join(fmt(r["steps_s"]) for r in done) if len(done) > 1 else ""
 
 
 def huey_row(
@@ -794,7 +798,7 @@ def huey_row(
     tasks_s = statistics.median(r["steps_s"] for r in done)
     incomplete = sum(not r["complete"] for r in done)
     note = "; ".join(filter(None, [
-        "rounds: " + ", ".join(fmt(r["steps_s"]) for r in done) if len(done) > 1 else "",
+        rounds_note(done),
         f"INCOMPLETE in {incomplete} round(s)" if incomplete else "",
     ]))  # fmt: skip
     rows.append([label, f"{done[0]['steps_completed_db']:,} tasks", fmt(statistics.median(r["trigger_s"] for r in done), ".2f"),
@@ -827,7 +831,7 @@ def floor_row(rows: list[list[str]], summary: Summary, done: list[dict[str, Any]
     floor_cpu_us = statistics.median(r["cpu_us_per_step"] for r in done)
     statements = statistics.median(r["statements"] / r["steps_completed_db"] for r in done)
     note = "; ".join(filter(None, [
-        "rounds: " + ", ".join(fmt(r["steps_s"]) for r in done) if len(done) > 1 else "",
+        rounds_note(done),
         f"{statements:.2f} statements per step",
     ]))  # fmt: skip
     rows.append([label, f"{done[0]['runs_completed_db']:,}", "-", fmt(statistics.median(r["window_s"] for r in done), ".2f"),
